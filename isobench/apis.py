@@ -1,0 +1,138 @@
+"""Affected APIs of a commit, and the writer of ISO-Bench extraction files.
+
+The affected APIs are the Python functions and methods (``Class.method``) whose
+lines a commit touches, found by mapping diff hunks onto the ``ast`` of the old
+and new file.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from . import git
+from .errors import IsobenchError
+from .jsonio import write_json
+
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def _def_ranges(source: str | None) -> list[tuple[int, int, str]]:
+    """(first line, last line, qualified name) of every function in ``source``."""
+    if not source:
+        return []
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    ranges: list[tuple[int, int, str]] = []
+
+    def visit(node, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = f"{prefix}{child.name}"
+                ranges.append((child.lineno, child.end_lineno or child.lineno, name))
+                visit(child, name + ".")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+
+    visit(tree, "")
+    return ranges
+
+
+def changed_lines(diff_text: str) -> tuple[set[int], set[int]]:
+    """Old-side and new-side line numbers that a unified diff removes or adds."""
+    old, new = set(), set()
+    old_no = new_no = 0
+    in_hunk = False
+    for line in diff_text.splitlines():
+        m = _HUNK.match(line)
+        if m:
+            old_no, new_no, in_hunk = int(m.group(1)), int(m.group(3)), True
+            continue
+        if line.startswith("diff --git"):
+            in_hunk = False
+        if not in_hunk or line.startswith("\\"):
+            continue
+        if line.startswith("+"):
+            new.add(new_no)
+            new_no += 1
+        elif line.startswith("-"):
+            old.add(old_no)
+            old_no += 1
+        else:
+            old_no += 1
+            new_no += 1
+    return old, new
+
+
+def _innermost(ranges, lines: set[int]) -> set[str]:
+    names = set()
+    for line in lines:
+        hits = [(end - start, name) for start, end, name in ranges if start <= line <= end]
+        if hits:
+            names.add(min(hits)[1])
+    return names
+
+
+def affected_apis(mirror: Path, base: str, head: str, paths: list[str]) -> list[str]:
+    names: set[str] = set()
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        old_lines, new_lines = changed_lines(git.diff(mirror, base, head, [path]))
+        names |= _innermost(_def_ranges(git.show_file(mirror, head, path)), new_lines)
+        names |= _innermost(_def_ranges(git.show_file(mirror, base, path)), old_lines)
+    return sorted(names)
+
+
+def extraction_for(repo: Path, commit: str, with_old_content: bool = False) -> dict:
+    """One commit in ISO-Bench's ``commit_extractions_with_apis`` format."""
+    head = git.resolve(repo, commit)
+    if head is None:
+        raise IsobenchError(f"{repo}: commit {commit} not found")
+    base = git.first_parents(repo, [head]).get(head)
+    if base is None:
+        raise IsobenchError(f"{repo}: commit {head} is a root commit: no parent to compare against")
+    info = git.commit_info(repo, head)
+    files = []
+    for f in git.changed_files(repo, base, head):
+        entry = {"file_path": f["file_path"]}
+        if with_old_content:
+            entry["old_content"] = git.show_file(repo, base, f["file_path"]) if f["change_type"] != "added" else None
+        entry.update(diff=git.diff(repo, base, head, [f["file_path"]]), **{k: f[k] for k in ("change_type", "lines_added", "lines_removed")})
+        files.append(entry)
+    kinds = [f["change_type"] for f in files]
+    return {
+        "commit_hash": head,
+        "parent_hash": base,
+        "message": info["message"],
+        "author": info["author"],
+        "date": info["date_git"],
+        "files_changed": files,
+        "affected_apis": affected_apis(repo, base, head, [f["file_path"] for f in files]),
+        "summary": {
+            "total_files": len(files),
+            "files_added": kinds.count("added"),
+            "files_deleted": kinds.count("deleted"),
+            "files_modified": kinds.count("modified"),
+        },
+    }
+
+
+def commits_matching(repo: Path, pattern: str, ref: str = "HEAD") -> list[str]:
+    """Commits reachable from ``ref`` whose message matches ``pattern`` (git log --grep), oldest first."""
+    out = git.git("log", "--reverse", "--format=%H", f"--grep={pattern}", "-E", ref, cwd=repo)
+    return out.split()
+
+
+def write_extractions(repo: Path, commits: list[str], out_dir: Path, with_old_content: bool = False) -> list[Path]:
+    """Write ``<sha>.json`` per commit into ``out_dir``; return the paths written."""
+    written = []
+    for commit in commits:
+        data = extraction_for(repo, commit, with_old_content)
+        path = Path(out_dir) / f"{data['commit_hash']}.json"
+        write_json(path, data)
+        written.append(path)
+    return written

@@ -1,0 +1,8 @@
+"""The one exception type that the step scripts turn into a one-line error."""
+
+
+class IsobenchError(Exception):
+    """A user-facing error: its message is one line naming the file and the field."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))

@@ -1,0 +1,164 @@
+"""Thin wrappers over the git command line: mirrors, commit facts, diffs, worktrees."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import IsobenchError
+
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+# git must behave the same on every machine: no user or system config, no pager, no prompts.
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "LC_ALL": "C",
+}
+
+
+def git(*args: str, cwd: str | Path | None = None, env: dict | None = None, check: bool = True, input: str | None = None) -> str:
+    """Run git and return its stdout; a failure raises IsobenchError with git's own message."""
+    full_env = {**os.environ, **GIT_ENV, **(env or {})}
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=full_env, input=input, capture_output=True, text=True, errors="replace"
+    )
+    if check and proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise IsobenchError(f"git {args[0]} failed in {cwd or os.getcwd()}: {msg}")
+    return proc.stdout
+
+
+@contextmanager
+def locked(path: Path):
+    """An exclusive advisory lock on ``path`` (created if missing), held for the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_url(repo: str) -> bool:
+    return "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo) is not None
+
+
+def ensure_mirror(repo: str, mirror: Path, fetch: bool = True) -> Path:
+    """Create a bare mirror of ``repo`` at ``mirror`` or fetch it (once per run, by the caller)."""
+    mirror = Path(mirror)
+    if not is_url(repo) and not Path(repo).exists():
+        raise IsobenchError(f"source repo {repo}: no such path or URL")
+    with locked(mirror.with_name(mirror.name + ".lock")):
+        if not (mirror / "HEAD").exists():
+            if mirror.exists():
+                shutil.rmtree(mirror)
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            src = repo if is_url(repo) else str(Path(repo).resolve())
+            git("clone", "--quiet", "--mirror", src, str(mirror))
+        elif fetch:
+            git("remote", "update", "--prune", cwd=mirror)
+    return mirror
+
+
+def resolve(mirror: Path, ref: str) -> str | None:
+    """The full SHA of a commit ``ref`` (a name or an abbreviated hash), or None."""
+    out = git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", cwd=mirror, check=False).strip()
+    return out if SHA_RE.match(out) else None
+
+
+def resolve_many(mirror: Path, refs: list[str]) -> dict[str, str | None]:
+    """Resolve many commit refs in one git process (``cat-file --batch-check``)."""
+    if not refs:
+        return {}
+    out = git("cat-file", "--batch-check=%(objectname) %(objecttype)", cwd=mirror, input="".join(f"{r}^{{commit}}\n" for r in refs))
+    result: dict[str, str | None] = {}
+    for ref, line in zip(refs, out.splitlines()):
+        parts = line.split()
+        result[ref] = parts[0] if len(parts) == 2 and parts[1] == "commit" and SHA_RE.match(parts[0]) else None
+    return result
+
+
+def first_parents(mirror: Path, shas: list[str]) -> dict[str, str | None]:
+    """The first parent of each commit (None for a root commit), in one git process."""
+    if not shas:
+        return {}
+    out = git("rev-list", "--no-walk=unsorted", "--parents", "--stdin", cwd=mirror, input="\n".join(shas) + "\n")
+    parents: dict[str, str | None] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if parts:
+            parents[parts[0]] = parts[1] if len(parts) > 1 else None
+    return parents
+
+
+def commit_info(mirror: Path, sha: str) -> dict:
+    """Subject, message, author and dates of one commit."""
+    sep = "\x1f"
+    fmt = sep.join(["%H", "%an <%ae>", "%aI", "%cI", "%ai", "%s", "%B"])
+    out = git("show", "-s", f"--format={fmt}", sha, cwd=mirror)
+    h, author, adate, cdate, adate_git, subject, body = out.split(sep, 6)
+    return {
+        "sha": h,
+        "author": author,
+        "authored_at": adate,
+        "committed_at": cdate,
+        "date_git": adate_git,
+        "subject": subject,
+        "message": body.rstrip("\n"),
+    }
+
+
+def changed_files(mirror: Path, base: str, head: str) -> list[dict]:
+    """Files changed from ``base`` to ``head`` with change type and line counts."""
+    status = git("diff", "--name-status", "--no-renames", base, head, cwd=mirror)
+    numstat = git("diff", "--numstat", "--no-renames", base, head, cwd=mirror)
+    counts = {}
+    for line in numstat.splitlines():
+        added, removed, path = line.split("\t", 2)
+        counts[path] = (int(added) if added != "-" else 0, int(removed) if removed != "-" else 0)
+    kinds = {"A": "added", "D": "deleted", "M": "modified", "T": "modified"}
+    files = []
+    for line in status.splitlines():
+        code, path = line.split("\t", 1)
+        added, removed = counts.get(path, (0, 0))
+        files.append({"file_path": path, "change_type": kinds.get(code[0], "modified"), "lines_added": added, "lines_removed": removed})
+    return files
+
+
+def diff(mirror: Path, base: str, head: str, paths: list[str] | None = None) -> str:
+    """The unified diff from ``base`` to ``head`` (binary files as a marker line)."""
+    args = ["diff", "--no-color", "--no-renames", "--no-ext-diff", base, head]
+    if paths is not None:
+        if not paths:
+            return ""
+        args += ["--", *paths]
+    return git(*args, cwd=mirror)
+
+
+def show_file(mirror: Path, sha: str, path: str) -> str | None:
+    out = subprocess.run(["git", "show", f"{sha}:{path}"], cwd=mirror, env={**os.environ, **GIT_ENV}, capture_output=True)
+    return out.stdout.decode("utf-8", "replace") if out.returncode == 0 else None
+
+
+def ensure_worktree(mirror: Path, sha: str, path: Path) -> Path:
+    """A detached worktree of ``sha`` at ``path``, shared by every commit that needs it."""
+    path = Path(path)
+    with locked(Path(mirror).with_name(Path(mirror).name + ".worktree.lock")):
+        if path.exists():
+            head = git("rev-parse", "HEAD", cwd=path, check=False).strip()
+            if head == sha and not git("status", "--porcelain", "--untracked-files=no", cwd=path, check=False).strip():
+                return path
+            shutil.rmtree(path)
+        git("worktree", "prune", cwd=mirror)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git("worktree", "add", "--detach", "--force", str(path.resolve()), sha, cwd=mirror)
+    return path

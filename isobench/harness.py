@@ -1,0 +1,234 @@
+"""Measurement harness: one fresh process times one revision of one generated test.
+
+Standard library only (torch is used when the test itself imports it), so that it
+runs with the Python of any revision's environment. It is copied next to a copy
+of the test module and run as a script:
+
+    python harness.py --module perf_test.py --mode reference --reference ref.out \
+        --warmup 2 --repeat 10 --out result.json
+
+The test module defines ``setup()``, ``experiment(data)``, ``store_result(result, path)``,
+``load_result(path)`` and ``check_equivalence(reference, current)``.
+
+Modes: ``reference`` stores the first result; ``eqcheck`` checks the first result
+against the stored reference (a missing reference is a failure); ``time`` only times.
+The report (JSON) is always written to ``--out`` unless the process dies.
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+
+HARNESS_VERSION = "1"
+REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
+
+
+class Failure(Exception):
+    def __init__(self, category, error, tb=""):
+        Exception.__init__(self, error)
+        self.category = category
+        self.error = error
+        self.tb = tb
+
+
+def _text_of(exc):
+    return "%s: %s" % (type(exc).__name__, exc)
+
+
+def _tb_tail(limit=4000):
+    return traceback.format_exc()[-limit:]
+
+
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def cpu_model():
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def environment(torch_mod=None):
+    env = {
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        "torch": None,
+        "cuda": None,
+        "gpu": None,
+        "gpu_driver": None,
+    }
+    if torch_mod is not None:
+        env["torch"] = getattr(torch_mod, "__version__", None)
+        try:
+            if torch_mod.cuda.is_available():
+                env["cuda"] = torch_mod.version.cuda
+                env["gpu"] = torch_mod.cuda.get_device_name(0)
+                try:
+                    driver = torch_mod.cuda.driver_version() if hasattr(torch_mod.cuda, "driver_version") else None
+                except Exception:
+                    driver = None
+                env["gpu_driver"] = driver
+        except Exception:
+            pass
+    else:
+        try:
+            from importlib import metadata
+
+            env["torch"] = metadata.version("torch")
+        except Exception:
+            pass
+    return env
+
+
+def load_module(path):
+    spec = importlib.util.spec_from_file_location("isobench_perf_test", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["isobench_perf_test"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:  # SyntaxError, ImportError, SystemExit, anything the test raises
+        raise Failure("import_error", _text_of(exc), _tb_tail())
+    missing = [name for name in REQUIRED if not callable(getattr(module, name, None))]
+    if missing:
+        raise Failure("invalid_script", "the test does not define %s" % ", ".join(missing))
+    return module
+
+
+def make_timer(torch_mod):
+    """A function that calls fn() once and returns its duration in ms, and the timer's name."""
+    if torch_mod is not None and torch_mod.cuda.is_available():
+        cuda = torch_mod.cuda
+
+        def timed(fn):
+            start = cuda.Event(enable_timing=True)
+            end = cuda.Event(enable_timing=True)
+            cuda.synchronize()
+            start.record()
+            result = fn()
+            end.record()
+            cuda.synchronize()
+            return result, float(start.elapsed_time(end))
+
+        return timed, "cuda_event"
+
+    def timed(fn):
+        t0 = time.perf_counter_ns()
+        result = fn()
+        t1 = time.perf_counter_ns()
+        return result, (t1 - t0) / 1e6
+
+    return timed, "perf_counter_ns"
+
+
+def check_reference(module, result, mode, reference_path):
+    if mode == "reference":
+        try:
+            module.store_result(result, reference_path)
+        except Exception as exc:
+            raise Failure("store_error", "store_result failed: " + _text_of(exc), _tb_tail())
+        if not os.path.exists(reference_path):
+            raise Failure("store_error", "store_result wrote nothing at %s" % reference_path)
+        return None
+    if mode != "eqcheck":
+        return None
+    if not reference_path or not os.path.exists(reference_path):
+        raise Failure("no_reference", "no reference result was stored at the base revision")
+    try:
+        reference = module.load_result(reference_path)
+    except Exception as exc:
+        raise Failure("eqcheck_error", "load_result failed: " + _text_of(exc), _tb_tail())
+    try:
+        verdict = module.check_equivalence(reference, result)
+    except AssertionError as exc:
+        raise Failure("not_equivalent", "check_equivalence: %s" % (exc or "assertion failed"), _tb_tail())
+    except Exception as exc:
+        raise Failure("not_equivalent", "check_equivalence raised " + _text_of(exc), _tb_tail())
+    if verdict is False:
+        raise Failure("not_equivalent", "check_equivalence returned False")
+    return True
+
+
+def run(args):
+    report = {"harness_version": HARNESS_VERSION, "mode": args.mode, "status": "failed", "category": None,
+              "error": None, "traceback": None, "samples_ms": [], "timer": None, "equivalent": None}
+    torch_mod = None
+    try:
+        module = load_module(args.module)
+        torch_mod = sys.modules.get("torch")
+        try:
+            data = module.setup()
+        except BaseException as exc:
+            raise Failure("setup_error", _text_of(exc), _tb_tail())
+        if torch_mod is None:
+            torch_mod = sys.modules.get("torch")
+        if args.no_cuda:
+            torch_mod_for_timer = None
+        else:
+            torch_mod_for_timer = torch_mod
+        timed, report["timer"] = make_timer(torch_mod_for_timer)
+        try:
+            result, _ = timed(lambda: module.experiment(data))
+        except BaseException as exc:
+            raise Failure("experiment_error", _text_of(exc), _tb_tail())
+        report["equivalent"] = check_reference(module, result, args.mode, args.reference)
+        del result
+        samples = []
+        try:
+            for _ in range(max(0, args.warmup - 1)):
+                timed(lambda: module.experiment(data))
+            for _ in range(args.repeat):
+                samples.append(timed(lambda: module.experiment(data))[1])
+        except BaseException as exc:
+            raise Failure("experiment_error", _text_of(exc), _tb_tail())
+        report["samples_ms"] = samples
+        report["status"] = "ok"
+    except Failure as failure:
+        report.update(category=failure.category, error=failure.error[:2000], traceback=failure.tb or None)
+    except BaseException as exc:
+        report.update(category="harness_error", error=_text_of(exc)[:2000], traceback=_tb_tail())
+    report["env"] = environment(torch_mod if torch_mod is not None else sys.modules.get("torch"))
+    return report
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", required=True)
+    parser.add_argument("--mode", choices=("reference", "eqcheck", "time"), required=True)
+    parser.add_argument("--reference")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-cuda", action="store_true", help="time with perf_counter even when CUDA is available")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    # The harness's own folder must not shadow the target's modules.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    sys.argv = [args.module]
+    report = run(args)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, allow_nan=False)
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

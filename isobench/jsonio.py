@@ -1,0 +1,98 @@
+"""JSON reading and writing with one-line errors, schema checks and atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+
+from .errors import IsobenchError
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_json(path: str | Path):
+    """Parse a JSON file; a missing or malformed file is a one-line IsobenchError."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise IsobenchError(f"{path}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise IsobenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise IsobenchError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def dumps(obj, indent: int | None = 2) -> str:
+    """Strict JSON: NaN and Infinity are refused, never written."""
+    try:
+        return json.dumps(obj, indent=indent, sort_keys=indent is not None, allow_nan=False, ensure_ascii=False)
+    except ValueError as exc:
+        raise IsobenchError(f"refusing to write a non-finite number as JSON: {exc}") from None
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write through a temporary file and rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj) -> None:
+    write_text_atomic(path, dumps(obj) + "\n")
+
+
+@lru_cache(maxsize=None)
+def schema(name: str) -> dict:
+    """A schema shipped in ``isobench/schemas``."""
+    text = resources.files("isobench").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {type(error.instance).__name__}"
+    if error.validator == "pattern":
+        return f"{str(error.instance)[:60]!r} does not match {error.validator_value}"
+    if error.validator in ("enum", "const"):
+        return f"{str(error.instance)[:60]!r} is not one of {error.validator_value}"
+    text = " ".join(error.message.split())
+    return text if len(text) <= 200 else text[:200] + "…"
+
+
+def validate(obj, schema_name: str, what: str) -> None:
+    """Validate ``obj`` against a shipped schema; the first problem is a one-line error."""
+    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is not None:
+        raise IsobenchError(f"{what}: field {_where(error)}: {_describe(error)}")
