@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import git
 from .errors import IsobenchError
+from .extraction import is_test_file
 from .jsonio import write_json
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
@@ -111,7 +112,7 @@ def extraction_for(repo: Path, commit: str, with_old_content: bool = False) -> d
         "author": info["author"],
         "date": info["date_git"],
         "files_changed": files,
-        "affected_apis": affected_apis(repo, base, head, [f["file_path"] for f in files]),
+        "affected_apis": affected_apis(repo, base, head, [f["file_path"] for f in files if not is_test_file(f["file_path"])]),
         "summary": {
             "total_files": len(files),
             "files_added": kinds.count("added"),
@@ -133,6 +134,6 @@ def write_extractions(repo: Path, commits: list[str], out_dir: Path, with_old_co
     for commit in commits:
         data = extraction_for(repo, commit, with_old_content)
         path = Path(out_dir) / f"{data['commit_hash']}.json"
-        write_json(path, data)
+        write_json(path, data, sort_keys=False)  # ISO-Bench's key order: commit_hash, parent_hash first
         written.append(path)
     return written

@@ -40,10 +40,10 @@ def load_json(path: str | Path):
         raise IsobenchError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
 
 
-def dumps(obj, indent: int | None = 2) -> str:
+def dumps(obj, indent: int | None = 2, sort_keys: bool = True) -> str:
     """Strict JSON: NaN and Infinity are refused, never written."""
     try:
-        return json.dumps(obj, indent=indent, sort_keys=indent is not None, allow_nan=False, ensure_ascii=False)
+        return json.dumps(obj, indent=indent, sort_keys=sort_keys, allow_nan=False, ensure_ascii=False)
     except ValueError as exc:
         raise IsobenchError(f"refusing to write a non-finite number as JSON: {exc}") from None
 
@@ -63,8 +63,8 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         raise
 
 
-def write_json(path: str | Path, obj) -> None:
-    write_text_atomic(path, dumps(obj) + "\n")
+def write_json(path: str | Path, obj, sort_keys: bool = True) -> None:
+    write_text_atomic(path, dumps(obj, sort_keys=sort_keys) + "\n")
 
 
 @lru_cache(maxsize=None)

@@ -136,7 +136,7 @@ def run_round(rev: Revision, mode: str, module: Path, reference: Path, workdir: 
 def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, settings: Settings,
                    python: str = sys.executable, extra_path: tuple[str, ...] = ()) -> dict[str, dict]:
     """Measure every revision of one commit; return {revision name: timing dict}."""
-    scratch = Path(scratch)
+    scratch = Path(scratch).resolve()
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
@@ -152,7 +152,8 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
             if st["failed"] is not None:
                 continue
             mode = "time" if k else ("reference" if rev.name == "base" else "eqcheck")
-            pythonpath = [str(rev.worktree)] + [str(rev.worktree / p) for p in extra_path]
+            root = rev.worktree.resolve()
+            pythonpath = [str(root)] + [str(root / p) for p in extra_path]
             rep = run_round(rev, mode, module, reference, scratch / rev.name / f"round{k}", settings, python, pythonpath)
             st["wall_s"] += rep.get("wall_s", 0.0)
             st["env"] = rep.get("env") or st["env"]

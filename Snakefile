@@ -1,0 +1,34 @@
+# isobench: performance-optimization commits -> validated benchmark dataset.
+# Thin on purpose: configuration, the rule files, and the target. Logic lives in the isobench package.
+import re
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+
+
+wildcard_constraints:
+    source="|".join(re.escape(s) for s in config["sources"]),
+    commit="[A-Za-z0-9][A-Za-z0-9._-]*",
+    sha="[0-9a-f]{40}",
+
+
+include: "rules/git.smk"
+include: "rules/extraction.smk"
+include: "rules/prompt.smk"
+include: "rules/generator.smk"
+include: "rules/measure.smk"
+include: "rules/record.smk"
+include: "rules/dataset.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        config["dataset"],

@@ -1,0 +1,86 @@
+"""Assemble and validate one dataset record from a commit's artifacts."""
+
+from __future__ import annotations
+
+from . import __version__
+from .harness import HARNESS_VERSION
+from .measure import REVISIONS
+
+ENV_KEYS = ("python", "torch", "cuda", "gpu", "gpu_driver", "cpu", "cpu_count", "cpu_governor", "host", "platform")
+
+
+def instance_id(repo: str, head: str) -> str:
+    return f"{repo.replace('/', '__')}-{head[:12]}"
+
+
+def human_performance(timings: dict) -> float | None:
+    """ISO-Bench's ratio: median base time over median head time (None unless both are usable)."""
+    base, head = timings["base"], timings["head"]
+    if base["status"] != "ok" or head["status"] != "ok":
+        return None
+    b, h = base["stats"]["median"], head["stats"]["median"]
+    return b / h if h > 0 else None
+
+
+def environment(timings: dict) -> dict:
+    for name in ("head", "base", "main"):
+        env = timings[name].get("env")
+        if env:
+            return {k: env.get(k) for k in ENV_KEYS}
+    return {}
+
+
+def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, timings: dict, main_sha: str,
+                 hashes: dict, generator_origin: str, template: str) -> dict:
+    """The record of one commit; ``hashes`` holds the sha256 of each input artifact."""
+    revisions = {}
+    for name in REVISIONS:
+        t = timings[name]
+        revisions[name] = {
+            "sha": t["sha"],
+            "status": t["status"],
+            "category": t["category"],
+            "error": t["error"],
+            "equivalent": t["equivalent"],
+            "n": len(t["samples_ms"]),
+            "median_ms": t["stats"]["median"] if t["stats"] else None,
+        }
+    ok = {name: timings[name]["status"] == "ok" for name in REVISIONS}
+    apis = extraction["affected_apis"]
+    return {
+        "repo": extraction["repo"],
+        "instance_id": instance_id(extraction["repo"], extraction["head_commit"]),
+        "created_at": extraction["created_at"],
+        "base_commit": extraction["base_commit"],
+        "head_commit": extraction["head_commit"],
+        "main_commit": main_sha,
+        "patch": extraction["patch"],
+        "test_patch": extraction["test_patch"],
+        "efficiency_test": [generator_text],
+        "duration_changes": [{name: (timings[name]["samples_ms"] if ok[name] else []) for name in REVISIONS}],
+        "human_performance": human_performance(timings),
+        "version": source_cfg.get("version"),
+        "setup_commands": list(source_cfg.get("setup_commands") or []),
+        "install_commands": list(source_cfg.get("install_commands") or []),
+        "api": ", ".join(apis) if apis else None,
+        "gt_commit_message": extraction["message"],
+        "notes": source_cfg.get("notes"),
+        "status": "ok" if ok["base"] and ok["head"] else "failed",
+        "revisions": revisions,
+        "provenance": {
+            "source": extraction["source"],
+            "extraction_file": extraction["extraction_file"],
+            "extraction_sha256": extraction["extraction_sha256"],
+            "extraction_json_sha256": hashes["extraction"],
+            "template": template,
+            "template_sha256": hashes["template"],
+            "prompt_sha256": hashes["prompt"],
+            "generator_sha256": hashes["generator"],
+            "generator_origin": generator_origin,
+            "timing_sha256": {name: hashes[f"timing_{name}"] for name in REVISIONS},
+            "harness_version": HARNESS_VERSION,
+            "isobench_version": __version__,
+            "environment": environment(timings),
+            "warnings": extraction.get("warnings", []),
+        },
+    }

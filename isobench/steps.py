@@ -1,0 +1,138 @@
+"""The work of each rule, called by the thin scripts in ``scripts/`` with Snakemake's ``snakemake`` object."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import traceback
+from pathlib import Path
+
+from . import generators, git
+from .dataset import write_dataset
+from .errors import IsobenchError
+from .extraction import normalize
+from .jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
+from .measure import REVISIONS, Revision, Settings, measure_commit
+from .prompt import render
+from .record import build_record
+
+log = logging.getLogger("isobench")
+
+
+def run_step(smk, step) -> None:
+    """Run ``step(smk)``: log to the rule's log file; an error is one line on stderr and exit 1."""
+    log_path = Path(smk.log[0]) if smk.log else None
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
+    try:
+        step(smk)
+    except IsobenchError as exc:
+        log.error("isobench: %s", exc)
+        sys.exit(1)
+    except Exception as exc:  # a bug of ours: the traceback goes to the log only
+        if log_path:
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(traceback.format_exc())
+        sys.stderr.write(f"isobench: internal error in rule {smk.rule}: {type(exc).__name__}: {exc} (traceback in {log_path})\n")
+        sys.exit(1)
+
+
+def extraction_step(smk) -> None:
+    p = smk.params
+    data = normalize(source=p.source, repo_name=p.repo_name, mirror=Path(p.mirror), commit=p.commit,
+                     extraction_file=p.extraction_file)
+    if p.base and data["base_commit"] != p.base:
+        raise IsobenchError(f"{p.extraction_file}: field parent_hash: changed since the run was planned; run again")
+    validate(data, "extraction", smk.output.extraction)
+    for warning in data["warnings"]:
+        log.warning("warning: %s", warning)
+    write_json(smk.output.extraction, data)
+    log.info("extraction %s: base %s, %d files, %d APIs", data["head_commit"][:12], data["base_commit"][:12],
+             len(data["files_changed"]), len(data["affected_apis"]))
+
+
+def prompt_step(smk) -> None:
+    extraction = load_json(smk.input.extraction)
+    text, facts = render(smk.input.template, extraction, smk.params.diff_budget)
+    write_text_atomic(smk.output.prompt, text)
+    facts.update(template=str(smk.input.template), template_sha256=sha256_file(smk.input.template),
+                 prompt_sha256=sha256_file(smk.output.prompt), chars=len(text))
+    write_json(smk.output.meta, facts)
+    log.info("prompt: %d characters%s", len(text), " (diff truncated)" if facts["diff_truncated"] else "")
+
+
+def generator_step(smk) -> None:
+    p = smk.params
+    pre = generators.find_pregenerated(p.generators, p.commit)
+    if pre is None:
+        raise generators.missing_script_error(p.source, p.commit, p.generators)
+    text = pre.read_text(encoding="utf-8")
+    generators.check_script(text, str(pre))
+    write_text_atomic(smk.output.generator, text)
+    write_json(smk.output.meta, {"origin": f"pregenerated:{pre}", "sha256": sha256_file(smk.output.generator),
+                                 "prompt_sha256": sha256_file(smk.input.prompt)})
+    log.info("generator: pre-generated %s", pre)
+
+
+def worktree_step(smk) -> None:
+    path = git.ensure_worktree(Path(smk.params.mirror), smk.wildcards.sha, Path(smk.params.path))
+    write_json(smk.output.marker, {"sha": smk.wildcards.sha, "path": str(path)})
+    log.info("worktree %s at %s", smk.wildcards.sha[:12], path)
+
+
+def measure_step(smk) -> None:
+    p = smk.params
+    extraction = load_json(smk.input.extraction)
+    shas = {"base": extraction["base_commit"], "head": extraction["head_commit"], "main": p.main_sha}
+    revisions = []
+    for name in REVISIONS:
+        marker = load_json(getattr(smk.input, f"worktree_{name}"))
+        if marker["sha"] != shas[name]:
+            raise IsobenchError(f"{smk.input.extraction}: {name} is {shas[name]} but its worktree holds {marker['sha']}")
+        revisions.append(Revision(name, shas[name], Path(marker["path"])))
+    settings = Settings.from_config(p.settings)
+    log.info("measuring %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
+             settings.rounds, settings.warmup, settings.repeat)
+    timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
+                             extra_path=tuple(p.python_path))
+    for name in REVISIONS:
+        t = timings[name]
+        validate(t, "timing", f"timing_{name}")
+        write_json(getattr(smk.output, name), t)
+        if t["status"] == "ok":
+            log.info("  %s %s: median %.3f ms (n=%d)", name, t["sha"][:12], t["stats"]["median"], t["stats"]["n"])
+        else:
+            log.info("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
+    shutil.rmtree(p.scratch, ignore_errors=True)
+
+
+def record_step(smk) -> None:
+    extraction = load_json(smk.input.extraction)
+    timings = {name: load_json(getattr(smk.input, f"timing_{name}")) for name in REVISIONS}
+    prompt_meta = load_json(smk.input.prompt_meta)
+    generator_meta = load_json(smk.input.generator_meta)
+    hashes = {
+        "extraction": sha256_file(smk.input.extraction),
+        "template": prompt_meta["template_sha256"],
+        "prompt": sha256_file(smk.input.prompt),
+        "generator": sha256_file(smk.input.generator),
+        **{f"timing_{name}": sha256_file(getattr(smk.input, f"timing_{name}")) for name in REVISIONS},
+    }
+    record = build_record(extraction=extraction, source_cfg=smk.params.source_cfg,
+                          generator_text=Path(smk.input.generator).read_text(encoding="utf-8"), timings=timings,
+                          main_sha=timings["main"]["sha"], hashes=hashes, generator_origin=generator_meta["origin"],
+                          template=prompt_meta["template"])
+    validate(record, "record", smk.output.record)
+    write_json(smk.output.record, record)
+    hp = record["human_performance"]
+    log.info("record %s: %s, human_performance %s", record["instance_id"], record["status"],
+             "n/a" if hp is None else f"{hp:.2f}")
+
+
+def dataset_step(smk) -> None:
+    n = write_dataset(list(smk.input.records), smk.output.dataset)
+    log.info("dataset %s: %d records", smk.output.dataset, n)

@@ -1,0 +1,153 @@
+"""What the Snakefile needs at parse time: config checks and the plan of sources and commits.
+
+The plan is made once per run in the main Snakemake process: each source's mirror
+is fetched, ``main_ref`` is resolved to one SHA, and every commit's head and base
+SHAs are resolved in a few git processes. A commit that cannot be resolved stays in
+the plan (its extraction step reports the error for that commit alone).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from . import git
+from .errors import IsobenchError
+from .jsonio import _describe, _where
+
+DEMO_REPO = "isobench:demo"
+RESULTS = Path("results")
+_PARENT_RE = re.compile(r'"parent_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
+_COMMIT_RE = re.compile(r'"commit_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
+
+
+def fail(message: str) -> None:
+    """Stop the Snakefile with one line on stderr (no traceback)."""
+    sys.stderr.write(f"isobench: {message}\n")
+    sys.exit(1)
+
+
+def check_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
+    """One-line error for the first schema violation (snakemake.utils.validate then applies defaults)."""
+    with open(schema_path, encoding="utf-8") as fh:
+        schema = yaml.safe_load(fh)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is not None:
+        raise IsobenchError(f"{config_name}: field {_where(error)}: {_describe(error)}")
+
+
+def measure_settings(config: dict, source: str, schema_path: str | Path) -> dict:
+    """Schema defaults, then the global ``measure``, then the source's ``measure``."""
+    with open(schema_path, encoding="utf-8") as fh:
+        defaults = yaml.safe_load(fh)["properties"]["measure"]["default"]
+    return {**defaults, **(config.get("measure") or {}), **(config["sources"][source].get("measure") or {})}
+
+
+@dataclass
+class CommitPlan:
+    key: str
+    head: str | None
+    base: str | None
+    extraction_file: str | None
+
+
+@dataclass
+class SourcePlan:
+    name: str
+    repo: str
+    mirror: Path
+    main_sha: str
+    commits: dict[str, CommitPlan] = field(default_factory=dict)
+
+    def shas(self) -> set[str]:
+        out = {self.main_sha}
+        for c in self.commits.values():
+            out |= {s for s in (c.head, c.base) if s}
+        return out
+
+
+def _head_of_file(path: Path) -> tuple[str | None, str | None]:
+    """(commit, parent) read cheaply: from the name, else from the file's first 64 KiB."""
+    from .extraction import commit_id_of_file
+
+    try:
+        with open(path, "rb") as fh:
+            head_text = fh.read(65536).decode("utf-8", "replace")
+    except OSError:
+        head_text = ""
+    commit = commit_id_of_file(path)
+    if commit is None:
+        m = _COMMIT_RE.search(head_text)
+        commit = m.group(1).lower() if m else None
+    m = _PARENT_RE.search(head_text)
+    return commit, (m.group(1).lower() if m else None)
+
+
+def source_repo(name: str, cfg: dict, prepare: bool) -> str:
+    """The repo path or URL; the demo repository is built here when missing."""
+    repo = cfg["repo"]
+    if repo == DEMO_REPO:
+        path = RESULTS / "_demo" / "demokit"
+        if prepare:
+            from .demo import build_demo_repo
+
+            build_demo_repo(path)
+        return str(path)
+    return repo
+
+
+def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
+    repo = source_repo(name, cfg, prepare)
+    mirror = RESULTS / name / "_git" / "mirror.git"
+    if prepare or not (mirror / "HEAD").exists():
+        try:
+            git.ensure_mirror(repo, mirror, fetch=True)
+        except IsobenchError as exc:
+            raise IsobenchError(f"config: field sources.{name}.repo: {exc}") from None
+    main_sha = git.resolve(mirror, cfg.get("main_ref", "main"))
+    if main_sha is None:
+        raise IsobenchError(f"config: field sources.{name}.main_ref: {cfg.get('main_ref', 'main')!r} is not a commit in {repo}")
+    entries: list[tuple[str, str | None, str | None]] = []  # (commit id, parent id, extraction file)
+    if cfg.get("extractions"):
+        folder = Path(cfg["extractions"])
+        if not folder.is_dir():
+            raise IsobenchError(f"config: field sources.{name}.extractions: {folder} is not a directory")
+        for path in sorted(folder.glob("*.json")):
+            commit, parent = _head_of_file(path)
+            entries.append((commit or path.stem, parent, str(path)))
+    for commit in cfg.get("commits") or []:
+        entries.append((commit, None, None))
+    ids = sorted({e[0] for e in entries} | {e[1] for e in entries if e[1]})
+    resolved = git.resolve_many(mirror, ids)
+    parents = git.first_parents(mirror, sorted({s for s in resolved.values() if s}))
+    plan = SourcePlan(name=name, repo=repo, mirror=mirror, main_sha=main_sha)
+    for commit, parent, extraction_file in entries:
+        head = resolved.get(commit)
+        key = head or re.sub(r"[^A-Za-z0-9._-]", "_", commit)
+        if key in plan.commits:
+            if extraction_file and not plan.commits[key].extraction_file:
+                plan.commits[key].extraction_file = extraction_file
+            continue
+        base = resolved.get(parent) if parent else (parents.get(head) if head else None)
+        plan.commits[key] = CommitPlan(key=key, head=head, base=base, extraction_file=extraction_file)
+    return plan
+
+
+def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:
+    """Plan every source; ``prepare`` (main process only) builds, clones and fetches."""
+    return {name: plan_source(name, cfg, prepare) for name, cfg in config["sources"].items()}
+
+
+def template_for(config: dict, source: str) -> str:
+    return config["sources"][source].get("prompt_template") or config["prompt_template"]
+
+
+def public_source_config(config: dict, source: str) -> dict:
+    """The source's config as recorded in artifacts."""
+    return copy.deepcopy(config["sources"][source])

@@ -1,0 +1,75 @@
+# Helpers shared by the .smk files: config checks, the per-run plan, input functions.
+# The isobench package is imported from the workflow folder (steps import it the same way, see scripts/).
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)
+
+from isobench import workflow as iw
+from isobench.errors import IsobenchError
+from isobench.generators import find_pregenerated
+
+SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
+
+try:
+    iw.check_config(config, SCHEMA)
+except IsobenchError as exc:
+    iw.fail(str(exc))
+validate(config, "../config/schema.yaml")
+
+try:
+    PLAN = iw.plan_sources(config, prepare=workflow.is_main_process)
+except IsobenchError as exc:
+    iw.fail(str(exc))
+
+COMMIT_DIR = "results/{source}/{commit}"
+
+
+def commit_plan(wildcards):
+    return PLAN[wildcards.source].commits[wildcards.commit]
+
+
+def all_records():
+    return [
+        f"results/{source}/{key}/record.json"
+        for source, plan in PLAN.items()
+        for key in plan.commits
+    ]
+
+
+def extraction_file(wildcards):
+    path = commit_plan(wildcards).extraction_file
+    return [path] if path else []
+
+
+def template_of(wildcards):
+    return iw.template_for(config, wildcards.source)
+
+
+def worktree_markers(wildcards):
+    """Markers of the base, head and main worktrees (only the SHAs that resolved)."""
+    plan = commit_plan(wildcards)
+    shas = {
+        "base": plan.base,
+        "head": plan.head,
+        "main": PLAN[wildcards.source].main_sha,
+    }
+    return {
+        f"worktree_{name}": f"results/{wildcards.source}/_worktrees/{sha}.json"
+        for name, sha in shas.items()
+        if sha
+    }
+
+
+def measure_settings(wildcards):
+    return iw.measure_settings(config, wildcards.source, SCHEMA)
+
+
+def pregenerated(wildcards):
+    """The source's pre-generated script for this commit, when there is one."""
+    plan = commit_plan(wildcards)
+    folder = config["sources"][wildcards.source].get("generators")
+    found = find_pregenerated(folder, plan.head) if plan.head else None
+    return [str(found)] if found else []

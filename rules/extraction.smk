@@ -1,0 +1,18 @@
+rule extraction:
+    input:
+        extraction_file,
+    output:
+        extraction=f"{COMMIT_DIR}/extraction.json",
+    log:
+        f"{COMMIT_DIR}/logs/extraction.log",
+    conda:
+        "../envs/isobench.yaml"
+    params:
+        source=lambda wc: wc.source,
+        commit=lambda wc: wc.commit,
+        repo_name=lambda wc: config["sources"][wc.source].get("repo_name", wc.source),
+        mirror=lambda wc: str(PLAN[wc.source].mirror),
+        extraction_file=lambda wc: commit_plan(wc).extraction_file,
+        base=lambda wc: commit_plan(wc).base,
+    script:
+        "../scripts/extraction.py"

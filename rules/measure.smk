@@ -1,0 +1,22 @@
+rule measure:
+    input:
+        unpack(worktree_markers),
+        generator=f"{COMMIT_DIR}/generator.py",
+        extraction=f"{COMMIT_DIR}/extraction.json",
+    output:
+        base=f"{COMMIT_DIR}/timing_base.json",
+        head=f"{COMMIT_DIR}/timing_head.json",
+        main=f"{COMMIT_DIR}/timing_main.json",
+    log:
+        f"{COMMIT_DIR}/logs/measure.log",
+    conda:
+        "../envs/isobench.yaml"
+    resources:
+        gpu=1,
+    params:
+        main_sha=lambda wc: PLAN[wc.source].main_sha,
+        settings=measure_settings,
+        python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
+        scratch=f"{COMMIT_DIR}/scratch",
+    script:
+        "../scripts/measure.py"

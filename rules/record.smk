@@ -1,0 +1,20 @@
+rule record:
+    input:
+        extraction=f"{COMMIT_DIR}/extraction.json",
+        prompt=f"{COMMIT_DIR}/prompt.txt",
+        prompt_meta=f"{COMMIT_DIR}/prompt.json",
+        generator=f"{COMMIT_DIR}/generator.py",
+        generator_meta=f"{COMMIT_DIR}/generator.json",
+        timing_base=f"{COMMIT_DIR}/timing_base.json",
+        timing_head=f"{COMMIT_DIR}/timing_head.json",
+        timing_main=f"{COMMIT_DIR}/timing_main.json",
+    output:
+        record=f"{COMMIT_DIR}/record.json",
+    log:
+        f"{COMMIT_DIR}/logs/record.log",
+    conda:
+        "../envs/isobench.yaml"
+    params:
+        source_cfg=lambda wc: iw.public_source_config(config, wc.source),
+    script:
+        "../scripts/record.py"
