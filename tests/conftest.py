@@ -1,0 +1,46 @@
+"""Shared fixtures: the demo repository and its mirror, built once per test session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from isobench import git
+from isobench.demo import build_demo_repo
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "isobench-extractions"
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "demo", "envs")
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """(repo path, {step key: sha}) of a freshly built demo repository."""
+    path = tmp_path_factory.mktemp("demo") / "demokit"
+    return path, build_demo_repo(path)
+
+
+@pytest.fixture(scope="session")
+def mirror(demo, tmp_path_factory):
+    return git.ensure_mirror(str(demo[0]), tmp_path_factory.mktemp("mirror") / "mirror.git")
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (no results) in ``dest``, as a user's fresh checkout would have."""
+    for part in WORKFLOW_PARTS:
+        src = ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)

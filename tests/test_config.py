@@ -1,0 +1,45 @@
+import copy
+
+import pytest
+import yaml
+
+from isobench.errors import IsobenchError
+from isobench.workflow import check_config, measure_settings
+
+from conftest import ROOT
+
+SCHEMA = ROOT / "config" / "schema.yaml"
+
+
+@pytest.fixture
+def config():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid(config):
+    check_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["measure"].update(rounds="five"), "field measure.rounds: expected integer, got str"),
+    (lambda c: c["measure"].update(rounds=0), "field measure.rounds: 0 is less than the minimum of 1"),
+    (lambda c: c["sources"]["demo"].update(repo=""), "field sources.demo.repo"),
+    (lambda c: c["sources"]["demo"].update(colour="red"), "field sources.demo: Additional properties"),
+    (lambda c: c.pop("sources"), "'sources' is a required property"),
+    (lambda c: c["sources"].update({"bad name": {"repo": "x"}}), "field sources"),
+])
+def test_bad_config_is_one_line(config, mutate, message):
+    cfg = copy.deepcopy(config)
+    mutate(cfg)
+    with pytest.raises(IsobenchError) as err:
+        check_config(cfg, SCHEMA, "config/config.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("config/config.yaml: field")
+
+
+def test_measure_settings_layering(config):
+    assert measure_settings(config, "demo", SCHEMA) == {"rounds": 3, "warmup": 1, "repeat": 5, "timeout_s": 120,
+                                                        "no_cuda": False}
+    config["sources"]["demo"].pop("measure")
+    config.pop("measure")
+    assert measure_settings(config, "demo", SCHEMA)["rounds"] == 5

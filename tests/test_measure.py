@@ -1,0 +1,143 @@
+"""The harness and the measurement driver, on purpose-written tests and toy revisions."""
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+
+from isobench.jsonio import validate
+from isobench.measure import CATEGORIES, Revision, Settings, measure_commit, summarize
+
+FAST = Settings(rounds=2, warmup=1, repeat=3, timeout_s=20)
+
+
+@pytest.fixture
+def revisions(tmp_path):
+    """Three toy 'worktrees': a module toy.py whose VERSION names the revision."""
+    revs = []
+    for i, name in enumerate(("base", "head", "main")):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "toy.py").write_text(f"VERSION = {name!r}\n\ndef work(n):\n    return sum(range(n))\n")
+        revs.append(Revision(name, f"{i}" * 40, root))
+    return revs
+
+
+def script(tmp_path, body: str, **overrides) -> str:
+    parts = {
+        "setup": "def setup():\n    return 20000\n",
+        "experiment": "def experiment(data):\n    return toy.work(data)\n",
+        "store_result": "def store_result(result, path):\n    open(path, 'w').write(json.dumps(result))\n",
+        "load_result": "def load_result(path):\n    return json.loads(open(path).read())\n",
+        "check_equivalence": "def check_equivalence(ref, cur):\n    assert ref == cur, f'{ref} != {cur}'\n",
+    }
+    parts.update({k: textwrap.dedent(v) for k, v in overrides.items()})
+    text = "import json, os, sys, time\nimport toy\n" + textwrap.dedent(body) + "\n" + "\n".join(parts.values())
+    path = tmp_path / "generator.py"
+    path.write_text(text)
+    return path
+
+
+def run(tmp_path, revisions, settings=FAST, **kw):
+    gen = script(tmp_path, kw.pop("body", ""), **kw)
+    before = gen.read_text()
+    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings)
+    assert gen.read_text() == before  # generator.py is never edited
+    for t in timings.values():
+        validate(t, "timing", t["revision"])
+    return timings
+
+
+def statuses(timings):
+    return {name: (t["status"], t["category"]) for name, t in timings.items()}
+
+
+def test_all_ok(tmp_path, revisions):
+    t = run(tmp_path, revisions)
+    assert statuses(t) == {n: ("ok", None) for n in ("base", "head", "main")}
+    for name in ("base", "head", "main"):
+        assert len(t[name]["samples_ms"]) == FAST.rounds * FAST.repeat
+        assert len(t[name]["rounds_ms"]) == FAST.rounds
+        assert t[name]["stats"]["n"] == 6 and t[name]["timer"] == "perf_counter_ns"
+        assert t[name]["env"]["python"] and t[name]["env"]["cpu_count"]
+    assert t["base"]["equivalent"] is None and t["head"]["equivalent"] is True and t["main"]["equivalent"] is True
+
+
+def test_reference_is_written_before_head_runs(tmp_path, revisions):
+    # head's setup asserts that base's reference exists already.
+    body = "REF = os.path.join(os.path.dirname(os.path.dirname(os.getcwd())), 'reference.out')\n"
+    t = run(tmp_path, revisions, body=body, setup="""
+        def setup():
+            if toy.VERSION != 'base':
+                assert os.path.exists(REF), REF
+            return 100
+        """)
+    assert statuses(t)["head"] == ("ok", None)
+
+
+def test_not_equivalent(tmp_path, revisions):
+    t = run(tmp_path, revisions, experiment="""
+        def experiment(data):
+            return toy.work(data) + (1 if toy.VERSION == 'head' else 0)
+        """)
+    assert statuses(t) == {"base": ("ok", None), "head": ("failed", "not_equivalent"), "main": ("ok", None)}
+    assert t["head"]["equivalent"] is False and t["head"]["samples_ms"] == []
+    assert "!=" in t["head"]["error"]
+
+
+def test_import_error_at_main(tmp_path, revisions):
+    (revisions[2].worktree / "toy.py").write_text("VERSION = 'main'\n")  # 'work' was renamed away
+    t = run(tmp_path, revisions, body="from toy import work\n")
+    assert statuses(t)["main"] == ("failed", "import_error")
+    assert "cannot import name 'work'" in t["main"]["error"]
+    assert statuses(t)["head"] == ("ok", None)
+
+
+@pytest.mark.parametrize("fn, code, category", [
+    ("setup", "def setup():\n    if toy.VERSION == 'head':\n        raise RuntimeError('no data')\n    return 5\n",
+     "setup_error"),
+    ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        raise KeyError('x')\n    return 1\n",
+     "experiment_error"),
+    ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        time.sleep(60)\n    return 1\n",
+     "timeout"),
+    ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        os._exit(3)\n    return 1\n", "crash"),
+])
+def test_failures_at_head_only(tmp_path, revisions, fn, code, category):
+    t = run(tmp_path, revisions, settings=Settings(rounds=2, warmup=1, repeat=2, timeout_s=3), **{fn: code})
+    assert statuses(t) == {"base": ("ok", None), "head": ("failed", category), "main": ("ok", None)}
+    assert category in CATEGORIES and t["head"]["error"]
+
+
+def test_failing_base_leaves_no_reference(tmp_path, revisions):
+    t = run(tmp_path, revisions, store_result="""
+        def store_result(result, path):
+            if toy.VERSION == 'base':
+                raise OSError('disk full')
+        """)
+    assert statuses(t) == {"base": ("failed", "store_error"), "head": ("failed", "no_reference"),
+                           "main": ("failed", "no_reference")}
+
+
+def test_invalid_script(tmp_path, revisions):
+    gen = tmp_path / "generator.py"
+    gen.write_text("def setup():\n    return 1\n")
+    t = measure_commit(gen, revisions, tmp_path / "scratch", FAST)
+    assert statuses(t)["base"] == ("failed", "invalid_script")
+    assert "experiment" in t["base"]["error"]
+
+
+def test_stderr_tail_is_kept(tmp_path, revisions):
+    t = run(tmp_path, revisions, body="sys.stderr.write('x' * 10000 + 'THE END')\n")
+    assert t["base"]["stderr_tail"].endswith("THE END") and len(t["base"]["stderr_tail"]) <= 4000
+
+
+def test_summarize_matches_numpy():
+    samples = [5.0, 1.0, 3.0, 2.0, 4.0, 100.0]
+    s = summarize(samples)
+    assert s["n"] == 6 and s["median"] == 3.5
+    assert math.isclose(s["iqr"], np.percentile(samples, 75) - np.percentile(samples, 25))
+    assert math.isclose(s["stdev"], np.std(samples, ddof=1))
+    assert summarize([]) is None
+    assert json.dumps(s, allow_nan=False)

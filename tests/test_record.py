@@ -1,0 +1,87 @@
+import json
+
+import pytest
+
+from isobench.dataset import merge, read_dataset, write_dataset
+from isobench.errors import IsobenchError
+from isobench.jsonio import dumps, validate, write_json
+from isobench.measure import summarize
+from isobench.record import build_record, human_performance
+
+SHA = {"base": "a" * 40, "head": "b" * 40, "main": "c" * 40}
+
+
+def timing(name, samples, status="ok", category=None):
+    return {"schema_version": 1, "revision": name, "sha": SHA[name], "status": status, "category": category,
+            "error": None if status == "ok" else "boom", "traceback": None,
+            "equivalent": None if name == "base" else status == "ok",
+            "samples_ms": samples, "rounds_ms": [samples], "stats": summarize(samples), "unit": "ms",
+            "timer": "perf_counter_ns", "device": "cpu", "env": {"python": "3.11", "host": "h"},
+            "settings": {}, "harness_version": "1", "stderr_tail": ""}
+
+
+def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00:00+00:00"):
+    extraction = {"repo": repo, "head_commit": head, "base_commit": SHA["base"], "created_at": created,
+                  "patch": "p", "test_patch": "", "affected_apis": ["f", "g"], "message": "msg",
+                  "source": "s", "extraction_file": None, "extraction_sha256": None, "warnings": []}
+    hashes = {"extraction": "1", "template": "2", "prompt": "3", "generator": "4",
+              "timing_base": "5", "timing_head": "6", "timing_main": "7"}
+    return build_record(extraction=extraction, source_cfg={"setup_commands": ["x"]}, generator_text="code",
+                        timings=timings, main_sha=SHA["main"], hashes=hashes, generator_origin="pregenerated:x",
+                        template="t.md")
+
+
+def test_record_ok_validates():
+    r = record({"base": timing("base", [10.0, 12.0]), "head": timing("head", [2.0, 3.0]),
+                "main": timing("main", [2.0])})
+    validate(r, "record", "r")
+    assert r["human_performance"] == 11.0 / 2.5
+    assert r["duration_changes"] == [{"base": [10.0, 12.0], "head": [2.0, 3.0], "main": [2.0]}]
+    assert r["api"] == "f, g" and r["status"] == "ok" and r["efficiency_test"] == ["code"]
+    assert r["instance_id"] == "org__repo-" + SHA["head"][:12]
+
+
+def test_failed_revision_has_empty_list_and_no_ratio():
+    r = record({"base": timing("base", [10.0]), "head": timing("head", [1.0], "failed", "not_equivalent"),
+                "main": timing("main", [], "failed", "import_error")})
+    validate(r, "record", "r")
+    assert r["human_performance"] is None and r["status"] == "failed"
+    assert r["duration_changes"] == [{"base": [10.0], "head": [], "main": []}]
+    assert r["revisions"]["head"]["category"] == "not_equivalent"
+    text = dumps(r)
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_nan_is_never_written(tmp_path):
+    with pytest.raises(IsobenchError, match="non-finite"):
+        write_json(tmp_path / "x.json", {"v": float("inf")})
+    assert not (tmp_path / "x.json").exists()
+    assert human_performance({"base": timing("base", [1.0]), "head": timing("head", [0.0])}) is None
+
+
+def test_invalid_record_is_a_one_line_error():
+    r = record({"base": timing("base", [1.0]), "head": timing("head", [1.0]), "main": timing("main", [1.0])})
+    r["head_commit"] = "nope"
+    with pytest.raises(IsobenchError, match="rec.json: field head_commit"):
+        validate(r, "record", "rec.json")
+
+
+def test_dataset_order_merge_and_datasets_loading(tmp_path):
+    ok = {"base": timing("base", [2.0]), "head": timing("head", [1.0]), "main": timing("main", [1.0])}
+    paths = []
+    for i, (repo, created, head) in enumerate([("b/r", "2024-01-01", "d" * 40), ("a/r", "2024-02-01", "e" * 40),
+                                               ("a/r", "2024-01-01", "f" * 40)]):
+        p = tmp_path / f"r{i}.json"
+        write_json(p, record(ok, head=head, repo=repo, created=created))
+        paths.append(p)
+    out = tmp_path / "dataset.jsonl"
+    assert write_dataset(paths, out) == 3
+    rows = read_dataset(out)
+    assert [(r["repo"], r["head_commit"][0]) for r in rows] == [("a/r", "f"), ("a/r", "e"), ("b/r", "d")]
+    first = out.read_bytes()
+    write_dataset(list(reversed(paths)), out)
+    assert out.read_bytes() == first  # deterministic
+    assert len(merge(rows + [dict(rows[0], notes="newer")])) == 3
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("json", data_files=str(out), split="train")
+    assert ds.num_rows == 3 and ds[0]["duration_changes"][0]["base"] == [2.0]
