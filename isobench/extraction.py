@@ -83,7 +83,9 @@ def normalize(
         raise IsobenchError(f"{where}: field commit_hash: {wanted} does not match the commit {commit} named by the file")
     head = git.resolve(mirror, wanted)
     if head is None:
-        raise IsobenchError(f"{where}: field commit_hash: commit {wanted} not found in the repository of source {source}")
+        field = "field commit_hash" if extraction_file else f"config: field sources.{source}.commits"
+        where = str(extraction_file) if extraction_file else ""
+        raise IsobenchError(f"{where + ': ' if where else ''}{field}: commit {wanted} not found in the repository of source {source}")
     parent_from = "git"
     base = None
     if data.get("parent_hash"):

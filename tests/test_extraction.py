@@ -110,3 +110,8 @@ def test_commit_hash_must_match_file_name(mirror, demo, tmp_path):
     path = write(tmp_path, f"{shas['topk']}.json", data)
     with pytest.raises(IsobenchError, match="does not match the commit"):
         norm(mirror, shas["topk"], path)
+
+
+def test_config_commit_missing_from_repo(mirror):
+    with pytest.raises(IsobenchError, match="config: field sources.demo.commits: commit v9.9 not found"):
+        norm(mirror, "v9.9", None)

@@ -1,0 +1,123 @@
+"""The whole workflow, run with snakemake on a copy of the project (slow: about a minute)."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from isobench.dataset import read_dataset
+from isobench.demo.history import STEPS
+from isobench.jsonio import validate
+
+from conftest import ROOT, copy_workflow, snakemake
+
+pytestmark = pytest.mark.slow
+KIND = {s.key: s.kind for s in STEPS}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, demo):
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return work, proc
+
+
+def test_demo_dataset(demo_run, demo):
+    work, _ = demo_run
+    _, shas = demo
+    by_sha = {v: k for k, v in shas.items()}
+    rows = read_dataset(work / "results" / "dataset.jsonl")
+    assert sorted(by_sha[r["head_commit"]] for r in rows) == sorted(
+        s.key for s in STEPS if s.kind in ("perf", "wrong", "noop"))
+    for r in rows:
+        validate(r, "record", r["instance_id"])
+        assert r["main_commit"] == shas["release"]
+        record = json.loads((work / "results" / "demo" / r["head_commit"] / "record.json").read_text())
+        assert record == r
+        for name in ("base", "head", "main"):
+            validate(json.loads((work / "results" / "demo" / r["head_commit"] / f"timing_{name}.json").read_text()),
+                     "timing", name)
+    rows = {by_sha[r["head_commit"]]: r for r in rows}
+    for key, r in rows.items():
+        if KIND[key] == "perf":
+            assert r["human_performance"] > 1.2, (key, r["human_performance"])
+            assert r["status"] == "ok" and all(len(r["duration_changes"][0][n]) == 15 for n in ("base", "head"))
+    topk = rows["topk"]
+    assert topk["revisions"]["head"]["category"] == "not_equivalent"
+    assert topk["revisions"]["head"]["equivalent"] is False and topk["human_performance"] is None
+    ma = rows["moving-average"]
+    assert [ma["revisions"][n]["status"] for n in ("base", "head", "main")] == ["ok", "ok", "failed"]
+    assert ma["revisions"]["main"]["category"] == "import_error" and ma["duration_changes"][0]["main"] == []
+    prov = rows["pairwise"]["provenance"]
+    assert prov["environment"]["torch"] and prov["generator_origin"].startswith("pregenerated:")
+    text = (work / "results" / "dataset.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_dataset_loads_with_datasets(demo_run):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset("json", data_files=str(demo_run[0] / "results" / "dataset.jsonl"), split="train")
+    assert ds.num_rows == 7
+
+
+def test_second_run_has_nothing_to_do(demo_run):
+    proc = snakemake(demo_run[0])
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stderr + proc.stdout
+
+
+def test_lint_and_format(demo_run):
+    proc = snakemake(demo_run[0], "--lint")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    fmt = shutil.which("snakefmt")
+    if fmt:
+        import subprocess
+
+        out = subprocess.run([fmt, "--check", str(ROOT)], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+
+
+def _isobench_lines(text):
+    return [line for line in text.splitlines() if line.startswith("isobench:")]
+
+
+def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
+    _, shas = demo
+    work = copy_workflow(tmp_path)
+    ext, gen = work / "bad" / "extractions", work / "bad" / "generators"
+    ext.mkdir(parents=True)
+    gen.mkdir(parents=True)
+    for key in ("primes", "histogram", "regex"):
+        shutil.copy(ROOT / "demo" / "extractions" / f"{shas[key]}.json", ext)
+        shutil.copy(ROOT / "demo" / "generators" / f"{shas[key][:8]}_test_case_generator.py", gen)
+    (ext / f"{shas['wordfreq']}.json").write_text('{"commit_hash": "%s", "parent_hash": ' % shas["wordfreq"])
+    missing = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"
+    (ext / f"{missing}.json").write_text(json.dumps(
+        {"commit_hash": missing, "parent_hash": missing, "message": "m", "files_changed": []}))
+    (gen / f"{shas['regex'][:8]}_test_case_generator.py").write_text("def setup(:\n    pass\n")
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["sources"]["demo"].update(extractions="bad/extractions", generators="bad/generators",
+                                     measure={"rounds": 1, "warmup": 1, "repeat": 2, "timeout_s": 60})
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+    proc = snakemake(work, "--keep-going")
+    assert proc.returncode != 0
+    lines = _isobench_lines(proc.stderr)
+    assert any(f"{shas['wordfreq']}.json: invalid JSON at line 1" in line for line in lines), lines
+    assert any(f"commit {missing} not found in the repository of source demo" in line for line in lines), lines
+    assert any(f"{shas['regex'][:8]}_test_case_generator.py: syntax error at line 1" in line for line in lines), lines
+    assert "Traceback" not in proc.stderr
+    for key in ("primes", "histogram"):
+        record = work / "results" / "demo" / shas[key] / "record.json"
+        assert json.loads(record.read_text())["status"] == "ok"
+    assert not (work / "results" / "dataset.jsonl").exists()
+    before = {p: p.read_bytes() for p in (work / "results" / "demo").glob("*/record.json")}
+
+    # An invalid config value: one line, nothing run, nothing lost.
+    proc = snakemake(work, "--keep-going", "--config", "diff_budget_chars=5")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "isobench: config: field diff_budget_chars: 5 is less than the minimum of 1000")
+    assert {p: p.read_bytes() for p in before} == before
