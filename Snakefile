@@ -32,3 +32,4 @@ rule all:
     default_target: True
     input:
         config["dataset"],
+        all_artifacts(),

@@ -93,7 +93,9 @@ def measure_step(smk) -> None:
         marker = load_json(getattr(smk.input, f"worktree_{name}"))
         if marker["sha"] != shas[name]:
             raise IsobenchError(f"{smk.input.extraction}: {name} is {shas[name]} but its worktree holds {marker['sha']}")
-        revisions.append(Revision(name, shas[name], Path(marker["path"])))
+        # The marker may outlive its folder (deleted by hand): make sure the checkout is there and clean.
+        path = git.ensure_worktree(Path(p.mirror), shas[name], Path(marker["path"]))
+        revisions.append(Revision(name, shas[name], path))
     settings = Settings.from_config(p.settings)
     log.info("measuring %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
              settings.rounds, settings.warmup, settings.repeat)

@@ -32,11 +32,22 @@ def commit_plan(wildcards):
 
 
 def all_records():
+    return per_commit("record.json")
+
+
+def per_commit(name):
     return [
-        f"results/{source}/{key}/record.json"
+        f"results/{source}/{key}/{name}"
         for source, plan in PLAN.items()
         for key in plan.commits
     ]
+
+
+def all_artifacts():
+    """Every per-commit artifact: a deleted one is made again (and what depends on it)."""
+    names = ("extraction.json", "prompt.txt", "generator.py", "record.json")
+    names += tuple(f"timing_{r}.json" for r in ("base", "head", "main"))
+    return [path for name in names for path in per_commit(name)]
 
 
 def extraction_file(wildcards):

@@ -15,6 +15,7 @@ rule measure:
         gpu=1,
     params:
         main_sha=lambda wc: PLAN[wc.source].main_sha,
+        mirror=lambda wc: str(PLAN[wc.source].mirror),
         settings=measure_settings,
         python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
         scratch=f"{COMMIT_DIR}/scratch",

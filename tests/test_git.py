@@ -74,3 +74,8 @@ def test_mirror_fetch_sees_new_commits(demo, tmp_path):
     assert git.resolve(m, "main") == before
     git.ensure_mirror(str(src), m, fetch=True)
     assert git.resolve(m, "main") == git.resolve(Path(src), "main") != before
+
+
+def test_mirror_from_a_url(demo, tmp_path):
+    m = git.ensure_mirror(demo[0].resolve().as_uri(), tmp_path / "url.git")
+    assert git.resolve(m, "main") == demo[1]["release"]

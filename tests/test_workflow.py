@@ -121,3 +121,16 @@ def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
     assert proc.stderr.strip().splitlines()[-1] == (
         "isobench: config: field diff_budget_chars: 5 is less than the minimum of 1000")
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_deleted_timing_or_worktree_is_restored(demo_run, demo):
+    work, _ = demo_run
+    _, shas = demo
+    commit = work / "results" / "demo" / shas["histogram"]
+    (commit / "timing_head.json").unlink()
+    shutil.rmtree(work / "results" / "demo" / "_worktrees" / shas["histogram"])
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("rule measure:") == 1 and "rule worktree:" not in proc.stderr
+    assert proc.stderr.count("rule record:") == 1 and proc.stderr.count("rule dataset:") == 1
+    assert json.loads((commit / "timing_head.json").read_text())["status"] == "ok"
