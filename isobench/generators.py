@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from .contracts import detect
 from .errors import IsobenchError
 
 CONTRACT = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
@@ -25,16 +26,20 @@ def find_pregenerated(directory: str | Path | None, sha: str) -> Path | None:
     return None
 
 
-def check_script(text: str, where: str) -> None:
-    """The script parses and defines the contract's functions at top level."""
+def check_script(text: str, where: str) -> str:
+    """The script parses and follows a contract (returned); the functions contract needs its five functions."""
     try:
         tree = ast.parse(text, filename=where)
     except SyntaxError as exc:
         raise IsobenchError(f"{where}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    contract = detect(text)
+    if contract != "functions":
+        return contract
     defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     missing = [name for name in CONTRACT if name not in defined]
     if missing:
         raise IsobenchError(f"{where}: the test does not define {', '.join(missing)} (contract: {', '.join(CONTRACT)})")
+    return contract
 
 
 def missing_script_error(source: str, sha: str, directory: str | None) -> IsobenchError:

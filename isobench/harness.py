@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 
-HARNESS_VERSION = "1"
+HARNESS_VERSION = "2"
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -81,11 +81,7 @@ def environment(torch_mod=None):
             if torch_mod.cuda.is_available():
                 env["cuda"] = torch_mod.version.cuda
                 env["gpu"] = torch_mod.cuda.get_device_name(0)
-                try:
-                    driver = torch_mod.cuda.driver_version() if hasattr(torch_mod.cuda, "driver_version") else None
-                except Exception:
-                    driver = None
-                env["gpu_driver"] = driver
+                env["gpu_driver"] = gpu_driver()
         except Exception:
             pass
     else:
@@ -112,14 +108,35 @@ def load_module(path):
     return module
 
 
-def make_timer(torch_mod):
-    """A function that calls fn() once and returns its duration in ms, and the timer's name."""
+def gpu_driver():
+    """The NVIDIA driver version, read outside any timed region."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def make_timer(torch_mod, flush_l2=False):
+    """A function that calls fn() once and returns its duration in ms, and the timer's name.
+
+    On CUDA: events around the call with synchronize before and after; with ``flush_l2``
+    a buffer twice the size of the L2 cache is overwritten before each call (not timed)."""
     if torch_mod is not None and torch_mod.cuda.is_available():
         cuda = torch_mod.cuda
+        scrub = None
+        if flush_l2:
+            l2 = getattr(cuda.get_device_properties(0), "L2_cache_size", 0) or (64 << 20)
+            scrub = torch_mod.empty(2 * l2, dtype=torch_mod.uint8, device="cuda")
 
         def timed(fn):
             start = cuda.Event(enable_timing=True)
             end = cuda.Event(enable_timing=True)
+            if scrub is not None:
+                scrub.zero_()
             cuda.synchronize()
             start.record()
             result = fn()
@@ -183,7 +200,7 @@ def run(args):
             torch_mod_for_timer = None
         else:
             torch_mod_for_timer = torch_mod
-        timed, report["timer"] = make_timer(torch_mod_for_timer)
+        timed, report["timer"] = make_timer(torch_mod_for_timer, args.flush_l2)
         try:
             result, _ = timed(lambda: module.experiment(data))
         except BaseException as exc:
@@ -192,8 +209,13 @@ def run(args):
         del result
         samples = []
         try:
-            for _ in range(max(0, args.warmup - 1)):
+            # Warm up for `warmup` calls and at least `warmup_ms` of wall time (clocks, caches, autotuners).
+            deadline = time.perf_counter() + args.warmup_ms / 1e3
+            calls = 1
+            while calls < args.warmup or time.perf_counter() < deadline:
                 timed(lambda: module.experiment(data))
+                calls += 1
+            report["warmup_calls"] = calls
             for _ in range(args.repeat):
                 samples.append(timed(lambda: module.experiment(data))[1])
         except BaseException as exc:
@@ -215,6 +237,8 @@ def main(argv=None):
     parser.add_argument("--reference")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--warmup-ms", type=float, default=0.0, help="keep warming up until this much time has passed")
+    parser.add_argument("--flush-l2", action="store_true", help="overwrite the GPU's L2 cache before each timed call")
     parser.add_argument("--no-cuda", action="store_true", help="time with perf_counter even when CUDA is available")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)

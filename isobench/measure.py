@@ -17,10 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from . import harness
+from . import contracts, harness
 from .jsonio import load_json
+from .stats import describe
 
 REVISIONS = ("base", "head", "main")
 STDERR_TAIL = 4000
@@ -38,20 +37,29 @@ CATEGORIES = {
     "timeout": "a round ran past its time limit and was killed",
     "crash": "the process died without a report (signal, os._exit, out of memory)",
     "harness_error": "the harness itself failed",
+    "bad_output": "a command-line script printed no usable time (missing, non-finite, negative or wrong units)",
+    "target_not_resolved": "a command-line script reports target_resolved: false (the API under test is missing)",
+    "opt_path_missed": "a command-line script reports opt_path_hit: false at head or main",
 }
 
 
 @dataclass(frozen=True)
 class Settings:
-    rounds: int = 5
+    rounds: int = 10
     warmup: int = 2
+    warmup_ms: float = 100.0
     repeat: int = 10
     timeout_s: float = 600.0
+    job_timeout_s: float = 3600.0
+    flush_l2: bool = False
     no_cuda: bool = False
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Settings":
-        return cls(**{k: cfg[k] for k in ("rounds", "warmup", "repeat", "timeout_s", "no_cuda") if k in cfg})
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -59,25 +67,6 @@ class Revision:
     name: str
     sha: str
     worktree: Path
-
-
-def summarize(samples: list[float]) -> dict | None:
-    """median, IQR, mean, stdev, n, min, max of samples in ms (None when empty)."""
-    if not samples:
-        return None
-    a = np.asarray(samples, dtype=float)
-    q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {
-        "n": int(a.size),
-        "median": float(med),
-        "q1": float(q1),
-        "q3": float(q3),
-        "iqr": float(q3 - q1),
-        "mean": float(a.mean()),
-        "stdev": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-        "min": float(a.min()),
-        "max": float(a.max()),
-    }
 
 
 def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
@@ -91,13 +80,7 @@ def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
         return ""
 
 
-def run_round(rev: Revision, mode: str, module: Path, reference: Path, workdir: Path, settings: Settings,
-              python: str, pythonpath: list[str]) -> dict:
-    """One fresh harness process for one revision; returns the harness report."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    out = workdir / "report.json"
-    if out.exists():
-        out.unlink()
+def revision_env(pythonpath: list[str]) -> dict:
     env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
@@ -105,48 +88,102 @@ def run_round(rev: Revision, mode: str, module: Path, reference: Path, workdir: 
         PYTHONHASHSEED="0",
         PYTHONUNBUFFERED="1",
     )
-    cmd = [python, str(module.parent / "harness.py"), "--module", str(module), "--mode", mode,
-           "--reference", str(reference), "--warmup", str(settings.warmup), "--repeat", str(settings.repeat),
-           "--out", str(out)]
-    if settings.no_cuda:
-        cmd.append("--no-cuda")
-    stdout_path, stderr_path = workdir / "stdout.txt", workdir / "stderr.txt"
+    return env
+
+
+def spawn(cmd: list[str], workdir: Path, env: dict, timeout_s: float) -> tuple[int | None, float]:
+    """Run one process in its own session, stdout/stderr to files in ``workdir``; kill its whole group on timeout.
+
+    Returns (exit code or None on timeout, wall seconds)."""
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
+    with open(workdir / "stdout.txt", "wb") as so, open(workdir / "stderr.txt", "wb") as se:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=so, stderr=se, start_new_session=True)
         try:
-            returncode = proc.wait(timeout=settings.timeout_s)
+            returncode = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             returncode = None
-    report = {"status": "failed", "samples_ms": [], "env": None, "timer": None, "equivalent": None,
-              "traceback": None}
+    return returncode, round(time.monotonic() - started, 3)
+
+
+def failed(category: str, error: str, **extra) -> dict:
+    return {"status": "failed", "category": category, "error": error, "samples_ms": [], "env": None, "timer": None,
+            "equivalent": None, "traceback": None, **extra}
+
+
+def run_round(rev: Revision, mode: str, module: Path, reference: Path, workdir: Path, settings: Settings,
+              python: str, pythonpath: list[str]) -> dict:
+    """One fresh harness process for one revision (function contract); returns the harness report."""
+    out = workdir / "report.json"
+    if out.exists():
+        out.unlink()
+    cmd = [python, str(module.parent / "harness.py"), "--module", str(module), "--mode", mode,
+           "--reference", str(reference), "--warmup", str(settings.warmup), "--warmup-ms", str(settings.warmup_ms),
+           "--repeat", str(settings.repeat), "--out", str(out)]
+    cmd += ["--no-cuda"] if settings.no_cuda else []
+    cmd += ["--flush-l2"] if settings.flush_l2 else []
+    returncode, wall = spawn(cmd, workdir, revision_env(pythonpath), settings.timeout_s)
     if returncode is None:
-        report.update(category="timeout", error=f"round killed after {settings.timeout_s:g} s")
+        report = failed("timeout", f"round killed after {settings.timeout_s:g} s")
     elif out.exists():
         report = load_json(out)
+    elif returncode < 0:
+        report = failed("crash", f"the harness was killed by signal {-returncode} and wrote no report")
     else:
-        report.update(category="crash", error=f"the harness exited with code {returncode} and wrote no report")
-    report["wall_s"] = round(time.monotonic() - started, 3)
-    report["stderr_tail"] = _tail(stderr_path)
+        report = failed("crash", f"the harness exited with code {returncode} and wrote no report")
+    report["wall_s"] = wall
+    report["stderr_tail"] = _tail(workdir / "stderr.txt")
     return report
 
 
+def run_script_round(rev: Revision, mode: str, contract: str, module: Path, prefix: Path, workdir: Path,
+                     settings: Settings, python: str, pythonpath: list[str]) -> dict:
+    """One run of an ISO-Bench or GSO command-line script; its reported time is the round's sample."""
+    out_file = workdir / "timing_output.txt"
+    cmd = [python, *contracts.command(contract, module, mode, prefix, out_file)]
+    returncode, wall = spawn(cmd, workdir, revision_env(pythonpath), settings.timeout_s)
+    stderr = _tail(workdir / "stderr.txt")
+    base = {"wall_s": wall, "stderr_tail": stderr, "env": harness.environment(), "timer": f"script:{contract}"}
+    if returncode is None:
+        return {**failed("timeout", f"round killed after {settings.timeout_s:g} s"), **base}
+    if returncode != 0:
+        category, error = contracts.classify_exit(returncode, mode, stderr)
+        return {**failed(category, error), **base}
+    warnings: list[str] = []
+    if contract == "isobench_cli":
+        ms, category, error, warnings = contracts.parse_isobench(_tail(workdir / "stdout.txt", 65536), rev.name)
+    else:
+        text = out_file.read_text(errors="replace") if out_file.exists() else ""
+        ms, category, error = contracts.parse_gso(text)
+    if category:
+        return {**failed(category, error), **base}
+    return {"status": "ok", "category": None, "error": None, "samples_ms": [ms], "equivalent": True if mode == "eqcheck" else None,
+            "traceback": None, "warnings": warnings, **base}
+
+
 def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, settings: Settings,
-                   python: str = sys.executable, extra_path: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Measure every revision of one commit; return {revision name: timing dict}."""
+                   python: str = sys.executable, extra_path: tuple[str, ...] = (), contract: str = "auto") -> dict[str, dict]:
+    """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}."""
     scratch = Path(scratch).resolve()
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
+    text = Path(generator).read_text(encoding="utf-8", errors="replace")
+    if contract == "auto":
+        contract = contracts.detect(text)
     module = scratch / "perf_test.py"
     shutil.copyfile(generator, module)  # generator.py itself is never touched
     shutil.copyfile(harness.__file__, scratch / "harness.py")
     reference = scratch / "reference.out"
-    state = {r.name: {"rounds": [], "report": None, "failed": None, "equivalent": None, "env": None,
-                      "timer": None, "wall_s": 0.0} for r in revisions}
+    state = {r.name: {"rounds": [], "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
+                      "warnings": [], "stderr_tail": ""} for r in revisions}
+    deadline = time.monotonic() + settings.job_timeout_s
+    rounds_done = 0
     for k in range(settings.rounds):
+        if k and time.monotonic() > deadline:
+            break
         for rev in revisions:
             st = state[rev.name]
             if st["failed"] is not None:
@@ -154,10 +191,17 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
             mode = "time" if k else ("reference" if rev.name == "base" else "eqcheck")
             root = rev.worktree.resolve()
             pythonpath = [str(root)] + [str(root / p) for p in extra_path]
-            rep = run_round(rev, mode, module, reference, scratch / rev.name / f"round{k}", settings, python, pythonpath)
+            workdir = scratch / rev.name / f"round{k}"
+            if contract == "functions":
+                rep = run_round(rev, mode, module, reference, workdir, settings, python, pythonpath)
+            else:
+                rep = run_script_round(rev, mode, contract, module, scratch / "reference", workdir, settings, python,
+                                       pythonpath)
             st["wall_s"] += rep.get("wall_s", 0.0)
             st["env"] = rep.get("env") or st["env"]
             st["timer"] = rep.get("timer") or st["timer"]
+            st["stderr_tail"] = rep.get("stderr_tail", "")
+            st["warnings"] += [w for w in rep.get("warnings", []) if w not in st["warnings"]]
             if k == 0 and rev.name != "base":
                 st["equivalent"] = rep.get("equivalent")
             if rep["status"] != "ok":
@@ -166,33 +210,39 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
                     st["equivalent"] = False
                 continue
             st["rounds"].append(rep["samples_ms"])
-            st["report"] = rep
-    timings = {}
-    for rev in revisions:
-        st = state[rev.name]
-        samples = [s for rnd in st["rounds"] for s in rnd]
-        last = st["failed"] or st["report"] or {}
-        failed = st["failed"]
-        timings[rev.name] = {
-            "schema_version": 1,
-            "revision": rev.name,
-            "sha": rev.sha,
-            "status": "ok" if failed is None else "failed",
-            "category": None if failed is None else failed.get("category"),
-            "error": None if failed is None else failed.get("error"),
-            "traceback": None if failed is None else failed.get("traceback"),
-            "equivalent": st["equivalent"] if rev.name != "base" else None,
-            "samples_ms": samples,
-            "rounds_ms": st["rounds"],
-            "stats": summarize(samples),
-            "unit": "ms",
-            "timer": st["timer"],
-            "device": "cuda" if st["timer"] == "cuda_event" else "cpu",
-            "env": st["env"],
-            "settings": {"rounds": settings.rounds, "warmup": settings.warmup, "repeat": settings.repeat,
-                         "timeout_s": settings.timeout_s},
-            "harness_version": harness.HARNESS_VERSION,
-            "wall_s": round(st["wall_s"], 3),
-            "stderr_tail": last.get("stderr_tail", ""),
-        }
-    return timings
+        rounds_done = k + 1
+    if rounds_done < settings.rounds:
+        for st in state.values():
+            st["warnings"].append(f"job time limit ({settings.job_timeout_s:g} s) reached after {rounds_done} of "
+                                  f"{settings.rounds} rounds")
+    return {rev.name: timing_of(rev, state[rev.name], settings, contract) for rev in revisions}
+
+
+def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dict:
+    failure = st["failed"]
+    samples = [s for rnd in st["rounds"] for s in rnd]
+    device = "cuda" if st["timer"] == "cuda_event" else "cpu"
+    stats = describe(st["rounds"], device) if samples else None  # a failed revision keeps what it measured
+    return {
+        "schema_version": 1,
+        "revision": rev.name,
+        "sha": rev.sha,
+        "status": "ok" if failure is None else "failed",
+        "category": None if failure is None else failure.get("category"),
+        "error": None if failure is None else failure.get("error"),
+        "traceback": None if failure is None else failure.get("traceback"),
+        "equivalent": st["equivalent"] if rev.name != "base" else None,
+        "samples_ms": samples,
+        "rounds_ms": st["rounds"],
+        "stats": stats,
+        "warnings": st["warnings"] + (stats["warnings"] if stats else []),
+        "unit": "ms",
+        "contract": contract,
+        "timer": st["timer"],
+        "device": device,
+        "env": st["env"],
+        "settings": settings.as_dict(),
+        "harness_version": harness.HARNESS_VERSION,
+        "wall_s": round(st["wall_s"], 3),
+        "stderr_tail": st["stderr_tail"],
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import __version__
 from .harness import HARNESS_VERSION
 from .measure import REVISIONS
+from .stats import compare
 
 ENV_KEYS = ("python", "torch", "cuda", "gpu", "gpu_driver", "cpu", "cpu_count", "cpu_governor", "host", "platform")
 
@@ -22,6 +23,20 @@ def human_performance(timings: dict) -> float | None:
     return b / h if h > 0 else None
 
 
+def comparisons(timings: dict, analysis: dict) -> dict:
+    """base→head and base→main: speedup with its CI, p-values and verdict (None where a side failed)."""
+    out = {}
+    for other in ("head", "main"):
+        base, t = timings["base"], timings[other]
+        if base["status"] != "ok" or t["status"] != "ok":
+            out[f"base_{other}"] = None
+            continue
+        out[f"base_{other}"] = compare(base["rounds_ms"], t["rounds_ms"], min_effect=analysis["min_effect"],
+                                       alpha=analysis["alpha"], level=analysis["ci_level"],
+                                       n_boot=analysis["bootstrap"], seed=analysis["seed"])
+    return out
+
+
 def environment(timings: dict) -> dict:
     for name in ("head", "base", "main"):
         env = timings[name].get("env")
@@ -31,7 +46,7 @@ def environment(timings: dict) -> dict:
 
 
 def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, timings: dict, main_sha: str,
-                 hashes: dict, generator_origin: str, template: str) -> dict:
+                 hashes: dict, generator_origin: str, template: str, analysis: dict) -> dict:
     """The record of one commit; ``hashes`` holds the sha256 of each input artifact."""
     revisions = {}
     for name in REVISIONS:
@@ -44,6 +59,8 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "equivalent": t["equivalent"],
             "n": len(t["samples_ms"]),
             "median_ms": t["stats"]["median"] if t["stats"] else None,
+            "iqr_ms": t["stats"]["iqr"] if t["stats"] else None,
+            "warnings": t.get("warnings", []),
         }
     ok = {name: timings[name]["status"] == "ok" for name in REVISIONS}
     apis = extraction["affected_apis"]
@@ -67,6 +84,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         "notes": source_cfg.get("notes"),
         "status": "ok" if ok["base"] and ok["head"] else "failed",
         "revisions": revisions,
+        "comparisons": comparisons(timings, analysis),
         "provenance": {
             "source": extraction["source"],
             "extraction_file": extraction["extraction_file"],
@@ -81,6 +99,9 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "harness_version": HARNESS_VERSION,
             "isobench_version": __version__,
             "environment": environment(timings),
+            "contract": timings["base"].get("contract"),
+            "measure_settings": timings["base"].get("settings"),
+            "analysis": analysis,
             "warnings": extraction.get("warnings", []),
         },
     }

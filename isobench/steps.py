@@ -71,11 +71,11 @@ def generator_step(smk) -> None:
     if pre is None:
         raise generators.missing_script_error(p.source, p.commit, p.generators)
     text = pre.read_text(encoding="utf-8")
-    generators.check_script(text, str(pre))
+    contract = generators.check_script(text, str(pre))
     write_text_atomic(smk.output.generator, text)
     write_json(smk.output.meta, {"origin": f"pregenerated:{pre}", "sha256": sha256_file(smk.output.generator),
-                                 "prompt_sha256": sha256_file(smk.input.prompt)})
-    log.info("generator: pre-generated %s", pre)
+                                 "prompt_sha256": sha256_file(smk.input.prompt), "contract": contract})
+    log.info("generator: pre-generated %s (%s contract)", pre, contract)
 
 
 def worktree_step(smk) -> None:
@@ -100,7 +100,7 @@ def measure_step(smk) -> None:
     log.info("measuring %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
              settings.rounds, settings.warmup, settings.repeat)
     timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
-                             extra_path=tuple(p.python_path))
+                             extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"))
     for name in REVISIONS:
         t = timings[name]
         validate(t, "timing", f"timing_{name}")
@@ -127,12 +127,13 @@ def record_step(smk) -> None:
     record = build_record(extraction=extraction, source_cfg=smk.params.source_cfg,
                           generator_text=Path(smk.input.generator).read_text(encoding="utf-8"), timings=timings,
                           main_sha=timings["main"]["sha"], hashes=hashes, generator_origin=generator_meta["origin"],
-                          template=prompt_meta["template"])
+                          template=prompt_meta["template"], analysis=smk.params.analysis)
     validate(record, "record", smk.output.record)
     write_json(smk.output.record, record)
-    hp = record["human_performance"]
-    log.info("record %s: %s, human_performance %s", record["instance_id"], record["status"],
-             "n/a" if hp is None else f"{hp:.2f}")
+    cmp = record["comparisons"]["base_head"]
+    log.info("record %s: %s, %s", record["instance_id"], record["status"],
+             "no comparison" if cmp is None else
+             f"speedup {cmp['speedup']:.3f} [{cmp['ci_low']:.3f}, {cmp['ci_high']:.3f}] {cmp['verdict']}")
 
 
 def dataset_step(smk) -> None:

@@ -49,6 +49,13 @@ def measure_settings(config: dict, source: str, schema_path: str | Path) -> dict
     return {**defaults, **(config.get("measure") or {}), **(config["sources"][source].get("measure") or {})}
 
 
+def analysis_settings(config: dict, schema_path: str | Path) -> dict:
+    """min_effect, alpha, ci_level, bootstrap and seed: the schema's defaults, then the config's."""
+    with open(schema_path, encoding="utf-8") as fh:
+        props = yaml.safe_load(fh)["properties"]["analysis"]["properties"]
+    return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
+
+
 @dataclass
 class CommitPlan:
     key: str

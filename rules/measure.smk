@@ -11,6 +11,7 @@ rule measure:
         f"{COMMIT_DIR}/logs/measure.log",
     conda:
         "../envs/isobench.yaml"
+    threads: workflow.cores  # a quiet machine: nothing else runs beside a measurement
     resources:
         gpu=1,
     params:

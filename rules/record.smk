@@ -16,5 +16,6 @@ rule record:
         "../envs/isobench.yaml"
     params:
         source_cfg=lambda wc: iw.public_source_config(config, wc.source),
+        analysis=iw.analysis_settings(config, SCHEMA),
     script:
         "../scripts/record.py"

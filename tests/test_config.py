@@ -38,8 +38,19 @@ def test_bad_config_is_one_line(config, mutate, message):
 
 
 def test_measure_settings_layering(config):
-    assert measure_settings(config, "demo", SCHEMA) == {"rounds": 3, "warmup": 1, "repeat": 5, "timeout_s": 120,
-                                                        "no_cuda": False}
+    got = measure_settings(config, "demo", SCHEMA)
+    assert got == {"rounds": 6, "warmup": 1, "warmup_ms": 0, "repeat": 5, "timeout_s": 120, "job_timeout_s": 3600,
+                   "flush_l2": False, "no_cuda": False, "contract": "auto"}
     config["sources"]["demo"].pop("measure")
     config.pop("measure")
-    assert measure_settings(config, "demo", SCHEMA)["rounds"] == 5
+    assert measure_settings(config, "demo", SCHEMA)["rounds"] == 10
+
+
+def test_analysis_settings_defaults_from_schema(config):
+    from isobench.workflow import analysis_settings
+
+    config.pop("analysis")
+    assert analysis_settings(config, SCHEMA) == {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95,
+                                                 "bootstrap": 2000, "seed": 0}
+    config["analysis"] = {"alpha": 0.05}
+    assert analysis_settings(config, SCHEMA)["alpha"] == 0.05

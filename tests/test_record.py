@@ -5,9 +5,10 @@ import pytest
 from isobench.dataset import merge, read_dataset, write_dataset
 from isobench.errors import IsobenchError
 from isobench.jsonio import dumps, validate, write_json
-from isobench.measure import summarize
+from isobench.stats import describe
 from isobench.record import build_record, human_performance
 
+ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 500, "seed": 0}
 SHA = {"base": "a" * 40, "head": "b" * 40, "main": "c" * 40}
 
 
@@ -15,7 +16,8 @@ def timing(name, samples, status="ok", category=None):
     return {"schema_version": 1, "revision": name, "sha": SHA[name], "status": status, "category": category,
             "error": None if status == "ok" else "boom", "traceback": None,
             "equivalent": None if name == "base" else status == "ok",
-            "samples_ms": samples, "rounds_ms": [samples], "stats": summarize(samples), "unit": "ms",
+            "samples_ms": samples, "rounds_ms": [samples], "stats": describe([samples]) if samples else None,
+            "warnings": [], "unit": "ms", "contract": "functions",
             "timer": "perf_counter_ns", "device": "cpu", "env": {"python": "3.11", "host": "h"},
             "settings": {}, "harness_version": "1", "stderr_tail": ""}
 
@@ -28,7 +30,7 @@ def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00
               "timing_base": "5", "timing_head": "6", "timing_main": "7"}
     return build_record(extraction=extraction, source_cfg={"setup_commands": ["x"]}, generator_text="code",
                         timings=timings, main_sha=SHA["main"], hashes=hashes, generator_origin="pregenerated:x",
-                        template="t.md")
+                        template="t.md", analysis=ANALYSIS)
 
 
 def test_record_ok_validates():

@@ -43,7 +43,9 @@ def test_demo_dataset(demo_run, demo):
     for key, r in rows.items():
         if KIND[key] == "perf":
             assert r["human_performance"] > 1.2, (key, r["human_performance"])
-            assert r["status"] == "ok" and all(len(r["duration_changes"][0][n]) == 15 for n in ("base", "head"))
+            assert r["status"] == "ok" and all(len(r["duration_changes"][0][n]) == 6 * 5 for n in ("base", "head"))
+            assert r["comparisons"]["base_head"]["verdict"] == "faster", (key, r["comparisons"])
+            assert r["comparisons"]["base_head"]["ci_low"] > 1
     topk = rows["topk"]
     assert topk["revisions"]["head"]["category"] == "not_equivalent"
     assert topk["revisions"]["head"]["equivalent"] is False and topk["human_performance"] is None
@@ -134,3 +136,26 @@ def test_deleted_timing_or_worktree_is_restored(demo_run, demo):
     assert proc.stderr.count("rule measure:") == 1 and "rule worktree:" not in proc.stderr
     assert proc.stderr.count("rule record:") == 1 and proc.stderr.count("rule dataset:") == 1
     assert json.loads((commit / "timing_head.json").read_text())["status"] == "ok"
+
+
+def test_isobench_and_gso_style_scripts_through_the_workflow(tmp_path, demo):
+    _, shas = demo
+    work = copy_workflow(tmp_path)
+    ext = work / "cli" / "extractions"
+    ext.mkdir(parents=True)
+    for key in ("primes", "histogram"):
+        shutil.copy(ROOT / "demo" / "extractions" / f"{shas[key]}.json", ext)
+    shutil.copytree(ROOT / "tests" / "fixtures" / "contract_generators", work / "cli" / "generators")
+    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config["sources"]["demo"].update(extractions="cli/extractions", generators="cli/generators",
+                                     measure={"rounds": 5, "warmup": 1, "repeat": 1, "timeout_s": 60})
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
+    for key, contract in (("primes", "isobench_cli"), ("histogram", "gso_cli")):
+        r = rows[shas[key]]
+        validate(r, "record", key)
+        assert r["provenance"]["contract"] == contract
+        assert r["status"] == "ok" and len(r["duration_changes"][0]["base"]) == 5
+        assert r["comparisons"]["base_head"]["speedup"] > 1.2

@@ -1,0 +1,133 @@
+"""Test contracts: isobench's functions, and the command-line scripts of ISO-Bench and GSO.
+
+- ``functions``: the module defines setup/experiment/store_result/load_result/check_equivalence
+  and isobench's harness does the timing.
+- ``isobench_cli`` (ISO-Bench's generators): ``--eqcheck``, ``--reference``, ``--prefix PREFIX``;
+  the script times itself and prints one JSON line with ``avg_ms`` (milliseconds) and optionally
+  ``target_resolved``, ``opt_path_hit`` and ``error``.
+- ``gso_cli`` (GSO's harness): a positional output file, ``--eqcheck``, ``--reference``,
+  ``--file_prefix PREFIX``; the script appends ``Execution time: X.XXXXXXs`` (seconds) to the file.
+
+A script contract is run once per round; its reported time is that round's one sample.
+A timeout, a crash or output without a usable finite time is a failure, never a number.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from pathlib import Path
+
+CONTRACTS = ("functions", "isobench_cli", "gso_cli")
+_GSO_LINE = re.compile(r"^Execution time:\s*(\S+?)s\s*$")
+_GSO_ANY = re.compile(r"^Execution time:")
+
+
+def _cli_flags(tree: ast.AST) -> set[str]:
+    flags = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+            for arg in node.args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    flags.add(arg.value)
+    return flags
+
+
+def detect(text: str) -> str:
+    """Which contract a script follows: a recognized command line wins over bare functions."""
+    try:
+        flags = _cli_flags(ast.parse(text))
+    except SyntaxError:
+        return "functions"  # the generator step reports the syntax error
+    if "--file_prefix" in flags or ("output_file" in flags and "--eqcheck" in flags):
+        return "gso_cli"
+    if "--prefix" in flags and ("--eqcheck" in flags or "--reference" in flags):
+        return "isobench_cli"
+    return "functions"
+
+
+def command(contract: str, module: Path, mode: str, prefix: Path, out_file: Path) -> list[str]:
+    """The script's arguments for one round (``mode``: reference, eqcheck or time)."""
+    flags = {"reference": ["--reference"], "eqcheck": ["--eqcheck"], "time": []}[mode]
+    if contract == "isobench_cli":
+        return [str(module), "--prefix", str(prefix), *flags]
+    if contract == "gso_cli":
+        return [str(module), str(out_file), "--file_prefix", str(prefix), *flags]
+    raise ValueError(contract)
+
+
+def _last_exception(stderr: str) -> str:
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def classify_exit(returncode: int, mode: str, stderr: str) -> tuple[str, str]:
+    """(category, error) for a script that exited non-zero."""
+    last = _last_exception(stderr)
+    if returncode < 0:
+        return "crash", f"killed by signal {-returncode}"
+    if last.startswith(("ModuleNotFoundError", "ImportError")):
+        return "import_error", last
+    if mode == "eqcheck" and last.startswith("AssertionError"):
+        return "not_equivalent", last
+    if mode == "eqcheck" and last.startswith("FileNotFoundError"):
+        return "no_reference", last
+    return "experiment_error", f"exit code {returncode}: {last}" if last else f"exit code {returncode}"
+
+
+def _finite_ms(value, scale: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    ms = float(value) * scale
+    return ms if math.isfinite(ms) and ms >= 0 else None
+
+
+def parse_isobench(stdout: str, revision: str) -> tuple[float | None, str | None, str | None, list[str]]:
+    """(sample ms, failure category, error, warnings) from an ISO-Bench script's stdout."""
+    report = None
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                report = json.loads(line)  # json accepts Infinity and NaN: _finite_ms refuses them
+                break
+            except json.JSONDecodeError:
+                continue
+    if not isinstance(report, dict):
+        return None, "bad_output", "no JSON line with avg_ms on stdout", []
+    warnings = []
+    if report.get("error"):
+        return None, "experiment_error", f"the script reported: {str(report['error'])[:500]}", []
+    if report.get("target_resolved") is False:
+        return None, "target_not_resolved", "the script could not resolve the API under test", []
+    if report.get("opt_path_hit") is False:
+        if revision == "base":
+            warnings.append("opt_path_hit is false at base (expected before the optimization)")
+        else:
+            return None, "opt_path_missed", "the script reports that the optimized code path was not taken", []
+    if "avg_ms" not in report:
+        return None, "bad_output", "the JSON line has no avg_ms", warnings
+    ms = _finite_ms(report["avg_ms"], 1.0)
+    if ms is None:
+        return None, "bad_output", f"avg_ms is not a finite non-negative number: {report['avg_ms']!r}", warnings
+    return ms, None, None, warnings
+
+
+def parse_gso(text: str) -> tuple[float | None, str | None, str | None]:
+    """(sample ms, failure category, error) from a GSO output file's last timing line."""
+    lines = [line.strip() for line in text.splitlines() if _GSO_ANY.match(line.strip())]
+    if not lines:
+        return None, "bad_output", "no 'Execution time: X.XXXXXXs' line in the output file"
+    m = _GSO_LINE.match(lines[-1])
+    if not m:
+        return None, "bad_output", f"unreadable timing line (seconds expected): {lines[-1][:100]!r}"
+    try:
+        value = float(m.group(1))
+    except ValueError:
+        return None, "bad_output", f"unreadable timing line (seconds expected): {lines[-1][:100]!r}"
+    ms = _finite_ms(value, 1e3)
+    if ms is None:
+        return None, "bad_output", f"the reported time is not a finite non-negative number: {m.group(1)!r}"
+    return ms, None, None

@@ -1,0 +1,144 @@
+"""Statistics of timings: per revision, and per comparison (base→head, base→main).
+
+Calls inside one process are correlated (same memory layout, same JIT and cache
+state), so the unit of independent evidence is the *round* (one fresh process):
+- the speedup's confidence interval comes from a two-level bootstrap that
+  resamples rounds, then calls inside each drawn round;
+- the Mann-Whitney U test compares the rounds' medians, not the pooled calls.
+Both are seeded: the same samples always give the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+VERDICTS = ("faster", "slower", "no_change", "inconclusive")
+MIN_CPU_SAMPLE_MS = 1.0  # below this, a CPU sample says more about the timer and the OS than the code
+UNSTABLE_CV = 0.10
+
+
+def clock_resolution_ms() -> float:
+    return time.get_clock_info("perf_counter").resolution * 1e3
+
+
+def describe(rounds: list[list[float]], device: str = "cpu") -> dict | None:
+    """median, quartiles, IQR, mean, stdev, CV, n, outliers (IQR rule) and warnings of one revision."""
+    samples = [s for r in rounds for s in r]
+    if not samples:
+        return None
+    a = np.asarray(samples, dtype=float)
+    q1, med, q3 = (float(x) for x in np.percentile(a, [25, 50, 75]))
+    iqr = q3 - q1
+    lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    outliers = [i for i, x in enumerate(samples) if x < lo or x > hi]
+    mean = float(a.mean())
+    stdev = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    cv = stdev / mean if mean > 0 else 0.0
+    warnings = []
+    if cv > UNSTABLE_CV:
+        warnings.append(f"unstable: coefficient of variation {cv:.0%} > {UNSTABLE_CV:.0%}")
+    if med < 1000 * clock_resolution_ms():
+        warnings.append(f"untrustworthy: median {med:.6f} ms is within 1000x the clock resolution")
+    elif device == "cpu" and med < MIN_CPU_SAMPLE_MS:
+        warnings.append(f"untrustworthy: median {med:.3f} ms is under {MIN_CPU_SAMPLE_MS:g} ms on CPU")
+    return {
+        "n": int(a.size),
+        "rounds": len(rounds),
+        "median": med,
+        "q1": q1,
+        "q3": q3,
+        "iqr": iqr,
+        "mean": mean,
+        "stdev": stdev,
+        "cv": cv,
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "outliers": outliers,
+        "round_medians": [float(np.median(r)) for r in rounds if r],
+        "warnings": warnings,
+    }
+
+
+def _boot_medians(rounds: list[list[float]], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of ``n_boot`` two-level bootstrap resamples (rounds, then calls in each round)."""
+    rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
+    k = len(rounds)
+    sizes = {len(r) for r in rounds}
+    picks = rng.integers(0, k, size=(n_boot, k))
+    if len(sizes) == 1:  # the usual case: vectorized
+        m = sizes.pop()
+        arr = np.stack(rounds)  # (k, m)
+        calls = rng.integers(0, m, size=(n_boot, k, m))
+        drawn = arr[picks[:, :, None], calls]  # (n_boot, k, m)
+        return np.median(drawn.reshape(n_boot, k * m), axis=1)
+    out = np.empty(n_boot)
+    for b in range(n_boot):
+        parts = [rounds[i][rng.integers(0, len(rounds[i]), size=len(rounds[i]))] for i in picks[b]]
+        out[b] = np.median(np.concatenate(parts))
+    return out
+
+
+def speedup_ci(base: list[list[float]], other: list[list[float]], *, level: float = 0.95, n_boot: int = 2000,
+               seed: int = 0) -> tuple[float, float]:
+    """Percentile CI of median(base)/median(other) by the two-level bootstrap."""
+    rng = np.random.default_rng(seed)
+    ratios = _boot_medians(base, n_boot, rng) / _boot_medians(other, n_boot, rng)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(ratios, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def round_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[float, float]:
+    """One-sided Mann-Whitney U p-values on round medians: (other faster than base, other slower)."""
+    b = [float(np.median(r)) for r in base if r]
+    o = [float(np.median(r)) for r in other if r]
+    if len(b) < 2 or len(o) < 2:
+        return 1.0, 1.0
+    faster = mannwhitneyu(o, b, alternative="less", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
+    slower = mannwhitneyu(o, b, alternative="greater", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
+    return float(faster), float(slower)
+
+
+def verdict(speedup: float, ci: tuple[float, float], p_faster: float, p_slower: float, *, min_effect: float,
+            alpha: float) -> str:
+    """faster / slower: an effect of at least ``min_effect`` that the rounds show at level ``alpha``.
+    no_change: the estimate is inside the ±min_effect band and the CI rules out twice that effect.
+    inconclusive: anything else (a large estimate without significance, or a CI too wide to tell)."""
+    band = 1.0 + min_effect
+    if speedup >= band and p_faster < alpha:
+        return "faster"
+    if speedup <= 1.0 / band and p_slower < alpha:
+        return "slower"
+    wide = 1.0 + 2 * min_effect
+    if 1.0 / band < speedup < band and ci[0] > 1.0 / wide and ci[1] < wide:
+        return "no_change"
+    return "inconclusive"
+
+
+def compare(base: list[list[float]], other: list[list[float]], *, min_effect: float = 0.05, alpha: float = 0.01,
+            level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Speedup of ``other`` over ``base`` (ratio of medians: > 1 means faster), its CI, p-values and verdict."""
+    b = np.median([s for r in base for s in r])
+    o = np.median([s for r in other for s in r])
+    speedup = float(b / o) if o > 0 else None
+    if speedup is None:
+        return {"speedup": None, "ci_low": None, "ci_high": None, "ci_level": level, "p_faster": None,
+                "p_slower": None, "verdict": "inconclusive", "min_effect": min_effect, "alpha": alpha,
+                "rounds": [len(base), len(other)]}
+    ci = speedup_ci(base, other, level=level, n_boot=n_boot, seed=seed)
+    p_faster, p_slower = round_p_values(base, other)
+    return {
+        "speedup": speedup,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "ci_level": level,
+        "p_faster": p_faster,
+        "p_slower": p_slower,
+        "verdict": verdict(speedup, ci, p_faster, p_slower, min_effect=min_effect, alpha=alpha),
+        "min_effect": min_effect,
+        "alpha": alpha,
+        "rounds": [len(base), len(other)],
+    }
