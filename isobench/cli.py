@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except IsobenchError as exc:
         print(f"isobench: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        print(f"isobench: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     return 0
 
 

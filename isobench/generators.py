@@ -47,5 +47,5 @@ def missing_script_error(source: str, sha: str, directory: str | None) -> Isoben
     where = directory or "a directory set as the source's 'generators'"
     return IsobenchError(
         f"commit {sha} of source {source}: no generator script. Either put {names} in {where}, "
-        "or enable LLM generation for the source (config 'llm'; not available in this version)"
+        "or let an LLM write it (LLM generation is not available in this version of isobench)"
     )

@@ -74,7 +74,7 @@ def generator_step(smk) -> None:
     contract = generators.check_script(text, str(pre))
     write_text_atomic(smk.output.generator, text)
     write_json(smk.output.meta, {"origin": f"pregenerated:{pre}", "sha256": sha256_file(smk.output.generator),
-                                 "prompt_sha256": sha256_file(smk.input.prompt), "contract": contract})
+                                 "contract": contract})
     log.info("generator: pre-generated %s (%s contract)", pre, contract)
 
 

@@ -86,6 +86,8 @@ def _head_of_file(path: Path) -> tuple[str | None, str | None]:
     try:
         with open(path, "rb") as fh:
             head_text = fh.read(65536).decode("utf-8", "replace")
+            if '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
+                head_text += fh.read().decode("utf-8", "replace")  # rare: the key comes late in the file
     except OSError:
         head_text = ""
     commit = commit_id_of_file(path)
@@ -120,6 +122,10 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
     main_sha = git.resolve(mirror, cfg.get("main_ref", "main"))
     if main_sha is None:
         raise IsobenchError(f"config: field sources.{name}.main_ref: {cfg.get('main_ref', 'main')!r} is not a commit in {repo}")
+    if cfg.get("generators") and not Path(cfg["generators"]).is_dir():
+        raise IsobenchError(f"config: field sources.{name}.generators: {cfg['generators']} is not a directory")
+    if cfg.get("prompt_template") and not Path(cfg["prompt_template"]).is_file():
+        raise IsobenchError(f"config: field sources.{name}.prompt_template: {cfg['prompt_template']} is not a file")
     entries: list[tuple[str, str | None, str | None]] = []  # (commit id, parent id, extraction file)
     if cfg.get("extractions"):
         folder = Path(cfg["extractions"])
@@ -148,6 +154,8 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
 
 def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:
     """Plan every source; ``prepare`` (main process only) builds, clones and fetches."""
+    if not Path(config["prompt_template"]).is_file():
+        raise IsobenchError(f"config: field prompt_template: {config['prompt_template']} is not a file")
     return {name: plan_source(name, cfg, prepare) for name, cfg in config["sources"].items()}
 
 

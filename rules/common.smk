@@ -78,9 +78,13 @@ def measure_settings(wildcards):
     return iw.measure_settings(config, wildcards.source, SCHEMA)
 
 
-def pregenerated(wildcards):
-    """The source's pre-generated script for this commit, when there is one."""
+def generator_inputs(wildcards):
+    """A pre-generated script, when the source has one, is the only input: editing the prompt template
+    then leaves generator.py, and so every measurement, untouched. Without one the prompt is the input.
+    """
     plan = commit_plan(wildcards)
     folder = config["sources"][wildcards.source].get("generators")
     found = find_pregenerated(folder, plan.head) if plan.head else None
-    return [str(found)] if found else []
+    if found:
+        return {"pregenerated": str(found)}
+    return {"prompt": f"results/{wildcards.source}/{wildcards.commit}/prompt.txt"}

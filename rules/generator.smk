@@ -1,7 +1,6 @@
 rule generator:
     input:
-        prompt=f"{COMMIT_DIR}/prompt.txt",
-        pregenerated=pregenerated,
+        unpack(generator_inputs),
     output:
         generator=f"{COMMIT_DIR}/generator.py",
         meta=f"{COMMIT_DIR}/generator.json",

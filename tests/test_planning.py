@@ -50,6 +50,12 @@ def test_plan_errors_name_the_field(in_tmp, demo):
         workflow.plan_source("demo", source(extractions="nowhere"), prepare=True)
     with pytest.raises(IsobenchError, match="field sources.x.repo: .*no such path"):
         workflow.plan_source("x", source(repo=str(in_tmp / "missing")), prepare=True)
+    with pytest.raises(IsobenchError, match="field sources.demo.generators: nope is not a directory"):
+        workflow.plan_source("demo", source(generators="nope"), prepare=True)
+    with pytest.raises(IsobenchError, match="field sources.demo.prompt_template: t.md is not a file"):
+        workflow.plan_source("demo", source(prompt_template="t.md"), prepare=True)
+    with pytest.raises(IsobenchError, match="config: field prompt_template: p.md is not a file"):
+        workflow.plan_sources({"prompt_template": "p.md", "sources": {"demo": source()}}, prepare=True)
 
 
 def test_plan_reads_commit_and_parent_from_file_contents(in_tmp, demo):
@@ -100,6 +106,13 @@ def test_json_helpers(tmp_path):
         load_json(tmp_path / "bad.json")
     with pytest.raises(IsobenchError, match="nope.json: file not found"):
         load_json(tmp_path / "nope.json")
+
+
+def test_cli_file_errors_are_one_line(tmp_path, capsys):
+    assert main(["extract", "--repo", str(tmp_path / "nope"), "--out", str(tmp_path), "abc"]) == 1
+    assert main(["demo-repo", "/dev/null/x"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("isobench: ") for line in err)
 
 
 def test_demo_repo_command(tmp_path, capsys, demo):
