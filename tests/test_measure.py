@@ -128,3 +128,38 @@ def test_invalid_script(tmp_path, revisions):
 def test_stderr_tail_is_kept(tmp_path, revisions):
     t = run(tmp_path, revisions, body="sys.stderr.write('x' * 10000 + 'THE END')\n")
     assert t["base"]["stderr_tail"].endswith("THE END") and len(t["base"]["stderr_tail"]) <= 4000
+
+
+def test_rounds_interleave_base_head_main(tmp_path, revisions):
+    order = tmp_path / "order.txt"
+    t = run(tmp_path, revisions, settings=Settings(rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20),
+            setup=f"""
+        def setup():
+            with open({str(order)!r}, "a") as fh:
+                fh.write(toy.VERSION + "\\n")
+            return 10
+        """)
+    assert statuses(t)["main"] == ("ok", None)
+    assert order.read_text().split() == ["base", "head", "main"] * 3
+
+
+def test_job_time_limit_keeps_what_was_measured(tmp_path, revisions):
+    t = run(tmp_path, revisions, settings=Settings(rounds=50, warmup=1, warmup_ms=0, repeat=1, timeout_s=20,
+                                                   job_timeout_s=0.5))
+    assert statuses(t)["head"] == ("ok", None)
+    assert 1 <= len(t["head"]["rounds_ms"]) < 50
+    assert any("job time limit" in w for w in t["head"]["warnings"])
+
+
+def test_time_based_warmup(tmp_path, revisions):
+    calls = tmp_path / "calls.txt"
+    run(tmp_path, revisions, settings=Settings(rounds=1, warmup=1, warmup_ms=300, repeat=1, timeout_s=20),
+        experiment=f"""
+        def experiment(data):
+            with open({str(calls)!r}, "a") as fh:
+                fh.write("x")
+            time.sleep(0.01)
+            return 1
+        """)
+    # three revisions, each warming up for >= 300 ms of 10 ms calls, then one timed call
+    assert len(calls.read_text()) > 3 * 20
