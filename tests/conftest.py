@@ -11,6 +11,7 @@ import pytest
 
 from isobench import git
 from isobench.demo import build_demo_repo
+from isobench.measure import Revision
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,6 +29,18 @@ def demo(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mirror(demo, tmp_path_factory):
     return git.ensure_mirror(str(demo[0]), tmp_path_factory.mktemp("mirror") / "mirror.git")
+
+
+@pytest.fixture
+def revisions(tmp_path):
+    """Three toy 'worktrees': a module toy.py whose VERSION names the revision."""
+    revs = []
+    for i, name in enumerate(("base", "head", "main")):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "toy.py").write_text(f"VERSION = {name!r}\n\ndef work(n):\n    return sum(range(n))\n")
+        revs.append(Revision(name, f"{i}" * 40, root))
+    return revs
 
 
 def copy_workflow(dest: Path) -> Path:

@@ -6,7 +6,7 @@ import pytest
 
 from isobench import contracts
 from isobench.jsonio import validate
-from isobench.measure import Revision, Settings, measure_commit
+from isobench.measure import Settings, measure_commit
 
 SETTINGS = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=1, timeout_s=3)
 
@@ -90,17 +90,6 @@ if __name__ == "__main__":
     main()
 '''
 GOOD_LINE = 'f"Execution time: {execution_time:.6f}s\\n"'
-
-
-@pytest.fixture
-def revisions(tmp_path):
-    revs = []
-    for i, name in enumerate(("base", "head", "main")):
-        root = tmp_path / name
-        root.mkdir()
-        (root / "toy.py").write_text(f"VERSION = {name!r}\n\ndef work(n):\n    return sum(range(n))\n")
-        revs.append(Revision(name, f"{i}" * 40, root))
-    return revs
 
 
 def measure(tmp_path, revisions, text):

@@ -5,21 +5,9 @@ import textwrap
 import pytest
 
 from isobench.jsonio import validate
-from isobench.measure import CATEGORIES, Revision, Settings, measure_commit
+from isobench.measure import CATEGORIES, Settings, measure_commit
 
 FAST = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=20)
-
-
-@pytest.fixture
-def revisions(tmp_path):
-    """Three toy 'worktrees': a module toy.py whose VERSION names the revision."""
-    revs = []
-    for i, name in enumerate(("base", "head", "main")):
-        root = tmp_path / name
-        root.mkdir()
-        (root / "toy.py").write_text(f"VERSION = {name!r}\n\ndef work(n):\n    return sum(range(n))\n")
-        revs.append(Revision(name, f"{i}" * 40, root))
-    return revs
 
 
 def script(tmp_path, body: str, **overrides) -> str:
