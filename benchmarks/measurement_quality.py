@@ -90,9 +90,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--min-effect", type=float, default=0.05)
     ap.add_argument("--alpha", type=float, default=0.01)
+    ap.add_argument("--interleave", choices=("rounds", "calls"), default="rounds")
     args = ap.parse_args()
-    settings = Settings(rounds=args.rounds, warmup=args.warmup, warmup_ms=0, repeat=args.repeat, timeout_s=120)
-    analysis = {"min_effect": args.min_effect, "alpha": args.alpha, "n_boot": 2000, "seed": 0}
+    settings = Settings(rounds=args.rounds, warmup=args.warmup, warmup_ms=0, repeat=args.repeat, timeout_s=120,
+                        interleave=args.interleave)
+    analysis = {"min_effect": args.min_effect, "alpha": args.alpha, "n_boot": 2000, "seed": 0,
+                "paired": args.interleave == "calls"}
     results = {"ours_aa": [], "ours_slow": [], "iso_aa": [], "iso_slow": []}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -118,7 +121,8 @@ def main() -> None:
     iso_noise = statistics.median(abs(s - 1) for s in results["iso_aa"])
     iso_det = sum(isobench_verdict(s, args.min_effect) == "slower" for s in results["iso_slow"]) / n
     print()
-    print(f"settings: rounds={args.rounds} warmup={args.warmup} repeat={args.repeat} min_effect={args.min_effect} "
+    print(f"settings: interleave={args.interleave} rounds={args.rounds} warmup={args.warmup} repeat={args.repeat} "
+          f"min_effect={args.min_effect} "
           f"alpha={args.alpha}; {n} trials of each kind; {time.monotonic() - started:.0f} s")
     print(f"{'method':<28}{'A/A false positives':>22}{'median |A/A - 1|':>20}{'10% slowdown detected':>24}")
     print(f"{'isobench (rounds, stats)':<28}{ours_fp:>22.1%}{ours_noise:>20.4f}{ours_det:>24.1%}")

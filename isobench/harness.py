@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 
-HARNESS_VERSION = "2"
+HARNESS_VERSION = "3"
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -216,8 +216,16 @@ def run(args):
                 timed(lambda: module.experiment(data))
                 calls += 1
             report["warmup_calls"] = calls
-            for _ in range(args.repeat):
-                samples.append(timed(lambda: module.experiment(data))[1])
+            if args.control is None:
+                for _ in range(args.repeat):
+                    samples.append(timed(lambda: module.experiment(data))[1])
+            else:  # lockstep: the driver says when to make each timed call, alternating revisions
+                args.control.write("ready\n")
+                for line in sys.stdin:
+                    if line.strip() != "go":
+                        break
+                    samples.append(timed(lambda: module.experiment(data))[1])
+                    args.control.write("%r\n" % samples[-1])
         except BaseException as exc:
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         report["samples_ms"] = samples
@@ -240,8 +248,15 @@ def main(argv=None):
     parser.add_argument("--warmup-ms", type=float, default=0.0, help="keep warming up until this much time has passed")
     parser.add_argument("--flush-l2", action="store_true", help="overwrite the GPU's L2 cache before each timed call")
     parser.add_argument("--no-cuda", action="store_true", help="time with perf_counter even when CUDA is available")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="after warm-up say 'ready' and time one call per 'go' line read from stdin")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    args.control = None
+    if args.lockstep:
+        # Replies go to the original stdout; whatever the test prints goes to stderr.
+        args.control = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)
     # The harness's own folder must not shadow the target's modules.
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
@@ -251,6 +266,8 @@ def main(argv=None):
     with open(tmp, "w") as fh:
         json.dump(report, fh, allow_nan=False)
     os.replace(tmp, args.out)
+    if args.control is not None:
+        args.control.write("done\n")
     return 0
 
 

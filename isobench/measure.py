@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import contracts, harness
 from .jsonio import load_json
+from .lockstep import lockstep_round
 from .stats import describe
 
 REVISIONS = ("base", "head", "main")
@@ -53,6 +54,7 @@ class Settings:
     job_timeout_s: float = 3600.0
     flush_l2: bool = False
     no_cuda: bool = False
+    interleave: str = "rounds"  # or "calls": see isobench.lockstep
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Settings":
@@ -113,17 +115,20 @@ def failed(category: str, error: str, **extra) -> dict:
             "equivalent": None, "traceback": None, **extra}
 
 
+def harness_cmd(python: str, module: Path, mode: str, reference: Path, settings: Settings) -> list[str]:
+    cmd = [python, str(module.parent / "harness.py"), "--module", str(module), "--mode", mode,
+           "--reference", str(reference), "--warmup", str(settings.warmup), "--warmup-ms", str(settings.warmup_ms),
+           "--repeat", str(settings.repeat)]
+    return cmd + (["--no-cuda"] if settings.no_cuda else []) + (["--flush-l2"] if settings.flush_l2 else [])
+
+
 def run_round(rev: Revision, mode: str, module: Path, reference: Path, workdir: Path, settings: Settings,
               python: str, pythonpath: list[str]) -> dict:
     """One fresh harness process for one revision (function contract); returns the harness report."""
     out = workdir / "report.json"
     if out.exists():
         out.unlink()
-    cmd = [python, str(module.parent / "harness.py"), "--module", str(module), "--mode", mode,
-           "--reference", str(reference), "--warmup", str(settings.warmup), "--warmup-ms", str(settings.warmup_ms),
-           "--repeat", str(settings.repeat), "--out", str(out)]
-    cmd += ["--no-cuda"] if settings.no_cuda else []
-    cmd += ["--flush-l2"] if settings.flush_l2 else []
+    cmd = harness_cmd(python, module, mode, reference, settings) + ["--out", str(out)]
     returncode, wall = spawn(cmd, workdir, revision_env(pythonpath), settings.timeout_s)
     if returncode is None:
         report = failed("timeout", f"round killed after {settings.timeout_s:g} s")
@@ -184,15 +189,23 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
     for k in range(settings.rounds):
         if k and time.monotonic() > deadline:
             break
-        for rev in revisions:
+        active = [rev for rev in revisions if state[rev.name]["failed"] is None]
+        modes = {rev.name: "time" if k else ("reference" if rev.name == "base" else "eqcheck") for rev in active}
+        paths = {rev.name: [str(rev.worktree.resolve())] + [str(rev.worktree.resolve() / p) for p in extra_path]
+                 for rev in active}
+        workdirs = {rev.name: scratch / rev.name / f"round{k}" for rev in active}
+        lockstep = contract == "functions" and settings.interleave == "calls" and active
+        if lockstep:
+            reports = lockstep_round([(rev.name, harness_cmd(python, module, modes[rev.name], reference, settings),
+                                       workdirs[rev.name], revision_env(paths[rev.name])) for rev in active],
+                                     settings.repeat, settings.timeout_s)
+        for rev in active:
             st = state[rev.name]
-            if st["failed"] is not None:
-                continue
-            mode = "time" if k else ("reference" if rev.name == "base" else "eqcheck")
-            root = rev.worktree.resolve()
-            pythonpath = [str(root)] + [str(root / p) for p in extra_path]
-            workdir = scratch / rev.name / f"round{k}"
-            if contract == "functions":
+            mode, pythonpath, workdir = modes[rev.name], paths[rev.name], workdirs[rev.name]
+            if lockstep:
+                rep = reports[rev.name]
+                rep["stderr_tail"] = _tail(workdir / "stderr.txt")
+            elif contract == "functions":
                 rep = run_round(rev, mode, module, reference, workdir, settings, python, pythonpath)
             else:
                 rep = run_script_round(rev, mode, contract, module, scratch / "reference", workdir, settings, python,
@@ -238,6 +251,7 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "warnings": st["warnings"] + (stats["warnings"] if stats else []),
         "unit": "ms",
         "contract": contract,
+        "interleave": settings.interleave if contract == "functions" else "rounds",
         "timer": st["timer"],
         "device": device,
         "env": st["env"],

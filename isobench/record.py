@@ -31,9 +31,10 @@ def comparisons(timings: dict, analysis: dict) -> dict:
         if base["status"] != "ok" or t["status"] != "ok":
             out[f"base_{other}"] = None
             continue
+        paired = base.get("interleave") == t.get("interleave") == "calls"
         out[f"base_{other}"] = compare(base["rounds_ms"], t["rounds_ms"], min_effect=analysis["min_effect"],
                                        alpha=analysis["alpha"], level=analysis["ci_level"],
-                                       n_boot=analysis["bootstrap"], seed=analysis["seed"])
+                                       n_boot=analysis["bootstrap"], seed=analysis["seed"], paired=paired)
     return out
 
 

@@ -11,9 +11,10 @@ Both are seeded: the same samples always give the same numbers.
 from __future__ import annotations
 
 import time
+from math import comb
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+from scipy.stats import mannwhitneyu, wilcoxon
 
 VERDICTS = ("faster", "slower", "no_change", "inconclusive")
 MIN_CPU_SAMPLE_MS = 1.0  # below this, a CPU sample says more about the timer and the OS than the code
@@ -62,16 +63,24 @@ def describe(rounds: list[list[float]], device: str = "cpu") -> dict | None:
     }
 
 
-def _boot_medians(rounds: list[list[float]], n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Medians of ``n_boot`` two-level bootstrap resamples (rounds, then calls in each round)."""
+def is_paired(base: list[list[float]], other: list[list[float]]) -> bool:
+    """Lockstep data: the same number of rounds and of calls in each, call i of both taken together."""
+    return len(base) == len(other) > 0 and all(len(b) == len(o) > 0 for b, o in zip(base, other))
+
+
+def _boot_medians(rounds: list[list[float]], n_boot: int, rng: np.random.Generator, picks=None,
+                  calls=None) -> np.ndarray:
+    """Medians of ``n_boot`` two-level bootstrap resamples (rounds, then calls in each round).
+
+    ``picks`` and ``calls`` (indices) may be given to draw the same rounds and calls for paired data."""
     rounds = [np.asarray(r, dtype=float) for r in rounds if len(r)]
     k = len(rounds)
     sizes = {len(r) for r in rounds}
-    picks = rng.integers(0, k, size=(n_boot, k))
+    picks = rng.integers(0, k, size=(n_boot, k)) if picks is None else picks
     if len(sizes) == 1:  # the usual case: vectorized
         m = sizes.pop()
         arr = np.stack(rounds)  # (k, m)
-        calls = rng.integers(0, m, size=(n_boot, k, m))
+        calls = rng.integers(0, m, size=(n_boot, k, m)) if calls is None else calls
         drawn = arr[picks[:, :, None], calls]  # (n_boot, k, m)
         return np.median(drawn.reshape(n_boot, k * m), axis=1)
     out = np.empty(n_boot)
@@ -82,10 +91,15 @@ def _boot_medians(rounds: list[list[float]], n_boot: int, rng: np.random.Generat
 
 
 def speedup_ci(base: list[list[float]], other: list[list[float]], *, level: float = 0.95, n_boot: int = 2000,
-               seed: int = 0) -> tuple[float, float]:
-    """Percentile CI of median(base)/median(other) by the two-level bootstrap."""
+               seed: int = 0, paired: bool = False) -> tuple[float, float]:
+    """Percentile CI of median(base)/median(other) by the two-level bootstrap (paired: the same draws for both)."""
     rng = np.random.default_rng(seed)
-    ratios = _boot_medians(base, n_boot, rng) / _boot_medians(other, n_boot, rng)
+    if paired and is_paired(base, other) and len({len(r) for r in base}) == 1:
+        k, m = len(base), len(base[0])
+        picks, calls = rng.integers(0, k, size=(n_boot, k)), rng.integers(0, m, size=(n_boot, k, m))
+        ratios = _boot_medians(base, n_boot, rng, picks, calls) / _boot_medians(other, n_boot, rng, picks, calls)
+    else:
+        ratios = _boot_medians(base, n_boot, rng) / _boot_medians(other, n_boot, rng)
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(ratios, [tail, 100 - tail])
     return float(lo), float(hi)
@@ -100,6 +114,14 @@ def round_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[f
     faster = mannwhitneyu(o, b, alternative="less", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
     slower = mannwhitneyu(o, b, alternative="greater", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
     return float(faster), float(slower)
+
+
+def paired_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[float, float]:
+    """One-sided Wilcoxon signed-rank p-values on each round's median log-ratio of paired calls."""
+    d = [float(np.median(np.log(np.asarray(b) / np.asarray(o)))) for b, o in zip(base, other)]
+    if len(d) < 2 or not any(d):
+        return 1.0, 1.0
+    return float(wilcoxon(d, alternative="greater").pvalue), float(wilcoxon(d, alternative="less").pvalue)
 
 
 def verdict(speedup: float, ci: tuple[float, float], p_faster: float, p_slower: float, *, min_effect: float,
@@ -119,18 +141,30 @@ def verdict(speedup: float, ci: tuple[float, float], p_faster: float, p_slower: 
 
 
 def compare(base: list[list[float]], other: list[list[float]], *, min_effect: float = 0.05, alpha: float = 0.01,
-            level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Speedup of ``other`` over ``base`` (ratio of medians: > 1 means faster), its CI, p-values and verdict."""
+            level: float = 0.95, n_boot: int = 2000, seed: int = 0, paired: bool = False) -> dict:
+    """Speedup of ``other`` over ``base`` (ratio of medians: > 1 means faster), its CI, p-values and verdict.
+
+    ``paired`` (lockstep data): the bootstrap draws the same rounds and calls for both sides and the verdict's
+    p-values come from the Wilcoxon signed-rank test on paired calls; the Mann-Whitney U p-values on round
+    medians are kept beside them either way."""
+    paired = paired and is_paired(base, other)
     b = np.median([s for r in base for s in r])
     o = np.median([s for r in other for s in r])
     speedup = float(b / o) if o > 0 else None
     if speedup is None:
-        return {"speedup": None, "speedup_of_minimums": None, "ci_low": None, "ci_high": None, "ci_level": level, "p_faster": None,
-                "p_slower": None, "verdict": "inconclusive", "min_effect": min_effect, "alpha": alpha,
+        return {"speedup": None, "speedup_of_minimums": None, "ci_low": None, "ci_high": None, "ci_level": level,
+                "p_faster": None, "p_slower": None, "test": None, "mwu_p_faster": None, "mwu_p_slower": None,
+                "verdict": "inconclusive", "min_effect": min_effect, "alpha": alpha,
                 "rounds": [len(base), len(other)]}
-    ci = speedup_ci(base, other, level=level, n_boot=n_boot, seed=seed)
-    p_faster, p_slower = round_p_values(base, other)
+    ci = speedup_ci(base, other, level=level, n_boot=n_boot, seed=seed, paired=paired)
+    mwu_faster, mwu_slower = round_p_values(base, other)
+    p_faster, p_slower = paired_p_values(base, other) if paired else (mwu_faster, mwu_slower)
     lowest = min(s for r in other for s in r)
+    k, k_other = len(base), len(other)
+    smallest_p = 0.5 ** k if paired else 1.0 / comb(k + k_other, k)
+    warnings = [] if smallest_p < alpha else [
+        f"with {k} and {k_other} rounds the {'Wilcoxon' if paired else 'Mann-Whitney U'} test cannot reach "
+        f"p < {alpha:g}: faster or slower can never be concluded; measure more rounds"]
     return {
         "speedup": speedup,
         # Ratio of the fastest calls: robust where noise only ever adds time (a shared or noisy machine).
@@ -140,8 +174,12 @@ def compare(base: list[list[float]], other: list[list[float]], *, min_effect: fl
         "ci_level": level,
         "p_faster": p_faster,
         "p_slower": p_slower,
+        "test": "wilcoxon_paired_calls" if paired else "mannwhitney_round_medians",
+        "mwu_p_faster": mwu_faster,
+        "mwu_p_slower": mwu_slower,
         "verdict": verdict(speedup, ci, p_faster, p_slower, min_effect=min_effect, alpha=alpha),
         "min_effect": min_effect,
         "alpha": alpha,
         "rounds": [len(base), len(other)],
+        "warnings": warnings,
     }

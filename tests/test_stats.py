@@ -84,3 +84,26 @@ def test_compare_end_to_end():
     fast = compare(base, rounds(5.0, seed=9))
     assert fast["verdict"] == "faster" and fast["ci_low"] > 1.8
     assert compare(base, [[0.0, 0.0]])["speedup"] is None
+    few = compare(rounds(10.0, k=3, seed=1), rounds(5.0, k=3, seed=2))
+    assert few["verdict"] == "inconclusive" and "cannot reach" in few["warnings"][0]
+    assert compare(rounds(10.0, k=6, seed=1), rounds(5.0, k=6, seed=2), paired=True)["warnings"]
+
+
+def test_paired_analysis_cancels_shared_noise():
+    from scipy.stats import wilcoxon
+
+    from isobench.stats import is_paired, paired_p_values
+
+    rng = np.random.default_rng(11)
+    drift = [list(1 + 0.3 * rng.random() * np.ones(10)) for _ in range(10)]  # the machine's speed, shared
+    base = [[10 * d * (1 + rng.normal(0, 0.005)) for d in r] for r in drift]
+    slow = [[11 * d * (1 + rng.normal(0, 0.005)) for d in r] for r in drift]
+    assert is_paired(base, slow) and not is_paired(base, slow[:-1])
+    pf, ps = paired_p_values(base, slow)
+    diffs = [float(np.median(np.log(np.array(b) / np.array(o)))) for b, o in zip(base, slow)]
+    assert math.isclose(ps, wilcoxon(diffs, alternative="less").pvalue) and ps < 0.01 < pf
+    paired = compare(base, slow, paired=True)
+    unpaired = compare(base, slow)
+    assert paired["test"] == "wilcoxon_paired_calls" and unpaired["test"] == "mannwhitney_round_medians"
+    assert paired["verdict"] == "slower"
+    assert (paired["ci_high"] - paired["ci_low"]) < (unpaired["ci_high"] - unpaired["ci_low"]) / 3

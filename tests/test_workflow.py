@@ -43,7 +43,7 @@ def test_demo_dataset(demo_run, demo):
     for key, r in rows.items():
         if KIND[key] == "perf":
             assert r["human_performance"] > 1.2, (key, r["human_performance"])
-            assert r["status"] == "ok" and all(len(r["duration_changes"][0][n]) == 6 * 5 for n in ("base", "head"))
+            assert r["status"] == "ok" and all(len(r["duration_changes"][0][n]) == 8 * 5 for n in ("base", "head"))
             assert r["comparisons"]["base_head"]["verdict"] == "faster", (key, r["comparisons"])
             assert r["comparisons"]["base_head"]["ci_low"] > 1
     topk = rows["topk"]

@@ -1,0 +1,134 @@
+"""One lockstep round: a fresh harness process per revision, their timed calls alternated.
+
+Shared and cloud machines change speed within seconds (other tenants, turbo states), which
+a round-by-round interleaving cannot cancel: two adjacent rounds can run at different speeds.
+Here each revision's process imports, sets up and warms up (base first, so its reference
+exists before head and main check theirs), then the driver asks base, head, main, base,
+head, main, ... for one timed call each, so calls of different revisions compared with each
+other are milliseconds apart. Only one process computes at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from .jsonio import load_json
+
+
+class _Proc:
+    def __init__(self, name: str, cmd: list[str], workdir: Path, env: dict):
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.name, self.workdir, self.out = name, workdir, workdir / "report.json"
+        if self.out.exists():
+            self.out.unlink()
+        self.stderr = open(workdir / "stderr.txt", "wb")
+        self.popen = subprocess.Popen(cmd + ["--lockstep", "--out", str(self.out)], cwd=workdir, env=env,
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                      bufsize=0, start_new_session=True)
+        self.samples: list[float] = []
+        self.outcome: str | None = None  # None while running; "ok", "failed", "timeout" or "crash" at the end
+
+    def readline(self, deadline: float) -> str | None:
+        """The next reply, '' at end of file, None when the deadline passes first."""
+        line = b""
+        while not line.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.popen.stdout], [], [], remaining)[0]:
+                return None
+            chunk = self.popen.stdout.read(1)
+            if not chunk:
+                return line.decode(errors="replace")
+            line += chunk
+        return line.decode(errors="replace").strip()
+
+    def send(self, text: str) -> bool:
+        try:
+            self.popen.stdin.write(text.encode())
+            return True
+        except (BrokenPipeError, OSError):
+            return False
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def finish(self, outcome: str, deadline: float) -> None:
+        if outcome in ("timeout", "crash"):
+            self.kill()
+        try:
+            self.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.popen.wait()
+            outcome = "timeout" if outcome == "ok" else outcome
+        self.stderr.close()
+        self.outcome = outcome
+
+
+def _expect_ready(p: _Proc, deadline: float) -> bool:
+    reply = p.readline(deadline)
+    if reply == "ready":
+        return True
+    p.finish("timeout" if reply is None else "failed", deadline)
+    return False
+
+
+def _report(p: _Proc, timeout_s: float) -> dict:
+    returncode = p.popen.returncode
+    if p.outcome == "timeout":
+        report = {"status": "failed", "category": "timeout", "error": f"round killed after {timeout_s:g} s"}
+    elif p.out.exists():
+        report = load_json(p.out)
+    elif returncode is not None and returncode < 0:
+        report = {"status": "failed", "category": "crash", "error": f"killed by signal {-returncode}"}
+    else:
+        report = {"status": "failed", "category": "crash", "error": f"the harness exited with code {returncode} "
+                                                                     "and wrote no report"}
+    if report.get("status") == "ok" and report.get("samples_ms") != p.samples:
+        report = {"status": "failed", "category": "harness_error", "error": "lockstep replies and report disagree"}
+    for key, default in (("samples_ms", []), ("env", None), ("timer", None), ("equivalent", None),
+                         ("traceback", None)):
+        report.setdefault(key, default)
+    return report
+
+
+def lockstep_round(procs: list[tuple[str, list[str], Path, dict]], repeat: int, timeout_s: float) -> dict[str, dict]:
+    """Run one round; ``procs`` holds (revision, harness command without --out, workdir, env), base first."""
+    started = time.monotonic()
+    deadline = started + timeout_s
+    first = _Proc(*procs[0])
+    running = [first] if _expect_ready(first, deadline) else []
+    rest = [_Proc(*spec) for spec in procs[1:]]  # base's reference exists now: the others start together
+    for p in rest:
+        if _expect_ready(p, deadline):
+            running.append(p)
+        elif p.outcome == "timeout":
+            deadline = time.monotonic() + timeout_s
+    for _ in range(repeat):
+        for p in list(running):
+            reply = p.readline(deadline) if p.send("go\n") else ""
+            try:
+                p.samples.append(float(reply))
+            except (TypeError, ValueError):
+                running.remove(p)
+                p.finish("timeout" if reply is None else "failed", deadline)
+                if reply is None:  # the others waited on it: they get a full limit of their own again
+                    deadline = time.monotonic() + timeout_s
+    for p in running:
+        p.send("end\n")
+        reply = p.readline(deadline)
+        p.finish("ok" if reply == "done" else "timeout" if reply is None else "crash", deadline)
+    wall = round(time.monotonic() - started, 3)
+    reports = {}
+    for p in [first, *rest]:
+        report = _report(p, timeout_s)
+        report["wall_s"] = wall
+        reports[p.name] = report
+    return reports
