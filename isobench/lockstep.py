@@ -19,6 +19,10 @@ from pathlib import Path
 
 from .jsonio import load_json
 
+# The same core for every process of a round, so that calls compared with each other also share a core
+# (vCPUs of a shared machine differ in speed). None where affinity cannot be set.
+PIN_CPU = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
 
 class _Proc:
     def __init__(self, name: str, cmd: list[str], workdir: Path, env: dict):
@@ -30,6 +34,11 @@ class _Proc:
         self.popen = subprocess.Popen(cmd + ["--lockstep", "--out", str(self.out)], cwd=workdir, env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                       bufsize=0, start_new_session=True)
+        if PIN_CPU is not None:  # one core for all: only one process computes at a time anyway
+            try:
+                os.sched_setaffinity(self.popen.pid, {PIN_CPU})
+            except OSError:
+                pass
         self.samples: list[float] = []
         self.outcome: str | None = None  # None while running; "ok", "failed", "timeout" or "crash" at the end
 
