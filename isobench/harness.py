@@ -196,11 +196,7 @@ def run(args):
             raise Failure("setup_error", _text_of(exc), _tb_tail())
         if torch_mod is None:
             torch_mod = sys.modules.get("torch")
-        if args.no_cuda:
-            torch_mod_for_timer = None
-        else:
-            torch_mod_for_timer = torch_mod
-        timed, report["timer"] = make_timer(torch_mod_for_timer, args.flush_l2)
+        timed, report["timer"] = make_timer(None if args.no_cuda else torch_mod, args.flush_l2)
         try:
             result, _ = timed(lambda: module.experiment(data))
         except BaseException as exc:

@@ -12,6 +12,7 @@ import copy
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import jsonschema
@@ -33,10 +34,16 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+@lru_cache(maxsize=None)
+def load_schema(path: str) -> dict:
+    """The config schema, parsed once per process (input functions ask for its defaults per job)."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
 def check_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
     """One-line error for the first schema violation (snakemake.utils.validate then applies defaults)."""
-    with open(schema_path, encoding="utf-8") as fh:
-        schema = yaml.safe_load(fh)
+    schema = load_schema(str(schema_path))
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise IsobenchError(f"{config_name}: field {_where(error)}: {_describe(error)}")
@@ -44,15 +51,13 @@ def check_config(config: dict, schema_path: str | Path, config_name: str = "conf
 
 def measure_settings(config: dict, source: str, schema_path: str | Path) -> dict:
     """Schema defaults, then the global ``measure``, then the source's ``measure``."""
-    with open(schema_path, encoding="utf-8") as fh:
-        defaults = yaml.safe_load(fh)["properties"]["measure"]["default"]
+    defaults = load_schema(str(schema_path))["properties"]["measure"]["default"]
     return {**defaults, **(config.get("measure") or {}), **(config["sources"][source].get("measure") or {})}
 
 
 def analysis_settings(config: dict, schema_path: str | Path) -> dict:
     """min_effect, alpha, ci_level, bootstrap and seed: the schema's defaults, then the config's."""
-    with open(schema_path, encoding="utf-8") as fh:
-        props = yaml.safe_load(fh)["properties"]["analysis"]["properties"]
+    props = load_schema(str(schema_path))["properties"]["analysis"]["properties"]
     return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
 
 
