@@ -1,6 +1,7 @@
 # isobench: performance-optimization commits -> validated benchmark dataset.
 # Thin on purpose: configuration, the rule files, and the target. Logic lives in the isobench package.
 import re
+import time
 
 from snakemake.utils import min_version
 
@@ -28,8 +29,20 @@ include: "rules/record.smk"
 include: "rules/dataset.smk"
 
 
+RUN_STARTED = time.time()
+
+
 rule all:
     default_target: True
     input:
         config["dataset"],
+        config["llm_summary"],
         all_artifacts(),
+
+
+onsuccess:
+    iw.print_llm_use(per_commit("generator.json"), RUN_STARTED)
+
+
+onerror:
+    iw.print_llm_use(per_commit("generator.json"), RUN_STARTED)

@@ -41,6 +41,7 @@ CATEGORIES = {
     "bad_output": "a command-line script printed no usable time (missing, non-finite, negative or wrong units)",
     "target_not_resolved": "a command-line script reports target_resolved: false (the API under test is missing)",
     "opt_path_missed": "a command-line script reports opt_path_hit: false at head or main",
+    "generation_failed": "no usable test could be generated for the commit, so nothing was run",
 }
 
 
@@ -260,3 +261,44 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "wall_s": round(st["wall_s"], 3),
         "stderr_tail": st["stderr_tail"],
     }
+
+
+def not_run(rev: Revision, category: str, error: str, settings: Settings) -> dict:
+    """The timing file of a revision that was never run (e.g. no test could be generated)."""
+    st = {"rounds": [], "failed": {"category": category, "error": error}, "equivalent": None, "env": None,
+          "timer": None, "wall_s": 0.0, "warnings": [], "stderr_tail": ""}
+    return {**timing_of(rev, st, settings, "functions"), "contract": None, "interleave": None}
+
+
+def smoke_run(script: Path, worktree: Path, scratch: Path, timeout_s: float, python: str = sys.executable,
+              extra_path: tuple[str, ...] = (), contract: str = "auto") -> str | None:
+    """Run a candidate test once at one revision: store its result, then check it against itself.
+
+    One timed call per process, no warm-up beyond the first call. Returns None when both steps
+    pass, else the failure (category, error and traceback or stderr tail) for a repair request."""
+    scratch = Path(scratch).resolve()
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    text = Path(script).read_text(encoding="utf-8", errors="replace")
+    contract = contracts.detect(text) if contract == "auto" else contract
+    module = scratch / "perf_test.py"
+    shutil.copyfile(script, module)
+    shutil.copyfile(harness.__file__, scratch / "harness.py")
+    settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s)
+    rev = Revision("head", "", Path(worktree))
+    pythonpath = [str(rev.worktree.resolve())] + [str(rev.worktree.resolve() / p) for p in extra_path]
+    try:
+        for mode in ("reference", "eqcheck"):
+            workdir = scratch / mode
+            if contract == "functions":
+                rep = run_round(rev, mode, module, scratch / "reference.out", workdir, settings, python, pythonpath)
+            else:
+                rep = run_script_round(rev, mode, contract, module, scratch / "reference", workdir, settings, python,
+                                       pythonpath)
+            if rep["status"] != "ok":
+                detail = rep.get("traceback") or rep.get("stderr_tail") or ""
+                return f"{rep['category']} ({mode} run): {rep['error']}" + (f"\n{detail.strip()[-3000:]}" if detail.strip() else "")
+        return None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

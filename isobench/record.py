@@ -47,8 +47,9 @@ def environment(timings: dict) -> dict:
 
 
 def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, timings: dict, main_sha: str,
-                 hashes: dict, generator_origin: str, template: str, analysis: dict) -> dict:
+                 hashes: dict, generator_meta: dict, template: str, analysis: dict) -> dict:
     """The record of one commit; ``hashes`` holds the sha256 of each input artifact."""
+    generated = generator_meta["status"] != "generation_failed"
     revisions = {}
     for name in REVISIONS:
         t = timings[name]
@@ -74,7 +75,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         "main_commit": main_sha,
         "patch": extraction["patch"],
         "test_patch": extraction["test_patch"],
-        "efficiency_test": [generator_text],
+        "efficiency_test": [generator_text] if generated else [],
         "duration_changes": [{name: (timings[name]["samples_ms"] if ok[name] else []) for name in REVISIONS}],
         "human_performance": human_performance(timings),
         "version": source_cfg.get("version"),
@@ -83,7 +84,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         "api": ", ".join(apis) if apis else None,
         "gt_commit_message": extraction["message"],
         "notes": source_cfg.get("notes"),
-        "status": "ok" if ok["base"] and ok["head"] else "failed",
+        "status": ("ok" if ok["base"] and ok["head"] else "failed") if generated else "generation_failed",
         "revisions": revisions,
         "comparisons": comparisons(timings, analysis),
         "provenance": {
@@ -95,7 +96,11 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "template_sha256": hashes["template"],
             "prompt_sha256": hashes["prompt"],
             "generator_sha256": hashes["generator"],
-            "generator_origin": generator_origin,
+            "generator_origin": generator_meta["origin"],
+            "generator_status": generator_meta["status"],
+            "generation_error": generator_meta.get("error"),
+            "llm": generator_meta.get("llm"),
+            "llm_transcript_sha256": hashes.get("llm_transcript"),
             "timing_sha256": {name: hashes[f"timing_{name}"] for name in REVISIONS},
             "harness_version": HARNESS_VERSION,
             "isobench_version": __version__,

@@ -61,6 +61,19 @@ def analysis_settings(config: dict, schema_path: str | Path) -> dict:
     return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
 
 
+def print_llm_use(meta_paths: list[str], since: float) -> None:
+    """The end of a run: what this run spent on LLM requests."""
+    from .costs import llm_summary, summary_line
+
+    sys.stderr.write(summary_line(llm_summary(meta_paths, since=since), "this run") + "\n")
+
+
+def llm_settings(config: dict, source: str, schema_path: str | Path) -> dict:
+    """Schema defaults, then the global ``llm``, then the source's ``llm``."""
+    defaults = load_schema(str(schema_path))["properties"]["llm"]["default"]
+    return {**defaults, **(config.get("llm") or {}), **(config["sources"][source].get("llm") or {})}
+
+
 @dataclass
 class CommitPlan:
     key: str

@@ -45,7 +45,13 @@ def per_commit(name):
 
 def all_artifacts():
     """Every per-commit artifact: a deleted one is made again (and what depends on it)."""
-    names = ("extraction.json", "prompt.txt", "generator.py", "record.json")
+    names = (
+        "extraction.json",
+        "prompt.txt",
+        "generator.py",
+        "llm_transcript.json",
+        "record.json",
+    )
     names += tuple(f"timing_{r}.json" for r in ("base", "head", "main"))
     return [path for name in names for path in per_commit(name)]
 
@@ -78,13 +84,34 @@ def measure_settings(wildcards):
     return iw.measure_settings(config, wildcards.source, SCHEMA)
 
 
-def generator_inputs(wildcards):
-    """A pre-generated script, when the source has one, is the only input: editing the prompt template
-    then leaves generator.py, and so every measurement, untouched. Without one the prompt is the input.
-    """
+def pregenerated_of(wildcards):
     plan = commit_plan(wildcards)
     folder = config["sources"][wildcards.source].get("generators")
-    found = find_pregenerated(folder, plan.head) if plan.head else None
+    return find_pregenerated(folder, plan.head) if plan.head else None
+
+
+def llm_params(wildcards):
+    """The LLM settings of a commit whose test is generated (None with a pre-generated script)."""
+    if pregenerated_of(wildcards):
+        return None
+    return iw.llm_settings(config, wildcards.source, SCHEMA)
+
+
+def generator_inputs(wildcards):
+    """A pre-generated script, when the source has one, is the only input: editing the prompt template
+    then leaves generator.py, and so every measurement, untouched. Without one the prompt, the system
+    and repair prompts, and (for the smoke run) head's worktree are the inputs.
+    """
+    found = pregenerated_of(wildcards)
     if found:
         return {"pregenerated": str(found)}
-    return {"prompt": f"results/{wildcards.source}/{wildcards.commit}/prompt.txt"}
+    cfg = iw.llm_settings(config, wildcards.source, SCHEMA)
+    inputs = {
+        "prompt": f"results/{wildcards.source}/{wildcards.commit}/prompt.txt",
+        "system_prompt": cfg["system_prompt"],
+        "repair_prompt": cfg["repair_prompt"],
+    }
+    head = commit_plan(wildcards).head
+    if cfg["smoke_run"] and head:
+        inputs["worktree_head"] = f"results/{wildcards.source}/_worktrees/{head}.json"
+    return inputs

@@ -10,3 +10,17 @@ rule dataset:
         "../envs/isobench.yaml"
     script:
         "../scripts/dataset.py"
+
+
+rule llm_summary:
+    input:
+        metas=per_commit("generator.json"),
+    output:
+        summary=config["llm_summary"],
+    log:
+        "results/logs/llm_summary.log",
+    localrule: True
+    conda:
+        "../envs/isobench.yaml"
+    script:
+        "../scripts/llm_summary.py"

@@ -4,13 +4,20 @@ rule generator:
     output:
         generator=f"{COMMIT_DIR}/generator.py",
         meta=f"{COMMIT_DIR}/generator.json",
+        transcript=f"{COMMIT_DIR}/llm_transcript.json",
     log:
         f"{COMMIT_DIR}/logs/generator.log",
     conda:
         "../envs/isobench.yaml"
+    resources:
+        llm=1,  # concurrent LLM requests: run with --resources llm=N
     params:
         source=lambda wc: wc.source,
         commit=lambda wc: commit_plan(wc).head,
         generators=lambda wc: config["sources"][wc.source].get("generators"),
+        llm=llm_params,
+        mirror=lambda wc: str(PLAN[wc.source].mirror),
+        python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
+        scratch=f"{COMMIT_DIR}/smoke",
     script:
         "../scripts/generator.py"

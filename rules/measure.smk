@@ -2,6 +2,7 @@ rule measure:
     input:
         unpack(worktree_markers),
         generator=f"{COMMIT_DIR}/generator.py",
+        generator_meta=f"{COMMIT_DIR}/generator.json",
         extraction=f"{COMMIT_DIR}/extraction.json",
     output:
         base=f"{COMMIT_DIR}/timing_base.json",

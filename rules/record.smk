@@ -5,6 +5,7 @@ rule record:
         prompt_meta=f"{COMMIT_DIR}/prompt.json",
         generator=f"{COMMIT_DIR}/generator.py",
         generator_meta=f"{COMMIT_DIR}/generator.json",
+        transcript=f"{COMMIT_DIR}/llm_transcript.json",
         timing_base=f"{COMMIT_DIR}/timing_base.json",
         timing_head=f"{COMMIT_DIR}/timing_head.json",
         timing_main=f"{COMMIT_DIR}/timing_main.json",

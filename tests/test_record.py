@@ -22,14 +22,17 @@ def timing(name, samples, status="ok", category=None):
             "settings": {}, "harness_version": "1", "stderr_tail": ""}
 
 
-def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00:00+00:00"):
+PREGENERATED = {"origin": "pregenerated:x", "status": "pregenerated", "error": None, "llm": None}
+
+
+def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00:00+00:00", meta=PREGENERATED):
     extraction = {"repo": repo, "head_commit": head, "base_commit": SHA["base"], "created_at": created,
                   "patch": "p", "test_patch": "", "affected_apis": ["f", "g"], "message": "msg",
                   "source": "s", "extraction_file": None, "extraction_sha256": None, "warnings": []}
     hashes = {"extraction": "1", "template": "2", "prompt": "3", "generator": "4",
               "timing_base": "5", "timing_head": "6", "timing_main": "7"}
     return build_record(extraction=extraction, source_cfg={"setup_commands": ["x"]}, generator_text="code",
-                        timings=timings, main_sha=SHA["main"], hashes=hashes, generator_origin="pregenerated:x",
+                        timings=timings, main_sha=SHA["main"], hashes=hashes, generator_meta=meta,
                         template="t.md", analysis=ANALYSIS)
 
 

@@ -1,0 +1,45 @@
+"""What the LLM cost: totals over the commits' generator.json files, for the summary file and the end of a run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import IsobenchError
+from .jsonio import load_json
+
+COUNTERS = ("api_requests", "cached_replies", "input_tokens", "output_tokens", "original_input_tokens",
+            "original_output_tokens")
+
+
+def llm_summary(meta_paths: list[str], since: float | None = None) -> dict:
+    """Totals and per-commit rows; with ``since`` (a time stamp) only files written after it count."""
+    rows, totals = [], {k: 0 for k in COUNTERS}
+    totals.update(generated=0, accepted_from_cache=0, generation_failed=0, pregenerated=0)
+    for path in meta_paths:
+        try:
+            if since is not None and os.path.getmtime(path) < since:
+                continue
+            meta = load_json(path)
+        except (OSError, IsobenchError):
+            continue  # not made (yet): a failed or skipped job
+        if meta.get("status") == "pregenerated" or not meta.get("llm"):
+            totals["pregenerated"] += 1
+            continue
+        info = meta["llm"]
+        totals["generated"] += 1
+        totals["accepted_from_cache"] += bool(info.get("cache_hit"))
+        totals["generation_failed"] += meta["status"] == "generation_failed"
+        for key in COUNTERS:
+            totals[key] += info.get(key, 0)
+        rows.append({"generator": str(Path(path).parent), "status": meta["status"], "model": info.get("model"),
+                     **{k: info.get(k, 0) for k in (*COUNTERS, "cache_hit")}})
+    return {"totals": totals, "commits": rows}
+
+
+def summary_line(summary: dict, what: str) -> str:
+    t = summary["totals"]
+    return (f"isobench LLM use ({what}): {t['api_requests']} API requests, {t['input_tokens']} input + "
+            f"{t['output_tokens']} output tokens; {t['generated']} generated scripts "
+            f"({t['accepted_from_cache']} from the cache, {t['cached_replies']} replies replayed from the cache, "
+            f"{t['generation_failed']} failed), {t['pregenerated']} pre-generated")

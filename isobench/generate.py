@@ -1,0 +1,264 @@
+"""Generate one commit's performance test with an LLM: ask, check, smoke-run, repair, cache.
+
+Flow: the prompt is sent (``initial``); the reply's Python block is checked (parses, follows a
+contract, is not trivial) and smoke-run once at head. An empty reply or one without code is asked
+again (``regeneration``); a script that fails a check or the smoke run goes back to the model with
+the exact error (``repair``). Each kind has its own budget; when one is spent the other is used.
+
+Two caches make sure nothing is paid twice for the same content:
+- accepted: key = sha256 of (provider, model, parameters, system/repair prompts, prompt bytes)
+  -> the accepted script and its transcript; a hit makes no request and no smoke run;
+- replies: key = sha256 of one exact request (parameters, messages, sample number) -> the reply;
+  rerunning a failed generation replays the same replies and pays only for requests never made.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import llm
+from .errors import IsobenchError
+from .generators import check_script
+from .jsonio import load_json, sha256_bytes, write_json
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
+_PY = {"python", "py", "python3"}
+TRANSCRIPT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Policy:
+    regenerations: int = 2
+    repairs: int = 2
+    smoke_run: bool = True
+    cache: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Policy":
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+
+
+@dataclass
+class Outcome:
+    status: str  # "accepted" or "generation_failed"
+    script: str | None
+    contract: str | None
+    error: str | None
+    origin: str  # "llm" or "cache"
+    transcript: dict
+    totals: dict = field(default_factory=dict)
+
+
+def extract_code(reply: str) -> str:
+    """The reply's Python fenced block (the longest if several), else any fenced block, else the reply."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
+    for wanted in (lambda lang: lang in _PY, lambda lang: lang == ""):
+        chosen = [body for lang, body in blocks if wanted(lang)]
+        if chosen:
+            return max(chosen, key=len).strip("\n") + "\n"
+    text = reply.strip()
+    opened = re.match(r"^```[\w+.-]*[^\n]*\n", text)  # a reply cut short: the fence never closes
+    if opened:
+        text = text[opened.end():]
+    return (text + "\n") if text else ""
+
+
+def _trivial_body(fn: ast.FunctionDef) -> bool:
+    body = [n for n in fn.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    if not body:
+        return True  # only a docstring or `...`
+    if all(isinstance(n, ast.Pass) for n in body):
+        return True
+    return len(body) == 1 and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0])
+
+
+def check_candidate(text: str) -> str:
+    """The contract of a usable script; raises IsobenchError (the message goes into a repair request)."""
+    if not text.strip():
+        raise IsobenchError("the reply contains no code")
+    contract = check_script(text, "the script")
+    tree = ast.parse(text)
+    if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)):
+        raise IsobenchError("the script imports nothing, so it cannot exercise the repository's code")
+    if contract == "functions":
+        fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        empty = [name for name in ("setup", "experiment", "store_result", "load_result", "check_equivalence")
+                 if _trivial_body(fns[name])]
+        if empty:
+            raise IsobenchError(f"the script is trivial: {', '.join(empty)} does nothing (empty, pass or NotImplementedError)")
+        if not any(isinstance(n, ast.Call) for n in ast.walk(fns["experiment"])):
+            raise IsobenchError("the script is trivial: experiment() calls nothing, so it measures nothing")
+    return contract
+
+
+def _key(doc: dict) -> str:
+    return sha256_bytes(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+
+
+class Cache:
+    """Content-addressed files under ``root``: accepted/<key>.json and replies/<key>.json."""
+
+    def __init__(self, root: str | Path, read: bool = True):
+        self.root, self.read = Path(root), read
+
+    def _path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / f"{key}.json"
+
+    def get(self, kind: str, key: str) -> dict | None:
+        path = self._path(kind, key)
+        if not self.read or not path.is_file():
+            return None
+        try:
+            return load_json(path)
+        except IsobenchError:
+            return None  # a damaged entry is a miss; it is written anew
+
+    def put(self, kind: str, key: str, value: dict) -> None:
+        write_json(self._path(kind, key), value)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Generator:
+    """Generates one script; ``smoke(script) -> error text or None`` runs it once at head."""
+
+    def __init__(self, settings: llm.LLMSettings, policy: Policy, cache: Cache, system: str, repair_template: str,
+                 smoke: Callable[[str], str | None] | None = None, client=None):
+        self.settings, self.policy, self.cache = settings, policy, cache
+        self.system, self.repair_template, self.smoke = system, repair_template, smoke
+        self._client = client
+        self.attempts: list[dict] = []
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = llm.make_client(self.settings)
+        return self._client
+
+    def accepted_key(self, prompt: str) -> str:
+        return _key({"parameters": self.settings.parameters(), "system": self.system, "repair": self.repair_template,
+                     "regenerations": self.policy.regenerations, "repairs": self.policy.repairs,
+                     "smoke_run": self.policy.smoke_run, "prompt_sha256": sha256_bytes(prompt.encode("utf-8"))})
+
+    def _ask(self, kind: str, messages: list[dict], sample: int) -> tuple[dict, llm.Reply | None]:
+        key = _key({"parameters": self.settings.parameters(), "system": self.system, "messages": messages,
+                    "sample": sample})
+        attempt = {"n": len(self.attempts) + 1, "kind": kind, "started_at": _now(), "request_key": key,
+                   "messages": messages, "cached": False, "http_requests": 0, "http_statuses": [], "error": None}
+        self.attempts.append(attempt)
+        hit = self.cache.get("replies", key)
+        if hit is not None:
+            attempt.update(cached=True, request=hit["request"], reply=hit["reply"], usage=hit["usage"],
+                           latency_s=0.0, finish_reason=hit["finish_reason"], model=hit["model"])
+            return attempt, llm.Reply(text=hit["reply"], finish_reason=hit["finish_reason"], model=hit["model"])
+        try:
+            reply = self.llm_chat(messages)
+        except llm.APIFailure as exc:
+            attempt.update(**exc.http, latency_s=round(exc.latency_s, 3), request=exc.request,
+                           reply=None, usage={"input_tokens": 0, "output_tokens": 0}, error=f"API: {exc}")
+            raise
+        usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
+        attempt.update(**reply.http, latency_s=reply.latency_s, request=reply.request,
+                       reply=reply.text, usage=usage, finish_reason=reply.finish_reason, model=reply.model,
+                       adapted=reply.adapted)
+        self.cache.put("replies", key, {"request": reply.request, "reply": reply.text, "usage": usage,
+                                        "finish_reason": reply.finish_reason, "model": reply.model,
+                                        "created_at": _now()})
+        return attempt, reply
+
+    def llm_chat(self, messages: list[dict]) -> llm.Reply:
+        return llm.chat(self.client, self.settings, self.system, messages)
+
+    def _judge(self, attempt: dict, reply: llm.Reply) -> tuple[str | None, str | None, str]:
+        """(script, contract, '') when usable, else (None, None, error kind) with the error in the attempt."""
+        script = extract_code(reply.text)
+        attempt["script_sha256"] = sha256_bytes(script.encode("utf-8")) if script else None
+        try:
+            contract = check_candidate(script)
+        except IsobenchError as exc:
+            cut = " (the reply was cut at max_output_tokens)" if reply.finish_reason == "length" else ""
+            attempt["error"] = f"validation: {exc}{cut}"
+            return None, None, "empty" if not script.strip() else "invalid"
+        if self.policy.smoke_run and self.smoke is not None:
+            problem = self.smoke(script)
+            attempt["smoke_run"] = "failed" if problem else "passed"
+            if problem:
+                attempt["error"] = f"smoke run: {problem}"
+                return None, None, "smoke"
+        return script, contract, ""
+
+    def generate(self, prompt: str) -> Outcome:
+        key = self.accepted_key(prompt)
+        hit = self.cache.get("accepted", key)
+        if hit is not None:
+            transcript = dict(hit["transcript"], served_from_cache_at=_now())
+            return Outcome("accepted", hit["script"], hit["contract"], None, "cache", transcript,
+                           totals(transcript["attempts"], cache_hit=True))
+        base = [{"role": "user", "content": prompt}]
+        regen_left, repair_left = self.policy.regenerations, self.policy.repairs
+        kind, messages, sample = "initial", base, 0
+        script = contract = error = None
+        while True:
+            try:
+                attempt, reply = self._ask(kind, messages, sample)
+            except llm.APIFailure as exc:
+                error = f"the {self.settings.provider} API gave no reply: {exc}"
+                break
+            script, contract, problem = self._judge(attempt, reply)
+            if script is not None:
+                attempt["accepted"] = True
+                break
+            attempt["accepted"] = False
+            error = attempt["error"]
+            prefer_regeneration = problem == "empty"
+            if regen_left and (prefer_regeneration or not repair_left):
+                regen_left -= 1
+                sample += 1
+                kind, messages = "regeneration", base
+            elif repair_left:
+                repair_left -= 1
+                repair = self.repair_template.replace("{{ error }}", error)
+                kind, messages = "repair", base + [{"role": "assistant", "content": reply.text},
+                                                   {"role": "user", "content": repair}]
+            else:
+                error = f"no usable script after {len(self.attempts)} replies; last: {error}"
+                break
+        status = "accepted" if script is not None else "generation_failed"
+        transcript = {
+            "schema_version": TRANSCRIPT_VERSION, "status": status, "error": None if script else error,
+            "accepted_key": key, "provider": self.settings.provider, "model": self.settings.model,
+            "base_url": self.settings.base_url, "parameters": self.settings.parameters(),
+            "policy": {"regenerations": self.policy.regenerations, "repairs": self.policy.repairs,
+                       "smoke_run": self.policy.smoke_run, "cache": self.policy.cache},
+            "system": self.system, "repair_template": self.repair_template, "created_at": _now(),
+            "attempts": self.attempts,
+        }
+        transcript = llm.redact(transcript, llm.secrets(self.settings))
+        outcome = Outcome(status, script, contract, transcript["error"], "llm", transcript, totals(self.attempts))
+        if script is not None:
+            self.cache.put("accepted", key, {"script": script, "contract": contract, "transcript": transcript})
+        return outcome
+
+
+def totals(attempts: list[dict], cache_hit: bool = False) -> dict:
+    """Cost of one generation: requests paid now, replies replayed from the cache, tokens of paid requests."""
+    if cache_hit:
+        spent = {"input_tokens": 0, "output_tokens": 0}
+        return {"api_requests": 0, "cached_replies": 0, "cache_hit": True, "replies": len(attempts), **spent,
+                "original_input_tokens": sum(a.get("usage", {}).get("input_tokens", 0) for a in attempts),
+                "original_output_tokens": sum(a.get("usage", {}).get("output_tokens", 0) for a in attempts)}
+    paid = [a for a in attempts if not a["cached"]]
+    return {"api_requests": sum(a["http_requests"] for a in paid), "cached_replies": len(attempts) - len(paid),
+            "cache_hit": False, "replies": len(attempts),
+            "input_tokens": sum(a.get("usage", {}).get("input_tokens", 0) for a in paid),
+            "output_tokens": sum(a.get("usage", {}).get("output_tokens", 0) for a in paid),
+            "original_input_tokens": sum(a.get("usage", {}).get("input_tokens", 0) for a in attempts),
+            "original_output_tokens": sum(a.get("usage", {}).get("output_tokens", 0) for a in attempts)}
