@@ -136,11 +136,17 @@ class Generator:
         self.system, self.repair_template, self.smoke = system, repair_template, smoke
         self._client = client
         self.attempts: list[dict] = []
+        self._asked: dict[str, int] = {}
 
     @property
     def client(self):
         if self._client is None:
-            self._client = llm.make_client(self.settings)
+            try:
+                self._client = llm.make_client(self.settings)
+            except llm.APIFailure:
+                raise
+            except IsobenchError as exc:  # no model, no key: nothing was sent
+                raise llm.APIFailure(str(exc), {"http_requests": 0, "http_statuses": []}) from None
         return self._client
 
     def accepted_key(self, prompt: str) -> str:
@@ -148,9 +154,13 @@ class Generator:
                      "regenerations": self.policy.regenerations, "repairs": self.policy.repairs,
                      "smoke_run": self.policy.smoke_run, "prompt_sha256": sha256_bytes(prompt.encode("utf-8"))})
 
-    def _ask(self, kind: str, messages: list[dict], sample: int) -> tuple[dict, llm.Reply | None]:
-        key = _key({"parameters": self.settings.parameters(), "system": self.system, "messages": messages,
-                    "sample": sample})
+    def _ask(self, kind: str, messages: list[dict]) -> tuple[dict, llm.Reply | None]:
+        # The same request asked again in one generation is a new sample (a model at temperature > 0
+        # answers differently); replayed from the cache, the samples come back in the same order.
+        request = {"parameters": self.settings.parameters(), "system": self.system, "messages": messages}
+        sample = self._asked.get(_key(request), 0)
+        self._asked[_key(request)] = sample + 1
+        key = _key({**request, "sample": sample})
         attempt = {"n": len(self.attempts) + 1, "kind": kind, "started_at": _now(), "request_key": key,
                    "messages": messages, "cached": False, "http_requests": 0, "http_statuses": [], "error": None}
         self.attempts.append(attempt)
@@ -165,6 +175,7 @@ class Generator:
             attempt.update(**exc.http, latency_s=round(exc.latency_s, 3), request=exc.request,
                            reply=None, usage={"input_tokens": 0, "output_tokens": 0}, error=f"API: {exc}")
             raise
+        reply.text = llm.redact(reply.text, llm.secrets(self.settings))  # a key echoed back goes nowhere
         usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
         attempt.update(**reply.http, latency_s=reply.latency_s, request=reply.request,
                        reply=reply.text, usage=usage, finish_reason=reply.finish_reason, model=reply.model,
@@ -204,13 +215,13 @@ class Generator:
                            totals(transcript["attempts"], cache_hit=True))
         base = [{"role": "user", "content": prompt}]
         regen_left, repair_left = self.policy.regenerations, self.policy.repairs
-        kind, messages, sample = "initial", base, 0
+        kind, messages = "initial", base
         script = contract = error = None
         while True:
             try:
-                attempt, reply = self._ask(kind, messages, sample)
+                attempt, reply = self._ask(kind, messages)
             except llm.APIFailure as exc:
-                error = f"the {self.settings.provider} API gave no reply: {exc}"
+                error = f"no reply from the {self.settings.provider} API: {exc}"
                 break
             script, contract, problem = self._judge(attempt, reply)
             if script is not None:
@@ -221,7 +232,6 @@ class Generator:
             prefer_regeneration = problem == "empty"
             if regen_left and (prefer_regeneration or not repair_left):
                 regen_left -= 1
-                sample += 1
                 kind, messages = "regeneration", base
             elif repair_left:
                 repair_left -= 1

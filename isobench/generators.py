@@ -40,12 +40,3 @@ def check_script(text: str, where: str) -> str:
     if missing:
         raise IsobenchError(f"{where}: the test does not define {', '.join(missing)} (contract: {', '.join(CONTRACT)})")
     return contract
-
-
-def missing_script_error(source: str, sha: str, directory: str | None) -> IsobenchError:
-    names = " or ".join(p.name for p in pregenerated_candidates(directory or "<generators>", sha))
-    where = directory or "a directory set as the source's 'generators'"
-    return IsobenchError(
-        f"commit {sha} of source {source}: no generator script. Either put {names} in {where}, "
-        "or let an LLM write it (LLM generation is not available in this version of isobench)"
-    )

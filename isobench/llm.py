@@ -97,7 +97,8 @@ def make_client(settings: LLMSettings):
     if settings.provider not in PROVIDERS:
         raise IsobenchError(f"config: field llm.provider: {settings.provider!r} is not one of {list(PROVIDERS)}")
     if not settings.model:
-        raise IsobenchError("config: field llm.model: no model is set, so no test can be generated")
+        raise IsobenchError("config: field llm.model: not set, so a commit without a pre-generated script "
+                            "(<sha>_test_case_generator.py in the source's generators folder) gets no test")
     key = os.environ.get(settings.key_env)
     if not key:
         if not settings.base_url:

@@ -54,6 +54,18 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
+def demo_subset(work: Path, shas: dict, folder: str, extractions, generators) -> tuple[Path, Path]:
+    """``work/<folder>/{extractions,generators}`` holding the demo's files of the given step keys."""
+    ext, gen = work / folder / "extractions", work / folder / "generators"
+    ext.mkdir(parents=True)
+    gen.mkdir(parents=True)
+    for key in extractions:
+        shutil.copy(ROOT / "demo" / "extractions" / f"{shas[key]}.json", ext)
+    for key in generators:
+        shutil.copy(ROOT / "demo" / "generators" / f"{shas[key][:8]}_test_case_generator.py", gen)
+    return ext, gen
+
+
 def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)

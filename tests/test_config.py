@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from isobench.errors import IsobenchError
-from isobench.workflow import check_config, measure_settings
+from isobench.workflow import check_config, llm_settings, measure_settings
 
 from conftest import ROOT
 
@@ -27,6 +27,9 @@ def test_shipped_config_is_valid(config):
     (lambda c: c["sources"]["demo"].update(colour="red"), "field sources.demo: Additional properties"),
     (lambda c: c.pop("sources"), "'sources' is a required property"),
     (lambda c: c["sources"].update({"bad name": {"repo": "x"}}), "field sources"),
+    (lambda c: c["llm"].update(provider="gemini"), "field llm.provider: 'gemini' is not one of ['openai', 'anthropic']"),
+    (lambda c: c["llm"].update(api_key="sk-123"), "field llm: Additional properties are not allowed ('api_key'"),
+    (lambda c: c["sources"]["demo"].update(llm={"repairs": -1}), "field sources.demo.llm.repairs"),
 ])
 def test_bad_config_is_one_line(config, mutate, message):
     cfg = copy.deepcopy(config)
@@ -54,3 +57,11 @@ def test_analysis_settings_defaults_from_schema(config):
                                                  "bootstrap": 2000, "seed": 0}
     config["analysis"] = {"alpha": 0.05}
     assert analysis_settings(config, SCHEMA)["alpha"] == 0.05
+
+
+def test_llm_settings_layering(config):
+    config["llm"] = {"provider": "anthropic", "model": "m1", "repairs": 1}
+    config["sources"]["demo"]["llm"] = {"model": "m2"}
+    got = llm_settings(config, "demo", SCHEMA)
+    assert (got["provider"], got["model"], got["repairs"], got["regenerations"]) == ("anthropic", "m2", 1, 2)
+    assert got["smoke_run"] is True and got["cache"] is True and got["cache_dir"] == ".isobench-cache/llm"

@@ -1,7 +1,7 @@
 import pytest
 
 from isobench.errors import IsobenchError
-from isobench.generators import check_script, find_pregenerated, missing_script_error
+from isobench.generators import check_script, find_pregenerated
 
 SHA = "4c442c6e53dfef740b17f99fa3d40736e33f7800"
 GOOD = "\n".join(f"def {n}(*a):\n    pass\n" for n in
@@ -23,8 +23,3 @@ def test_check_script():
         check_script("def setup():\n  return (\n", "g.py")
     with pytest.raises(IsobenchError, match="does not define check_equivalence"):
         check_script(GOOD.replace("check_equivalence", "check"), "g.py")
-
-
-def test_missing_script_names_both_ways():
-    text = str(missing_script_error("demo", SHA, "demo/generators"))
-    assert SHA in text and f"{SHA[:8]}_test_case_generator.py" in text and "LLM" in text and "\n" not in text

@@ -10,7 +10,7 @@ from isobench.dataset import read_dataset
 from isobench.demo.history import STEPS
 from isobench.jsonio import validate
 
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, copy_workflow, demo_subset, snakemake
 
 pytestmark = pytest.mark.slow
 KIND = {s.key: s.kind for s in STEPS}
@@ -105,12 +105,8 @@ def _isobench_lines(text):
 def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
     _, shas = demo
     work = copy_workflow(tmp_path)
-    ext, gen = work / "bad" / "extractions", work / "bad" / "generators"
-    ext.mkdir(parents=True)
-    gen.mkdir(parents=True)
-    for key in ("primes", "histogram", "regex"):
-        shutil.copy(ROOT / "demo" / "extractions" / f"{shas[key]}.json", ext)
-        shutil.copy(ROOT / "demo" / "generators" / f"{shas[key][:8]}_test_case_generator.py", gen)
+    keys = ("primes", "histogram", "regex")
+    ext, gen = demo_subset(work, shas, "bad", keys, keys)
     (ext / f"{shas['wordfreq']}.json").write_text('{"commit_hash": "%s", "parent_hash": ' % shas["wordfreq"])
     missing = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"
     (ext / f"{missing}.json").write_text(json.dumps(

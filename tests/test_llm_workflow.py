@@ -1,0 +1,100 @@
+"""The workflow with LLM generation: two demo commits lose their pre-generated scripts, a local
+OpenAI-compatible server answers for them (one well, one never usefully), through the real SDK."""
+
+import json
+
+import pytest
+import yaml
+
+from isobench.dataset import read_dataset
+from isobench.jsonio import validate
+
+from conftest import ROOT, copy_workflow, demo_subset, snakemake
+from llm_server import FakeLLM, reply
+
+pytestmark = pytest.mark.slow
+SECRET = "sk-test-SECRET-workflow-4242424242"
+
+
+def no_secret_under(folder):
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, monkeypatch):
+    _, shas = demo
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    work = copy_workflow(tmp_path)
+    demo_subset(work, shas, "llm", ("primes", "histogram", "regex"), ("primes",))
+    histogram_script = (ROOT / "demo" / "generators" / f"{shas['histogram'][:8]}_test_case_generator.py").read_text()
+
+    def answer(request):
+        prompt = request["body"]["messages"][-1]["content"] if len(request["body"]["messages"]) < 3 else \
+            request["body"]["messages"][1]["content"]
+        if shas["histogram"] in prompt:
+            return reply(f"Here is the test.\n\n```python\n{histogram_script}```\n")
+        return reply("I am sorry, I cannot write this test.")
+
+    fake = FakeLLM().start()
+    fake.default = answer
+    try:
+        config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+        config["sources"]["demo"].update(extractions="llm/extractions", generators="llm/generators",
+                                         measure={"rounds": 2, "warmup": 1, "warmup_ms": 0, "repeat": 2,
+                                                  "timeout_s": 60})
+        config["llm"] = {"provider": "openai", "model": "test-model", "base_url": fake.base_url("openai"),
+                         "max_retries": 0, "regenerations": 0, "repairs": 1, "cache_dir": "cache/llm"}
+        (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+
+        proc = snakemake(work, "--resources", "llm=2")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(fake.requests) == 3  # histogram: 1; regex: the first reply and one repair
+        assert "isobench LLM use (this run): 3 API requests" in proc.stderr
+        rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
+        assert set(rows) == {shas["primes"], shas["histogram"], shas["regex"]}
+        for r in rows.values():
+            validate(r, "record", r["instance_id"])
+
+        primes, hist, regex = rows[shas["primes"]], rows[shas["histogram"]], rows[shas["regex"]]
+        assert primes["provenance"]["generator_origin"].startswith("pregenerated:")
+        assert primes["provenance"]["llm"] is None
+        assert hist["status"] == "ok" and hist["efficiency_test"] == [histogram_script]
+        assert hist["comparisons"]["base_head"]["speedup"] > 1
+        assert hist["provenance"]["generator_origin"] == "llm:openai/test-model"
+        llm_info = hist["provenance"]["llm"]
+        assert llm_info["api_requests"] == 1 and llm_info["output_tokens"] > 0 and not llm_info["cache_hit"]
+        transcript_path = work / "results" / "demo" / shas["histogram"] / "llm_transcript.json"
+        transcript = json.loads(transcript_path.read_text())
+        assert transcript["status"] == "accepted" and transcript["attempts"][0]["smoke_run"] == "passed"
+        assert hist["provenance"]["llm_transcript_sha256"] == llm_info["transcript_sha256"]
+
+        assert regex["status"] == "generation_failed" and regex["efficiency_test"] == []
+        assert {regex["revisions"][n]["category"] for n in ("base", "head", "main")} == {"generation_failed"}
+        assert "no usable script after 2 replies" in regex["provenance"]["generation_error"]
+        regex_transcript = json.loads((work / "results" / "demo" / shas["regex"] / "llm_transcript.json").read_text())
+        assert [a["kind"] for a in regex_transcript["attempts"]] == ["initial", "repair"]
+
+        summary = json.loads((work / "results" / "llm_summary.json").read_text())["totals"]
+        assert summary["api_requests"] == 3 and summary["generated"] == 2 and summary["generation_failed"] == 1
+        assert summary["pregenerated"] == 1
+        no_secret_under(work / "results")
+        no_secret_under(work / "cache")
+
+        # An edited step script, a deleted output and a forced rerun: the scripts come back from the
+        # cache, no request is made.
+        step = work / "scripts" / "generator.py"
+        step.write_text(step.read_text() + "# edited\n")
+        (work / "results" / "demo" / shas["histogram"] / "generator.py").unlink()
+        proc = snakemake(work, "--resources", "llm=2", "--forcerun",
+                         f"results/demo/{shas['regex']}/generator.py")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(fake.requests) == 3
+        assert "isobench LLM use (this run): 0 API requests" in proc.stderr
+        meta = json.loads((work / "results" / "demo" / shas["histogram"] / "generator.json").read_text())
+        assert meta["origin"] == "cache:openai/test-model" and meta["llm"]["cache_hit"]
+        assert (work / "results" / "demo" / shas["histogram"] / "generator.py").read_text() == histogram_script
+        regex_meta = json.loads((work / "results" / "demo" / shas["regex"] / "generator.json").read_text())
+        assert regex_meta["status"] == "generation_failed" and regex_meta["llm"]["cached_replies"] == 2
+    finally:
+        fake.stop()
