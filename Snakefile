@@ -21,6 +21,7 @@ wildcard_constraints:
 
 
 include: "rules/git.smk"
+include: "rules/env.smk"
 include: "rules/extraction.smk"
 include: "rules/prompt.smk"
 include: "rules/generator.smk"

@@ -24,12 +24,13 @@ from typing import Callable
 
 from . import llm
 from .errors import IsobenchError
-from .generators import check_script
+from .generators import CONTRACT, check_script
 from .jsonio import load_json, sha256_bytes, write_json
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 _PY = {"python", "py", "python3"}
 TRANSCRIPT_VERSION = 1
+CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,14 @@ def extract_code(reply: str) -> str:
     return (text + "\n") if text else ""
 
 
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+        return True
+    except (SyntaxError, ValueError):
+        return False
+
+
 def _trivial_body(fn: ast.FunctionDef) -> bool:
     body = [n for n in fn.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     if not body:
@@ -87,9 +96,12 @@ def check_candidate(text: str) -> str:
     if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)):
         raise IsobenchError("the script imports nothing, so it cannot exercise the repository's code")
     if contract == "functions":
+        asynchronous = [n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name in CONTRACT]
+        if asynchronous:
+            raise IsobenchError(f"{', '.join(asynchronous)} must be plain functions, not async def: the harness "
+                                "calls them directly")
         fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-        empty = [name for name in ("setup", "experiment", "store_result", "load_result", "check_equivalence")
-                 if _trivial_body(fns[name])]
+        empty = [name for name in CONTRACT if _trivial_body(fns[name])]
         if empty:
             raise IsobenchError(f"the script is trivial: {', '.join(empty)} does nothing (empty, pass or NotImplementedError)")
         if not any(isinstance(n, ast.Call) for n in ast.walk(fns["experiment"])):
@@ -110,17 +122,24 @@ class Cache:
     def _path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.json"
 
+    FIELDS = {"accepted": ("script", "contract", "transcript"),
+              "replies": ("request", "reply", "usage", "finish_reason", "model")}
+
     def get(self, kind: str, key: str) -> dict | None:
         path = self._path(kind, key)
         if not self.read or not path.is_file():
             return None
         try:
-            return load_json(path)
+            entry = load_json(path)
         except IsobenchError:
             return None  # a damaged entry is a miss; it is written anew
+        if not isinstance(entry, dict) or entry.get("cache_version") != CACHE_VERSION or \
+                any(f not in entry for f in self.FIELDS[kind]):
+            return None  # another version's entry, or a damaged one
+        return entry
 
     def put(self, kind: str, key: str, value: dict) -> None:
-        write_json(self._path(kind, key), value)
+        write_json(self._path(kind, key), {**value, "cache_version": CACHE_VERSION})
 
 
 def _now() -> str:
@@ -146,7 +165,7 @@ class Generator:
             except llm.APIFailure:
                 raise
             except IsobenchError as exc:  # no model, no key: nothing was sent
-                raise llm.APIFailure(str(exc), {"http_requests": 0, "http_statuses": []}) from None
+                raise llm.APIFailure(str(exc), {"http_requests": 0, "http_statuses": []}, fatal=True) from None
         return self._client
 
     def accepted_key(self, prompt: str) -> str:
@@ -196,10 +215,14 @@ class Generator:
             contract = check_candidate(script)
         except IsobenchError as exc:
             cut = " (the reply was cut at max_output_tokens)" if reply.finish_reason == "length" else ""
-            attempt["error"] = f"validation: {exc}{cut}"
-            return None, None, "empty" if not script.strip() else "invalid"
+            # prose without any code (no fence, and not Python either) is asked again, like an empty reply
+            no_code = not script.strip() or ("```" not in reply.text and not _parses(script))
+            attempt["error"] = "validation: the reply contains no code" if no_code and script.strip() and not cut \
+                else f"validation: {exc}{cut}"
+            return None, None, "empty" if no_code else "invalid"
         if self.policy.smoke_run and self.smoke is not None:
             problem = self.smoke(script)
+            problem = llm.redact(problem, llm.secrets(self.settings)) if problem else problem
             attempt["smoke_run"] = "failed" if problem else "passed"
             if problem:
                 attempt["error"] = f"smoke run: {problem}"
@@ -221,6 +244,8 @@ class Generator:
             try:
                 attempt, reply = self._ask(kind, messages)
             except llm.APIFailure as exc:
+                if exc.fatal:  # a setup mistake (no key, no model, refused key, unknown model): fix and rerun
+                    raise IsobenchError(f"{self.settings.provider} API: {exc}") from None
                 error = f"no reply from the {self.settings.provider} API: {exc}"
                 break
             script, contract, problem = self._judge(attempt, reply)
@@ -236,7 +261,8 @@ class Generator:
             elif repair_left:
                 repair_left -= 1
                 repair = self.repair_template.replace("{{ error }}", error)
-                kind, messages = "repair", base + [{"role": "assistant", "content": reply.text},
+                said = reply.text if reply.text.strip() else "(an empty reply)"  # APIs refuse empty turns
+                kind, messages = "repair", base + [{"role": "assistant", "content": said},
                                                    {"role": "user", "content": repair}]
             else:
                 error = f"no usable script after {len(self.attempts)} replies; last: {error}"

@@ -49,7 +49,8 @@ class LLMSettings:
 
     def parameters(self) -> dict:
         """What shapes the model's answer (part of the cache key); not the endpoint, timeout or retries."""
-        return {"provider": self.provider, "model": self.model, "temperature": self.temperature,
+        temperature = None if self.temperature is None else float(self.temperature)  # 0 and 0.0 are one key
+        return {"provider": self.provider, "model": self.model, "temperature": temperature,
                 "max_output_tokens": self.max_output_tokens, "reasoning": self.is_reasoning()}
 
 
@@ -88,9 +89,10 @@ class Reply:
 class APIFailure(IsobenchError):
     """The provider could not give a reply (after the SDK's retries): no point in asking again now."""
 
-    def __init__(self, message: str, http: dict, latency_s: float = 0.0, request: dict | None = None):
+    def __init__(self, message: str, http: dict, latency_s: float = 0.0, request: dict | None = None,
+                 fatal: bool = False):
         super().__init__(message)
-        self.http, self.latency_s, self.request = http, latency_s, request or {}
+        self.http, self.latency_s, self.request, self.fatal = http, latency_s, request or {}, fatal
 
 
 def make_client(settings: LLMSettings):
@@ -217,16 +219,19 @@ def chat(client, settings: LLMSettings, system: str | None, messages: list[dict]
                 raise APIFailure(_error_text(exc), http(), time.monotonic() - started, _shown(req)) from None
             adapted.append(change)
         except sdk.APIError as exc:
-            raise APIFailure(_error_text(exc), http(), time.monotonic() - started, _shown(req)) from None
+            # a refused key or an unknown model is a setup mistake, not this commit's failure
+            fatal = getattr(exc, "status_code", None) in (401, 403, 404)
+            raise APIFailure(_error_text(exc), http(), time.monotonic() - started, _shown(req), fatal) from None
     latency = round(time.monotonic() - started, 3)
     if settings.provider == "openai":
         choice = resp.choices[0] if resp.choices else None
-        text = (choice.message.content or "") if choice else ""
+        message = getattr(choice, "message", None)
+        text = (getattr(message, "content", None) or "") if message else ""
         usage = resp.usage
         tokens = (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
         finish = choice.finish_reason if choice else None
     else:
-        text = "".join(getattr(b, "text", "") for b in resp.content if getattr(b, "type", "") == "text")
+        text = "".join(getattr(b, "text", "") or "" for b in (resp.content or []) if getattr(b, "type", "") == "text")
         tokens = (resp.usage.input_tokens or 0, resp.usage.output_tokens or 0)
         finish = resp.stop_reason
     if finish in ("length", "max_tokens"):

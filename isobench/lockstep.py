@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from .jsonio import load_json
+from .sandbox import Sandbox
 
 # The same core for every process of a round, so that calls compared with each other also share a core
 # (vCPUs of a shared machine differ in speed). None where affinity cannot be set.
@@ -25,20 +25,12 @@ PIN_CPU = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 
 
 class _Proc:
-    def __init__(self, name: str, cmd: list[str], workdir: Path, env: dict):
-        workdir.mkdir(parents=True, exist_ok=True)
+    def __init__(self, name: str, start, workdir: Path):
+        """``start()`` launches the sandboxed harness (stdin and stdout piped, pinned to PIN_CPU)."""
         self.name, self.workdir, self.out = name, workdir, workdir / "report.json"
         if self.out.exists():
             self.out.unlink()
-        self.stderr = open(workdir / "stderr.txt", "wb")
-        self.popen = subprocess.Popen(cmd + ["--lockstep", "--out", str(self.out)], cwd=workdir, env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
-                                      bufsize=0, start_new_session=True)
-        if PIN_CPU is not None:  # one core for all: only one process computes at a time anyway
-            try:
-                os.sched_setaffinity(self.popen.pid, {PIN_CPU})
-            except OSError:
-                pass
+        self.popen = start()
         self.samples: list[float] = []
         self.outcome: str | None = None  # None while running; "ok", "failed", "timeout" or "crash" at the end
 
@@ -63,10 +55,7 @@ class _Proc:
             return False
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        Sandbox.kill(self.popen)
 
     def finish(self, outcome: str, deadline: float) -> None:
         if outcome in ("timeout", "crash"):
@@ -77,7 +66,7 @@ class _Proc:
             self.kill()
             self.popen.wait()
             outcome = "timeout" if outcome == "ok" else outcome
-        self.stderr.close()
+        Sandbox.close(self.popen)
         self.outcome = outcome
 
 
@@ -95,8 +84,9 @@ def _report(p: _Proc, timeout_s: float) -> dict:
         report = {"status": "failed", "category": "timeout", "error": f"round killed after {timeout_s:g} s"}
     elif p.out.exists():
         report = load_json(p.out)
-    elif returncode is not None and returncode < 0:
-        report = {"status": "failed", "category": "crash", "error": f"killed by signal {-returncode}"}
+    elif returncode is not None and (returncode < 0 or returncode > 128):  # the sandbox reports 128 + signal
+        signum = -returncode if returncode < 0 else returncode - 128
+        report = {"status": "failed", "category": "crash", "error": f"killed by signal {signum}"}
     else:
         report = {"status": "failed", "category": "crash", "error": f"the harness exited with code {returncode} "
                                                                      "and wrote no report"}
@@ -108,8 +98,10 @@ def _report(p: _Proc, timeout_s: float) -> dict:
     return report
 
 
-def lockstep_round(procs: list[tuple[str, list[str], Path, dict]], repeat: int, timeout_s: float) -> dict[str, dict]:
-    """Run one round; ``procs`` holds (revision, harness command without --out, workdir, env), base first."""
+def lockstep_round(procs: list[tuple[str, object, Path]], repeat: int, timeout_s: float) -> tuple[dict, dict]:
+    """Run one round; ``procs`` holds (revision, start function, workdir), base first.
+
+    Returns ({revision: harness report}, {revision: process})."""
     started = time.monotonic()
     deadline = started + timeout_s
     first = _Proc(*procs[0])
@@ -140,4 +132,4 @@ def lockstep_round(procs: list[tuple[str, list[str], Path, dict]], repeat: int, 
         report = _report(p, timeout_s)
         report["wall_s"] = wall
         reports[p.name] = report
-    return reports
+    return reports, {p.name: p.popen for p in [first, *rest]}

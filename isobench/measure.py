@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,8 @@ from pathlib import Path
 
 from . import contracts, harness
 from .jsonio import load_json
-from .lockstep import lockstep_round
+from .lockstep import PIN_CPU, lockstep_round
+from .sandbox import Runner, Sandbox, SandboxSettings
 from .stats import describe
 
 REVISIONS = ("base", "head", "main")
@@ -42,6 +42,8 @@ CATEGORIES = {
     "target_not_resolved": "a command-line script reports target_resolved: false (the API under test is missing)",
     "opt_path_missed": "a command-line script reports opt_path_hit: false at head or main",
     "generation_failed": "no usable test could be generated for the commit, so nothing was run",
+    "env_failed": "the revision's environment could not be built or verified (its log is kept), so nothing was run",
+    "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, or output over the cap",
 }
 
 
@@ -70,6 +72,10 @@ class Revision:
     name: str
     sha: str
     worktree: Path
+    python: str = sys.executable  # the revision's environment (see isobench.envs)
+    env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
+    read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
+    on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
 
 
 def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
@@ -83,137 +89,164 @@ def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
         return ""
 
 
-def revision_env(pythonpath: list[str]) -> dict:
-    env = dict(os.environ)
-    env.update(
-        PYTHONPATH=os.pathsep.join([*pythonpath, env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        PYTHONDONTWRITEBYTECODE="1",
-        PYTHONHASHSEED="0",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def spawn(cmd: list[str], workdir: Path, env: dict, timeout_s: float) -> tuple[int | None, float]:
-    """Run one process in its own session, stdout/stderr to files in ``workdir``; kill its whole group on timeout.
-
-    Returns (exit code or None on timeout, wall seconds)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with open(workdir / "stdout.txt", "wb") as so, open(workdir / "stderr.txt", "wb") as se:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=so, stderr=se, start_new_session=True)
-        try:
-            returncode = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            returncode = None
-    return returncode, round(time.monotonic() - started, 3)
-
-
 def failed(category: str, error: str, **extra) -> dict:
     return {"status": "failed", "category": category, "error": error, "samples_ms": [], "env": None, "timer": None,
             "equivalent": None, "traceback": None, **extra}
 
 
-def harness_cmd(python: str, module: Path, mode: str, reference: Path, settings: Settings) -> list[str]:
-    cmd = [python, str(module.parent / "harness.py"), "--module", str(module), "--mode", mode,
-           "--reference", str(reference), "--warmup", str(settings.warmup), "--warmup-ms", str(settings.warmup_ms),
-           "--repeat", str(settings.repeat)]
-    return cmd + (["--no-cuda"] if settings.no_cuda else []) + (["--flush-l2"] if settings.flush_l2 else [])
+class Job:
+    """The test's files and the sandbox of one measure job (or smoke run), under ``scratch``:
+    ``code/`` (the test, the harness, the sandbox launcher: read-only to the test) and ``data/``
+    (the reference result and one folder per round: the only places the test may write)."""
 
+    def __init__(self, generator: Path, scratch: Path, settings: Settings, contract: str = "auto",
+                 extra_path: tuple[str, ...] = (), sandbox: SandboxSettings | None = None, runner: Runner | None = None):
+        scratch = Path(scratch).resolve()
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        self.code, self.data = scratch / "code", scratch / "data"
+        self.code.mkdir(parents=True)
+        self.data.mkdir()
+        text = Path(generator).read_text(encoding="utf-8", errors="replace")
+        self.contract = contracts.detect(text) if contract == "auto" else contract
+        self.module = self.code / "perf_test.py"
+        shutil.copyfile(generator, self.module)  # generator.py itself is never touched
+        shutil.copyfile(harness.__file__, self.code / "harness.py")
+        self.settings, self.extra_path = settings, extra_path
+        self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data)
+        self.reference = self.data / "reference.out"
 
-def run_round(rev: Revision, mode: str, module: Path, reference: Path, workdir: Path, settings: Settings,
-              python: str, pythonpath: list[str]) -> dict:
-    """One fresh harness process for one revision (function contract); returns the harness report."""
-    out = workdir / "report.json"
-    if out.exists():
-        out.unlink()
-    cmd = harness_cmd(python, module, mode, reference, settings) + ["--out", str(out)]
-    returncode, wall = spawn(cmd, workdir, revision_env(pythonpath), settings.timeout_s)
-    if returncode is None:
-        report = failed("timeout", f"round killed after {settings.timeout_s:g} s")
-    elif out.exists():
-        report = load_json(out)
-    elif returncode < 0:
-        report = failed("crash", f"the harness was killed by signal {-returncode} and wrote no report")
-    else:
-        report = failed("crash", f"the harness exited with code {returncode} and wrote no report")
-    report["wall_s"] = wall
-    report["stderr_tail"] = _tail(workdir / "stderr.txt")
-    return report
+    def extra_env(self, rev: Revision) -> dict:
+        root = rev.worktree.resolve()
+        pythonpath = ([str(root)] if rev.on_path else []) + [str(root / p) for p in self.extra_path]
+        return {"PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+                "PYTHONUNBUFFERED": "1"}
 
+    def read_only(self, rev: Revision) -> list[Path]:
+        return [rev.worktree.resolve(), *rev.read_only]
 
-def run_script_round(rev: Revision, mode: str, contract: str, module: Path, prefix: Path, workdir: Path,
-                     settings: Settings, python: str, pythonpath: list[str]) -> dict:
-    """One run of an ISO-Bench or GSO command-line script; its reported time is the round's sample."""
-    out_file = workdir / "timing_output.txt"
-    cmd = [python, *contracts.command(contract, module, mode, prefix, out_file)]
-    returncode, wall = spawn(cmd, workdir, revision_env(pythonpath), settings.timeout_s)
-    stderr = _tail(workdir / "stderr.txt")
-    base = {"wall_s": wall, "stderr_tail": stderr, "env": harness.environment(), "timer": f"script:{contract}"}
-    if returncode is None:
-        return {**failed("timeout", f"round killed after {settings.timeout_s:g} s"), **base}
-    if returncode != 0:
-        category, error = contracts.classify_exit(returncode, mode, stderr)
-        return {**failed(category, error), **base}
-    warnings: list[str] = []
-    if contract == "isobench_cli":
-        ms, category, error, warnings = contracts.parse_isobench(_tail(workdir / "stdout.txt", 65536), rev.name)
-    else:
-        text = out_file.read_text(errors="replace") if out_file.exists() else ""
-        ms, category, error = contracts.parse_gso(text)
-    if category:
-        return {**failed(category, error), **base}
-    return {"status": "ok", "category": None, "error": None, "samples_ms": [ms], "equivalent": True if mode == "eqcheck" else None,
-            "traceback": None, "warnings": warnings, **base}
+    def harness_cmd(self, rev: Revision, mode: str) -> list[str]:
+        s = self.settings
+        cmd = [rev.python, str(self.code / "harness.py"), "--module", str(self.module), "--mode", mode,
+               "--reference", str(self.reference), "--warmup", str(s.warmup), "--warmup-ms", str(s.warmup_ms),
+               "--repeat", str(s.repeat)]
+        return cmd + (["--no-cuda"] if s.no_cuda else []) + (["--flush-l2"] if s.flush_l2 else [])
+
+    def _finish(self, report: dict, proc, workdir: Path) -> dict:
+        """Add what the sandbox saw: a broken rule fails an otherwise good round."""
+        seen = self.sandbox.outcome(proc, workdir)
+        report["sandbox"] = seen["protections"]
+        if seen["violation"]:
+            if report["status"] == "ok":
+                report = {**failed("sandbox_violation", seen["violation"]), "sandbox": seen["protections"],
+                          "env": report.get("env"), "timer": report.get("timer")}
+            else:
+                report.setdefault("warnings", []).append(seen["violation"])
+        report["stderr_tail"] = _tail(workdir / "stderr.txt")
+        return report
+
+    def _exit_code(self, returncode: int, proc, workdir: Path) -> int:
+        """The test process's own status (the sandbox launcher reports a signal as 128 + signal)."""
+        inner = self.sandbox.outcome(proc, workdir)["returncode"]
+        return inner if inner is not None else (128 - returncode if returncode > 128 else returncode)
+
+    def _no_report(self, returncode: int | None, proc, workdir: Path) -> dict:
+        code = self._exit_code(returncode, proc, workdir)
+        if code < 0:
+            return failed("crash", f"the harness was killed by signal {-code} and wrote no report")
+        return failed("crash", f"the harness exited with code {code} and wrote no report")
+
+    def run_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
+        """One fresh harness process for one revision (function contract); returns the harness report."""
+        out = workdir / "report.json"
+        out.unlink(missing_ok=True)
+        cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
+        proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
+                                                  self.settings.timeout_s)
+        if returncode is None:
+            report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
+        elif out.exists():
+            report = load_json(out)
+        else:
+            report = self._no_report(returncode, proc, workdir)
+        report["wall_s"] = wall
+        return self._finish(report, proc, workdir)
+
+    def run_script_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
+        """One run of an ISO-Bench or GSO command-line script; its reported time is the round's sample."""
+        out_file = workdir / "timing_output.txt"
+        cmd = [rev.python, *contracts.command(self.contract, self.module, mode, self.data / "reference", out_file)]
+        proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
+                                                  self.settings.timeout_s)
+        stderr = _tail(workdir / "stderr.txt")
+        base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
+        if returncode is None:
+            report = {**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base}
+        elif returncode != 0:
+            category, error = contracts.classify_exit(self._exit_code(returncode, proc, workdir), mode, stderr)
+            report = {**failed(category, error), **base}
+        else:
+            warnings: list[str] = []
+            if self.contract == "isobench_cli":
+                ms, category, error, warnings = contracts.parse_isobench(_tail(workdir / "stdout.txt", 65536), rev.name)
+            else:
+                text = out_file.read_text(errors="replace") if out_file.exists() else ""
+                ms, category, error = contracts.parse_gso(text)
+            report = {**failed(category, error), **base} if category else {
+                "status": "ok", "category": None, "error": None, "samples_ms": [ms], "traceback": None,
+                "equivalent": True if mode == "eqcheck" else None, "warnings": warnings, **base}
+        return self._finish(report, proc, workdir)
+
+    def lockstep(self, active: list[Revision], modes: dict, workdirs: dict) -> dict:
+        def starter(rev: Revision):
+            out = workdirs[rev.name] / "report.json"
+            cmd = self.harness_cmd(rev, modes[rev.name]) + ["--lockstep", "--out", str(out)]
+            return lambda: self.sandbox.popen(cmd, workdirs[rev.name], self.extra_env(rev), self.read_only(rev),
+                                              rev.python, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU)
+
+        procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
+        reports, popens = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)
+        return {name: self._finish(rep, popens[name], workdirs[name]) for name, rep in reports.items()}
 
 
 def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, settings: Settings,
-                   python: str = sys.executable, extra_path: tuple[str, ...] = (), contract: str = "auto") -> dict[str, dict]:
+                   extra_path: tuple[str, ...] = (), contract: str = "auto", sandbox: SandboxSettings | None = None,
+                   runner: Runner | None = None) -> dict[str, dict]:
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}."""
-    scratch = Path(scratch).resolve()
-    if scratch.exists():
-        shutil.rmtree(scratch)
-    scratch.mkdir(parents=True)
-    text = Path(generator).read_text(encoding="utf-8", errors="replace")
-    if contract == "auto":
-        contract = contracts.detect(text)
-    module = scratch / "perf_test.py"
-    shutil.copyfile(generator, module)  # generator.py itself is never touched
-    shutil.copyfile(harness.__file__, scratch / "harness.py")
-    reference = scratch / "reference.out"
+    job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner)
     state = {r.name: {"rounds": [], "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
-                      "warnings": [], "stderr_tail": ""} for r in revisions}
+                      "warnings": [], "stderr_tail": "", "sandbox": None} for r in revisions}
+    for rev in revisions:
+        if rev.env_error:
+            state[rev.name]["failed"] = {"category": "env_failed", "error": rev.env_error}
+    if state["base"]["failed"] if "base" in state else False:
+        for name in state:  # no reference can exist
+            state[name]["failed"] = state[name]["failed"] or {
+                "category": "no_reference", "error": "base's environment failed, so no reference exists"}
     deadline = time.monotonic() + settings.job_timeout_s
     rounds_done = 0
     for k in range(settings.rounds):
         if k and time.monotonic() > deadline:
             break
         active = [rev for rev in revisions if state[rev.name]["failed"] is None]
+        if not active:
+            break
         modes = {rev.name: "time" if k else ("reference" if rev.name == "base" else "eqcheck") for rev in active}
-        paths = {rev.name: [str(rev.worktree.resolve())] + [str(rev.worktree.resolve() / p) for p in extra_path]
-                 for rev in active}
-        workdirs = {rev.name: scratch / rev.name / f"round{k}" for rev in active}
-        lockstep = contract == "functions" and settings.interleave == "calls" and active
-        if lockstep:
-            reports = lockstep_round([(rev.name, harness_cmd(python, module, modes[rev.name], reference, settings),
-                                       workdirs[rev.name], revision_env(paths[rev.name])) for rev in active],
-                                     settings.repeat, settings.timeout_s)
+        workdirs = {rev.name: job.data / rev.name / f"round{k}" for rev in active}
+        lockstep = job.contract == "functions" and settings.interleave == "calls"
+        reports = job.lockstep(active, modes, workdirs) if lockstep else {}
         for rev in active:
             st = state[rev.name]
-            mode, pythonpath, workdir = modes[rev.name], paths[rev.name], workdirs[rev.name]
             if lockstep:
                 rep = reports[rev.name]
-                rep["stderr_tail"] = _tail(workdir / "stderr.txt")
-            elif contract == "functions":
-                rep = run_round(rev, mode, module, reference, workdir, settings, python, pythonpath)
+            elif job.contract == "functions":
+                rep = job.run_round(rev, modes[rev.name], workdirs[rev.name])
             else:
-                rep = run_script_round(rev, mode, contract, module, scratch / "reference", workdir, settings, python,
-                                       pythonpath)
+                rep = job.run_script_round(rev, modes[rev.name], workdirs[rev.name])
             st["wall_s"] += rep.get("wall_s", 0.0)
             st["env"] = rep.get("env") or st["env"]
             st["timer"] = rep.get("timer") or st["timer"]
+            st["sandbox"] = rep.get("sandbox") or st["sandbox"]
             st["stderr_tail"] = rep.get("stderr_tail", "")
             st["warnings"] += [w for w in rep.get("warnings", []) if w not in st["warnings"]]
             if k == 0 and rev.name != "base":
@@ -225,11 +258,11 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
                 continue
             st["rounds"].append(rep["samples_ms"])
         rounds_done = k + 1
-    if rounds_done < settings.rounds:
+    if 0 < rounds_done < settings.rounds:
         for st in state.values():
             st["warnings"].append(f"job time limit ({settings.job_timeout_s:g} s) reached after {rounds_done} of "
                                   f"{settings.rounds} rounds")
-    return {rev.name: timing_of(rev, state[rev.name], settings, contract) for rev in revisions}
+    return {rev.name: timing_of(rev, state[rev.name], settings, job.contract) for rev in revisions}
 
 
 def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dict:
@@ -258,6 +291,8 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "env": st["env"],
         "settings": settings.as_dict(),
         "harness_version": harness.HARNESS_VERSION,
+        "python": rev.python,
+        "sandbox": st.get("sandbox"),
         "wall_s": round(st["wall_s"], 3),
         "stderr_tail": st["stderr_tail"],
     }
@@ -270,35 +305,24 @@ def not_run(rev: Revision, category: str, error: str, settings: Settings) -> dic
     return {**timing_of(rev, st, settings, "functions"), "contract": None, "interleave": None}
 
 
-def smoke_run(script: Path, worktree: Path, scratch: Path, timeout_s: float, python: str = sys.executable,
-              extra_path: tuple[str, ...] = (), contract: str = "auto") -> str | None:
-    """Run a candidate test once at one revision: store its result, then check it against itself.
+def smoke_run(script: Path, rev: Revision, scratch: Path, timeout_s: float, extra_path: tuple[str, ...] = (),
+              contract: str = "auto", sandbox: SandboxSettings | None = None, runner: Runner | None = None) -> str | None:
+    """Run a candidate test once at one revision, sandboxed: store its result, then check it against itself.
 
     One timed call per process, no warm-up beyond the first call. Returns None when both steps
     pass, else the failure (category, error and traceback or stderr tail) for a repair request."""
-    scratch = Path(scratch).resolve()
-    if scratch.exists():
-        shutil.rmtree(scratch)
-    scratch.mkdir(parents=True)
-    text = Path(script).read_text(encoding="utf-8", errors="replace")
-    contract = contracts.detect(text) if contract == "auto" else contract
-    module = scratch / "perf_test.py"
-    shutil.copyfile(script, module)
-    shutil.copyfile(harness.__file__, scratch / "harness.py")
+    if rev.env_error:
+        return f"env_failed: {rev.env_error}"
     settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s)
-    rev = Revision("head", "", Path(worktree))
-    pythonpath = [str(rev.worktree.resolve())] + [str(rev.worktree.resolve() / p) for p in extra_path]
+    job = Job(script, scratch, settings, contract, extra_path, sandbox, runner)
     try:
         for mode in ("reference", "eqcheck"):
-            workdir = scratch / mode
-            if contract == "functions":
-                rep = run_round(rev, mode, module, scratch / "reference.out", workdir, settings, python, pythonpath)
-            else:
-                rep = run_script_round(rev, mode, contract, module, scratch / "reference", workdir, settings, python,
-                                       pythonpath)
+            workdir = job.data / mode
+            rep = job.run_round(rev, mode, workdir) if job.contract == "functions" else \
+                job.run_script_round(rev, mode, workdir)
             if rep["status"] != "ok":
-                detail = rep.get("traceback") or rep.get("stderr_tail") or ""
-                return f"{rep['category']} ({mode} run): {rep['error']}" + (f"\n{detail.strip()[-3000:]}" if detail.strip() else "")
+                detail = (rep.get("traceback") or rep.get("stderr_tail") or "").strip()
+                return f"{rep['category']} ({mode} run): {rep['error']}" + (f"\n{detail[-3000:]}" if detail else "")
         return None
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(Path(scratch).resolve(), ignore_errors=True)

@@ -11,14 +11,17 @@ from pathlib import Path
 from . import generators, git
 from .costs import llm_summary, summary_line
 from .dataset import write_dataset
+from .envs import build_env
 from .errors import IsobenchError
 from .extraction import normalize
 from .generate import Cache, Generator, Policy
 from .jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
-from .llm import LLMSettings
+from .llm import LLMSettings, redact, secrets
 from .measure import REVISIONS, Revision, Settings, measure_commit, not_run, smoke_run
 from .prompt import render
+from .sandbox import Runner, SandboxSettings
 from .record import build_record
+from .workflow import llm_settings
 
 log = logging.getLogger("isobench")
 
@@ -84,25 +87,32 @@ def generator_step(smk) -> None:
 
 
 def _generate_with_llm(smk) -> None:
-    p, cfg = smk.params, smk.params.llm
+    p = smk.params
+    cfg = {**llm_settings(smk.config, p.source, p.schema), **p.llm}
     smoke = None
     if cfg["smoke_run"] and p.commit:
-        marker = load_json(smk.input.worktree_head)
-        worktree = git.ensure_worktree(Path(p.mirror), p.commit, Path(marker["path"]))
+        head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, smk.input.env_head)
         candidate = Path(p.scratch + ".candidate.py")
 
         def smoke(script: str) -> str | None:
             write_text_atomic(candidate, script)
             try:
-                return smoke_run(candidate, worktree, Path(p.scratch), cfg["smoke_timeout_s"],
-                                 extra_path=tuple(p.python_path))
+                return smoke_run(candidate, head, Path(p.scratch), cfg["smoke_timeout_s"],
+                                 extra_path=tuple(p.python_path), sandbox=SandboxSettings.from_config(
+                                     p.isolation["sandbox"]), runner=Runner.from_config(p.isolation["runner"]))
             finally:
                 candidate.unlink(missing_ok=True)
 
     gen = Generator(LLMSettings.from_config(cfg), Policy.from_config(cfg), Cache(cfg["cache_dir"], read=cfg["cache"]),
                     system=Path(smk.input.system_prompt).read_text(encoding="utf-8"),
                     repair_template=Path(smk.input.repair_prompt).read_text(encoding="utf-8"), smoke=smoke)
-    outcome = gen.generate(Path(smk.input.prompt).read_text(encoding="utf-8"))
+    try:
+        outcome = gen.generate(Path(smk.input.prompt).read_text(encoding="utf-8"))
+    except BaseException:
+        # Snakemake deletes a failed job's outputs: what was paid for stays on record beside the log.
+        crash = Path(smk.log[0]).with_name("generator.failed_transcript.json")
+        write_json(crash, redact({"attempts": gen.attempts, "written_at": "failure"}, secrets(gen.settings)))
+        raise
     if outcome.script is not None:
         write_text_atomic(smk.output.generator, outcome.script)
     else:  # an explicit marker, never mistaken for a test: the record says generation_failed
@@ -125,6 +135,32 @@ def _generate_with_llm(smk) -> None:
         log.warning("generation failed: %s", outcome.error)
 
 
+def env_step(smk) -> None:
+    p = smk.params
+    wt = load_json(smk.input.worktree)
+    worktree = git.ensure_worktree(Path(p.mirror), smk.wildcards.sha, Path(wt["path"]))
+    marker = build_env(sha=smk.wildcards.sha, worktree=worktree, env_dir=Path(p.path), cfg=p.env,
+                       setup_commands=list(p.setup_commands), install_commands=list(p.install_commands),
+                       runner=Runner.from_config(p.runner), log_path=Path(smk.log[0]).with_suffix(".build.log"))
+    write_json(smk.output.marker, marker)
+    if marker["status"] == "ok":
+        log.info("env %s: %s, python %s", smk.wildcards.sha[:12], marker["mode"], marker["python"])
+    else:
+        log.warning("env %s: failed: %s (log: %s)", smk.wildcards.sha[:12], marker["error"], marker["log"])
+
+
+def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env_marker: str) -> Revision:
+    """A revision ready to run: its worktree (made again if deleted) and its environment."""
+    marker = load_json(worktree_marker)
+    if marker["sha"] != sha:
+        raise IsobenchError(f"{worktree_marker}: {name} is {sha} but its worktree holds {marker['sha']}")
+    path = git.ensure_worktree(mirror, sha, Path(marker["path"]))
+    env = load_json(env_marker)
+    error = None if env["status"] == "ok" else f"{env['error']} (log: {env['log']})"
+    return Revision(name, sha, path, python=env["python"], env_error=error,
+                    read_only=tuple(Path(x) for x in [env.get("path")] if x), on_path=env["worktree_on_path"])
+
+
 def worktree_step(smk) -> None:
     path = git.ensure_worktree(Path(smk.params.mirror), smk.wildcards.sha, Path(smk.params.path))
     write_json(smk.output.marker, {"sha": smk.wildcards.sha, "path": str(path)})
@@ -144,20 +180,17 @@ def measure_step(smk) -> None:
             write_json(getattr(smk.output, name), t)
         log.info("not measured: no test was generated (%s)", generator_meta["error"])
         return
-    revisions = []
-    for name in REVISIONS:
-        marker = load_json(getattr(smk.input, f"worktree_{name}"))
-        if marker["sha"] != shas[name]:
-            raise IsobenchError(f"{smk.input.extraction}: {name} is {shas[name]} but its worktree holds {marker['sha']}")
-        # The marker may outlive its folder (deleted by hand): make sure the checkout is there and clean.
-        path = git.ensure_worktree(Path(p.mirror), shas[name], Path(marker["path"]))
-        revisions.append(Revision(name, shas[name], path))
+    # A marker may outlive its folder (deleted by hand): revision_of makes sure the checkout is there and clean.
+    revisions = [revision_of(name, shas[name], Path(p.mirror), getattr(smk.input, f"worktree_{name}"),
+                             getattr(smk.input, f"env_{name}")) for name in REVISIONS]
     log.info("measuring %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
              settings.rounds, settings.warmup, settings.repeat)
     timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
-                             extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"))
+                             extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"),
+                             sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
+                             runner=Runner.from_config(p.isolation["runner"]))
     for name in REVISIONS:
-        t = timings[name]
+        t = redact(timings[name], secrets())  # a key the sandbox did not let in cannot be printed, but be sure
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)
         if t["status"] == "ok":

@@ -51,8 +51,7 @@ def check_config(config: dict, schema_path: str | Path, config_name: str = "conf
 
 def measure_settings(config: dict, source: str, schema_path: str | Path) -> dict:
     """Schema defaults, then the global ``measure``, then the source's ``measure``."""
-    defaults = load_schema(str(schema_path))["properties"]["measure"]["default"]
-    return {**defaults, **(config.get("measure") or {}), **(config["sources"][source].get("measure") or {})}
+    return layered(config, source, schema_path, "measure")
 
 
 def analysis_settings(config: dict, schema_path: str | Path) -> dict:
@@ -68,10 +67,37 @@ def print_llm_use(meta_paths: list[str], since: float) -> None:
     sys.stderr.write(summary_line(llm_summary(meta_paths, since=since), "this run") + "\n")
 
 
+def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dict:
+    """A settings block: the schema's defaults, then the global ``key``, then the source's ``key``."""
+    defaults = load_schema(str(schema_path))["properties"][key]["default"]
+    return {**defaults, **(config.get(key) or {}), **(config["sources"][source].get(key) or {})}
+
+
 def llm_settings(config: dict, source: str, schema_path: str | Path) -> dict:
-    """Schema defaults, then the global ``llm``, then the source's ``llm``."""
-    defaults = load_schema(str(schema_path))["properties"]["llm"]["default"]
-    return {**defaults, **(config.get("llm") or {}), **(config["sources"][source].get("llm") or {})}
+    return layered(config, source, schema_path, "llm")
+
+
+def check_runners(config: dict, schema_path: str | Path) -> None:
+    """Environment modes and runners that cannot work together are config errors (one line)."""
+    for name in config["sources"]:
+        runner, env = layered(config, name, schema_path, "runner"), layered(config, name, schema_path, "env")
+        where = f"config: field sources.{name}"
+        if runner["kind"] != "local" and not runner.get("image"):
+            raise IsobenchError(f"{where}.runner.image: runner {runner['kind']} needs an image")
+        if env["mode"] == "image" and runner["kind"] == "local":
+            raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker or apptainer")
+        if env["mode"] == "venv" and runner["kind"] != "local":
+            raise IsobenchError(f"{where}.env.mode: a venv is built on this machine; with runner "
+                                f"{runner['kind']} use mode image")
+
+
+LLM_SHAPING = ("provider", "model", "temperature", "max_output_tokens", "reasoning", "regenerations", "repairs",
+               "smoke_run")
+
+
+def llm_shaping(settings: dict) -> dict:
+    """The LLM settings that change which script a commit gets (the others only change how it is fetched)."""
+    return {k: settings[k] for k in LLM_SHAPING}
 
 
 @dataclass

@@ -18,6 +18,10 @@ try:
 except IsobenchError as exc:
     iw.fail(str(exc))
 validate(config, "../config/schema.yaml")
+try:
+    iw.check_runners(config, SCHEMA)
+except IsobenchError as exc:
+    iw.fail(str(exc))
 
 try:
     PLAN = iw.plan_sources(config, prepare=workflow.is_main_process)
@@ -65,19 +69,30 @@ def template_of(wildcards):
     return iw.template_for(config, wildcards.source)
 
 
-def worktree_markers(wildcards):
-    """Markers of the base, head and main worktrees (only the SHAs that resolved)."""
+def revision_shas(wildcards):
+    """The base, head and main SHAs of a commit (only those that resolved)."""
     plan = commit_plan(wildcards)
     shas = {
         "base": plan.base,
         "head": plan.head,
         "main": PLAN[wildcards.source].main_sha,
     }
-    return {
-        f"worktree_{name}": f"results/{wildcards.source}/_worktrees/{sha}.json"
-        for name, sha in shas.items()
-        if sha
-    }
+    return {name: sha for name, sha in shas.items() if sha}
+
+
+def worktree_markers(wildcards):
+    """Markers of the base, head and main worktrees and of their environments."""
+    src = wildcards.source
+    out = {}
+    for name, sha in revision_shas(wildcards).items():
+        out[f"worktree_{name}"] = f"results/{src}/_worktrees/{sha}.json"
+        out[f"env_{name}"] = f"results/{src}/_envs/{sha}.json"
+    return out
+
+
+def measure_threads(wildcards):
+    """A quiet machine: with measure.exclusive a measure job takes every core Snakemake has."""
+    return workflow.cores if measure_settings(wildcards)["exclusive"] else 1
 
 
 def measure_settings(wildcards):
@@ -91,10 +106,13 @@ def pregenerated_of(wildcards):
 
 
 def llm_params(wildcards):
-    """The LLM settings of a commit whose test is generated (None with a pre-generated script)."""
+    """The LLM settings that shape a commit's generated test (None with a pre-generated script).
+
+    Only these are params (a change reruns the job): endpoint, timeout, retries and cache location
+    are read by the step from the config, so changing them re-measures nothing."""
     if pregenerated_of(wildcards):
         return None
-    return iw.llm_settings(config, wildcards.source, SCHEMA)
+    return iw.llm_shaping(iw.llm_settings(config, wildcards.source, SCHEMA))
 
 
 def generator_inputs(wildcards):
@@ -114,4 +132,13 @@ def generator_inputs(wildcards):
     head = commit_plan(wildcards).head
     if cfg["smoke_run"] and head:
         inputs["worktree_head"] = f"results/{wildcards.source}/_worktrees/{head}.json"
+        inputs["env_head"] = f"results/{wildcards.source}/_envs/{head}.json"
     return inputs
+
+
+def sandbox_params(wildcards):
+    """Sandbox and runner settings of a source (the smoke run and the measurement use both)."""
+    return {
+        "sandbox": iw.layered(config, wildcards.source, SCHEMA, "sandbox"),
+        "runner": iw.layered(config, wildcards.source, SCHEMA, "runner"),
+    }

@@ -12,7 +12,7 @@ rule measure:
         f"{COMMIT_DIR}/logs/measure.log",
     conda:
         "../envs/isobench.yaml"
-    threads: workflow.cores  # a quiet machine: nothing else runs beside a measurement
+    threads: measure_threads  # measure.exclusive: nothing else runs beside a measurement
     resources:
         gpu=1,
     params:
@@ -21,5 +21,6 @@ rule measure:
         settings=measure_settings,
         python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
         scratch=f"{COMMIT_DIR}/scratch",
+        isolation=sandbox_params,
     script:
         "../scripts/measure.py"

@@ -43,7 +43,7 @@ def test_bad_config_is_one_line(config, mutate, message):
 def test_measure_settings_layering(config):
     got = measure_settings(config, "demo", SCHEMA)
     assert got == {"rounds": 8, "warmup": 1, "warmup_ms": 0, "repeat": 5, "timeout_s": 120, "job_timeout_s": 3600,
-                   "flush_l2": False, "no_cuda": False, "interleave": "calls", "contract": "auto"}
+                   "flush_l2": False, "no_cuda": False, "interleave": "calls", "contract": "auto", "exclusive": True}
     config["sources"]["demo"].pop("measure")
     config.pop("measure")
     assert measure_settings(config, "demo", SCHEMA)["rounds"] == 10
@@ -59,9 +59,31 @@ def test_analysis_settings_defaults_from_schema(config):
     assert analysis_settings(config, SCHEMA)["alpha"] == 0.05
 
 
+@pytest.mark.parametrize("source, message", [
+    ({"runner": {"kind": "docker"}}, "field sources.demo.runner.image: runner docker needs an image"),
+    ({"env": {"mode": "image"}}, "field sources.demo.env.mode: mode image needs runner kind docker or apptainer"),
+    ({"env": {"mode": "venv"}, "runner": {"kind": "apptainer", "image": "x.sif"}}, "with runner apptainer use mode image"),
+])
+def test_runner_and_env_mode_must_fit(config, source, message):
+    from isobench.workflow import check_runners
+
+    config["sources"]["demo"].update(source)
+    check_config(config, SCHEMA)
+    with pytest.raises(IsobenchError, match=message):
+        check_runners(config, SCHEMA)
+
+
 def test_llm_settings_layering(config):
     config["llm"] = {"provider": "anthropic", "model": "m1", "repairs": 1}
     config["sources"]["demo"]["llm"] = {"model": "m2"}
     got = llm_settings(config, "demo", SCHEMA)
     assert (got["provider"], got["model"], got["repairs"], got["regenerations"]) == ("anthropic", "m2", 1, 2)
     assert got["smoke_run"] is True and got["cache"] is True and got["cache_dir"] == ".isobench-cache/llm"
+
+
+def test_vllm_example_config_is_valid():
+    example = yaml.safe_load((ROOT / "config" / "examples" / "vllm.yaml").read_text())
+    check_config(example, SCHEMA)
+    from isobench.workflow import check_runners
+
+    check_runners(example, SCHEMA)

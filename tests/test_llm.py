@@ -73,7 +73,7 @@ def generator(fake, tmp_path, revisions, provider="openai", smoke=True, settings
         path = tmp_path / "candidate.py"
         path.write_text(script)
         counter.write_text(str(int(counter.read_text() or 0) + 1) if counter.exists() else "1")
-        return smoke_run(path, head, tmp_path / "smoke", timeout_s=30)
+        return smoke_run(path, revisions[1], tmp_path / "smoke", timeout_s=30)
 
     settings = settings or llm.LLMSettings(provider=provider, model="test-model", base_url=fake.base_url(provider),
                                            timeout_s=10, max_retries=2)
@@ -248,13 +248,51 @@ def test_keys_never_reach_an_artifact(fake, tmp_path, revisions, monkeypatch):
     no_secret_in(tmp_path / "cache")
 
 
-def test_missing_key_is_a_clear_failure_without_requests(fake, tmp_path, revisions, monkeypatch):
+def test_setup_mistakes_fail_the_job_so_that_a_rerun_retries(fake, tmp_path, revisions, monkeypatch):
+    # No key, no model, a refused key: an error (the job fails, nothing is written), not generation_failed.
     monkeypatch.delenv("OPENAI_API_KEY")
     settings = llm.LLMSettings(model="gpt-4o")  # the real endpoint: it must not be called
-    out = generator(fake, tmp_path, revisions, settings=settings).generate("p")
-    assert out.status == "generation_failed" and "OPENAI_API_KEY is not set" in out.error and not fake.requests
-    out = generator(fake, tmp_path, revisions, settings=llm.LLMSettings()).generate("p")
-    assert "config: field llm.model: not set, so a commit without a pre-generated script" in out.error
+    with pytest.raises(IsobenchError, match="OPENAI_API_KEY is not set"):
+        generator(fake, tmp_path, revisions, settings=settings).generate("p")
+    with pytest.raises(IsobenchError, match="config: field llm.model: not set, so a commit without a pre-generated"):
+        generator(fake, tmp_path, revisions, settings=llm.LLMSettings()).generate("p")
+    assert not fake.requests
+    monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
+    fake.script(error(401, "invalid api key"))
+    with pytest.raises(IsobenchError, match=r"AuthenticationError \(HTTP 401\)"):
+        generator(fake, tmp_path, revisions).generate("p")
+    assert len(fake.requests) == 1
+
+
+def test_prose_without_code_is_asked_again(fake, tmp_path, revisions):
+    fake.script(reply("I cannot write this test without more context."), reply(fenced(GOOD)))
+    out = generator(fake, tmp_path, revisions).generate("p")
+    assert out.status == "accepted" and kinds(out) == ["initial", "regeneration"]
+    assert out.transcript["attempts"][0]["error"] == "validation: the reply contains no code"
+
+
+def test_empty_reply_without_regenerations_is_repaired_with_a_non_empty_turn(fake, tmp_path, revisions):
+    fake.script(reply(""), reply(fenced(GOOD)))
+    out = generator(fake, tmp_path, revisions, regenerations=0).generate("p")
+    assert out.status == "accepted" and kinds(out) == ["initial", "repair"]
+    assert fake.requests[1]["body"]["messages"][-2] == {"role": "assistant", "content": "(an empty reply)"}
+
+
+def test_async_functions_are_refused_not_a_crash(fake, tmp_path, revisions):
+    fake.script(reply(fenced(GOOD.replace("def setup():", "async def setup():"))), reply(fenced(GOOD)))
+    out = generator(fake, tmp_path, revisions).generate("p")
+    assert out.status == "accepted" and kinds(out) == ["initial", "repair"]
+    assert "setup must be plain functions, not async def" in out.transcript["attempts"][0]["error"]
+
+
+def test_cache_entries_of_another_version_are_misses(fake, tmp_path, revisions):
+    fake.default = reply(fenced(GOOD))
+    generator(fake, tmp_path, revisions).generate("p")
+    for path in (tmp_path / "cache").rglob("*.json"):
+        entry = json.loads(path.read_text())
+        entry["cache_version"] = 0
+        path.write_text(json.dumps(entry))
+    assert generator(fake, tmp_path, revisions).generate("p").origin == "llm" and len(fake.requests) == 2
 
 
 def test_extract_code():

@@ -4,6 +4,7 @@ import pytest
 
 from isobench.jsonio import validate
 from isobench.measure import Settings, measure_commit
+from isobench.sandbox import SandboxSettings
 
 LOCK = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="calls")
 
@@ -39,7 +40,8 @@ def measure(tmp_path, revisions, hook="pass", store="pass", settings=LOCK):
     log = tmp_path / "calls.txt"
     gen = tmp_path / "generator.py"
     gen.write_text(TEST.format(log=str(log)).replace("HOOK", hook).replace("STORE", store))
-    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings)
+    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings,
+                             sandbox=SandboxSettings(write_allow=(str(tmp_path),)))  # the log
     for t in timings.values():
         validate(t, "timing", t["revision"])
     return timings, log

@@ -6,6 +6,7 @@ import pytest
 
 from isobench.jsonio import validate
 from isobench.measure import CATEGORIES, Settings, measure_commit
+from isobench.sandbox import SandboxSettings
 
 FAST = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=20)
 
@@ -25,10 +26,11 @@ def script(tmp_path, body: str, **overrides) -> str:
     return path
 
 
-def run(tmp_path, revisions, settings=FAST, **kw):
+def run(tmp_path, revisions, settings=FAST, writable=None, **kw):
     gen = script(tmp_path, kw.pop("body", ""), **kw)
     before = gen.read_text()
-    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings)
+    sandbox = SandboxSettings(write_allow=(str(writable),) if writable else ())
+    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings, sandbox=sandbox)
     assert gen.read_text() == before  # generator.py is never edited
     for t in timings.values():
         validate(t, "timing", t["revision"])
@@ -121,7 +123,7 @@ def test_stderr_tail_is_kept(tmp_path, revisions):
 def test_rounds_interleave_base_head_main(tmp_path, revisions):
     order = tmp_path / "order.txt"
     t = run(tmp_path, revisions, settings=Settings(rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20),
-            setup=f"""
+            writable=tmp_path, setup=f"""
         def setup():
             with open({str(order)!r}, "a") as fh:
                 fh.write(toy.VERSION + "\\n")
@@ -142,7 +144,7 @@ def test_job_time_limit_keeps_what_was_measured(tmp_path, revisions):
 def test_time_based_warmup(tmp_path, revisions):
     calls = tmp_path / "calls.txt"
     run(tmp_path, revisions, settings=Settings(rounds=1, warmup=1, warmup_ms=300, repeat=1, timeout_s=20),
-        experiment=f"""
+        writable=tmp_path, experiment=f"""
         def experiment(data):
             with open({str(calls)!r}, "a") as fh:
                 fh.write("x")
@@ -151,3 +153,9 @@ def test_time_based_warmup(tmp_path, revisions):
         """)
     # three revisions, each warming up for >= 300 ms of 10 ms calls, then one timed call
     assert len(calls.read_text()) > 3 * 20
+
+
+def test_categories_match_the_timing_schema():
+    from isobench.jsonio import schema
+
+    assert set(schema("timing")["properties"]["category"]["enum"]) - {None} == set(CATEGORIES)

@@ -1,0 +1,103 @@
+"""The Python environment of one revision SHA, built once and shared by every commit that needs it.
+
+Modes:
+- ``none``: the workflow's own Python; the worktree goes on PYTHONPATH (the demo's default).
+  setup_commands and install_commands are recorded, not run (they would change the workflow's Python).
+- ``venv``: a virtualenv per SHA (optionally seeing the system site-packages, so that a large torch
+  is not copied), then the source's setup_commands and install_commands run in the worktree,
+  templated with {sha}, {commit} (the same SHA), {worktree} and {python} (the venv's interpreter).
+  The worktree is not put on PYTHONPATH: the install decides what is imported (a wheel with compiled
+  extensions must not be shadowed by the sources).
+- ``image``: the source's container image is the environment (runner docker or apptainer); nothing
+  is installed, the image's Python runs the test.
+
+An optional verify_command (same placeholders; run outside the worktree, so that it imports what
+was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes the marker say ``failed`` with the error; its output is in the log,
+and the revisions measured with it get category ``env_failed`` while everything else goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .sandbox import Runner, runner_prefix
+
+MODES = ("none", "venv", "image")
+
+
+def expand(command: str, *, sha: str, worktree: Path, python: str) -> str:
+    """Fill the placeholders (plain replacement: other braces in shell code stay as they are)."""
+    for key, value in (("{sha}", sha), ("{commit}", sha), ("{worktree}", str(worktree)), ("{python}", python)):
+        command = command.replace(key, value)
+    return command
+
+
+def _run(command: str, cwd: Path, log, timeout_s: float, argv: list[str] | None = None) -> tuple[int | None, str]:
+    """Run a shell command (or ``argv``), its output appended to the log; (exit code or None on timeout, tail)."""
+    log.write(f"$ {command}\n")
+    log.flush()
+    try:
+        proc = subprocess.run(argv or ["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        log.write((exc.stdout or b"").decode(errors="replace") + f"\n[timed out after {timeout_s:g} s]\n")
+        return None, ""
+    out = proc.stdout.decode(errors="replace")
+    log.write(out + f"[exit {proc.returncode}]\n")
+    log.flush()
+    return proc.returncode, out[-1500:]
+
+
+def build_env(*, sha: str, worktree: Path, env_dir: Path, cfg: dict, setup_commands: list[str],
+              install_commands: list[str], runner: Runner, log_path: Path) -> dict:
+    """Build (or rebuild) the environment of ``sha``; returns its marker (status ok or failed)."""
+    mode = cfg.get("mode", "none")
+    worktree = Path(worktree).resolve()
+    marker = {"sha": sha, "mode": mode, "status": "ok", "error": None, "python": sys.executable,
+              "path": None, "worktree_on_path": mode == "none", "commands": [],
+              "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "log": str(log_path)}
+    if mode == "none":
+        marker["commands_not_run"] = list(setup_commands) + list(install_commands)
+        return marker
+    timeout = float(cfg.get("timeout_s", 3600))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        if mode == "venv":
+            venv = Path(env_dir).resolve() / "venv"
+            if venv.exists():
+                shutil.rmtree(venv)  # a rebuild starts clean: never measure a half-installed environment
+            base = cfg.get("python") or sys.executable
+            argv = [base, "-m", "venv", *(["--system-site-packages"] if cfg.get("system_site_packages") else []),
+                    str(venv)]
+            code, tail = _run(" ".join(argv), worktree, log, timeout, argv)
+            if code != 0:
+                return {**marker, "status": "failed", "error": f"creating the virtualenv failed: {tail.strip()[-300:]}"}
+            python = str(venv / "bin" / "python")
+            marker.update(python=python, path=str(venv))
+            commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
+            inside = None
+        else:  # image: the container is the environment
+            python = cfg.get("python") or "python"
+            marker.update(python=python, image=runner.image)
+            commands = []
+            inside = runner_prefix(runner, worktree, [(worktree, False)], {}, "allow")
+        if cfg.get("verify_command"):
+            commands.append(("verify", cfg["verify_command"]))
+        for kind, template in commands:
+            command = expand(template, sha=sha, worktree=worktree, python=python)
+            marker["commands"].append({"kind": kind, "command": command})
+            argv = [*inside, "bash", "-c", command] if inside else None
+            # setup and install run in the worktree; verify runs elsewhere, so that it sees the install, not the sources
+            cwd = worktree if kind != "verify" else Path(env_dir).resolve()
+            cwd.mkdir(parents=True, exist_ok=True)
+            code, tail = _run(command, cwd, log, timeout, argv)
+            if code != 0:
+                what = "timed out" if code is None else f"exited with {code}"
+                last = tail.strip().splitlines()[-1][:300] if tail.strip() else ""
+                return {**marker, "status": "failed",
+                        "error": f"{kind} command {what}: {command}" + (f" ({last})" if last else "")}
+    return marker

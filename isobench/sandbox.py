@@ -1,0 +1,261 @@
+"""The sandbox every run of a generated test goes through (measurement rounds and smoke runs).
+
+- environment: an allow-list (locale, PATH, CUDA/NVIDIA and thread-count variables, plus what the
+  config adds); a name that looks like a secret (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AWS_...)
+  never passes, even when allowed; HOME, TMPDIR and caches point into the round's own folder;
+- network: a new network (and PID, and user) namespace with ``unshare`` where the OS allows it,
+  and Landlock's TCP block inside (kernel ABI >= 4) as a second layer;
+- filesystem: writes only under the round's folder, the data folder and /dev (Landlock);
+- processes: the run is its own session, killed as a group at the time limit; in a PID namespace
+  nothing outlives it; without one, processes still carrying the run's token are killed;
+- output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped.
+
+What was in force is recorded in every timing file (``sandbox``). Runners ``docker`` and
+``apptainer`` put the same command in a container (see ``runner_prefix``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from . import sandbox_exec
+
+SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
+            "CUDA_PATH", "LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|"
+                     r"^GITHUB_|^HF_|^HUGGING|^OPENAI|^ANTHROPIC|^WANDB", re.I)
+RUNNERS = ("local", "docker", "apptainer")
+
+
+@dataclass(frozen=True)
+class SandboxSettings:
+    network: str = "isolate"  # or "allow"
+    env_allow: tuple[str, ...] = ()  # names, or prefixes ending in "*"
+    write_allow: tuple[str, ...] = ()  # more folders the test may write in (e.g. a shared compile cache)
+    output_cap_mb: float = 8.0
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "SandboxSettings":
+        cfg = dict(cfg or {})
+        for key in ("env_allow", "write_allow"):
+            if key in cfg:
+                cfg[key] = tuple(cfg[key])
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+
+    @property
+    def cap_bytes(self) -> int:
+        return int(self.output_cap_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Runner:
+    kind: str = "local"
+    image: str | None = None
+    gpus: str | None = "all"  # docker --gpus / apptainer --nv
+    options: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "Runner":
+        cfg = dict(cfg or {})
+        if "options" in cfg:
+            cfg["options"] = tuple(cfg["options"])
+        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+
+
+def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
+    environ = os.environ if environ is None else environ
+    allow = SAFE_ENV + settings.env_allow
+
+    def wanted(name: str) -> bool:
+        return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allow)
+
+    return {k: v for k, v in environ.items() if wanted(k) and not _SECRET.search(k)}
+
+
+@lru_cache(maxsize=None)
+def namespace_prefix() -> tuple[str, ...]:
+    """The ``unshare`` command that gives a run new network and PID namespaces here, or () where none works."""
+    if not shutil.which("unshare"):
+        return ()
+    for prefix in (("unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"),
+                   ("unshare", "--net", "--pid", "--fork", "--kill-child")):
+        try:
+            if subprocess.run([*prefix, "true"], capture_output=True, timeout=20).returncode == 0:
+                return prefix
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return ()
+
+
+def runner_prefix(runner: Runner, workdir: Path, mounts: list[tuple[Path, bool]], env: dict,
+                  network: str) -> list[str]:
+    """The container command that the sandboxed command is appended to (empty for ``local``).
+
+    ``mounts`` are (path, writable) pairs, mounted at the same path inside; ``env`` is passed
+    explicitly (nothing else of the host's environment goes in)."""
+    if runner.kind == "local":
+        return []
+    if not runner.image:
+        raise ValueError(f"runner {runner.kind} needs an image")
+    if runner.kind == "docker":
+        cmd = ["docker", "run", "--rm", "--init", "--user", f"{os.getuid()}:{os.getgid()}", "--workdir", str(workdir)]
+        cmd += ["--gpus", runner.gpus] if runner.gpus else []
+        cmd += ["--network", "none"] if network == "isolate" else []
+        for path, writable in mounts:
+            cmd += ["--volume", f"{path}:{path}:{'rw' if writable else 'ro'}"]
+        for k, v in sorted(env.items()):
+            cmd += ["--env", f"{k}={v}"]
+        return cmd + list(runner.options) + [runner.image]
+    cmd = ["apptainer", "exec", "--containall", "--cleanenv", "--no-home", "--pwd", str(workdir)]
+    cmd += ["--nv"] if runner.gpus else []
+    cmd += ["--net", "--network", "none"] if network == "isolate" else []
+    for path, writable in mounts:
+        cmd += ["--bind", f"{path}:{path}:{'rw' if writable else 'ro'}"]
+    for k, v in sorted(env.items()):
+        cmd += ["--env", f"{k}={v}"]
+    return cmd + list(runner.options) + [runner.image]
+
+
+class _Capture(threading.Thread):
+    """Copy a pipe to a file: the first half of the cap, then (at the end) the last half; count the rest."""
+
+    def __init__(self, pipe, path: Path, cap: int):
+        super().__init__(daemon=True)
+        self.pipe, self.path, self.cap = pipe, path, cap
+        self.total = 0
+        self.start()
+
+    def run(self) -> None:
+        head_left, tail = self.cap // 2, bytearray()
+        with open(self.path, "wb") as fh:
+            for chunk in iter(lambda: self.pipe.read(65536), b""):
+                self.total += len(chunk)
+                if head_left > 0:
+                    fh.write(chunk[:head_left])
+                    chunk, head_left = chunk[head_left:], head_left - len(chunk[:head_left])
+                tail += chunk
+                if len(tail) > self.cap // 2:
+                    del tail[:len(tail) - self.cap // 2]
+            if self.total > self.cap:
+                fh.write(f"\n[isobench: {self.total - self.cap} bytes of output dropped]\n".encode())
+            fh.write(bytes(tail))
+
+    @property
+    def dropped(self) -> int:
+        return max(0, self.total - self.cap)
+
+
+class Sandbox:
+    """Runs commands of one measure job or smoke run; ``data`` is the writable folder for references."""
+
+    def __init__(self, settings: SandboxSettings, runner: Runner, code: Path, data: Path):
+        self.settings, self.runner, self.code, self.data = settings, runner, code, data
+        shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
+        self.namespaces = namespace_prefix() if (runner.kind == "local" and settings.network == "isolate") else ()
+
+    def prepare(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
+                cpu: int | None = None):
+        """(argv, env, token) of a sandboxed command run in ``workdir``."""
+        token = uuid.uuid4().hex
+        home, tmp = workdir / "home", workdir / "tmp"
+        for d in (home, tmp):
+            d.mkdir(parents=True, exist_ok=True)
+        env = {**allowed_env(self.settings), **extra_env, "HOME": str(home), "TMPDIR": str(tmp),
+               "XDG_CACHE_HOME": str(home / ".cache"), "HF_HUB_OFFLINE": "1",
+               "PYTHONNOUSERSITE": "1"}
+        inner = [python, str(self.code / "sandbox_exec.py"), "--report", str(workdir / "sandbox.json"),
+                 "--token", token, "--write", str(workdir), "--write", str(self.data)]
+        for folder in self.settings.write_allow:
+            inner += ["--write", str(Path(folder).resolve())]
+        inner += ["--block-tcp"] if self.settings.network == "isolate" else []
+        inner += ["--cpu", str(cpu)] if cpu is not None else []
+        mounts = [(self.code, False), (self.data, True)] + [(p, False) for p in read_only]
+        mounts += [(Path(f).resolve(), True) for f in self.settings.write_allow]
+        prefix = runner_prefix(self.runner, workdir, mounts, env, self.settings.network)
+        return [*self.namespaces, *prefix, *inner, "--", *cmd], env, token
+
+    def popen(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
+              stdin=None, stdout_pipe: bool = False, cpu: int | None = None):
+        """Start a sandboxed process in its own session; stderr (and stdout unless piped) are captured."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        for stale in ("sandbox.json",):
+            (workdir / stale).unlink(missing_ok=True)
+        argv, env, token = self.prepare(cmd, workdir, extra_env, read_only, python, cpu)
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, bufsize=0 if stdout_pipe else -1)
+        proc.isobench_token = token
+        proc.isobench_captures = [_Capture(proc.stderr, workdir / "stderr.txt", self.settings.cap_bytes)]
+        if not stdout_pipe:
+            proc.isobench_captures.append(_Capture(proc.stdout, workdir / "stdout.txt", self.settings.cap_bytes))
+        return proc
+
+    @staticmethod
+    def kill(proc) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        sandbox_exec.sweep(proc.isobench_token)
+
+    def run(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
+            timeout_s: float):
+        """Run to the end or the time limit; returns (process, exit code or None on timeout, wall seconds)."""
+        started = time.monotonic()
+        proc = self.popen(cmd, workdir, extra_env, read_only, python)
+        try:
+            returncode = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill(proc)
+            proc.wait()
+            returncode = None
+        self.close(proc)
+        return proc, returncode, round(time.monotonic() - started, 3)
+
+    @staticmethod
+    def close(proc) -> None:
+        """After the process ended: kill what it left (no PID namespace), wait for the captures."""
+        Sandbox.kill(proc)
+        for cap in proc.isobench_captures:
+            cap.join(timeout=30)
+
+    def outcome(self, proc, workdir: Path) -> dict:
+        """What was in force, and any rule the run broke (left processes, output over the cap)."""
+        from .jsonio import load_json
+        from .errors import IsobenchError
+
+        try:
+            state = load_json(workdir / "sandbox.json")
+        except IsobenchError:
+            state = {}
+        dropped = sum(c.dropped for c in proc.isobench_captures)
+        total = max([c.total for c in proc.isobench_captures] or [0])
+        violation = None
+        if state.get("left_processes"):
+            violation = f"the test left {state['left_processes']} process(es) running after it exited (killed)"
+        elif dropped:
+            violation = (f"the test printed {total / 1e6:.1f} MB, over the output cap of "
+                         f"{self.settings.output_cap_mb:g} MiB (output cut)")
+        protections = {
+            "runner": self.runner.kind,
+            "env_allowlist": True,
+            "network_isolated": bool(self.namespaces) or (self.runner.kind != "local" and self.settings.network == "isolate"),
+            "tcp_blocked": bool(state.get("tcp_blocked")),
+            "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind == "docker",
+            "fs_write_restricted": bool(state.get("fs_write_restricted")),
+            "own_home": True,
+            "kills_process_group": True,
+            "output_cap_bytes": self.settings.cap_bytes,
+            "landlock_abi": state.get("landlock_abi", 0),
+        }
+        return {"protections": protections, "violation": violation, "returncode": state.get("returncode")}

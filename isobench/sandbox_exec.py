@@ -1,0 +1,160 @@
+"""Run one command of a generated test inside isobench's sandbox (standard library only).
+
+    python sandbox_exec.py --report R --token T --write DIR [--write DIR ...] [--block-tcp] -- CMD ...
+
+Copied next to the harness and run by the revision's own Python. It restricts the filesystem
+writes of itself and everything it starts to the ``--write`` folders (and /dev) with Landlock
+where the kernel has it, blocks TCP connect/bind where Landlock can (ABI >= 4), runs CMD as its
+child, and when CMD ends kills every process still carrying the sandbox token in its environment
+(children that outlived the test; the launcher gives the token to CMD's environment). It writes what was in force, and the count of processes left
+behind, to R, and exits with CMD's status (128 + signal when CMD was killed by a signal).
+In a new PID namespace (started by ``unshare --pid --fork``) it is PID 1: when it exits the
+kernel kills whatever is left in the namespace, even processes that dropped the token.
+"""
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+
+# Landlock (linux/landlock.h); x86_64 and aarch64 syscall numbers.
+_SYSCALLS = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}
+_FS_WRITE = 0
+for _bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12):  # write file, remove dir/file, make char/dir/reg/sock/fifo/block/sym
+    _FS_WRITE |= 1 << _bit
+_FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1, 2
+_PR_SET_NO_NEW_PRIVS = 38
+
+
+class _PathBeneath(ctypes.Structure):
+    _pack_ = 1
+    _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+
+def landlock(write_dirs, block_tcp):
+    """Restrict writes to ``write_dirs`` (and TCP when asked); returns what is in force."""
+    state = {"landlock_abi": 0, "fs_write_restricted": False, "tcp_blocked": False, "landlock_error": None}
+    numbers = _SYSCALLS.get(os.uname().machine)
+    if numbers is None or not sys.platform.startswith("linux"):
+        state["landlock_error"] = "not available on this platform"
+        return state
+    create, add_rule, restrict = numbers
+    libc = ctypes.CDLL(None, use_errno=True)
+    abi = libc.syscall(create, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 1:
+        state["landlock_error"] = "kernel without Landlock: " + os.strerror(ctypes.get_errno())
+        return state
+    state["landlock_abi"] = abi
+    fs = _FS_WRITE | (_FS_REFER if abi >= 2 else 0) | (_FS_TRUNCATE if abi >= 3 else 0)
+    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if (block_tcp and abi >= 4) else 0
+    attr = (ctypes.c_uint64 * 2)(fs, net)
+    ruleset = libc.syscall(create, ctypes.byref(attr), ctypes.c_size_t(16 if net else 8), ctypes.c_uint32(0))
+    if ruleset < 0:
+        state["landlock_error"] = "landlock_create_ruleset: " + os.strerror(ctypes.get_errno())
+        return state
+    try:
+        for folder in list(write_dirs) + ["/dev"]:
+            try:
+                fd = os.open(folder, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            rule = _PathBeneath(fs, fd)
+            ok = libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.byref(rule), ctypes.c_uint32(0))
+            os.close(fd)
+            if ok < 0:
+                state["landlock_error"] = "landlock_add_rule %s: %s" % (folder, os.strerror(ctypes.get_errno()))
+                return state
+        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.syscall(restrict, ctypes.c_int(ruleset),
+                                                                               ctypes.c_uint32(0)) != 0:
+            state["landlock_error"] = "landlock_restrict_self: " + os.strerror(ctypes.get_errno())
+            return state
+    finally:
+        os.close(ruleset)
+    state["fs_write_restricted"], state["tcp_blocked"] = True, bool(net)
+    return state
+
+
+def _local_pid(entry):
+    """The PID of /proc/<entry> as this process's PID namespace numbers it (the last of NSpid)."""
+    try:
+        with open("/proc/%s/status" % entry) as fh:
+            for line in fh:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError):
+        pass
+    return int(entry)
+
+
+def carriers(token):
+    """PIDs (as this process sees them) of live processes, not this one, whose environment holds the token.
+
+    /proc may be the host's while this process is in a new PID namespace: its entries are then
+    host PIDs, which os.kill would not find here."""
+    needle = ("ISOBENCH_SANDBOX=" + token).encode()
+    me = os.readlink("/proc/self") if os.path.exists("/proc/self") else str(os.getpid())
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit() or entry == me:
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    found.append(_local_pid(entry))
+        except OSError:
+            continue
+    return found
+
+
+def sweep(token):
+    """Kill every process carrying the token; return how many there were."""
+    killed = set()
+    for _ in range(3):  # a process may fork while we kill: look again
+        pids = [p for p in carriers(token) if p not in killed]
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+    return len(killed)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--write", action="append", default=[])
+    parser.add_argument("--block-tcp", action="store_true")
+    parser.add_argument("--cpu", type=int, help="pin the test (and what it starts) to this CPU")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    state = landlock([os.path.abspath(d) for d in args.write], args.block_tcp)
+    state["pid_namespace"] = os.getpid() == 1
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, {args.cpu})
+        except OSError:
+            pass
+    # Only the test and what it starts carry the token (not this launcher, nor what started it).
+    child = subprocess.Popen(cmd, env={**os.environ, "ISOBENCH_SANDBOX": args.token})
+    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    returncode = child.wait()
+    state["left_processes"] = sweep(args.token)
+    state["returncode"] = returncode
+    with open(args.report, "w") as fh:
+        json.dump(state, fh)
+    return 128 - returncode if returncode < 0 else returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

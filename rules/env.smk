@@ -1,0 +1,20 @@
+rule env:
+    input:
+        worktree="results/{source}/_worktrees/{sha}.json",
+    output:
+        marker="results/{source}/_envs/{sha}.json",
+    log:
+        "results/{source}/_envs/{sha}.log",
+    conda:
+        "../envs/isobench.yaml"
+    params:
+        mirror=lambda wc: str(PLAN[wc.source].mirror),
+        env=lambda wc: iw.layered(config, wc.source, SCHEMA, "env"),
+        runner=lambda wc: iw.layered(config, wc.source, SCHEMA, "runner"),
+        setup_commands=lambda wc: config["sources"][wc.source].get("setup_commands", []),
+        install_commands=lambda wc: config["sources"][wc.source].get(
+            "install_commands", []
+        ),
+        path="results/{source}/_envs/{sha}",
+    script:
+        "../scripts/env.py"

@@ -1,0 +1,172 @@
+"""Hostile generated tests: each is contained and reported, and nothing leaks or survives."""
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from isobench.jsonio import validate
+from isobench.measure import Settings, measure_commit
+from isobench.sandbox import Runner, SandboxSettings, allowed_env, namespace_prefix, runner_prefix
+
+from conftest import processes_with
+
+SECRET = "sk-test-SECRET-sandbox-31415926"
+FAST = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=5)
+
+TEST = '''
+import json, os, socket, subprocess, sys, time
+import toy
+
+def setup():
+    if toy.VERSION == "head":
+        HOOK
+    return 2000
+
+def experiment(n):
+    return toy.work(n)
+
+def store_result(result, path):
+    json.dump(result, open(path, "w"))
+
+def load_result(path):
+    return json.load(open(path))
+
+def check_equivalence(ref, cur):
+    assert ref == cur
+'''
+
+
+def measure(tmp_path, revisions, hook, settings=FAST, sandbox=None):
+    gen = tmp_path / "generator.py"
+    gen.write_text(TEST.replace("HOOK", hook))
+    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings, sandbox=sandbox)
+    for t in timings.values():
+        validate(t, "timing", t["revision"])
+    assert timings["base"]["status"] == "ok" and timings["main"]["status"] == "ok"  # the others are untouched
+    return timings["head"]
+
+
+def files_under(folder: Path):
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def test_secrets_never_reach_the_test(tmp_path, revisions, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    hook = 'key = os.environ["OPENAI_API_KEY"]\n        print(key)\n        open("key.txt", "w").write(key)'
+    t = measure(tmp_path, revisions, hook)
+    assert (t["status"], t["category"]) == ("failed", "setup_error") and "OPENAI_API_KEY" in t["error"]
+    hook = 'print(sorted(os.environ))\n        print(os.environ.get("AWS_SECRET_ACCESS_KEY"), file=sys.stderr)\n        1/0'
+    t = measure(tmp_path, revisions, hook)
+    assert "AWS_SECRET" not in t["stderr_tail"] and "OPENAI" not in t["stderr_tail"] and "None" in t["stderr_tail"]
+    assert t["sandbox"]["env_allowlist"] is True
+    for path in files_under(tmp_path):
+        assert SECRET.encode() not in path.read_bytes(), path
+    assert allowed_env(SandboxSettings(env_allow=("MY_*", "GITHUB_TOKEN")),
+                       {"MY_FLAG": "1", "MY_API_KEY": "x", "GITHUB_TOKEN": "y", "PATH": "/bin", "HOME": "/root"}) \
+        == {"MY_FLAG": "1", "PATH": "/bin"}  # secret-looking names never pass, even when allowed
+
+
+def test_no_network(tmp_path, revisions):
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    accepted = []
+    server.settimeout(0.2)
+
+    def serve():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                accepted.append(server.accept())
+            except (socket.timeout, OSError):
+                continue
+
+    threading.Thread(target=serve, daemon=True).start()
+    t = measure(tmp_path, revisions, f'socket.create_connection(("127.0.0.1", {port}), timeout=3).sendall(b"hi")')
+    server.close()
+    assert (t["status"], t["category"]) == ("failed", "setup_error"), t["error"]
+    assert not accepted
+    assert t["sandbox"]["network_isolated"] == bool(namespace_prefix())
+    assert t["sandbox"]["network_isolated"] or t["sandbox"]["tcp_blocked"]
+
+
+def test_sleeping_forever_is_a_timeout(tmp_path, revisions):
+    t = measure(tmp_path, revisions, "time.sleep(10 ** 6)", settings=Settings(rounds=1, warmup=1, warmup_ms=0,
+                                                                              repeat=1, timeout_s=2))
+    assert (t["status"], t["category"]) == ("failed", "timeout")
+
+
+def test_a_child_that_outlives_the_test_is_killed_and_reported(tmp_path, revisions):
+    marker = "4242.424242"
+    hook = (f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
+            f'        time.sleep(0.2)')
+    t = measure(tmp_path, revisions, hook)
+    assert (t["status"], t["category"]) == ("failed", "sandbox_violation"), t["error"]
+    assert "left 1 process(es) running" in t["error"]
+    time.sleep(0.2)
+    assert processes_with(marker) == []
+
+
+def test_a_child_that_outlives_a_timeout_is_killed(tmp_path, revisions):
+    marker = "4343.434343"
+    hook = (f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
+            f'        time.sleep(10 ** 6)')
+    t = measure(tmp_path, revisions, hook, settings=Settings(rounds=1, warmup=1, warmup_ms=0, repeat=1, timeout_s=2))
+    assert t["category"] == "timeout"
+    time.sleep(0.2)
+    assert processes_with(marker) == []
+
+
+def test_100_mb_of_output_is_cut(tmp_path, revisions):
+    t = measure(tmp_path, revisions, 'sys.stdout.write("x" * 100_000_000)\n        sys.stdout.flush()',
+                sandbox=SandboxSettings(output_cap_mb=1))
+    assert (t["status"], t["category"]) == ("failed", "sandbox_violation")
+    assert "printed 100.0 MB, over the output cap of 1 MiB" in t["error"]
+    biggest = max(p.stat().st_size for p in files_under(tmp_path / "scratch"))
+    assert biggest < 1.1 * 1024 * 1024
+
+
+def test_writes_outside_its_folder_are_refused(tmp_path, revisions):
+    outside = tmp_path / "outside.txt"
+    t = measure(tmp_path, revisions, f'open({str(outside)!r}, "w").write("pwned")')
+    if not t["sandbox"]["fs_write_restricted"]:
+        pytest.skip("this kernel has no Landlock: writes cannot be restricted here")
+    assert (t["status"], t["category"]) == ("failed", "setup_error") and "Permission denied" in t["error"]
+    assert not outside.exists()
+    worktree_file = revisions[1].worktree / "toy.py"
+    before = worktree_file.read_text()
+    t = measure(tmp_path, revisions, f'open({str(worktree_file)!r}, "a").write("# faster now")')
+    assert t["category"] == "setup_error" and worktree_file.read_text() == before
+
+
+def test_protections_are_recorded(tmp_path, revisions):
+    t = measure(tmp_path, revisions, "pass")
+    assert t["status"] == "ok"
+    p = t["sandbox"]
+    assert p["runner"] == "local" and p["own_home"] and p["kills_process_group"] and p["output_cap_bytes"] == 8 << 20
+    assert set(p) >= {"network_isolated", "tcp_blocked", "pid_namespace", "fs_write_restricted", "env_allowlist"}
+
+
+def test_container_commands():
+    work, code, data, wt = Path("/w/r0"), Path("/s/code"), Path("/s/data"), Path("/wt/abc")
+    mounts = [(code, False), (data, True), (wt, False)]
+    docker = runner_prefix(Runner(kind="docker", image="vllm/vllm-openai:v0.6.0", options=("--shm-size", "8g")),
+                           work, mounts, {"PYTHONPATH": "/wt/abc", "HOME": "/w/r0/home"}, "isolate")
+    assert docker[:4] == ["docker", "run", "--rm", "--init"]
+    assert docker[-3:] == ["--shm-size", "8g", "vllm/vllm-openai:v0.6.0"]
+    text = " ".join(docker)
+    for part in ("--gpus all", "--network none", "--workdir /w/r0", "--volume /s/code:/s/code:ro",
+                 "--volume /s/data:/s/data:rw", "--volume /wt/abc:/wt/abc:ro", "--env PYTHONPATH=/wt/abc",
+                 f"--user {os.getuid()}:{os.getgid()}"):
+        assert part in text
+    app = runner_prefix(Runner(kind="apptainer", image="/img/vllm.sif", gpus=None), work, mounts, {"A": "1"}, "allow")
+    assert app[:2] == ["apptainer", "exec"] and app[-1] == "/img/vllm.sif"
+    text = " ".join(app)
+    assert "--containall --cleanenv --no-home" in text and "--bind /s/data:/s/data:rw" in text
+    assert "--nv" not in app and "--network" not in app and "--env A=1" in text
+    assert "--nv" in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate")
+    assert runner_prefix(Runner(), work, mounts, {}, "isolate") == []
