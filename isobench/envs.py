@@ -8,8 +8,8 @@ Modes:
   templated with {sha}, {commit} (the same SHA), {worktree} and {python} (the venv's interpreter).
   The worktree is not put on PYTHONPATH: the install decides what is imported (a wheel with compiled
   extensions must not be shadowed by the sources).
-- ``image``: the source's container image is the environment (runner docker or apptainer); nothing
-  is installed, the image's Python runs the test.
+- ``image``: the source's container image is the environment (runner docker or apptainer): its
+  Python runs the test, with its packages, and the worktree (mounted read-only) on PYTHONPATH.
 
 An optional verify_command (same placeholders; run outside the worktree, so that it imports what
 was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes the marker say ``failed`` with the error; its output is in the log,
@@ -58,7 +58,7 @@ def build_env(*, sha: str, worktree: Path, env_dir: Path, cfg: dict, setup_comma
     mode = cfg.get("mode", "none")
     worktree = Path(worktree).resolve()
     marker = {"sha": sha, "mode": mode, "status": "ok", "error": None, "python": sys.executable,
-              "path": None, "worktree_on_path": mode == "none", "commands": [],
+              "path": None, "worktree_on_path": mode != "venv", "commands": [],
               "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "log": str(log_path)}
     if mode == "none":
         marker["commands_not_run"] = list(setup_commands) + list(install_commands)

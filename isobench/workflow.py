@@ -86,8 +86,8 @@ def check_runners(config: dict, schema_path: str | Path) -> None:
             raise IsobenchError(f"{where}.runner.image: runner {runner['kind']} needs an image")
         if env["mode"] == "image" and runner["kind"] == "local":
             raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker or apptainer")
-        if env["mode"] == "venv" and runner["kind"] != "local":
-            raise IsobenchError(f"{where}.env.mode: a venv is built on this machine; with runner "
+        if env["mode"] != "image" and runner["kind"] != "local":
+            raise IsobenchError(f"{where}.env.mode: mode {env['mode']} uses this machine's Python; with runner "
                                 f"{runner['kind']} use mode image")
 
 

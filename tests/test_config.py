@@ -63,6 +63,7 @@ def test_analysis_settings_defaults_from_schema(config):
     ({"runner": {"kind": "docker"}}, "field sources.demo.runner.image: runner docker needs an image"),
     ({"env": {"mode": "image"}}, "field sources.demo.env.mode: mode image needs runner kind docker or apptainer"),
     ({"env": {"mode": "venv"}, "runner": {"kind": "apptainer", "image": "x.sif"}}, "with runner apptainer use mode image"),
+    ({"runner": {"kind": "docker", "image": "x"}}, "mode none uses this machine's Python; with runner docker"),
 ])
 def test_runner_and_env_mode_must_fit(config, source, message):
     from isobench.workflow import check_runners
