@@ -41,6 +41,14 @@ rule all:
         all_artifacts(),
 
 
+# Early cutoff for prompt edits: `snakemake prompts` first re-renders every prompt; a prompt whose
+# content did not change keeps its checksum, so the full run that follows skips its generator and
+# measurement (README, "Reruns").
+rule prompts:
+    input:
+        per_commit("prompt.txt"),
+
+
 onsuccess:
     iw.print_llm_use(per_commit("generator.json"), RUN_STARTED)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import shutil
 import sys
@@ -17,6 +18,7 @@ from .extraction import normalize
 from .generate import Cache, Generator, Policy
 from .jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from .llm import LLMSettings, redact, secrets
+from .mcache import MeasurementCache, fingerprint, measurement_key
 from .measure import REVISIONS, Revision, Settings, measure_commit, not_run, smoke_run
 from .prompt import render
 from .sandbox import Runner, SandboxSettings
@@ -24,6 +26,10 @@ from .record import build_record
 from .workflow import llm_settings
 
 log = logging.getLogger("isobench")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def run_step(smk, step) -> None:
@@ -183,12 +189,30 @@ def measure_step(smk) -> None:
     # A marker may outlive its folder (deleted by hand): revision_of makes sure the checkout is there and clean.
     revisions = [revision_of(name, shas[name], Path(p.mirror), getattr(smk.input, f"worktree_{name}"),
                              getattr(smk.input, f"env_{name}")) for name in REVISIONS]
-    log.info("measuring %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
-             settings.rounds, settings.warmup, settings.repeat)
-    timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
-                             extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"),
-                             sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
-                             runner=Runner.from_config(p.isolation["runner"]))
+    cache = MeasurementCache(smk.config.get("measure_cache_dir", ".isobench-cache/measure"),
+                             read=smk.config.get("measure_cache", True))
+    key = None
+    if all(r.env_error is None for r in revisions):
+        envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
+        key = measurement_key(generator_sha256=sha256_file(smk.input.generator), shas=shas,
+                              fingerprints={name: fingerprint(envs[name]) for name in REVISIONS},
+                              settings=settings.as_dict(), contract=p.settings.get("contract", "auto"),
+                              python_path=list(p.python_path), epoch=p.settings.get("epoch", 0))
+    timings = cache.get(key) if key else None
+    if timings is not None:
+        log.info("measurement: from the measurement cache (key %s; measure.epoch forces a new one)", key[:16])
+        timings = {name: {**t, "measurement": {**t["measurement"], "cached": True}} for name, t in timings.items()}
+    else:
+        log.info("measurement: fresh, %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
+                 settings.rounds, settings.warmup, settings.repeat)
+        timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
+                                 extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"),
+                                 sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
+                                 runner=Runner.from_config(p.isolation["runner"]))
+        stamp = {"key": key, "cached": False, "measured_at": now_iso(), "epoch": p.settings.get("epoch", 0)}
+        timings = {name: {**redact(t, secrets()), "measurement": stamp} for name, t in timings.items()}
+        if key:
+            cache.put(key, timings)
     for name in REVISIONS:
         t = redact(timings[name], secrets())  # a key the sandbox did not let in cannot be printed, but be sure
         validate(t, "timing", f"timing_{name}")

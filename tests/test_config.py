@@ -43,7 +43,8 @@ def test_bad_config_is_one_line(config, mutate, message):
 def test_measure_settings_layering(config):
     got = measure_settings(config, "demo", SCHEMA)
     assert got == {"rounds": 8, "warmup": 1, "warmup_ms": 0, "repeat": 5, "timeout_s": 120, "job_timeout_s": 3600,
-                   "flush_l2": False, "no_cuda": False, "interleave": "calls", "contract": "auto", "exclusive": True}
+                   "flush_l2": False, "no_cuda": False, "interleave": "calls", "contract": "auto", "exclusive": True,
+                   "epoch": 0}
     config["sources"]["demo"].pop("measure")
     config.pop("measure")
     assert measure_settings(config, "demo", SCHEMA)["rounds"] == 10

@@ -1,0 +1,89 @@
+"""The measurement cache: a measurement is paid once per content, whatever made Snakemake rerun the job.
+
+Key = sha256 of (generator sha256, the base/head/main SHAs, each revision's environment fingerprint,
+harness version, measurement settings, contract, python_path, ``measure.epoch``). A hit restores the
+three timing files as they were measured (marked ``measurement.cached``); changing ``epoch`` is the
+deliberate way to measure again. Runs that never started (an environment that failed) are not kept.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import IsobenchError
+from .harness import HARNESS_VERSION, cpu_model
+from .jsonio import load_json, sha256_bytes, write_json
+
+CACHE_VERSION = 1
+_PACKAGES = ("import json, sys, importlib.metadata as m; print(json.dumps({'python': sys.version, "
+             "'packages': sorted('%s==%s' % (d.metadata['Name'], d.version) for d in m.distributions())}))")
+
+
+@lru_cache(maxsize=None)
+def machine() -> dict:
+    """What makes timings of one machine comparable with another's: CPU model and GPU names."""
+    gpus: list[str] = []
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                 text=True, timeout=30).stdout
+            gpus = [line.strip() for line in out.splitlines() if line.strip()]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    return {"cpu": cpu_model(), "gpus": gpus}
+
+
+@lru_cache(maxsize=None)
+def python_fingerprint(python: str) -> str:
+    """sha256 of an interpreter's version and installed distributions (what the test can import besides the SHA)."""
+    try:
+        out = subprocess.run([python, "-c", _PACKAGES], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise IsobenchError(f"cannot list the packages of {python}: {exc}") from None
+    if out.returncode != 0:
+        raise IsobenchError(f"cannot list the packages of {python}: {out.stderr.strip()[-300:]}")
+    return sha256_bytes(out.stdout.encode())
+
+
+def fingerprint(env_marker: dict) -> dict:
+    """A revision environment's fingerprint; image environments are named by their image."""
+    if env_marker.get("mode") == "image":
+        return {"image": env_marker.get("image"), "python": env_marker["python"], "machine": machine()}
+    return {"packages": python_fingerprint(env_marker["python"]), "machine": machine()}
+
+
+def measurement_key(*, generator_sha256: str, shas: dict, fingerprints: dict, settings: dict, contract: str,
+                    python_path: list[str], epoch) -> str:
+    doc = {"generator": generator_sha256, "shas": shas, "environments": fingerprints, "harness": HARNESS_VERSION,
+           "settings": settings, "contract": contract, "python_path": list(python_path), "epoch": epoch}
+    return sha256_bytes(json.dumps(doc, sort_keys=True).encode())
+
+
+class MeasurementCache:
+    def __init__(self, root: str | Path, read: bool = True):
+        self.root, self.read = Path(root), read
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        path = self._path(key)
+        if not self.read or not path.is_file():
+            return None
+        try:
+            entry = load_json(path)
+        except IsobenchError:
+            return None
+        if not isinstance(entry, dict) or entry.get("cache_version") != CACHE_VERSION or \
+                not isinstance(entry.get("timings"), dict):
+            return None
+        return entry["timings"]
+
+    def put(self, key: str, timings: dict) -> None:
+        if any(t.get("category") in ("env_failed", "generation_failed") for t in timings.values()):
+            return  # nothing (or not everything) ran: measure when the cause is fixed
+        write_json(self._path(key), {"cache_version": CACHE_VERSION, "timings": timings})
