@@ -14,7 +14,6 @@ import time
 from math import comb
 
 import numpy as np
-from scipy.stats import mannwhitneyu, wilcoxon
 
 VERDICTS = ("faster", "slower", "no_change", "inconclusive")
 MIN_CPU_SAMPLE_MS = 1.0  # below this, a CPU sample says more about the timer and the OS than the code
@@ -111,6 +110,8 @@ def round_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[f
     o = [float(np.median(r)) for r in other if r]
     if len(b) < 2 or len(o) < 2:
         return 1.0, 1.0
+    from scipy.stats import mannwhitneyu  # scipy.stats takes ~0.5 s to import: only the record step needs it
+
     faster = mannwhitneyu(o, b, alternative="less", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
     slower = mannwhitneyu(o, b, alternative="greater", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
     return float(faster), float(slower)
@@ -121,6 +122,8 @@ def paired_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[
     d = [float(np.median(np.log(np.asarray(b) / np.asarray(o)))) for b, o in zip(base, other)]
     if len(d) < 2 or not any(d):
         return 1.0, 1.0
+    from scipy.stats import wilcoxon
+
     return float(wilcoxon(d, alternative="greater").pvalue), float(wilcoxon(d, alternative="less").pvalue)
 
 

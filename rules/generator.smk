@@ -7,6 +7,8 @@ rule generator:
         transcript=f"{COMMIT_DIR}/llm_transcript.json",
     log:
         f"{COMMIT_DIR}/logs/generator.log",
+    benchmark:
+        f"{COMMIT_DIR}/logs/generator.benchmark.tsv"
     conda:
         "../envs/isobench.yaml"
     resources:

@@ -10,6 +10,8 @@ rule measure:
         main=f"{COMMIT_DIR}/timing_main.json",
     log:
         f"{COMMIT_DIR}/logs/measure.log",
+    benchmark:
+        f"{COMMIT_DIR}/logs/measure.benchmark.tsv"
     conda:
         "../envs/isobench.yaml"
     threads: measure_threads  # measure.exclusive: nothing else runs beside a measurement
