@@ -149,16 +149,90 @@ def show_file(mirror: Path, sha: str, path: str) -> str | None:
     return out.stdout.decode("utf-8", "replace") if out.returncode == 0 else None
 
 
+# Worktrees of many SHAs of one repository share most of their files: each file's content is stored
+# once (read-only) beside the mirror and hard-linked into every worktree that has it.
+_LINKED_MODES = {"100644": 0o444, "100755": 0o555, "120000": 0o444}
+
+
+def _tree(mirror: Path, sha: str) -> list[tuple[str, str, str, str]]:
+    """(mode, type, object, path) of every entry of ``sha``'s tree."""
+    out = git("ls-tree", "-r", "-z", "--full-tree", sha, cwd=mirror)
+    entries = []
+    for item in out.split("\0"):
+        if item:
+            meta, rel = item.split("\t", 1)
+            mode, kind, obj = meta.split()
+            entries.append((mode, kind, obj, rel))
+    return entries
+
+
+def _stored(store: Path, obj: str, mode: str) -> Path:
+    return store / obj[:2] / f"{obj}.{mode}"
+
+
+def _store_blobs(mirror: Path, store: Path, blobs: set[tuple[str, str]]) -> None:
+    """Write the missing blobs into the store with one ``git cat-file --batch``."""
+    missing = sorted(b for b in blobs if not _stored(store, *b).exists())
+    if not missing:
+        return
+    request = "".join(f"{obj}\n" for obj, _ in missing).encode()
+    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=mirror, env={**os.environ, **GIT_ENV}, input=request,
+                          capture_output=True, check=True)
+    data, pos = proc.stdout, 0
+    for obj, mode in missing:
+        end = data.index(b"\n", pos)
+        size = int(data[pos:end].split()[2])
+        content, pos = data[end + 1:end + 1 + size], end + 2 + size
+        target = _stored(store, obj, mode)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(content)
+        os.chmod(tmp, _LINKED_MODES[mode])
+        os.replace(tmp, target)
+
+
+def _linked_checkout(mirror: Path, sha: str, path: Path, store: Path) -> None:
+    entries = _tree(mirror, sha)
+    _store_blobs(mirror, store, {(obj, mode) for mode, kind, obj, _ in entries if kind == "blob"})
+    git("worktree", "add", "--detach", "--force", "--no-checkout", str(path.resolve()), sha, cwd=mirror)
+    for mode, kind, obj, rel in entries:
+        dest = path / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "commit":  # a submodule: an empty folder, as git leaves it
+            dest.mkdir(exist_ok=True)
+        elif mode == "120000":
+            os.symlink(_stored(store, obj, mode).read_bytes().decode(), dest)
+        elif mode in _LINKED_MODES:
+            os.link(_stored(store, obj, mode), dest)
+    git("read-tree", "HEAD", cwd=path)
+    git("update-index", "-q", "--refresh", cwd=path, check=False)
+
+
+def _drop_modified(mirror: Path, sha: str, path: Path, store: Path) -> None:
+    """Files changed in place in a linked worktree changed the store too: drop those store entries."""
+    changed = set(git("diff", "--name-only", "-z", cwd=path, check=False).split("\0")) - {""}
+    for mode, kind, obj, rel in _tree(mirror, sha):
+        if rel in changed and kind == "blob":
+            _stored(store, obj, mode).unlink(missing_ok=True)
+
+
 def ensure_worktree(mirror: Path, sha: str, path: Path) -> Path:
-    """A detached worktree of ``sha`` at ``path``, shared by every commit that needs it."""
-    path = Path(path)
-    with locked(Path(mirror).with_name(Path(mirror).name + ".worktree.lock")):
+    """A clean detached worktree of ``sha`` at ``path``, shared by every commit that needs it.
+
+    Files are hard links into a per-mirror content store (``<mirror>.blobs``): a hundred worktrees of
+    one repository take little more disk than one. Tests cannot write there (sandbox); a file changed
+    in place anyway is found by ``git status`` on the next use, and its store entry is rewritten."""
+    path, mirror = Path(path), Path(mirror)
+    store = mirror.with_name(mirror.name + ".blobs")
+    with locked(mirror.with_name(mirror.name + ".worktree.lock")):
         if path.exists():
             head = git("rev-parse", "HEAD", cwd=path, check=False).strip()
             if head == sha and not git("status", "--porcelain", "--untracked-files=no", cwd=path, check=False).strip():
                 return path
+            if head == sha:
+                _drop_modified(mirror, sha, path, store)
             shutil.rmtree(path)
         git("worktree", "prune", cwd=mirror)
         path.parent.mkdir(parents=True, exist_ok=True)
-        git("worktree", "add", "--detach", "--force", str(path.resolve()), sha, cwd=mirror)
+        _linked_checkout(mirror, sha, path, store)
     return path

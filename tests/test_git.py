@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,21 @@ def test_mirror_fetch_sees_new_commits(demo, tmp_path):
 def test_mirror_from_a_url(demo, tmp_path):
     m = git.ensure_mirror(demo[0].resolve().as_uri(), tmp_path / "url.git")
     assert git.resolve(m, "main") == demo[1]["release"]
+
+
+def test_worktrees_share_file_contents_and_heal_in_place_edits(demo, mirror, tmp_path):
+    _, shas = demo
+    a = git.ensure_worktree(mirror, shas["primes"], tmp_path / "a")
+    b = git.ensure_worktree(mirror, shas["histogram"], tmp_path / "b")
+    same = a / "demokit" / "numbers.py"  # unchanged between the two commits
+    assert same.read_text() == (b / "demokit" / "numbers.py").read_text()
+    assert same.stat().st_ino == (b / "demokit" / "numbers.py").stat().st_ino and same.stat().st_nlink >= 2
+    assert not git.git("status", "--porcelain", cwd=a).strip()
+    original = same.read_text()
+    os.chmod(same, 0o644)
+    with open(same, "a") as fh:  # an in-place edit reaches the store and every worktree linking it
+        fh.write("# edited\n")
+    for path, sha in ((a, shas["primes"]), (b, shas["histogram"])):
+        git.ensure_worktree(mirror, sha, path)
+        assert (path / "demokit" / "numbers.py").read_text() == original
+        assert not git.git("status", "--porcelain", "--untracked-files=no", cwd=path).strip()
