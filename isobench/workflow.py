@@ -207,6 +207,11 @@ def template_for(config: dict, source: str) -> str:
     return config["sources"][source].get("prompt_template") or config["prompt_template"]
 
 
+RECORDED_SOURCE_KEYS = ("version", "setup_commands", "install_commands", "notes")
+
+
 def public_source_config(config: dict, source: str) -> dict:
-    """The source's config as recorded in artifacts."""
-    return copy.deepcopy(config["sources"][source])
+    """What a record copies from its source's config. Only these keys: a record job's params must not
+    change when another commit is added to the source (nor hold its whole commit list)."""
+    cfg = config["sources"][source]
+    return {k: copy.deepcopy(cfg.get(k)) for k in RECORDED_SOURCE_KEYS}
