@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from isobench import git, llm  # noqa: E402
-from isobench.generate import extract_code  # noqa: E402
-from isobench.measure import Revision, Settings, measure_commit  # noqa: E402
+from isobench.generate import Cache, Generator, Policy  # noqa: E402
+from isobench.measure import Revision, Settings, measure_commit, smoke_run  # noqa: E402
 from llm_server import FakeLLM, reply  # noqa: E402
 
 MEASURE = {"rounds": 2, "warmup": 1, "warmup_ms": 0, "repeat": 3, "timeout_s": 120, "interleave": "rounds",
@@ -92,10 +92,10 @@ def make_repo(path: Path, n: int) -> list[str]:
     return shas
 
 
-def workflow(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM) -> dict:
+def workflow(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM, extra: list[str]) -> dict:
     work = tmp / "wf"
     work.mkdir()
-    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs"):
+    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs", "profiles"):
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / part)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -103,7 +103,7 @@ def workflow(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM) -> dict:
     config["llm"] = {"provider": "openai", "model": "bench", "base_url": fake.base_url("openai"), "max_retries": 0}
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "8", "--resources", "gpu=1", "llm=8"],
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "8", "--resources", "gpu=1", "llm=8", *extra],
                           cwd=work, capture_output=True, text=True)
     wall = time.monotonic() - started
     if proc.returncode:
@@ -121,8 +121,9 @@ def workflow(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM) -> dict:
 
 
 def sequential(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM) -> float:
+    """The same work, one commit after another: clone, generate (ask, check, smoke-run), measure."""
     settings = llm.LLMSettings(model="bench", base_url=fake.base_url("openai"), max_retries=0)
-    client = llm.make_client(settings)
+    system, repair = (ROOT / "prompts" / "system.md").read_text(), (ROOT / "prompts" / "repair.md").read_text()
     started = time.monotonic()
     for n, sha in enumerate(shas):
         clone = tmp / f"clone{n}"
@@ -133,10 +134,16 @@ def sequential(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM) -> float:
             paths[name] = clone.parent / f"clone{n}-{name}"
             subprocess.run(["git", "worktree", "add", "--quiet", "--detach", str(paths[name]), ref], cwd=clone,
                            check=True)
-        text = llm.chat(client, settings, None, [{"role": "user", "content": f"Commit: {sha}"}]).text
-        script = tmp / f"test{n}.py"
-        script.write_text(extract_code(text))
         revisions = [Revision(name, git.resolve(clone, ref), paths[name]) for name, ref in revs.items()]
+        candidate = tmp / f"candidate{n}.py"
+
+        def smoke(text: str) -> str | None:
+            candidate.write_text(text)
+            return smoke_run(candidate, revisions[1], tmp / f"smoke{n}", 120)
+
+        gen = Generator(settings, Policy(cache=False), Cache(tmp / f"cache{n}", read=False), system, repair, smoke)
+        script = tmp / f"test{n}.py"
+        script.write_text(gen.generate(f"Commit: {sha}").script)
         measure_commit(script, revisions, tmp / f"scratch{n}", Settings.from_config(MEASURE))
     return time.monotonic() - started
 
@@ -145,6 +152,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commits", type=int, default=40)
     parser.add_argument("--latency", type=float, default=2.0)
+    parser.add_argument("--snakemake-args", nargs="*", default=[], help="more arguments of the workflow's run")
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-a-key")
     with tempfile.TemporaryDirectory(prefix="isobench-tp-") as tmp:
@@ -160,13 +168,14 @@ def main(argv=None) -> None:
         fake = FakeLLM().start()
         fake.default = answer
         try:
-            wf = workflow(tmp, tmp / "repo", shas, fake)
+            wf = workflow(tmp, tmp / "repo", shas, fake, args.snakemake_args)
             (tmp / "loop").mkdir()
             loop = sequential(tmp / "loop", tmp / "repo", shas, fake)
         finally:
             fake.stop()
     bound = wf["measure_sum"] + wf["generation"]
-    print(f"{args.commits} commits, LLM latency {args.latency:g} s, --cores 8 --resources gpu=1 llm=8")
+    print(f"{args.commits} commits, LLM latency {args.latency:g} s, --cores 8 --resources gpu=1 llm=8 "
+          f"{' '.join(args.snakemake_args)}")
     print(f"workflow wall time:             {wf['wall']:7.1f} s")
     print(f"sum of measure jobs:            {wf['measure_sum']:7.1f} s   one generation: {wf['generation']:.1f} s")
     print(f"wall / (measure sum + one gen): {wf['wall'] / bound:7.2f}     (goal <= 1.2)")

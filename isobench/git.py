@@ -24,8 +24,10 @@ GIT_ENV = {
 }
 
 
-def git(*args: str, cwd: str | Path | None = None, env: dict | None = None, check: bool = True, input: str | None = None) -> str:
-    """Run git and return its stdout; a failure raises IsobenchError with git's own message."""
+def git(*args: str, cwd: str | Path | None = None, env: dict | None = None, check: bool = True, input: str | None = None,
+        status: bool = False):
+    """Run git and return its stdout (with ``status``: whether it succeeded); a failure raises
+    IsobenchError with git's own message."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
     proc = subprocess.run(
         ["git", *args], cwd=cwd, env=full_env, input=input, capture_output=True, text=True, errors="replace"
@@ -33,7 +35,7 @@ def git(*args: str, cwd: str | Path | None = None, env: dict | None = None, chec
     if check and proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise IsobenchError(f"git {args[0]} failed in {cwd or os.getcwd()}: {msg}")
-    return proc.stdout
+    return proc.returncode == 0 if status else proc.stdout
 
 
 @contextmanager
@@ -194,7 +196,10 @@ def _store_blobs(mirror: Path, store: Path, blobs: set[tuple[str, str]]) -> None
 def _linked_checkout(mirror: Path, sha: str, path: Path, store: Path) -> None:
     entries = _tree(mirror, sha)
     _store_blobs(mirror, store, {(obj, mode) for mode, kind, obj, _ in entries if kind == "blob"})
-    git("worktree", "add", "--detach", "--force", "--no-checkout", str(path.resolve()), sha, cwd=mirror)
+    add = ("worktree", "add", "--detach", "--force", "--no-checkout", str(path.resolve()), sha)
+    if not git(*add, cwd=mirror, check=False, status=True):
+        git("worktree", "prune", cwd=mirror)  # a registration left by a deleted folder
+        git(*add, cwd=mirror)
     for mode, kind, obj, rel in entries:
         dest = path / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -204,8 +209,7 @@ def _linked_checkout(mirror: Path, sha: str, path: Path, store: Path) -> None:
             os.symlink(_stored(store, obj, mode).read_bytes().decode(), dest)
         elif mode in _LINKED_MODES:
             os.link(_stored(store, obj, mode), dest)
-    git("read-tree", "HEAD", cwd=path)
-    git("update-index", "-q", "--refresh", cwd=path, check=False)
+    git("reset", "--quiet", cwd=path)  # the index from HEAD, with the files' stat data: a clean status
 
 
 def _drop_modified(mirror: Path, sha: str, path: Path, store: Path) -> None:
@@ -232,7 +236,6 @@ def ensure_worktree(mirror: Path, sha: str, path: Path) -> Path:
             if head == sha:
                 _drop_modified(mirror, sha, path, store)
             shutil.rmtree(path)
-        git("worktree", "prune", cwd=mirror)
         path.parent.mkdir(parents=True, exist_ok=True)
         _linked_checkout(mirror, sha, path, store)
     return path
