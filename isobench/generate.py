@@ -26,6 +26,7 @@ from . import llm
 from .errors import IsobenchError
 from .generators import CONTRACT, check_script
 from .jsonio import load_json, sha256_bytes, write_json
+from .settings import from_config
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
 _PY = {"python", "py", "python3"}
@@ -42,7 +43,7 @@ class Policy:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Policy":
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        return from_config(cls, cfg)
 
 
 @dataclass
@@ -286,15 +287,13 @@ class Generator:
 
 def totals(attempts: list[dict], cache_hit: bool = False) -> dict:
     """Cost of one generation: requests paid now, replies replayed from the cache, tokens of paid requests."""
-    if cache_hit:
-        spent = {"input_tokens": 0, "output_tokens": 0}
-        return {"api_requests": 0, "cached_replies": 0, "cache_hit": True, "replies": len(attempts), **spent,
-                "original_input_tokens": sum(a.get("usage", {}).get("input_tokens", 0) for a in attempts),
-                "original_output_tokens": sum(a.get("usage", {}).get("output_tokens", 0) for a in attempts)}
-    paid = [a for a in attempts if not a["cached"]]
-    return {"api_requests": sum(a["http_requests"] for a in paid), "cached_replies": len(attempts) - len(paid),
-            "cache_hit": False, "replies": len(attempts),
-            "input_tokens": sum(a.get("usage", {}).get("input_tokens", 0) for a in paid),
-            "output_tokens": sum(a.get("usage", {}).get("output_tokens", 0) for a in paid),
-            "original_input_tokens": sum(a.get("usage", {}).get("input_tokens", 0) for a in attempts),
-            "original_output_tokens": sum(a.get("usage", {}).get("output_tokens", 0) for a in attempts)}
+    def tokens(kind: str, among: list[dict]) -> int:
+        return sum(a.get("usage", {}).get(kind, 0) for a in among)
+
+    paid = [] if cache_hit else [a for a in attempts if not a["cached"]]
+    return {"api_requests": sum(a["http_requests"] for a in paid),
+            "cached_replies": 0 if cache_hit else len(attempts) - len(paid), "cache_hit": cache_hit,
+            "replies": len(attempts), "input_tokens": tokens("input_tokens", paid),
+            "output_tokens": tokens("output_tokens", paid),
+            "original_input_tokens": tokens("input_tokens", attempts),
+            "original_output_tokens": tokens("output_tokens", attempts)}

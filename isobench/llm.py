@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import IsobenchError
+from .settings import from_config
 
 PROVIDERS = ("openai", "anthropic")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -36,7 +37,7 @@ class LLMSettings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "LLMSettings":
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        return from_config(cls, cfg)
 
     @property
     def key_env(self) -> str:

@@ -20,6 +20,7 @@ from . import contracts, harness
 from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
 from .sandbox import Runner, Sandbox, SandboxSettings
+from .settings import from_config
 from .stats import describe
 
 REVISIONS = ("base", "head", "main")
@@ -61,7 +62,7 @@ class Settings:
 
     @classmethod
     def from_config(cls, cfg: dict) -> "Settings":
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        return from_config(cls, cfg)
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -219,7 +220,7 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
     for rev in revisions:
         if rev.env_error:
             state[rev.name]["failed"] = {"category": "env_failed", "error": rev.env_error}
-    if state["base"]["failed"] if "base" in state else False:
+    if "base" in state and state["base"]["failed"]:
         for name in state:  # no reference can exist
             state[name]["failed"] = state[name]["failed"] or {
                 "category": "no_reference", "error": "base's environment failed, so no reference exists"}

@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import sandbox_exec
+from .settings import from_config
 
 SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
             "CUDA_PATH", "LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
@@ -47,11 +48,7 @@ class SandboxSettings:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "SandboxSettings":
-        cfg = dict(cfg or {})
-        for key in ("env_allow", "write_allow"):
-            if key in cfg:
-                cfg[key] = tuple(cfg[key])
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        return from_config(cls, cfg)
 
     @property
     def cap_bytes(self) -> int:
@@ -67,10 +64,7 @@ class Runner:
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "Runner":
-        cfg = dict(cfg or {})
-        if "options" in cfg:
-            cfg["options"] = tuple(cfg["options"])
-        return cls(**{k: cfg[k] for k in cls.__dataclass_fields__ if k in cfg})
+        return from_config(cls, cfg)
 
 
 def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
@@ -230,7 +224,9 @@ class Sandbox:
             cap.join(timeout=30)
 
     def outcome(self, proc, workdir: Path) -> dict:
-        """What was in force, and any rule the run broke (left processes, output over the cap)."""
+        """What was in force, and any rule the run broke (left processes, output over the cap); read once."""
+        if getattr(proc, "isobench_outcome", None) is not None:
+            return proc.isobench_outcome
         from .jsonio import load_json
         from .errors import IsobenchError
 
@@ -258,4 +254,6 @@ class Sandbox:
             "output_cap_bytes": self.settings.cap_bytes,
             "landlock_abi": state.get("landlock_abi", 0),
         }
-        return {"protections": protections, "violation": violation, "returncode": state.get("returncode")}
+        proc.isobench_outcome = {"protections": protections, "violation": violation,
+                                 "returncode": state.get("returncode")}
+        return proc.isobench_outcome
