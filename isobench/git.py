@@ -168,13 +168,13 @@ def _tree(mirror: Path, sha: str) -> list[tuple[str, str, str, str]]:
     return entries
 
 
-def _stored(store: Path, obj: str, mode: str) -> Path:
-    return store / obj[:2] / f"{obj}.{mode}"
+def _stored(store: Path | str, obj: str, mode: str) -> str:
+    return f"{store}/{obj[:2]}/{obj}.{mode}"
 
 
 def _store_blobs(mirror: Path, store: Path, blobs: set[tuple[str, str]]) -> None:
     """Write the missing blobs into the store with one ``git cat-file --batch``."""
-    missing = sorted(b for b in blobs if not _stored(store, *b).exists())
+    missing = sorted(b for b in blobs if not os.path.exists(_stored(store, *b)))
     if not missing:
         return
     request = "".join(f"{obj}\n" for obj, _ in missing).encode()
@@ -186,27 +186,50 @@ def _store_blobs(mirror: Path, store: Path, blobs: set[tuple[str, str]]) -> None
         size = int(data[pos:end].split()[2])
         content, pos = data[end + 1:end + 1 + size], end + 2 + size
         target = _stored(store, obj, mode)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(content)
-        os.chmod(tmp, _LINKED_MODES[mode])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = f"{target}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _LINKED_MODES[mode])
+        with open(fd, "wb") as handle:
+            handle.write(content)
         os.replace(tmp, target)
+
+
+def _register_worktree(mirror: Path, sha: str, path: Path) -> None:
+    """What ``git worktree add --detach --no-checkout`` writes (gitrepository-layout(5): ``worktrees/<id>``
+    with HEAD, commondir, gitdir; the worktree's ``.git`` file pointing back), written directly: one git
+    process less per worktree (~12 ms, a third of a worktree's cost). Run under the mirror's worktree lock."""
+    path = Path(os.path.abspath(path))
+    admins = mirror.resolve() / "worktrees"
+    admin, n = admins / path.name, 1
+    while admin.exists():  # this folder's old registration is reused; another folder's is left alone
+        gitdir = admin / "gitdir"
+        if not gitdir.exists() or gitdir.read_text().strip() in (f"{path}/.git", ""):
+            break
+        admin, n = admins / f"{path.name}{n}", n + 1
+    admin.mkdir(parents=True, exist_ok=True)
+    for name, text in (("HEAD", sha), ("commondir", "../.."), ("gitdir", f"{path}/.git")):
+        (admin / name).write_text(text + "\n")
+    (admin / "index").unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / ".git").write_text(f"gitdir: {admin}\n")
 
 
 def _linked_checkout(mirror: Path, sha: str, path: Path, store: Path) -> None:
     entries = _tree(mirror, sha)
     _store_blobs(mirror, store, {(obj, mode) for mode, kind, obj, _ in entries if kind == "blob"})
-    add = ("worktree", "add", "--detach", "--force", "--no-checkout", str(path.resolve()), sha)
-    if not git(*add, cwd=mirror, check=False, status=True):
-        git("worktree", "prune", cwd=mirror)  # a registration left by a deleted folder
-        git(*add, cwd=mirror)
-    for mode, kind, obj, rel in entries:
-        dest = path / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
+    _register_worktree(mirror, sha, path)
+    root, made = str(path), set()
+    for mode, kind, obj, rel in entries:  # plain strings and one mkdir per folder: 10,000s of files
+        dest = f"{root}/{rel}"
+        folder = os.path.dirname(dest)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
         if kind == "commit":  # a submodule: an empty folder, as git leaves it
-            dest.mkdir(exist_ok=True)
+            os.makedirs(dest, exist_ok=True)
         elif mode == "120000":
-            os.symlink(_stored(store, obj, mode).read_bytes().decode(), dest)
+            with open(_stored(store, obj, mode), "rb") as handle:
+                os.symlink(handle.read().decode(), dest)
         elif mode in _LINKED_MODES:
             os.link(_stored(store, obj, mode), dest)
     git("reset", "--quiet", cwd=path)  # the index from HEAD, with the files' stat data: a clean status
@@ -216,8 +239,8 @@ def _drop_modified(mirror: Path, sha: str, path: Path, store: Path) -> None:
     """Files changed in place in a linked worktree changed the store too: drop those store entries."""
     changed = set(git("diff", "--name-only", "-z", cwd=path, check=False).split("\0")) - {""}
     for mode, kind, obj, rel in _tree(mirror, sha):
-        if rel in changed and kind == "blob":
-            _stored(store, obj, mode).unlink(missing_ok=True)
+        if rel in changed and kind == "blob" and os.path.exists(_stored(store, obj, mode)):
+            os.unlink(_stored(store, obj, mode))
 
 
 def ensure_worktree(mirror: Path, sha: str, path: Path) -> Path:

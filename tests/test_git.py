@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,28 @@ def test_worktrees_share_file_contents_and_heal_in_place_edits(demo, mirror, tmp
         git.ensure_worktree(mirror, sha, path)
         assert (path / "demokit" / "numbers.py").read_text() == original
         assert not git.git("status", "--porcelain", "--untracked-files=no", cwd=path).strip()
+
+
+def test_worktree_registrations_are_the_ones_git_writes(demo, tmp_path):
+    """Registrations are written directly (no `git worktree add`): git must list, keep and prune them as
+    its own, a deleted folder's registration is reused, and two folders of one name in different places
+    get registrations of their own."""
+    repo, shas = demo
+    mirror = git.ensure_mirror(str(repo), tmp_path / "mirror.git")
+    one = git.ensure_worktree(mirror, shas["primes"], tmp_path / "x" / "wt")
+    two = git.ensure_worktree(mirror, shas["histogram"], tmp_path / "y" / "wt")
+    listed = git.git("worktree", "list", "--porcelain", cwd=mirror)
+    for path, sha in ((one, shas["primes"]), (two, shas["histogram"])):
+        assert f"worktree {path.resolve()}\nHEAD {sha}\ndetached" in listed
+        assert git.git("rev-parse", "HEAD", cwd=path).strip() == sha
+    git.git("worktree", "prune", cwd=mirror)  # both folders exist: nothing pruned
+    assert len(list((mirror / "worktrees").iterdir())) == 2
+
+    shutil.rmtree(one)  # a stale registration: reused when the folder comes back
+    again = git.ensure_worktree(mirror, shas["histogram"], one)
+    assert len(list((mirror / "worktrees").iterdir())) == 2
+    assert git.git("rev-parse", "HEAD", cwd=again).strip() == shas["histogram"]
+    assert not git.git("status", "--porcelain", cwd=again).strip()
+    shutil.rmtree(two)
+    git.git("worktree", "prune", cwd=mirror)  # git prunes ours like its own
+    assert [p.name for p in (mirror / "worktrees").iterdir()] == ["wt"]
