@@ -9,7 +9,9 @@ deliberate way to measure again. Runs that never started (an environment that fa
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +37,18 @@ def machine() -> dict:
         except (OSError, subprocess.TimeoutExpired):
             pass
     return {"cpu": cpu_model(), "gpus": gpus}
+
+
+def ran_on() -> dict:
+    """Where this measurement job runs, for the audit trail: the host and, under SLURM, the job, node,
+    partition and the GPUs it was given (what `scontrol show job` would tell while the job is known)."""
+    env = os.environ
+    out: dict = {"host": socket.gethostname(), "slurm": None}
+    if env.get("SLURM_JOB_ID"):
+        out["slurm"] = {"job_id": env["SLURM_JOB_ID"], "node": env.get("SLURMD_NODENAME"),
+                        "partition": env.get("SLURM_JOB_PARTITION"),
+                        "gpus": env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES")}
+    return out
 
 
 @lru_cache(maxsize=None)

@@ -105,6 +105,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "harness_version": HARNESS_VERSION,
             "isobench_version": __version__,
             "environment": environment(timings),
+            "measurement": timings["base"].get("measurement"),
             "contract": timings["base"].get("contract"),
             "measure_settings": timings["base"].get("settings"),
             "analysis": analysis,

@@ -18,7 +18,7 @@ from .extraction import normalize
 from .generate import Cache, Generator, Policy
 from .jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from .llm import LLMSettings, redact, secrets
-from .mcache import MeasurementCache, fingerprint, measurement_key
+from .mcache import MeasurementCache, fingerprint, measurement_key, ran_on
 from .measure import REVISIONS, Revision, Settings, measure_commit, not_run, smoke_run
 from .prompt import render
 from .sandbox import Runner, SandboxSettings
@@ -209,7 +209,8 @@ def measure_step(smk) -> None:
                                  extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"),
                                  sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
                                  runner=Runner.from_config(p.isolation["runner"]))
-        stamp = {"key": key, "cached": False, "measured_at": now_iso(), "epoch": p.settings.get("epoch", 0)}
+        stamp = {"key": key, "cached": False, "measured_at": now_iso(), "epoch": p.settings.get("epoch", 0),
+                 "ran_on": ran_on()}
         timings = {name: {**redact(t, secrets()), "measurement": stamp} for name, t in timings.items()}
         if key:
             cache.put(key, timings)

@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
@@ -91,8 +92,20 @@ def worktree_markers(wildcards):
 
 
 def measure_threads(wildcards):
-    """A quiet machine: with measure.exclusive a measure job takes every core Snakemake has."""
-    return workflow.cores if measure_settings(wildcards)["exclusive"] else 1
+    """A quiet machine: with measure.exclusive a local measure job takes every core Snakemake has. On a
+    cluster the job asks for a whole node instead (measure_slurm_extra); its CPU count comes from the
+    profile (`set-threads`), since Snakemake's --cores means nothing there."""
+    if not measure_settings(wildcards)["exclusive"] or workflow.non_local_exec:
+        return 1
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1  # no --cores given (a job step on a cluster node reads the workflow again)
+
+
+def measure_slurm_extra(wildcards):
+    """sbatch options of a measure job (ignored outside SLURM): a node of its own with measure.exclusive."""
+    return "--exclusive" if measure_settings(wildcards)["exclusive"] else ""
 
 
 def measure_settings(wildcards):

@@ -5,6 +5,8 @@ rule env:
         marker="results/{source}/_envs/{sha}.json",
     log:
         "results/{source}/_envs/{sha}.log",
+    # On a cluster it runs where you submit unless `cluster_rules: [env]` (then a SLURM job of its own).
+    localrule: "env" not in config["cluster_rules"]
     conda:
         "../envs/isobench.yaml"
     params:

@@ -5,6 +5,7 @@ rule extraction:
         extraction=f"{COMMIT_DIR}/extraction.json",
     log:
         f"{COMMIT_DIR}/logs/extraction.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     params:

@@ -9,6 +9,7 @@ rule generator:
         f"{COMMIT_DIR}/logs/generator.log",
     benchmark:
         f"{COMMIT_DIR}/logs/generator.benchmark.tsv"
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     resources:

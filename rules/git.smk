@@ -3,6 +3,7 @@ rule worktree:
         marker="results/{source}/_worktrees/{sha}.json",
     log:
         "results/{source}/_worktrees/{sha}.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     params:

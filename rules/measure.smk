@@ -16,7 +16,8 @@ rule measure:
         "../envs/isobench.yaml"
     threads: measure_threads  # measure.exclusive: nothing else runs beside a measurement
     resources:
-        gpu=1,
+        gpu=1,  # one GPU: --resources gpu=1 runs measurements one at a time; on SLURM, sbatch --gpus=1
+        slurm_extra=measure_slurm_extra,
     params:
         main_sha=lambda wc: PLAN[wc.source].main_sha,
         mirror=lambda wc: str(PLAN[wc.source].mirror),

@@ -7,6 +7,7 @@ rule prompt:
         meta=f"{COMMIT_DIR}/prompt.json",
     log:
         f"{COMMIT_DIR}/logs/prompt.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     params:

@@ -13,6 +13,7 @@ rule record:
         record=f"{COMMIT_DIR}/record.json",
     log:
         f"{COMMIT_DIR}/logs/record.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     params:

@@ -27,6 +27,17 @@ def demo(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo):
+    """(workflow folder, CompletedProcess) of the demo run locally, once per session (tests/test_workflow.py
+    edits it afterwards; its first dataset stays in ``<folder>.first-dataset.jsonl`` for comparisons)."""
+    work = copy_workflow(tmp_path_factory.mktemp("wf"))
+    proc = snakemake(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shutil.copy(work / "results" / "dataset.jsonl", work.with_name(work.name + ".first-dataset.jsonl"))
+    return work, proc
+
+
+@pytest.fixture(scope="session")
 def mirror(demo, tmp_path_factory):
     return git.ensure_mirror(str(demo[0]), tmp_path_factory.mktemp("mirror") / "mirror.git")
 

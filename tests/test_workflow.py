@@ -16,14 +16,6 @@ pytestmark = pytest.mark.slow
 KIND = {s.key: s.kind for s in STEPS}
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, demo):
-    work = copy_workflow(tmp_path_factory.mktemp("wf"))
-    proc = snakemake(work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return work, proc
-
-
 def test_demo_dataset(demo_run, demo):
     work, _ = demo_run
     _, shas = demo
