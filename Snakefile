@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 
 
@@ -28,6 +31,7 @@ include: "rules/generator.smk"
 include: "rules/measure.smk"
 include: "rules/record.smk"
 include: "rules/dataset.smk"
+include: "rules/report.smk"
 
 
 RUN_STARTED = time.time()
@@ -38,6 +42,7 @@ rule all:
     input:
         config["dataset"],
         config["llm_summary"],
+        rules.report_figures.output,
         all_artifacts(),
 
 
@@ -50,8 +55,8 @@ rule prompts:
 
 
 onsuccess:
-    iw.print_llm_use(per_commit("generator.json"), RUN_STARTED)
+    iw.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
 
 
 onerror:
-    iw.print_llm_use(per_commit("generator.json"), RUN_STARTED)
+    iw.print_run_summary(config["dataset"], per_commit, RUN_STARTED)

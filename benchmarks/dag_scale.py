@@ -119,7 +119,7 @@ def setup(tmp: Path, n: int) -> tuple[Path, Path]:
     heads = history[1:]
     ours = tmp / "ours"
     ours.mkdir()
-    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs", "profiles"):
+    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs", "profiles", "report"):
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, ours / part)
     gens = ours / "generators"

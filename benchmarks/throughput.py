@@ -95,7 +95,7 @@ def make_repo(path: Path, n: int) -> list[str]:
 def workflow(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM, extra: list[str]) -> dict:
     work = tmp / "wf"
     work.mkdir()
-    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs", "profiles"):
+    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs", "profiles", "report"):
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / part)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,57 @@ def _demo_repo(args) -> None:
         print(f"{sha} {key}")
 
 
+def _config(args) -> dict:
+    from .workflow import load_config
+
+    return load_config(args.configfile[0], Path(args.schema), args.configfile[1:])
+
+
+def _audit(args) -> int:
+    from .audit import audit, dumps, exit_code, format_audit
+
+    report = audit(_config(args), Path(args.schema), Path(args.results))
+    print(dumps(report) if args.json else format_audit(report))
+    return exit_code(report, args.strict)
+
+
+def _rows(args) -> list[dict]:
+    from .dataset import read_dataset
+
+    path = Path(args.dataset or _config(args)["dataset"])
+    if not path.is_file():
+        raise IsobenchError(f"{path}: no dataset (run the workflow first)")
+    return read_dataset(path)
+
+
+def _summary(args) -> None:
+    from .report import format_summary
+
+    print(format_summary(_rows(args)))
+
+
+def _export(args) -> None:
+    from .export import VIEWS, export
+
+    for view, files in export(_rows(args), Path(args.out), args.view or VIEWS, args.split).items():
+        print(f"{view}: {files['hf']} {files['parquet']}")
+
+
+def _push(args) -> None:
+    from .export import view
+    from .hub import format_push, push_to_hub
+
+    summary = push_to_hub(view(_rows(args), args.view), args.repo_id, split=args.split, dry_run=args.dry_run)
+    print(format_push(summary))
+
+
+def _workflow_options(p) -> None:
+    p.add_argument("--directory", "-d", default=".", help="the workflow's folder (default: here)")
+    p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
+                   help="config file(s), later ones merged over earlier ones (default config/config.yaml)")
+    p.add_argument("--schema", default="config/schema.yaml", help=argparse.SUPPRESS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="isobench", description="Performance commits to a benchmark dataset.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,9 +95,38 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo-repo", help="build the demo target repository at PATH")
     p.add_argument("path")
     p.set_defaults(func=_demo_repo)
+    p = sub.add_parser("audit", help="re-hash every artifact chain, validate, list stale and missing records "
+                                     "and secrets; exit 1 on integrity problems")
+    _workflow_options(p)
+    p.add_argument("--results", default="results", help="the results folder (default results)")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--strict", action="store_true", help="stale or missing records fail the audit too")
+    p.set_defaults(func=_audit)
+    p = sub.add_parser("summary", help="per commit: verdict, speedup with CI, statuses")
+    _workflow_options(p)
+    p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
+    p.set_defaults(func=_summary)
+    p = sub.add_parser("export", help="the dataset as Hugging Face datasets (save_to_disk + Parquet) per view")
+    _workflow_options(p)
+    p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
+    p.add_argument("--out", default="results/export", help="folder (default results/export)")
+    p.add_argument("--view", action="append", choices=["isobench", "swe-perf", "gso"],
+                   help="one view (repeatable; default all three)")
+    p.add_argument("--split", default="test", help="the Parquet file's split name (default test)")
+    p.set_defaults(func=_export)
+    p = sub.add_parser("push", help="merge the dataset into a Hub dataset repo (token from HF_TOKEN only)")
+    _workflow_options(p)
+    p.add_argument("repo_id", help="namespace/name of the dataset repository")
+    p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
+    p.add_argument("--split", default="test", help="split to merge into (default test)")
+    p.add_argument("--view", default="isobench", choices=["isobench", "swe-perf", "gso"])
+    p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    p.set_defaults(func=_push)
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        if getattr(args, "directory", "."):
+            os.chdir(args.directory)
+        return args.func(args) or 0
     except IsobenchError as exc:
         print(f"isobench: {exc}", file=sys.stderr)
         return 1

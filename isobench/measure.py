@@ -8,6 +8,7 @@ go on.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ from .lockstep import PIN_CPU, lockstep_round
 from .sandbox import Runner, Sandbox, SandboxSettings
 from .settings import from_config
 from .stats import describe
+
+log = logging.getLogger(__name__)
 
 REVISIONS = ("base", "head", "main")
 STDERR_TAIL = 4000
@@ -210,6 +213,16 @@ class Job:
         return {name: self._finish(rep, popens[name], workdirs[name]) for name, rep in reports.items()}
 
 
+def _progress(name: str, st: dict, k: int) -> str:
+    """One revision's part of a round's progress line: the round's median, or why it stopped."""
+    if st["failed"] is not None:
+        return f"{name} {st['failed'].get('category') or 'failed'}"
+    if len(st["rounds"]) <= k or not st["rounds"][k]:
+        return f"{name} -"
+    samples = sorted(st["rounds"][k])
+    return f"{name} {samples[len(samples) // 2]:.4g} ms"
+
+
 def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, settings: Settings,
                    extra_path: tuple[str, ...] = (), contract: str = "auto", sandbox: SandboxSettings | None = None,
                    runner: Runner | None = None) -> dict[str, dict]:
@@ -259,6 +272,8 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
                 continue
             st["rounds"].append(rep["samples_ms"])
         rounds_done = k + 1
+        log.info("round %d/%d (%s): %s", k + 1, settings.rounds, "check" if k == 0 else "timed",
+                 ", ".join(_progress(rev.name, state[rev.name], k) for rev in revisions))
     if 0 < rounds_done < settings.rounds:
         for st in state.values():
             st["warnings"].append(f"job time limit ({settings.job_timeout_s:g} s) reached after {rounds_done} of "

@@ -259,3 +259,33 @@ def llm_summary_step(smk) -> None:
     summary = llm_summary(list(smk.input.metas))
     write_json(smk.output.summary, summary)
     log.info("%s", summary_line(summary, "all commits of the dataset"))
+
+
+def report_figures_step(smk) -> None:
+    from .dataset import read_dataset
+    from .report import plot_samples, plot_speedups, summary_html
+
+    rows = read_dataset(smk.input.dataset)
+    plot_speedups(rows, smk.output.speedups)
+    plot_samples(rows, smk.output.samples)
+    write_text_atomic(smk.output.table, summary_html(rows))
+    log.info("report figures of %d records in %s", len(rows), Path(smk.output.table).parent)
+
+
+def audit_step(smk) -> None:
+    from .audit import audit, format_audit
+
+    report = audit(smk.params.config, Path(smk.params.schema))
+    log.info("%s", format_audit(report))
+    if not report["ok"]:
+        raise IsobenchError("audit failed: integrity problems (listed above and in the log)")
+    write_json(smk.output.report, report)
+
+
+def export_step(smk) -> None:
+    from .dataset import read_dataset
+    from .export import export
+
+    rows = read_dataset(smk.input.dataset)
+    for view, files in export(rows, smk.output.folder).items():
+        log.info("%s view: %s, %s", view, files["hf"], files["parquet"])

@@ -60,11 +60,13 @@ def analysis_settings(config: dict, schema_path: str | Path) -> dict:
     return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
 
 
-def print_llm_use(meta_paths: list[str], since: float) -> None:
-    """The end of a run: what this run spent on LLM requests."""
-    from .costs import llm_summary, summary_line
+def print_run_summary(dataset: str, per_commit, since: float) -> None:
+    """The end of a run, on one screen (isobench.report.run_summary); ``per_commit(name)`` lists a file of
+    every planned commit."""
+    from .report import run_summary
 
-    sys.stderr.write(summary_line(llm_summary(meta_paths, since=since), "this run") + "\n")
+    sys.stderr.write(run_summary(dataset, per_commit("record.json"), per_commit("timing_base.json"),
+                                 per_commit("generator.json"), since) + "\n")
 
 
 def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dict:
@@ -215,3 +217,22 @@ def public_source_config(config: dict, source: str) -> dict:
     change when another commit is added to the source (nor hold its whole commit list)."""
     cfg = config["sources"][source]
     return {k: copy.deepcopy(cfg.get(k)) for k in RECORDED_SOURCE_KEYS}
+
+
+def load_config(path: str | Path, schema_path: str | Path, overrides: list[str | Path] = ()) -> dict:
+    """A config file (and later ones merged over it, as Snakemake's --configfile does), checked against the
+    schema with its defaults applied: what a run of the workflow in this folder sees."""
+    from snakemake.utils import update_config, validate
+
+    config: dict = {}
+    for name in (path, *overrides):
+        try:
+            with open(name, encoding="utf-8") as fh:
+                update_config(config, yaml.safe_load(fh) or {})
+        except OSError as exc:
+            raise IsobenchError(f"{name}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise IsobenchError(f"{name}: not YAML: {str(exc).splitlines()[0]}") from None
+    check_config(config, schema_path, str(path))
+    validate(config, str(schema_path))
+    return config

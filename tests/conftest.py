@@ -16,7 +16,8 @@ from isobench.measure import Revision
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "isobench-extractions"
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "demo", "envs", "profiles")
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "demo", "envs", "profiles",
+                  "report")
 
 
 @pytest.fixture(scope="session")

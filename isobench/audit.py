@@ -1,0 +1,244 @@
+"""``isobench audit``: every artifact traced back to what made it, and checked.
+
+For each commit of the config's plan: the chain extraction.json → prompt.txt → generator.py → timing files →
+record.json → dataset line is re-hashed against the sha256 sums in the record's provenance; the record and
+its timing files are validated against the schemas, and the record's samples and statuses against the timing
+files. Records built with a template, config values, harness or main SHA that no longer match are stale;
+planned commits without a record (or a dataset line) are missing. Every file the workflow wrote under
+``results/`` is searched for strings that look like secrets (the repositories' own checkouts and installed
+environments are not ours, and are skipped).
+
+Integrity problems (a hash or a schema that does not match, a dataset line that differs from its record,
+a secret) fail the audit; stale and missing records are reported (and fail it with ``strict``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .dataset import read_dataset
+from .errors import IsobenchError
+from .harness import HARNESS_VERSION
+from .jsonio import load_json, sha256_file, validate
+from .llm import secrets
+from .measure import REVISIONS
+from .workflow import (RECORDED_SOURCE_KEYS, analysis_settings, measure_settings, plan_sources,
+                       public_source_config, template_for)
+
+INTEGRITY = ("integrity", "schema", "secret")
+SECRET_PATTERNS = {
+    "OpenAI key": r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",
+    "Anthropic key": r"sk-ant-[A-Za-z0-9_-]{20,}",
+    "Hugging Face token": r"hf_[A-Za-z0-9]{30,}",
+    "GitHub token": r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})",
+    "AWS access key": r"(?:AKIA|ASIA)[0-9A-Z]{16}",
+    "Slack token": r"xox[abposr]-[A-Za-z0-9-]{10,}",
+    "Google API key": r"AIza[0-9A-Za-z_-]{35}",
+    "private key": r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----",
+    "bearer token": r"[Aa]uthorization: *[Bb]earer +[A-Za-z0-9._~+/-]{16,}",
+}
+_SECRETS = re.compile("|".join(f"(?<![A-Za-z0-9_])(?P<p{i}>{p})" for i, p in enumerate(SECRET_PATTERNS.values()))
+                      .encode())
+# Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
+_NOT_OURS = ("_git", "_demo")
+_NOT_OURS_CHILD_DIRS = ("_worktrees", "_envs")
+
+
+@dataclass
+class Finding:
+    kind: str  # integrity | schema | secret | stale | missing
+    artifact: str
+    detail: str
+
+
+def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
+    prov = record["provenance"]
+    expected = {"extraction.json": prov.get("extraction_json_sha256"), "prompt.txt": prov.get("prompt_sha256"),
+                "generator.py": prov.get("generator_sha256"),
+                "llm_transcript.json": prov.get("llm_transcript_sha256")}
+    expected.update({f"timing_{n}.json": (prov.get("timing_sha256") or {}).get(n) for n in REVISIONS})
+    for name, want in expected.items():
+        path = folder / name
+        if want is None:
+            continue
+        if not path.is_file():
+            out.append(Finding("integrity", str(path), f"missing (provenance names sha256 {want[:12]}…)"))
+        elif (got := sha256_file(path)) != want:
+            out.append(Finding("integrity", str(path), f"sha256 {got[:12]}… is not provenance's {want[:12]}…"))
+    generator = folder / "generator.py"
+    if generator.is_file() and record.get("efficiency_test") != [generator.read_text(encoding="utf-8")]:
+        out.append(Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py"))
+
+
+def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
+    """The record's samples and statuses are those of its (schema-valid) timing files."""
+    samples = (record.get("duration_changes") or [{}])[0]
+    for name in REVISIONS:
+        path = folder / f"timing_{name}.json"
+        if not path.is_file():
+            continue
+        try:
+            timing = load_json(path)
+            validate(timing, "timing", str(path))
+        except IsobenchError as exc:
+            out.append(Finding("schema", str(path), str(exc)))
+            continue
+        rev = record["revisions"][name]
+        if samples.get(name) != timing["samples_ms"] or (rev["status"], rev["category"]) != (
+                timing["status"], timing["category"]):
+            out.append(Finding("integrity", str(folder / "record.json"),
+                               f"{name}: samples or status differ from {path.name}"))
+
+
+def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path, path: str,
+           out: list[Finding]) -> None:
+    prov = record["provenance"]
+    template = template_for(config, source)
+    if prov.get("template") != template:
+        out.append(Finding("stale", path, f"built with template {prov.get('template')}, the config now names "
+                                          f"{template}"))
+    elif not Path(template).is_file() or sha256_file(template) != prov.get("template_sha256"):
+        out.append(Finding("stale", path, f"{template} changed since the record was built"))
+    now = measure_settings(config, source, schema)
+    changed = sorted(k for k, v in (prov.get("measure_settings") or {}).items() if k in now and now[k] != v)
+    if changed:
+        out.append(Finding("stale", path, f"measure settings changed: {', '.join(changed)}"))
+    if prov.get("analysis") != analysis_settings(config, schema):
+        out.append(Finding("stale", path, "analysis settings changed"))
+    public = public_source_config(config, source)
+    changed = [k for k in RECORDED_SOURCE_KEYS if record.get(k) != public[k]]
+    if changed:
+        out.append(Finding("stale", path, f"source config changed: {', '.join(changed)}"))
+    if prov.get("harness_version") != HARNESS_VERSION:
+        out.append(Finding("stale", path, f"harness version {prov.get('harness_version')}, now {HARNESS_VERSION}"))
+    if record.get("main_commit") != main_sha:
+        out.append(Finding("stale", path, f"main was {str(record.get('main_commit'))[:12]}, now {main_sha[:12]}"))
+
+
+def failures(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """{category: {revision: count}} over the dataset; generation failures under 'generation_failed'."""
+    out: dict[str, Counter] = {}
+    for row in rows:
+        if row.get("status") == "generation_failed":
+            out.setdefault("generation_failed", Counter())["commit"] += 1
+            continue
+        for name, rev in (row.get("revisions") or {}).items():
+            if rev.get("category"):
+                out.setdefault(rev["category"], Counter())[name] += 1
+    return {k: dict(v) for k, v in sorted(out.items())}
+
+
+def _ours(results: Path):
+    """The files under ``results`` the workflow wrote (not the mirror, checkouts or environments)."""
+    for root, dirs, files in os.walk(results):
+        here = Path(root)
+        if here.name in _NOT_OURS_CHILD_DIRS:
+            dirs[:] = []  # markers and logs sit beside the per-SHA folders
+        else:
+            dirs[:] = [d for d in dirs if d not in _NOT_OURS]
+        for name in files:
+            yield here / name
+
+
+def find_secrets(results: Path) -> list[Finding]:
+    found = []
+    known = [v.encode() for v in secrets() if len(v) >= 8]
+    for path in _ours(results):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        hits = sorted({list(SECRET_PATTERNS)[int(m.lastgroup[1:])] for m in _SECRETS.finditer(data)})
+        hits += ["a key set in this environment"] * any(v in data for v in known)
+        if hits:
+            found.append(Finding("secret", str(path), f"looks like: {', '.join(hits)}"))
+    return found
+
+
+def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
+    """The audit of the run described by ``config`` (run from the workflow's folder)."""
+    findings: list[Finding] = []
+    dataset = Path(config["dataset"])
+    rows = []
+    if dataset.is_file():
+        try:
+            rows = read_dataset(dataset)
+        except IsobenchError as exc:
+            findings.append(Finding("integrity", str(dataset), str(exc)))
+    else:
+        findings.append(Finding("missing", str(dataset), "no dataset"))
+    lines: dict[tuple, dict] = {}
+    for lineno, row in enumerate(rows, 1):
+        key = (row.get("repo"), row.get("head_commit"))
+        if key in lines:
+            findings.append(Finding("integrity", f"{dataset}:{lineno}", f"second line for {key[0]} {key[1]}"))
+        lines[key] = row
+    seen, records = set(), 0
+    try:
+        plans = plan_sources(config, prepare=False)
+    except IsobenchError as exc:
+        raise IsobenchError(f"audit: cannot plan the config's commits ({exc}); run the workflow first") from None
+    for source, plan in plans.items():
+        for key in plan.commits:
+            folder = results / source / key
+            path = folder / "record.json"
+            if not path.is_file():
+                findings.append(Finding("missing", str(path), "no record for this planned commit"))
+                continue
+            records += 1
+            try:
+                record = load_json(path)
+                validate(record, "record", str(path))
+            except IsobenchError as exc:
+                findings.append(Finding("schema", str(path), str(exc)))
+                continue
+            _hash_chain(folder, record, findings)
+            _against_timings(folder, record, findings)
+            _stale(record, source, plan.main_sha, config, schema, str(path), findings)
+            line_key = (record["repo"], record["head_commit"])
+            seen.add(line_key)
+            if line_key not in lines:
+                findings.append(Finding("missing", str(dataset), f"no line for {path}"))
+            elif lines[line_key] != record:
+                findings.append(Finding("integrity", str(dataset), f"the line of {record['instance_id']} differs "
+                                                                   f"from {path}"))
+    planned = {c.head for plan in plans.values() for c in plan.commits.values()}
+    for key in sorted(k for k in lines.keys() - seen if k[1] not in planned):  # a planned one is missing above
+        findings.append(Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config"))
+    if results.is_dir():
+        findings += find_secrets(results)
+    kinds = Counter(f.kind for f in findings)
+    return {"ok": not any(kinds[k] for k in INTEGRITY), "records": records, "dataset_lines": len(rows),
+            "counts": {k: kinds[k] for k in (*INTEGRITY, "stale", "missing")}, "failures": failures(rows),
+            "findings": [asdict(f) for f in findings]}
+
+
+def format_audit(report: dict) -> str:
+    c = report["counts"]
+    lines = [f"isobench audit: {report['records']} records, {report['dataset_lines']} dataset lines",
+             f"  integrity problems {c['integrity']}, schema violations {c['schema']}, secrets {c['secret']}, "
+             f"stale {c['stale']}, missing {c['missing']}"]
+    width = max((len(f["artifact"]) for f in report["findings"]), default=0)
+    for f in report["findings"]:
+        lines.append(f"  {f['kind']:<9} {f['artifact']:<{width}}  {f['detail']}")
+    if report["failures"]:
+        lines.append("failures by category: " + "; ".join(
+            f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
+            for cat, v in report["failures"].items()))
+    lines.append("verdict: " + ("OK" if report["ok"] else "FAILED (integrity problems above)"))
+    return "\n".join(lines)
+
+
+def exit_code(report: dict, strict: bool = False) -> int:
+    if not report["ok"]:
+        return 1
+    return 1 if strict and (report["counts"]["stale"] or report["counts"]["missing"]) else 0
+
+
+def dumps(report: dict) -> str:
+    return json.dumps(report, indent=2)

@@ -1,0 +1,152 @@
+"""The dataset at a glance: a summary table (terminal and HTML) and two plots for ``snakemake --report``."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+
+from .measure import REVISIONS
+
+COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main")
+
+
+def _state(rev: dict) -> str:
+    return "ok" if rev["status"] == "ok" else (rev["category"] or rev["status"])
+
+
+def summary_rows(rows: list[dict]) -> list[dict]:
+    """Per record: the commit, its API, status, the base→head verdict, speedup with its CI, each revision's state."""
+    out = []
+    for r in rows:
+        cmp = (r.get("comparisons") or {}).get("base_head")
+        revs = r.get("revisions") or {}
+        out.append({
+            "commit": r["head_commit"][:12], "instance_id": r["instance_id"], "api": r.get("api") or "",
+            "status": r["status"], "verdict": cmp["verdict"] if cmp else "-",
+            "speedup": cmp["speedup"] if cmp else None, "ci_low": cmp["ci_low"] if cmp else None,
+            "ci_high": cmp["ci_high"] if cmp else None,
+            **{name: _state(revs[name]) if name in revs else "-" for name in REVISIONS},
+        })
+    return out
+
+
+def _speedup(row: dict) -> str:
+    if row["speedup"] is None:
+        return "-"
+    return f"{row['speedup']:.2f}x [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
+
+
+def _cells(row: dict) -> list[str]:
+    return [row["commit"], row["api"], row["status"], row["verdict"], _speedup(row), row["base"], row["head"],
+            row["main"]]
+
+
+def format_summary(rows: list[dict]) -> str:
+    """The summary as a fixed-width table, with a line of totals."""
+    table = [list(COLUMNS)] + [_cells(r) for r in summary_rows(rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    verdicts: dict[str, int] = {}
+    for r in summary_rows(rows):
+        verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+    lines.append(f"{len(rows)} records; base→head verdicts: " +
+                 ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+    return "\n".join(lines)
+
+
+def summary_html(rows: list[dict]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>"
+                   for r in summary_rows(rows))
+    return (f"<html><head><meta charset='utf-8'><title>isobench dataset</title></head><body>"
+            f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"</body></html>\n")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: searchable, and smaller files
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_speedups(rows: list[dict], path: str | Path) -> None:
+    """base→head speedup per commit with its confidence interval (log scale; 1 = no change)."""
+    plt = _pyplot()
+    data = [r for r in summary_rows(rows) if r["speedup"] is not None]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(data) + 1.2)))
+    colors = {"faster": "tab:green", "slower": "tab:red"}
+    for i, r in enumerate(data):
+        ax.errorbar(r["speedup"], i, xerr=[[r["speedup"] - r["ci_low"]], [r["ci_high"] - r["speedup"]]], fmt="o",
+                    color=colors.get(r["verdict"], "tab:gray"), capsize=3)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(data)), [f"{r['commit'][:8]} {r['api']}"[:40] for r in data])
+    ax.invert_yaxis()
+    ax.set_xlabel("speedup, base → head (CI; green faster, red slower, gray inconclusive)")
+    ax.set_title(f"{len(data)} commits with a base→head comparison")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_samples(rows: list[dict], path: str | Path) -> None:
+    """Every timed sample of base, head and main per commit, relative to the commit's base median (log scale)."""
+    plt = _pyplot()
+    data = [r for r in rows if (r.get("duration_changes") or [{}])[0].get("base")]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(data) + 2), 4.5))
+    offsets = {"base": -0.25, "head": 0.0, "main": 0.25}
+    colors = {"base": "tab:blue", "head": "tab:orange", "main": "tab:purple"}
+    for i, r in enumerate(data):
+        samples = r["duration_changes"][0]
+        ref = sorted(samples["base"])[len(samples["base"]) // 2]
+        for name in REVISIONS:
+            values = [v / ref for v in samples.get(name) or [] if v > 0 and math.isfinite(v)]
+            xs = [i + offsets[name] + 0.08 * ((k % 5) - 2) / 2 for k in range(len(values))]
+            ax.scatter(xs, values, s=6, color=colors[name], label=name if i == 0 else None, alpha=0.7)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(data)), [r["head_commit"][:8] for r in data], rotation=60, fontsize=8)
+    ax.set_ylabel("time / median of base")
+    ax.set_title("samples per commit: base, head, main")
+    if data:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run_summary(dataset: str | Path, records: list[str], timings: list[str], metas: list[str], since: float) -> str:
+    """One screen at the end of a run: what it wrote, what failed and why, what it spent, what it reused."""
+    import os
+
+    from .audit import failures
+    from .costs import llm_summary, summary_line
+    from .dataset import read_dataset
+    from .jsonio import load_json
+
+    def fresh(paths):
+        return [p for p in paths if os.path.exists(p) and os.path.getmtime(p) >= since]
+
+    rows = read_dataset(dataset) if os.path.exists(dataset) else []
+    cached = measured = 0
+    for path in fresh(timings):
+        if path.endswith("timing_base.json"):  # one measurement per commit; its three files agree
+            stamp = load_json(path).get("measurement") or {}
+            cached += bool(stamp.get("cached"))
+            measured += stamp.get("cached") is False
+    lines = ["isobench run summary",
+             f"  records written this run: {len(fresh(records))} (the dataset holds {len(rows)}: {dataset})",
+             f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)"]
+    by_category = failures(rows)
+    lines.append("  failures by category: " + ("; ".join(
+        f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
+        for cat, v in by_category.items()) if by_category else "none"))
+    lines.append("  " + summary_line(llm_summary(metas, since=since), "this run"))
+    lines.append("  per commit: `isobench summary`; integrity and staleness: `isobench audit`")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+# The dataset at a glance (figures for `snakemake --report report.html`), its audit, and its exports.
+REPORT_DIR = "results/report"
+
+
+rule report_figures:
+    localrule: True
+    input:
+        dataset=config["dataset"],
+    output:
+        speedups=report(
+            f"{REPORT_DIR}/speedups.svg",
+            caption="../report/speedups.rst",
+            category="Dataset",
+        ),
+        samples=report(
+            f"{REPORT_DIR}/samples.svg",
+            caption="../report/samples.rst",
+            category="Dataset",
+        ),
+        table=report(
+            f"{REPORT_DIR}/summary.html",
+            caption="../report/summary.rst",
+            category="Dataset",
+        ),
+    log:
+        f"{REPORT_DIR}/report_figures.log",
+    conda:
+        "../envs/isobench.yaml"
+    script:
+        "../scripts/report_figures.py"
+
+
+# `snakemake audit`: every artifact chain re-hashed (isobench/audit.py); fails on integrity problems.
+rule audit:
+    localrule: True
+    input:
+        dataset=config["dataset"],
+        records=all_records(),
+        timings=per_commit("timing_base.json"),
+    output:
+        report="results/audit.json",
+    log:
+        "results/audit.log",
+    conda:
+        "../envs/isobench.yaml"
+    params:
+        config=lambda wc: config,
+        schema=str(SCHEMA),
+    script:
+        "../scripts/audit.py"
+
+
+# `snakemake export`: the dataset as Hugging Face datasets (save_to_disk + Parquet), in the isobench,
+# SWE-Perf and GSO views (isobench/export.py).
+rule export:
+    localrule: True
+    input:
+        dataset=config["dataset"],
+    output:
+        folder=directory("results/export"),
+    log:
+        "results/export.log",
+    conda:
+        "../envs/isobench.yaml"
+    script:
+        "../scripts/export.py"

@@ -1,0 +1,11 @@
+"""Rule 'audit': the work is isobench.steps.audit_step."""
+
+import sys
+from pathlib import Path
+
+# snakemake is injected by the script directive; the package sits next to scripts/.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))  # noqa: F821
+
+from isobench.steps import audit_step, run_step  # noqa: E402
+
+run_step(snakemake, audit_step)  # noqa: F821
