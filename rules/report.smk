@@ -3,7 +3,6 @@ REPORT_DIR = "results/report"
 
 
 rule report_figures:
-    localrule: True
     input:
         dataset=config["dataset"],
     output:
@@ -24,6 +23,7 @@ rule report_figures:
         ),
     log:
         f"{REPORT_DIR}/report_figures.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     script:
@@ -32,7 +32,6 @@ rule report_figures:
 
 # `snakemake audit`: every artifact chain re-hashed (isobench/audit.py); fails on integrity problems.
 rule audit:
-    localrule: True
     input:
         dataset=config["dataset"],
         records=all_records(),
@@ -41,6 +40,7 @@ rule audit:
         report="results/audit.json",
     log:
         "results/audit.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     params:
@@ -53,13 +53,13 @@ rule audit:
 # `snakemake export`: the dataset as Hugging Face datasets (save_to_disk + Parquet), in the isobench,
 # SWE-Perf and GSO views (isobench/export.py).
 rule export:
-    localrule: True
     input:
         dataset=config["dataset"],
     output:
         folder=directory("results/export"),
     log:
         "results/export.log",
+    localrule: True
     conda:
         "../envs/isobench.yaml"
     script:
