@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_push)
     args = parser.parse_args(argv)
     try:
-        if getattr(args, "directory", "."):
+        if getattr(args, "directory", None):
             os.chdir(args.directory)
         return args.func(args) or 0
     except IsobenchError as exc:
