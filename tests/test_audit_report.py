@@ -170,3 +170,15 @@ def test_export_round_trips_through_datasets(work, tmp_path):
         r = by_id[p["instance_id"]]
         assert p["human_performance"] == r["human_performance"] and p["efficiency_test"] == r["efficiency_test"]
         assert p["duration_changes"][0]["head"] == r["duration_changes"][0]["head"]
+
+
+def test_stale_when_main_moved_or_settings_changed(work, demo):
+    mirror = work / "results" / "demo" / "_git" / "mirror.git"
+    subprocess.run(["git", "update-ref", "refs/heads/main", demo[1]["rename"]], cwd=mirror, check=True)
+    config = work / "config" / "config.yaml"
+    config.write_text(config.read_text().replace("      rounds: 8\n", "      rounds: 9\n"))  # the demo source's
+    code, report = audit_json(work)
+    assert code == 0 and report["ok"]
+    details = [f["detail"] for f in report["findings"] if f["kind"] == "stale"]
+    assert sum(d.startswith("main was ") for d in details) == 7
+    assert sum(d == "measure settings changed: rounds" for d in details) == 7
