@@ -75,6 +75,17 @@ def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
         out.append(Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py"))
 
 
+def _load_valid(path: Path, schema: str, out: list[Finding]) -> dict | None:
+    """The JSON file, or None with a schema finding when it is not JSON or not valid."""
+    try:
+        data = load_json(path)
+        validate(data, schema, str(path))
+        return data
+    except IsobenchError as exc:
+        out.append(Finding("schema", str(path), str(exc)))
+        return None
+
+
 def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
     """The record's samples and statuses are those of its (schema-valid) timing files."""
     samples = (record.get("duration_changes") or [{}])[0]
@@ -82,11 +93,8 @@ def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
         path = folder / f"timing_{name}.json"
         if not path.is_file():
             continue
-        try:
-            timing = load_json(path)
-            validate(timing, "timing", str(path))
-        except IsobenchError as exc:
-            out.append(Finding("schema", str(path), str(exc)))
+        timing = _load_valid(path, "timing", out)
+        if timing is None:
             continue
         rev = record["revisions"][name]
         if samples.get(name) != timing["samples_ms"] or (rev["status"], rev["category"]) != (
@@ -131,6 +139,12 @@ def failures(rows: list[dict]) -> dict[str, dict[str, int]]:
             if rev.get("category"):
                 out.setdefault(rev["category"], Counter())[name] += 1
     return {k: dict(v) for k, v in sorted(out.items())}
+
+
+def format_failures(by_category: dict[str, dict[str, int]]) -> str:
+    """'import_error 1 (main 1); not_equivalent 2 (head 1, main 1)', or 'none'."""
+    return "; ".join(f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
+                     for cat, v in by_category.items()) or "none"
 
 
 def _ours(results: Path):
@@ -191,11 +205,8 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
                 findings.append(Finding("missing", str(path), "no record for this planned commit"))
                 continue
             records += 1
-            try:
-                record = load_json(path)
-                validate(record, "record", str(path))
-            except IsobenchError as exc:
-                findings.append(Finding("schema", str(path), str(exc)))
+            record = _load_valid(path, "record", findings)
+            if record is None:
                 continue
             _hash_chain(folder, record, findings)
             _against_timings(folder, record, findings)
@@ -227,9 +238,7 @@ def format_audit(report: dict) -> str:
     for f in report["findings"]:
         lines.append(f"  {f['kind']:<9} {f['artifact']:<{width}}  {f['detail']}")
     if report["failures"]:
-        lines.append("failures by category: " + "; ".join(
-            f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
-            for cat, v in report["failures"].items()))
+        lines.append("failures by category: " + format_failures(report["failures"]))
     lines.append("verdict: " + ("OK" if report["ok"] else "FAILED (integrity problems above)"))
     return "\n".join(lines)
 

@@ -125,7 +125,7 @@ def run_summary(dataset: str | Path, records: list[str], timings: list[str], met
     """One screen at the end of a run: what it wrote, what failed and why, what it spent, what it reused."""
     import os
 
-    from .audit import failures
+    from .audit import failures, format_failures
     from .costs import llm_summary, summary_line
     from .dataset import read_dataset
     from .jsonio import load_json
@@ -143,10 +143,7 @@ def run_summary(dataset: str | Path, records: list[str], timings: list[str], met
     lines = ["isobench run summary",
              f"  records written this run: {len(fresh(records))} (the dataset holds {len(rows)}: {dataset})",
              f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)"]
-    by_category = failures(rows)
-    lines.append("  failures by category: " + ("; ".join(
-        f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
-        for cat, v in by_category.items()) if by_category else "none"))
+    lines.append("  failures by category: " + format_failures(failures(rows)))
     lines.append("  " + summary_line(llm_summary(metas, since=since), "this run"))
     lines.append("  per commit: `isobench summary`; integrity and staleness: `isobench audit`")
     return "\n".join(lines)
