@@ -25,18 +25,18 @@ from .dataset import read_dataset
 from .errors import IsobenchError
 from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file, validate
-from .llm import secrets
 from .measure import REVISIONS
-from .workflow import (RECORDED_SOURCE_KEYS, analysis_settings, measure_settings, plan_sources,
+from .record import efficiency_test, recorded_samples
+from .workflow import (RECORDED_SOURCE_KEYS, analysis_settings, llm_settings, measure_settings, plan_sources,
                        public_source_config, template_for)
 
 INTEGRITY = ("integrity", "schema", "secret")
 SECRET_PATTERNS = {
-    "OpenAI key": r"sk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",
     "Anthropic key": r"sk-ant-[A-Za-z0-9_-]{20,}",
+    "OpenAI key": r"sk-(?!ant-)(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",
     "Hugging Face token": r"hf_[A-Za-z0-9]{30,}",
     "GitHub token": r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})",
-    "AWS access key": r"(?:AKIA|ASIA)[0-9A-Z]{16}",
+    "AWS access key": r"(?:AKIA|ASIA)(?!IOSFODNN7EXAMPLE)[0-9A-Z]{16}",  # not the documentation's example key
     "Slack token": r"xox[abposr]-[A-Za-z0-9-]{10,}",
     "Google API key": r"AIza[0-9A-Za-z_-]{35}",
     "private key": r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----",
@@ -44,6 +44,8 @@ SECRET_PATTERNS = {
 }
 _SECRETS = re.compile("|".join(f"(?<![A-Za-z0-9_])(?P<p{i}>{p})" for i, p in enumerate(SECRET_PATTERNS.values()))
                       .encode())
+# JSON escapes (\n, \t, ...) are read as separators, so a key starting a line inside a JSON string is found.
+_ESCAPE = re.compile(rb'\\[nrtbf"\\/]')
 # Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
 _NOT_OURS = ("_git", "_demo")
 _NOT_OURS_CHILD_DIRS = ("_worktrees", "_envs")
@@ -68,22 +70,38 @@ def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
             continue
         if not path.is_file():
             out.append(Finding("integrity", str(path), f"missing (provenance names sha256 {want[:12]}…)"))
-        elif (got := sha256_file(path)) != want:
+            continue
+        try:
+            got = sha256_file(path)
+        except OSError as exc:
+            out.append(Finding("integrity", str(path), f"unreadable: {exc.strerror}"))
+            continue
+        if got != want:
             out.append(Finding("integrity", str(path), f"sha256 {got[:12]}… is not provenance's {want[:12]}…"))
     generator = folder / "generator.py"
-    if generator.is_file() and record.get("efficiency_test") != [generator.read_text(encoding="utf-8")]:
+    generated = prov.get("generator_status") != "generation_failed"
+    if generator.is_file() and record.get("efficiency_test") != efficiency_test(_text(generator), generated):
         out.append(Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py"))
 
 
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _load_valid(path: Path, schema: str, out: list[Finding]) -> dict | None:
-    """The JSON file, or None with a schema finding when it is not JSON or not valid."""
+    """The JSON file, or None with a schema finding when it is unreadable, not JSON or not valid."""
     try:
         data = load_json(path)
         validate(data, schema, str(path))
         return data
     except IsobenchError as exc:
         out.append(Finding("schema", str(path), str(exc)))
-        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        out.append(Finding("schema", str(path), f"unreadable: {exc}"))
+    return None
 
 
 def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
@@ -97,7 +115,7 @@ def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
         if timing is None:
             continue
         rev = record["revisions"][name]
-        if samples.get(name) != timing["samples_ms"] or (rev["status"], rev["category"]) != (
+        if samples.get(name) != recorded_samples(timing) or (rev["status"], rev["category"]) != (
                 timing["status"], timing["category"]):
             out.append(Finding("integrity", str(folder / "record.json"),
                                f"{name}: samples or status differ from {path.name}"))
@@ -114,6 +132,9 @@ def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path,
         out.append(Finding("stale", path, f"{template} changed since the record was built"))
     now = measure_settings(config, source, schema)
     changed = sorted(k for k, v in (prov.get("measure_settings") or {}).items() if k in now and now[k] != v)
+    measured = prov.get("measurement") or {}
+    if "epoch" in measured and measured["epoch"] != now.get("epoch", 0):
+        changed.append("epoch")
     if changed:
         out.append(Finding("stale", path, f"measure settings changed: {', '.join(changed)}"))
     if prov.get("analysis") != analysis_settings(config, schema):
@@ -122,6 +143,12 @@ def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path,
     changed = [k for k in RECORDED_SOURCE_KEYS if record.get(k) != public[k]]
     if changed:
         out.append(Finding("stale", path, f"source config changed: {', '.join(changed)}"))
+    origin = prov.get("generator_origin") or ""
+    if origin.startswith(("llm:", "cache:")):
+        llm = llm_settings(config, source, schema)
+        if origin.split(":", 1)[1] != f"{llm['provider']}/{llm['model']}":
+            out.append(Finding("stale", path, f"generated by {origin.split(':', 1)[1]}, the config now names "
+                                              f"{llm['provider']}/{llm['model']}"))
     if prov.get("harness_version") != HARNESS_VERSION:
         out.append(Finding("stale", path, f"harness version {prov.get('harness_version')}, now {HARNESS_VERSION}"))
     if record.get("main_commit") != main_sha:
@@ -159,18 +186,35 @@ def _ours(results: Path):
             yield here / name
 
 
-def find_secrets(results: Path) -> list[Finding]:
+def key_variables(config: dict, schema: Path) -> list[str]:
+    """Environment variables that hold keys for this config: the LLM providers' (and any source's
+    api_key_env) and HF_TOKEN."""
+    from .llm import KEY_ENVS, LLMSettings
+
+    names = set(KEY_ENVS) | {"HF_TOKEN"}
+    for source in config.get("sources", {}):
+        names.add(LLMSettings.from_config(llm_settings(config, source, schema)).key_env)
+    return sorted(names)
+
+
+def find_secrets(results: Path, variables: list[str] = ()) -> list[Finding]:
     found = []
-    known = [v.encode() for v in secrets() if len(v) >= 8]
+    known = {name: os.environ[name].encode() for name in variables if len(os.environ.get(name, "")) >= 8}
     for path in _ours(results):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        hits = sorted({list(SECRET_PATTERNS)[int(m.lastgroup[1:])] for m in _SECRETS.finditer(data)})
-        hits += ["a key set in this environment"] * any(v in data for v in known)
+        hits: dict[str, int] = {}  # what it looks like -> first byte offset (no part of the value is shown)
+        for text in (data, _ESCAPE.sub(b"  ", data)):  # two bytes for two: offsets stay those of the file
+            for m in _SECRETS.finditer(text):
+                hits.setdefault(list(SECRET_PATTERNS)[int(m.lastgroup[1:])], m.start())
+        for name, value in known.items():
+            if value in data:
+                hits.setdefault(f"the value of {name} (set in this environment)", data.index(value))
         if hits:
-            found.append(Finding("secret", str(path), f"looks like: {', '.join(hits)}"))
+            where = ", ".join(f"{kind} at byte {at}" for kind, at in sorted(hits.items()))
+            found.append(Finding("secret", str(path), f"looks like: {where}"))
     return found
 
 
@@ -222,7 +266,7 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
     for key in sorted(k for k in lines.keys() - seen if k[1] not in planned):  # a planned one is missing above
         findings.append(Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config"))
     if results.is_dir():
-        findings += find_secrets(results)
+        findings += find_secrets(results, key_variables(config, schema))
     kinds = Counter(f.kind for f in findings)
     return {"ok": not any(kinds[k] for k in INTEGRITY), "records": records, "dataset_lines": len(rows),
             "counts": {k: kinds[k] for k in (*INTEGRITY, "stale", "missing")}, "failures": failures(rows),

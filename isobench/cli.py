@@ -33,7 +33,7 @@ def _demo_repo(args) -> None:
 def _config(args) -> dict:
     from .workflow import load_config
 
-    return load_config(args.configfile[0], Path(args.schema), args.configfile[1:])
+    return load_config("config/config.yaml", Path(args.schema), args.configfile)
 
 
 def _audit(args) -> int:
@@ -45,12 +45,12 @@ def _audit(args) -> int:
 
 
 def _rows(args) -> list[dict]:
-    from .dataset import read_dataset
+    from .dataset import read_records
 
     path = Path(args.dataset or _config(args)["dataset"])
     if not path.is_file():
         raise IsobenchError(f"{path}: no dataset (run the workflow first)")
-    return read_dataset(path)
+    return read_records(path)
 
 
 def _summary(args) -> None:
@@ -67,17 +67,16 @@ def _export(args) -> None:
 
 
 def _push(args) -> None:
-    from .export import view
     from .hub import format_push, push_to_hub
 
-    summary = push_to_hub(view(_rows(args), args.view), args.repo_id, split=args.split, dry_run=args.dry_run)
+    summary = push_to_hub(_rows(args), args.repo_id, split=args.split, dry_run=args.dry_run)
     print(format_push(summary))
 
 
 def _workflow_options(p) -> None:
     p.add_argument("--directory", "-d", default=".", help="the workflow's folder (default: here)")
-    p.add_argument("--configfile", nargs="+", default=["config/config.yaml"],
-                   help="config file(s), later ones merged over earlier ones (default config/config.yaml)")
+    p.add_argument("--configfile", nargs="+", default=[],
+                   help="config file(s) merged over config/config.yaml, as snakemake --configfile does")
     p.add_argument("--schema", default="config/schema.yaml", help=argparse.SUPPRESS)
 
 
@@ -119,7 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("repo_id", help="namespace/name of the dataset repository")
     p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
     p.add_argument("--split", default="test", help="split to merge into (default test)")
-    p.add_argument("--view", default="isobench", choices=["isobench", "swe-perf", "gso"])
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.set_defaults(func=_push)
     args = parser.parse_args(argv)

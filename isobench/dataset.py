@@ -35,11 +35,24 @@ def read_dataset(path: str | Path) -> list[dict]:
     import json
 
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise IsobenchError(f"{path}: line {lineno}: invalid JSON: {exc.msg}") from None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise IsobenchError(f"{path}: line {lineno}: invalid JSON: {exc.msg}") from None
+                    if not isinstance(rows[-1], dict):
+                        raise IsobenchError(f"{path}: line {lineno}: not a JSON object")
+    except UnicodeDecodeError as exc:
+        raise IsobenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return rows
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The dataset's lines, each validated as a record (a one-line error names the line and field)."""
+    rows = read_dataset(path)
+    for lineno, row in enumerate(rows, 1):
+        validate(row, "record", f"{path}: line {lineno}")
     return rows

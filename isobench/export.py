@@ -48,16 +48,26 @@ def gso_view(r: dict) -> dict:
 
 
 def view(rows: list[dict], name: str) -> list[dict]:
+    """The rows in view ``name``. SWE-Perf and GSO hold benchmark instances only: records whose base and head
+    were both measured (status ok); the isobench view keeps every record, failures included."""
     if name not in VIEWS:
         raise ValueError(f"unknown view {name!r} (one of {', '.join(VIEWS)})")
-    convert = {"isobench": dict, "swe-perf": swe_perf_view, "gso": gso_view}[name]
-    return [convert(r) for r in rows]
+    if name == "isobench":
+        return [dict(r) for r in rows]
+    convert = swe_perf_view if name == "swe-perf" else gso_view
+    return [convert(r) for r in rows if r["status"] == "ok"]
+
+
+def uniform(rows: list[dict]) -> list[dict]:
+    """Every row with every column (``Dataset.from_list`` takes the columns from the first row only)."""
+    columns = dict.fromkeys(key for row in rows for key in row)
+    return [{key: row.get(key) for key in columns} for row in rows]
 
 
 def to_dataset(rows: list[dict], name: str = "isobench"):
     from datasets import Dataset
 
-    return Dataset.from_list(view(rows, name))
+    return Dataset.from_list(uniform(view(rows, name)))
 
 
 def export(rows: list[dict], out: str | Path, views=VIEWS, split: str = "test") -> dict[str, dict[str, str]]:

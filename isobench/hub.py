@@ -35,7 +35,7 @@ def push_to_hub(rows: list[dict], repo_id: str, split: str = "test", dry_run: bo
     "kept", "pushed", "commit"}, the lists holding instance ids ("kept": rows only on the Hub).
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
     if not re.fullmatch(r"\w+", split):
         raise IsobenchError(f"push: split {split!r} must be letters, digits and underscores")
@@ -46,9 +46,11 @@ def push_to_hub(rows: list[dict], repo_id: str, split: str = "test", dry_run: bo
     api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token or False)
     try:
         with tempfile.TemporaryDirectory(prefix="isobench-hub-") as tmp, _quiet():
-            head, shards = _hub_shards(api, repo_id, split)
+            head, files = _hub_files(api, repo_id)
+            shards = sorted(f for f in files if f.startswith(f"data/{split}-") and f.endswith(".parquet"))
             hub_rows = [row for name in shards for row in _read_parquet(
                 api.hf_hub_download(repo_id, name, repo_type="dataset", revision=head, cache_dir=tmp))]
+            _check_records(hub_rows, repo_id, split)
             local = merge(rows)
             merged = merge(hub_rows + local)
             summary = {"repo_id": repo_id, "split": split, "hub_rows": len(hub_rows), "local_rows": len(local),
@@ -62,11 +64,18 @@ def push_to_hub(rows: list[dict], repo_id: str, split: str = "test", dry_run: bo
             target = shard_path(split)
             operations = [CommitOperationAdd(path_in_repo=target, path_or_fileobj=str(parquet))]
             operations += [CommitOperationDelete(path_in_repo=name) for name in shards if name != target]
+            if "README.md" in files:  # sizes recorded there would no longer match: `load_dataset` would refuse
+                card = _card_without_sizes(api.hf_hub_download(repo_id, "README.md", repo_type="dataset",
+                                                               revision=head, cache_dir=tmp))
+                if card is not None:
+                    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
             info = api.create_commit(
                 repo_id, operations, repo_type="dataset", parent_commit=head,
                 commit_message=f"isobench: {split} split, {len(merged)} rows",
                 commit_description=", ".join(f"{k} {len(summary[k])}" for k in ("added", "replaced", "kept")))
             return {**summary, "pushed": True, "commit": info.oid}
+    except HFValidationError as exc:
+        raise IsobenchError(f"push: {repo_id!r} is not a Hub repository id: {exc}") from None
     except HfHubHTTPError as exc:
         raise IsobenchError(_hub_error(exc, repo_id)) from None
     except _transport_errors() as exc:
@@ -95,16 +104,37 @@ def format_push(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _hub_shards(api, repo_id: str, split: str) -> tuple[str | None, list[str]]:
-    """(head commit, the split's parquet shards) on the Hub; (None, []) for a repo that does not exist."""
+def _hub_files(api, repo_id: str) -> tuple[str | None, list[str]]:
+    """(head commit, every file) of the Hub repository; (None, []) for a repo that does not exist."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
         head = api.dataset_info(repo_id).sha
     except RepositoryNotFoundError:
         return None, []
-    files = api.list_repo_files(repo_id, repo_type="dataset", revision=head)
-    return head, sorted(f for f in files if f.startswith(f"data/{split}-") and f.endswith(".parquet"))
+    return head, api.list_repo_files(repo_id, repo_type="dataset", revision=head)
+
+
+def _check_records(rows: list[dict], repo_id: str, split: str) -> None:
+    for row in rows:
+        missing = [k for k in ("repo", "head_commit", "created_at", "instance_id") if row.get(k) is None]
+        if missing:
+            raise IsobenchError(f"push: {repo_id}: the {split} split holds rows that are not isobench records "
+                                f"(no {', '.join(missing)}); push to another split or repository")
+
+
+def _card_without_sizes(readme: str) -> bytes | None:
+    """The dataset card without its ``dataset_info`` (split sizes and features written by
+    ``datasets.push_to_hub``), or None when it has none."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    card = DatasetCard(Path(readme).read_text(encoding="utf-8"))
+    data = card.data.to_dict()
+    if "dataset_info" not in data:
+        return None
+    data.pop("dataset_info")
+    card.data = DatasetCardData(**data)
+    return str(card).encode()
 
 
 def _read_parquet(path: str) -> list[dict]:
@@ -114,13 +144,14 @@ def _read_parquet(path: str) -> list[dict]:
 
 
 def _write_parquet(rows: list[dict], path: Path, repo_id: str) -> None:
-    """One parquet file of ``rows``; every row gets every column (``Dataset.from_list`` only looks at the first)."""
+    """One parquet file of ``rows``, every row with every column."""
     import pyarrow as pa
     from datasets import Dataset
 
-    columns = dict.fromkeys(key for row in rows for key in row)
+    from .export import uniform
+
     try:
-        Dataset.from_list([{key: row.get(key) for key in columns} for row in rows]).to_parquet(str(path))
+        Dataset.from_list(uniform(rows)).to_parquet(str(path))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise IsobenchError(f"push: {repo_id}: the merged rows do not fit one table: {exc}") from None
 

@@ -46,6 +46,17 @@ def environment(timings: dict) -> dict:
     return {}
 
 
+def efficiency_test(generator_text: str, generated: bool) -> list[str]:
+    """The record's copy of the test: none when no test was generated (generator.py then holds a marker)."""
+    return [generator_text] if generated else []
+
+
+def recorded_samples(timing: dict) -> list[float]:
+    """A revision's samples in the record: all of them when it succeeded, none when it failed (its timing file
+    keeps what it measured before failing)."""
+    return timing["samples_ms"] if timing["status"] == "ok" else []
+
+
 def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, timings: dict, main_sha: str,
                  hashes: dict, generator_meta: dict, template: str, analysis: dict) -> dict:
     """The record of one commit; ``hashes`` holds the sha256 of each input artifact."""
@@ -75,8 +86,8 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         "main_commit": main_sha,
         "patch": extraction["patch"],
         "test_patch": extraction["test_patch"],
-        "efficiency_test": [generator_text] if generated else [],
-        "duration_changes": [{name: (timings[name]["samples_ms"] if ok[name] else []) for name in REVISIONS}],
+        "efficiency_test": efficiency_test(generator_text, generated),
+        "duration_changes": [{name: recorded_samples(timings[name]) for name in REVISIONS}],
         "human_performance": human_performance(timings),
         "version": source_cfg.get("version"),
         "setup_commands": list(source_cfg.get("setup_commands") or []),

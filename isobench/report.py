@@ -105,6 +105,8 @@ def plot_samples(rows: list[dict], path: str | Path) -> None:
     for i, r in enumerate(data):
         samples = r["duration_changes"][0]
         ref = sorted(samples["base"])[len(samples["base"]) // 2]
+        if not ref > 0:  # a zero median (a timer's resolution) gives no scale to plot against
+            continue
         for name in REVISIONS:
             values = [v / ref for v in samples.get(name) or [] if v > 0 and math.isfinite(v)]
             xs = [i + offsets[name] + 0.08 * ((k % 5) - 2) / 2 for k in range(len(values))]

@@ -277,9 +277,9 @@ def audit_step(smk) -> None:
 
     report = audit(smk.params.config, Path(smk.params.schema))
     log.info("%s", format_audit(report))
+    write_json(smk.params.report, report)
     if not report["ok"]:
-        raise IsobenchError("audit failed: integrity problems (listed above and in the log)")
-    write_json(smk.output.report, report)
+        raise IsobenchError(f"audit failed: integrity problems (listed above, in {smk.log[0]} and {smk.params.report})")
 
 
 def export_step(smk) -> None:

@@ -30,20 +30,16 @@ rule report_figures:
         "../scripts/report_figures.py"
 
 
-# `snakemake audit`: every artifact chain re-hashed (isobench/audit.py); fails on integrity problems.
+# `snakemake audit`: every artifact chain re-hashed as it is now (isobench/audit.py); writes results/audit.json
+# and fails on integrity problems. No inputs: asking for the audit never rebuilds what it is to inspect.
 rule audit:
-    input:
-        dataset=config["dataset"],
-        records=all_records(),
-        timings=per_commit("timing_base.json"),
-    output:
-        report="results/audit.json",
     log:
         "results/audit.log",
     localrule: True
     conda:
         "../envs/isobench.yaml"
     params:
+        report="results/audit.json",
         config=lambda wc: config,
         schema=str(SCHEMA),
     script:

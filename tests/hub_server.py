@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import yaml
+
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
 ROUTES = [  # (method, pattern, handler name); patterns match the unquoted path
     ("POST", r"/api/repos/create", "create_repo"),
+    ("POST", r"/api/validate-yaml", "validate_yaml"),
     ("GET", rf"/api/datasets/{REPO}(?:/revision/(?P<rev>[^/]+))?", "repo_info"),
     ("GET", rf"/api/datasets/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", "tree"),
     ("POST", rf"/api/datasets/{REPO}/preupload/(?P<rev>[^/]+)", "preupload"),
@@ -186,6 +189,13 @@ class FakeHub:
             return json_reply({"error": "You already created this dataset repo", "url": url}, 409)
         self._create(repo_id)
         return json_reply({"url": url, "name": repo_id, "id": repo_id})
+
+    def _on_validate_yaml(self, query, body) -> Reply:
+        """The Hub checks a README's metadata before a commit that adds one: the stand-in only needs YAML."""
+        content = json.loads(body)["content"]
+        if content.startswith("---\n"):
+            yaml.safe_load(content.split("---\n")[1])
+        return json_reply({"errors": [], "warnings": []})
 
     def _on_repo_info(self, query, body, repo, rev=None) -> Reply:
         commit = self._snapshot(repo, rev or "main")

@@ -85,8 +85,18 @@ def _plant_key(work):
     return path
 
 
+def _plant_escaped_key(work):
+    """A key starting a line inside a JSON string: after the escape `\\n`, not after a separator."""
+    path = a_commit(work) / "prompt.json"
+    meta = json.loads(path.read_text())
+    meta["note"] = "first line\nhf_" + "Ab3" * 12
+    path.write_text(json.dumps(meta))
+    return path
+
+
 @pytest.mark.parametrize("tamper,kind", [(_tamper_generator, "integrity"), (_tamper_timing, "integrity"),
-                                         (_tamper_dataset_line, "integrity"), (_plant_key, "secret")])
+                                         (_tamper_dataset_line, "integrity"), (_plant_key, "secret"),
+                                         (_plant_escaped_key, "secret")])
 def test_audit_fails_naming_the_tampered_artifact(work, tamper, kind):
     path = tamper(work)
     proc = isobench(work, "audit")
@@ -103,7 +113,7 @@ def test_a_key_of_this_environment_is_found_anywhere_we_wrote(work):
     env = {**__import__("os").environ, "OPENAI_API_KEY": key}
     code, report = audit_json(work, env=env)
     assert code == 1 and report["counts"]["secret"] == 1
-    assert "a key set in this environment" in report["findings"][0]["detail"]
+    assert "the value of OPENAI_API_KEY (set in this environment) at byte" in report["findings"][0]["detail"]
     assert key not in json.dumps(report)
 
 
@@ -159,13 +169,15 @@ def test_export_round_trips_through_datasets(work, tmp_path):
     assert load_from_disk(str(tmp_path / "out" / "isobench" / "hf")).to_list() == rows
     assert Dataset.from_parquet(str(tmp_path / "out" / "isobench" / "test.parquet")).to_list() == rows
     gso = load_from_disk(str(tmp_path / "out" / "gso" / "hf"))
-    assert set(gso.column_names) == GSO_FIELDS and len(gso) == 7
+    ok = [r for r in rows if r["status"] == "ok"]  # benchmark instances only: base and head measured
+    assert set(gso.column_names) == GSO_FIELDS and len(gso) == len(ok) == 6
     by_id = {r["instance_id"]: r for r in rows}
     for g in gso.to_list():
         r = by_id[g["instance_id"]]
         assert (g["opt_commit"], g["gt_diff"], g["prob_script"]) == (r["head_commit"], r["patch"],
                                                                       r["efficiency_test"][0])
     perf = Dataset.from_parquet(str(tmp_path / "out" / "swe-perf" / "test.parquet")).to_list()
+    assert len(perf) == len(ok)
     for p in perf:
         r = by_id[p["instance_id"]]
         assert p["human_performance"] == r["human_performance"] and p["efficiency_test"] == r["efficiency_test"]

@@ -197,3 +197,23 @@ def test_the_isobench_push_command_on_the_demo_dataset(hub, tmp_path):
     assert sorted(r["instance_id"] for r in rows_at(hub, SHARD)) == sorted(r["instance_id"] for r in rows)
     assert rows_at(hub, SHARD) == sorted(rows, key=lambda r: (r["repo"], r["created_at"], r["head_commit"]))
     assert hub.token not in done.stdout + done.stderr
+
+
+def test_split_sizes_in_the_dataset_card_are_dropped_with_the_push(hub):
+    """A card written by `datasets.push_to_hub` records each split's size; after our push it would be wrong
+    (and `load_dataset` would refuse the split), so the same commit removes `dataset_info`."""
+    card = (b"---\nlicense: mit\ndataset_info:\n  splits:\n  - name: test\n    num_examples: 1\n---\n"
+            b"# bench\nSome words.\n")
+    hub.add_commit(REPO_ID, {"data/test-00000-of-00001.parquet": parquet_bytes([row(1)]), "README.md": card})
+    summary = push_to_hub([row(1), row(2)], REPO_ID)
+    assert summary["pushed"] and len(hub.commits(REPO_ID)) == 2 + 1
+    readme = hub.files(REPO_ID)["README.md"].decode()
+    assert "dataset_info" not in readme and "license: mit" in readme and "Some words." in readme
+
+
+def test_rows_that_are_not_records_and_bad_repo_ids_are_one_line_errors(hub):
+    hub.add_commit(REPO_ID, {SHARD: parquet_bytes([{"question": "q", "answer": "a"}])})
+    with pytest.raises(IsobenchError, match="not isobench records .no repo, head_commit"):
+        push_to_hub([row(1)], REPO_ID)
+    with pytest.raises(IsobenchError, match="not a Hub repository id"):
+        push_to_hub([row(1)], "not a repo id!")

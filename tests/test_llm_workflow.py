@@ -2,6 +2,8 @@
 OpenAI-compatible server answers for them (one well, one never usefully), through the real SDK."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -79,6 +81,12 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         assert summary["pregenerated"] == 5
         no_secret_under(work / "results")
         no_secret_under(work / "cache")
+        # the audit agrees: every chain intact (a generation_failed record included), and no key anywhere
+        audit = subprocess.run([sys.executable, "-m", "isobench.cli", "audit", "--json"], cwd=work,
+                               capture_output=True, text=True, timeout=300)
+        report = json.loads(audit.stdout)
+        assert audit.returncode == 0 and report["ok"], report["findings"]
+        assert report["counts"]["secret"] == 0 and report["failures"]["generation_failed"] == {"commit": 1}
 
         # An edited step script, a deleted output and a forced rerun: the scripts come back from the
         # cache, no request is made.
