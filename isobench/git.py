@@ -188,9 +188,12 @@ def _store_blobs(mirror: Path, store: Path, blobs: set[tuple[str, str]]) -> None
         target = _stored(store, obj, mode)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         tmp = f"{target}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _LINKED_MODES[mode])
+        if os.path.lexists(tmp):  # left by a killed run of this pid number: read-only, so replace it
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _LINKED_MODES[mode])
         with open(fd, "wb") as handle:
             handle.write(content)
+            os.fchmod(fd, _LINKED_MODES[mode])  # exactly this mode, whatever the umask
         os.replace(tmp, target)
 
 
