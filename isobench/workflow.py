@@ -222,7 +222,7 @@ def public_source_config(config: dict, source: str) -> dict:
 def load_config(path: str | Path, schema_path: str | Path, overrides: list[str | Path] = ()) -> dict:
     """A config file (and later ones merged over it, as Snakemake's --configfile does), checked against the
     schema with its defaults applied: what a run of the workflow in this folder sees."""
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config
 
     config: dict = {}
     for name in (path, *overrides):
@@ -233,6 +233,15 @@ def load_config(path: str | Path, schema_path: str | Path, overrides: list[str |
             raise IsobenchError(f"{name}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
             raise IsobenchError(f"{name}: not YAML: {str(exc).splitlines()[0]}") from None
-    check_config(config, schema_path, str(path))
-    validate(config, str(schema_path))
+    prepare_config(config, schema_path, str(path))
     return config
+
+
+def prepare_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
+    """Check ``config`` (one-line errors), fill in the schema's defaults, check the runners: what the
+    workflow does with its config before planning, and what `isobench audit` does with the same files."""
+    from snakemake.utils import validate
+
+    check_config(config, schema_path, config_name)
+    validate(config, str(schema_path))
+    check_runners(config, schema_path)

@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)
 
@@ -15,12 +14,7 @@ from isobench.generators import find_pregenerated
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
 
 try:
-    iw.check_config(config, SCHEMA)
-except IsobenchError as exc:
-    iw.fail(str(exc))
-validate(config, "../config/schema.yaml")
-try:
-    iw.check_runners(config, SCHEMA)
+    iw.prepare_config(config, SCHEMA)
 except IsobenchError as exc:
     iw.fail(str(exc))
 

@@ -19,10 +19,12 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+
+from local_server import LocalServer
 
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
@@ -67,7 +69,7 @@ def json_reply(payload, status: int = 200) -> Reply:
     return Reply(status, json.dumps(payload).encode(), {"Content-Type": "application/json"})
 
 
-class FakeHub:
+class FakeHub(LocalServer):
     """The stand-in: `start()` it, point HF_ENDPOINT at `url`, give the SDK `token`; `stop()` it after."""
 
     def __init__(self, token: str = "hf_stand_in_token"):
@@ -86,24 +88,9 @@ class FakeHub:
 
             do_HEAD = do_POST = do_GET
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self._listen(Handler)
 
     # --- test helpers -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "FakeHub":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
     def files(self, repo_id: str) -> dict[str, bytes]:
         """The files at the head of ``repo_id``."""

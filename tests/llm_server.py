@@ -11,8 +11,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
+
+from local_server import LocalServer
 
 
 @dataclass
@@ -37,7 +39,7 @@ def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-class FakeLLM:
+class FakeLLM(LocalServer):
     def __init__(self):
         self.answers: list[Answer | Callable[[dict], Answer]] = []
         self.requests: list[dict] = []
@@ -79,9 +81,7 @@ class FakeLLM:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._listen(Handler)
 
     @staticmethod
     def _body(anthropic: bool, body: dict, answer: Answer) -> dict:
@@ -97,11 +97,6 @@ class FakeLLM:
                 "usage": {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(answer.text),
                           "total_tokens": _tokens(prompt) + _tokens(answer.text)}}
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
     def base_url(self, provider: str) -> str:
         """What to give the SDK: OpenAI clients want the /v1 prefix, Anthropic's adds it itself."""
         return self.url + "/v1" if provider == "openai" else self.url
@@ -110,10 +105,3 @@ class FakeLLM:
         self.answers.extend(answers)
         return self
 
-    def start(self) -> "FakeLLM":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
