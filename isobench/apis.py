@@ -1,4 +1,4 @@
-"""Affected APIs of a commit, and the writer of ISO-Bench extraction files.
+"""Affected APIs of a commit, test-file detection, and the writer of ISO-Bench extraction files.
 
 The affected APIs are the Python functions and methods (``Class.method``) whose
 lines a commit touches, found by mapping diff hunks onto the ``ast`` of the old
@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from . import git
 from .errors import IsobenchError
-from .extraction import is_test_file
 from .jsonio import write_json
 
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_TEST_DIRS = {"test", "tests", "testing", "e2e", "unittests"}
+_TEST_NAME = re.compile(r"^(test_.*|.*_tests?|conftest)\.py$")
+
+
+def is_test_file(path: str) -> bool:
+    """True for files that belong in ``test_patch`` rather than ``patch``."""
+    p = PurePosixPath(path)
+    return bool(_TEST_DIRS & {part.lower() for part in p.parts[:-1]}) or bool(_TEST_NAME.match(p.name))
 
 
 def _def_ranges(source: str | None) -> list[tuple[int, int, str]]:
@@ -77,15 +84,24 @@ def _innermost(ranges, lines: set[int]) -> set[str]:
     return names
 
 
+def _touched(mirror: Path, base: str, head: str, path: str) -> set[str]:
+    """Functions of one Python file whose lines the commit removes (in base) or adds (in head)."""
+    if not path.endswith(".py"):
+        return set()
+    old_lines, new_lines = changed_lines(git.diff(mirror, base, head, [path]))
+    return (_innermost(_def_ranges(git.show_file(mirror, head, path)), new_lines)
+            | _innermost(_def_ranges(git.show_file(mirror, base, path)), old_lines))
+
+
 def affected_apis(mirror: Path, base: str, head: str, paths: list[str]) -> list[str]:
-    names: set[str] = set()
-    for path in paths:
-        if not path.endswith(".py"):
-            continue
-        old_lines, new_lines = changed_lines(git.diff(mirror, base, head, [path]))
-        names |= _innermost(_def_ranges(git.show_file(mirror, head, path)), new_lines)
-        names |= _innermost(_def_ranges(git.show_file(mirror, base, path)), old_lines)
-    return sorted(names)
+    """The touched functions and methods of ``paths`` by name (``Class.method``), as ISO-Bench lists APIs."""
+    return sorted({name for path in paths for name in _touched(mirror, base, head, path)})
+
+
+def touched_functions(mirror: Path, base: str, head: str, paths: list[str]) -> list[str]:
+    """The touched functions of ``paths`` named with their file (``path::Class.method``): a record's
+    ``patch_functions`` (code files) and ``test_functions`` (test files)."""
+    return sorted(f"{path}::{name}" for path in paths for name in _touched(mirror, base, head, path))
 
 
 def extraction_for(repo: Path, commit: str, with_old_content: bool = False) -> dict:

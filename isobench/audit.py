@@ -140,7 +140,8 @@ def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path,
     if prov.get("analysis") != analysis_settings(config, schema):
         out.append(Finding("stale", path, "analysis settings changed"))
     public = public_source_config(config, source)
-    changed = [k for k in RECORDED_SOURCE_KEYS if record.get(k) != public[k]]
+    recorded = {**record, "version": prov.get("configured_version", record.get("version"))}
+    changed = [k for k in RECORDED_SOURCE_KEYS if recorded.get(k) != public[k]]
     if changed:
         out.append(Finding("stale", path, f"source config changed: {', '.join(changed)}"))
     origin = prov.get("generator_origin") or ""

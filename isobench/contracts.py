@@ -84,24 +84,74 @@ def _finite_ms(value, scale: float) -> float | None:
     return ms if math.isfinite(ms) and ms >= 0 else None
 
 
-def parse_isobench(stdout: str, revision: str) -> tuple[float | None, str | None, str | None, list[str]]:
-    """(sample ms, failure category, error, warnings) from an ISO-Bench script's stdout."""
-    report = None
+# What an ISO-Bench script's error_name (or, without a name, its error_code) says went wrong.
+ERROR_NAMES = {"CAPABILITY_UNSUPPORTED": "capability_unsupported", "OPT_PATH_NOT_TRIGGERED": "opt_path_missed"}
+ERROR_CODES = {2: "capability_unsupported", 3: "opt_path_missed"}
+_REPORT_KEEP = 500  # characters of each string value kept from a script's report
+
+
+def last_json(stdout: str) -> dict | None:
+    """The last line of ``stdout`` that is a JSON object (ISO-Bench's report line), or None."""
     for line in reversed(stdout.strip().splitlines()):
         line = line.strip()
         if line.startswith("{"):
             try:
                 report = json.loads(line)  # json accepts Infinity and NaN: _finite_ms refuses them
-                break
             except json.JSONDecodeError:
                 continue
+            return report if isinstance(report, dict) else None
+    return None
+
+
+def kept_report(report: dict | None) -> dict | None:
+    """A script's report as the timing file keeps it: scalar values, long strings cut."""
     if not isinstance(report, dict):
+        return None
+    out = {}
+    for key, value in list(report.items())[:50]:
+        if isinstance(value, str):
+            out[str(key)] = value[:_REPORT_KEEP]
+        elif value is None or isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+            out[str(key)] = value
+        else:
+            out[str(key)] = str(value)[:_REPORT_KEEP]
+    return out
+
+
+def stated_failure(report: dict) -> tuple[str, str] | None:
+    """(category, error) that an ISO-Bench script's report states, or None when it states no failure.
+
+    ``target_resolved: false`` comes first; then ``error_name``/``error_code`` choose the category
+    (CAPABILITY_UNSUPPORTED: this machine lacks what the test needs, e.g. CUDA); the script's own
+    message (``error_message`` or ``error``) is the error."""
+    message = report.get("error_message") or report.get("error")
+    message = str(message)[:1000] if message else None
+    if report.get("target_resolved") is False:
+        return "target_not_resolved", message or "the script could not resolve the API under test"
+    name, code = report.get("error_name"), report.get("error_code")
+    if not (message or name or code):
+        return None
+    category = ERROR_NAMES.get(str(name).upper()) if name else ERROR_CODES.get(code)
+    detail = f"{name}" if name else f"error_code {code}"
+    return category or "experiment_error", message or f"the script reported {detail}"
+
+
+def parse_isobench(stdout: str, revision: str, returncode: int = 0, stderr: str = "",
+                   mode: str = "time") -> tuple[float | None, str | None, str | None, list[str]]:
+    """(sample ms, failure category, error, warnings) from an ISO-Bench script's run.
+
+    Its last JSON line is read whatever the exit code: a script that cannot run prints why there and
+    exits non-zero. Without such a statement a non-zero exit is judged from stderr (``classify_exit``)."""
+    report = last_json(stdout)
+    stated = stated_failure(report) if report is not None else None
+    if stated:
+        return None, stated[0], stated[1], []
+    if returncode != 0:
+        category, error = classify_exit(returncode, mode, stderr)
+        return None, category, error, []
+    if report is None:
         return None, "bad_output", "no JSON line with avg_ms on stdout", []
     warnings = []
-    if report.get("error"):
-        return None, "experiment_error", f"the script reported: {str(report['error'])[:500]}", []
-    if report.get("target_resolved") is False:
-        return None, "target_not_resolved", "the script could not resolve the API under test", []
     if report.get("opt_path_hit") is False:
         if revision == "base":
             warnings.append("opt_path_hit is false at base (expected before the optimization)")

@@ -1,10 +1,14 @@
-"""Read ISO-Bench extraction files (two formats) and normalize them with git facts.
+"""Read ISO-Bench extraction files (three formats, one file each or a JSON Lines bundle) and normalize them
+with git facts.
 
 Formats:
 - ``commit_extractions_with_apis``: ``commit_hash``, ``parent_hash``, ``message``,
   ``files_changed`` as objects with ``file_path``/``diff``/... and ``affected_apis``.
 - ``pr_analysis``: no ``parent_hash`` (resolved from git), ``commit_subject``,
-  ``commit_message``, ``diff_text``, ``files_changed`` as paths and ``apis``.
+  ``commit_message``, ``diff_text``, ``files_changed`` as paths, ``apis``, ``pr_url``, ``models``.
+  ISO-Bench also ships these as one JSON Lines file (one record a line).
+- ``commit_collection``: the output of ISO-Bench's commit-collection step: ``commit_hash``,
+  ``subject``, ``message``, ``date``, ``files_changed`` as paths, ``apis``, ``diff_text``.
 
 git is the authority for the diff, the message and the dates; the extraction
 file contributes the commit identity, the parent (first format), the affected
@@ -13,24 +17,26 @@ APIs and extra context (perf command, models, PR URL).
 
 from __future__ import annotations
 
+import json
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from . import git
+from .apis import affected_apis, is_test_file, touched_functions
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_file, validate
 
-FORMATS = ("commit_extractions_with_apis", "pr_analysis")
-_TEST_DIRS = {"test", "tests", "testing", "e2e", "unittests"}
-_TEST_NAME = re.compile(r"^(test_.*|.*_tests?|conftest)\.py$")
+__all__ = ["FORMATS", "is_test_file", "detect_format", "is_extraction", "read_extraction", "bundle_lines",
+           "commit_id_of_file", "normalize"]
+
+FORMATS = ("commit_extractions_with_apis", "pr_analysis", "commit_collection")
+_SCHEMAS = {"commit_extractions_with_apis": "extraction_commit", "pr_analysis": "extraction_pr",
+            "commit_collection": "extraction_collection"}
 # Keys of the PR-analysis format kept as context for the prompt and the record.
 _PR_EXTRA = ("pr_url", "pr_date", "perf_command", "models", "lm_eval_commands", "test_details", "stats")
-
-
-def is_test_file(path: str) -> bool:
-    """True for files that belong in ``test_patch`` rather than ``patch``."""
-    p = PurePosixPath(path)
-    return bool(_TEST_DIRS & {part.lower() for part in p.parts[:-1]}) or bool(_TEST_NAME.match(p.name))
+_NOT_A_MODEL = {"n/a", "na", "none", "null", "-", ""}  # "not model-specific", never a model name
+_PR_URL = re.compile(r"/pull/(\d+)\b")
+_COMMIT_KEY = re.compile(r'"commit_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
 
 def detect_format(data) -> str:
@@ -39,31 +45,107 @@ def detect_format(data) -> str:
     files = data.get("files_changed")
     if "parent_hash" in data or (isinstance(files, list) and files and isinstance(files[0], dict)):
         return "commit_extractions_with_apis"
-    if any(k in data for k in ("commit_subject", "diff_text", "pr_url")):
+    if "commit_subject" in data or "pr_url" in data:
+        return "pr_analysis"
+    if "subject" in data and "commit_hash" in data:
+        return "commit_collection"
+    if "diff_text" in data:
         return "pr_analysis"
     if "commit_hash" in data and "message" in data:
         return "commit_extractions_with_apis"
     raise IsobenchError(
-        "unsupported extraction format (expected commit_extractions_with_apis keys such as parent_hash "
-        "or pr_analysis keys such as commit_subject)"
+        "unsupported extraction format (expected commit_extractions_with_apis keys such as parent_hash, "
+        "pr_analysis keys such as commit_subject, or commit-collection keys such as subject)"
     )
 
 
-def read_extraction(path: str | Path) -> tuple[str, dict]:
-    """Load, detect and validate one extraction file: (format, data)."""
-    data = load_json(path)
+def is_extraction(data) -> bool:
+    """An extraction of some format names its commit at the top level; a summary or an index does not."""
+    return isinstance(data, dict) and "commit_hash" in data
+
+
+def read_extraction(path: str | Path, origin: str | None = None) -> tuple[str, dict]:
+    """Load, detect and validate one extraction file: (format, data). ``origin`` names it in errors (a line of
+    a JSON Lines bundle: ``bundle.jsonl:7``)."""
+    where = origin or str(path)
+    try:
+        data = load_json(path)
+    except IsobenchError as exc:
+        raise IsobenchError(str(exc).replace(str(path), where, 1) if origin else str(exc)) from None
     try:
         fmt = detect_format(data)
     except IsobenchError as exc:
-        raise IsobenchError(f"{path}: {exc}") from None
-    validate(data, "extraction_commit" if fmt == FORMATS[0] else "extraction_pr", str(path))
+        raise IsobenchError(f"{where}: {exc}") from None
+    validate(data, _SCHEMAS[fmt], where)
     return fmt, data
+
+
+def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str]]:
+    """The extractions of a JSON Lines bundle: ([(line number, commit id, line text)], warnings).
+
+    A line that names no commit (not JSON, not an object, no ``commit_hash``) is left out with a
+    warning naming the file and line; a line that names its commit but is broken is kept, so that its
+    commit fails with an error naming the file and line."""
+    entries, warnings = [], []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IsobenchError(f"{path}: cannot read the JSON Lines file ({getattr(exc, 'strerror', None) or exc})") from None
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        commit = None
+        try:
+            data = json.loads(line)
+            if is_extraction(data) and isinstance(data["commit_hash"], str):
+                commit = data["commit_hash"].lower()
+        except json.JSONDecodeError:
+            m = _COMMIT_KEY.search(line)
+            commit = m.group(1).lower() if m else None
+        if commit is None:
+            warnings.append(f"{path}:{number}: not an extraction of any known format (no commit_hash); skipped")
+            continue
+        entries.append((number, commit, line))
+    return entries, warnings
 
 
 def commit_id_of_file(path: Path) -> str | None:
     """The commit named by an extraction file's name (its last run of 7-40 hex digits)."""
     found = re.findall(r"(?<![0-9a-f])[0-9a-f]{7,40}(?![0-9a-f])", path.stem.lower())
     return found[-1] if found else None
+
+
+def _models(values) -> list[str]:
+    return [m for m in values or [] if isinstance(m, str) and m.strip().lower() not in _NOT_A_MODEL]
+
+
+def _pr_from_data(data: dict) -> int | None:
+    for key in ("pr_number", "pr"):
+        if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+            return data[key]
+    m = _PR_URL.search(str(data.get("pr_url") or ""))
+    return int(m.group(1)) if m else None
+
+
+def _format_facts(fmt: str, data: dict, info: dict, warnings: list[str]) -> tuple[list[str], dict]:
+    """(affected APIs, extra context) contributed by the extraction file."""
+    if fmt == "commit_extractions_with_apis":
+        apis = list(data.get("affected_apis") or [])
+        extra = {k: data[k] for k in ("summary", "csv_metadata") if k in data}
+    elif fmt == "pr_analysis":
+        apis = list(data.get("apis") or [])
+        extra = {k: data[k] for k in _PR_EXTRA if data.get(k) not in (None, "", [])}
+        if "models" in extra:
+            extra["models"] = _models(extra["models"])
+            if not extra["models"]:
+                del extra["models"]
+    else:
+        apis = list(data.get("apis") or [])
+        extra = {k: data[k] for k in ("stats",) if data.get(k)}
+    message = data.get("message") if fmt != "pr_analysis" else None
+    if message and message.strip() != info["message"].strip():
+        warnings.append("the extraction's message differs from git's; git's is used")
+    return apis, extra
 
 
 def normalize(
@@ -73,19 +155,22 @@ def normalize(
     mirror: Path,
     commit: str,
     extraction_file: str | Path | None,
+    origin: str | None = None,
+    main: str | None = None,
 ) -> dict:
-    """Build the per-commit ``extraction.json`` for ``commit`` of one source."""
+    """Build the per-commit ``extraction.json`` for ``commit`` of one source (``main``: the SHA the run
+    measures as main, for the pull request that merged the commit)."""
     warnings: list[str] = []
-    fmt, data = ("git", {}) if extraction_file is None else read_extraction(extraction_file)
-    where = str(extraction_file) if extraction_file else f"source {source}"
+    fmt, data = ("git", {}) if extraction_file is None else read_extraction(extraction_file, origin)
+    where = (origin or str(extraction_file)) if extraction_file else f"source {source}"
     wanted = data.get("commit_hash", commit)
     if extraction_file is not None and not wanted.lower().startswith(commit.lower()) and not commit.lower().startswith(wanted.lower()):
         raise IsobenchError(f"{where}: field commit_hash: {wanted} does not match the commit {commit} named by the file")
     head = git.resolve(mirror, wanted)
     if head is None:
         field = "field commit_hash" if extraction_file else f"config: field sources.{source}.commits"
-        where = str(extraction_file) if extraction_file else ""
-        raise IsobenchError(f"{where + ': ' if where else ''}{field}: commit {wanted} not found in the repository of source {source}")
+        prefix = f"{where}: " if extraction_file else ""
+        raise IsobenchError(f"{prefix}{field}: commit {wanted} not found in the repository of source {source}")
     parent_from = "git"
     base = None
     if data.get("parent_hash"):
@@ -106,19 +191,13 @@ def normalize(
         f["is_test"] = is_test_file(f["file_path"])
     code_paths = [f["file_path"] for f in files if not f["is_test"]]
     test_paths = [f["file_path"] for f in files if f["is_test"]]
-    if fmt == "commit_extractions_with_apis":
-        apis = list(data.get("affected_apis") or [])
-        extra = {k: data[k] for k in ("summary", "csv_metadata") if k in data}
-        if data.get("message") and data["message"].strip() != info["message"].strip():
-            warnings.append("the extraction's message differs from git's; git's is used")
-    elif fmt == "pr_analysis":
-        apis = list(data.get("apis") or [])
-        extra = {k: data[k] for k in _PR_EXTRA if data.get(k) not in (None, "", [])}
+    if fmt == "git":
+        apis, extra = affected_apis(mirror, base, head, code_paths), {}
     else:
-        from .apis import affected_apis
-
-        apis = affected_apis(mirror, base, head, code_paths)
-        extra = {}
+        apis, extra = _format_facts(fmt, data, info, warnings)
+    pr, pr_from = _pr_from_data(data), "extraction"
+    if pr is None and main:
+        pr, pr_from = git.merged_pr(mirror, head, main), "merge_commit"
     return {
         "schema_version": 1,
         "source": source,
@@ -135,7 +214,11 @@ def normalize(
         "patch": git.diff(mirror, base, head, code_paths),
         "test_patch": git.diff(mirror, base, head, test_paths),
         "affected_apis": apis,
-        "extraction_file": str(extraction_file) if extraction_file else None,
+        "patch_functions": touched_functions(mirror, base, head, code_paths),
+        "test_functions": touched_functions(mirror, base, head, test_paths),
+        "pr_number": pr,
+        "pr_from": pr_from if pr is not None else None,
+        "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
         "extraction_sha256": sha256_file(extraction_file) if extraction_file else None,
         "warnings": warnings,
         "extra": extra,

@@ -119,6 +119,21 @@ def commit_info(mirror: Path, sha: str) -> dict:
     }
 
 
+_MERGE_PR = re.compile(r"^Merge pull request #(\d+)\b")
+
+
+def merged_pr(mirror: Path, head: str, main: str) -> int | None:
+    """The pull request that brought ``head`` into ``main``: the first "Merge pull request #n" merge commit
+    on the ancestry path from ``head`` to ``main`` (None when there is none, e.g. squash or rebase merges)."""
+    out = git("log", "--ancestry-path", "--merges", "--reverse", "--format=%s", f"{head}..{main}", cwd=mirror,
+              check=False)
+    for subject in out.splitlines():
+        m = _MERGE_PR.match(subject)
+        if m:
+            return int(m.group(1))
+    return None
+
+
 def changed_files(mirror: Path, base: str, head: str) -> list[dict]:
     """Files changed from ``base`` to ``head`` with change type and line counts."""
     status = git("diff", "--name-status", "--no-renames", base, head, cwd=mirror)

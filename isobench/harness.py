@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 
-HARNESS_VERSION = "3"
+HARNESS_VERSION = "4"  # 4: command-line scripts run under script_runner (reference reads checked)
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -66,6 +66,7 @@ def environment(torch_mod=None):
         "python": platform.python_version(),
         "python_executable": sys.executable,
         "platform": platform.platform(),
+        "machine": platform.machine(),
         "host": socket.gethostname(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),

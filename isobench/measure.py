@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contracts, harness
+from . import contracts, harness, script_runner
 from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
 from .sandbox import Runner, Sandbox, SandboxSettings
@@ -44,7 +44,11 @@ CATEGORIES = {
     "harness_error": "the harness itself failed",
     "bad_output": "a command-line script printed no usable time (missing, non-finite, negative or wrong units)",
     "target_not_resolved": "a command-line script reports target_resolved: false (the API under test is missing)",
-    "opt_path_missed": "a command-line script reports opt_path_hit: false at head or main",
+    "capability_unsupported": "a command-line script reports that this machine lacks what the test needs (error_name "
+                              "CAPABILITY_UNSUPPORTED or error_code 2, e.g. no CUDA device): not a bug in the code",
+    "opt_path_missed": "a command-line script reports opt_path_hit: false (or OPT_PATH_NOT_TRIGGERED) at head or main",
+    "eqcheck_skipped": "a command-line script's --eqcheck run ended without reading base's reference, so equivalence "
+                       "was never checked",
     "generation_failed": "no usable test could be generated for the commit, so nothing was run",
     "env_failed": "the revision's environment could not be built or verified (its log is kept), so nothing was run",
     "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, or output over the cap",
@@ -116,6 +120,9 @@ class Job:
         self.module = self.code / "perf_test.py"
         shutil.copyfile(generator, self.module)  # generator.py itself is never touched
         shutil.copyfile(harness.__file__, self.code / "harness.py")
+        shutil.copyfile(script_runner.__file__, self.code / "script_runner.py")
+        self.prefix = self.data / "reference"  # a command-line script's --prefix / --file_prefix
+        self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
         self.settings, self.extra_path = settings, extra_path
         self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data)
         self.reference = self.data / "reference.out"
@@ -147,6 +154,7 @@ class Job:
             else:
                 report.setdefault("warnings", []).append(seen["violation"])
         report["stderr_tail"] = _tail(workdir / "stderr.txt")
+        report["stdout_tail"] = _tail(workdir / "stdout.txt")
         return report
 
     def _exit_code(self, returncode: int, proc, workdir: Path) -> int:
@@ -176,29 +184,66 @@ class Job:
         report["wall_s"] = wall
         return self._finish(report, proc, workdir)
 
+    def _stored_references(self) -> list[Path]:
+        return sorted(p for p in self.data.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
+
+    def reference_problem(self) -> str | None:
+        """Why head or main cannot be checked against base: no reference stored in this job, or a file gone."""
+        if not self.references:
+            return "base stored no reference in this job, so there is nothing to check against"
+        gone = [p.name for p in self.references if not p.exists()]
+        return f"base's reference file {gone[0]} is gone" if gone else None
+
     def run_script_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
-        """One run of an ISO-Bench or GSO command-line script; its reported time is the round's sample."""
+        """One run of an ISO-Bench or GSO command-line script; its reported time is the round's sample.
+
+        The script runs under script_runner, which notes the reference files it reads. An ``--eqcheck``
+        run happens only when base's ``--reference`` run of this job stored files that are still there;
+        otherwise the revision runs without ``--eqcheck`` (its own failure, if any, is what it reports)
+        and fails ``no_reference``. An ``--eqcheck`` run that never read those files fails
+        ``eqcheck_skipped``: equivalent is true only when the check really ran against base's reference."""
+        problem = self.reference_problem() if mode == "eqcheck" else None
+        run_mode = "time" if problem else mode
         out_file = workdir / "timing_output.txt"
-        cmd = [rev.python, *contracts.command(self.contract, self.module, mode, self.data / "reference", out_file)]
+        reads = workdir / "reference_reads.txt"
+        reads.unlink(missing_ok=True)
+        cmd = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix), "--reads", str(reads),
+               "--", *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file)]
         proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
                                                   self.settings.timeout_s)
         stderr = _tail(workdir / "stderr.txt")
         base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
+        report_line = None
         if returncode is None:
-            report = {**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base}
-        elif returncode != 0:
-            category, error = contracts.classify_exit(self._exit_code(returncode, proc, workdir), mode, stderr)
-            report = {**failed(category, error), **base}
+            return self._finish({**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base},
+                                proc, workdir)
+        code = self._exit_code(returncode, proc, workdir) if returncode else 0
+        warnings: list[str] = []
+        if self.contract == "isobench_cli":
+            stdout = _tail(workdir / "stdout.txt", 65536)
+            report_line = contracts.kept_report(contracts.last_json(stdout))
+            ms, category, error, warnings = contracts.parse_isobench(stdout, rev.name, code, stderr, run_mode)
+        elif code != 0:
+            ms, (category, error) = None, contracts.classify_exit(code, run_mode, stderr)
         else:
-            warnings: list[str] = []
-            if self.contract == "isobench_cli":
-                ms, category, error, warnings = contracts.parse_isobench(_tail(workdir / "stdout.txt", 65536), rev.name)
-            else:
-                text = out_file.read_text(errors="replace") if out_file.exists() else ""
-                ms, category, error = contracts.parse_gso(text)
-            report = {**failed(category, error), **base} if category else {
-                "status": "ok", "category": None, "error": None, "samples_ms": [ms], "traceback": None,
-                "equivalent": True if mode == "eqcheck" else None, "warnings": warnings, **base}
+            text = out_file.read_text(errors="replace") if out_file.exists() else ""
+            ms, category, error = contracts.parse_gso(text)
+        if category is None and mode == "reference":
+            self.references = self._stored_references()
+            if not self.references:
+                category, error = "store_error", f"the --reference run stored nothing under {self.prefix.name}*"
+        if category is None and problem:
+            category, error = "no_reference", problem
+        read = set(reads.read_text(errors="replace").splitlines()) if reads.exists() else set()
+        if category is None and run_mode == "eqcheck" and not read & {str(p) for p in self.references or []}:
+            category, error = "eqcheck_skipped", "the --eqcheck run never read base's reference " \
+                f"({', '.join(p.name for p in self.references or [])}), so equivalence was not checked"
+        if category:
+            report = {**failed(category, error), **base, "samples_ms": [ms] if ms is not None else []}
+        else:
+            report = {"status": "ok", "category": None, "error": None, "samples_ms": [ms], "traceback": None,
+                      "equivalent": True if run_mode == "eqcheck" else None, "warnings": warnings, **base}
+        report["script_report"] = report_line
         return self._finish(report, proc, workdir)
 
     def lockstep(self, active: list[Revision], modes: dict, workdirs: dict) -> dict:
@@ -229,7 +274,8 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}."""
     job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner)
     state = {r.name: {"rounds": [], "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
-                      "warnings": [], "stderr_tail": "", "sandbox": None} for r in revisions}
+                      "warnings": [], "stderr_tail": "", "stdout_tail": "", "sandbox": None, "script_report": None}
+             for r in revisions}
     for rev in revisions:
         if rev.env_error:
             state[rev.name]["failed"] = {"category": "env_failed", "error": rev.env_error}
@@ -262,6 +308,8 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
             st["timer"] = rep.get("timer") or st["timer"]
             st["sandbox"] = rep.get("sandbox") or st["sandbox"]
             st["stderr_tail"] = rep.get("stderr_tail", "")
+            st["stdout_tail"] = rep.get("stdout_tail", "")
+            st["script_report"] = rep.get("script_report") or st["script_report"]
             st["warnings"] += [w for w in rep.get("warnings", []) if w not in st["warnings"]]
             if k == 0 and rev.name != "base":
                 st["equivalent"] = rep.get("equivalent")
@@ -269,6 +317,8 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
                 st["failed"] = rep
                 if rep.get("category") == "not_equivalent":
                     st["equivalent"] = False
+                if rep.get("samples_ms"):  # timed before it failed (e.g. no reference to check): kept
+                    st["rounds"].append(rep["samples_ms"])
                 continue
             st["rounds"].append(rep["samples_ms"])
         rounds_done = k + 1
@@ -311,6 +361,8 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "sandbox": st.get("sandbox"),
         "wall_s": round(st["wall_s"], 3),
         "stderr_tail": st["stderr_tail"],
+        "stdout_tail": st.get("stdout_tail", ""),
+        "script_report": st.get("script_report"),
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from . import __version__
 from .harness import HARNESS_VERSION
 from .measure import REVISIONS
@@ -10,17 +12,46 @@ from .stats import compare
 ENV_KEYS = ("python", "torch", "cuda", "gpu", "gpu_driver", "cpu", "cpu_count", "cpu_governor", "host", "platform")
 
 
-def instance_id(repo: str, head: str) -> str:
-    return f"{repo.replace('/', '__')}-{head[:12]}"
+_ARCH = re.compile(r"(x86_64|amd64|aarch64|arm64|ppc64le|s390x|riscv64|i[3-6]86)", re.IGNORECASE)
 
 
-def human_performance(timings: dict) -> float | None:
-    """ISO-Bench's ratio: median base time over median head time (None unless both are usable)."""
+def instance_id(repo: str, head: str, pr: int | None = None) -> str:
+    """As ISO-Bench builds it: ``owner__repo-PR-<n>`` when the pull request is known, else ``owner__repo-<sha7>``."""
+    stem = repo.replace("/", "__")
+    return f"{stem}-PR-{pr}" if pr else f"{stem}-{head[:7]}"
+
+
+def human_performance(timings: dict, statistic: str = "median") -> float | None:
+    """base time over head time (None unless both are usable). isobench publishes the ratio of medians;
+    ISO-Bench's own is the ratio of means (``statistic="mean"``), kept beside it as human_performance_mean."""
     base, head = timings["base"], timings["head"]
     if base["status"] != "ok" or head["status"] != "ok":
         return None
-    b, h = base["stats"]["median"], head["stats"]["median"]
+    b, h = base["stats"][statistic], head["stats"][statistic]
     return b / h if h > 0 else None
+
+
+def test_failed(status: str) -> str:
+    """ISO-Bench's flag: "Yes" unless the test ran cleanly at base and head (main may fail: the API can be gone)."""
+    return "No" if status == "ok" else "Yes"
+
+
+def composed_version(timings: dict) -> str | None:
+    """What was really measured, when the source's config gives no ``version``: the Python and architecture
+    the test ran on, the environment (the worktree on PYTHONPATH, a venv, or an image) and the SHA installed
+    there, e.g. ``python3.11-x86_64-venv@1981ab365373``."""
+    for name in ("head", "base", "main"):
+        t = timings[name]
+        env = t.get("env") or {}
+        if not env.get("python"):
+            continue
+        arch = env.get("machine") or next(iter(_ARCH.findall(env.get("platform") or "")), "unknown-arch")
+        renv = t.get("revision_env") or {}
+        mode = renv.get("mode") or "none"
+        where = {"none": "worktree", "venv": "venv"}.get(mode) or f"image:{renv.get('image')}"
+        python = ".".join(str(env["python"]).split(".")[:2])
+        return f"python{python}-{arch}-{where}@{t['sha'][:12]}"
+    return None
 
 
 def comparisons(timings: dict, analysis: dict) -> dict:
@@ -77,9 +108,10 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         }
     ok = {name: timings[name]["status"] == "ok" for name in REVISIONS}
     apis = extraction["affected_apis"]
+    status = ("ok" if ok["base"] and ok["head"] else "failed") if generated else "generation_failed"
     return {
         "repo": extraction["repo"],
-        "instance_id": instance_id(extraction["repo"], extraction["head_commit"]),
+        "instance_id": instance_id(extraction["repo"], extraction["head_commit"], extraction.get("pr_number")),
         "created_at": extraction["created_at"],
         "base_commit": extraction["base_commit"],
         "head_commit": extraction["head_commit"],
@@ -89,13 +121,18 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         "efficiency_test": efficiency_test(generator_text, generated),
         "duration_changes": [{name: recorded_samples(timings[name]) for name in REVISIONS}],
         "human_performance": human_performance(timings),
-        "version": source_cfg.get("version"),
+        "human_performance_mean": human_performance(timings, "mean"),
+        "test_failed": test_failed(status),
+        "version": source_cfg.get("version") or composed_version(timings),
         "setup_commands": list(source_cfg.get("setup_commands") or []),
         "install_commands": list(source_cfg.get("install_commands") or []),
         "api": ", ".join(apis) if apis else None,
         "gt_commit_message": extraction["message"],
         "notes": source_cfg.get("notes"),
-        "status": ("ok" if ok["base"] and ok["head"] else "failed") if generated else "generation_failed",
+        "patch_functions": list(extraction.get("patch_functions") or []),
+        "test_functions": list(extraction.get("test_functions") or []),
+        "pr_number": extraction.get("pr_number"),
+        "status": status,
         "revisions": revisions,
         "comparisons": comparisons(timings, analysis),
         "provenance": {
@@ -120,6 +157,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "contract": timings["base"].get("contract"),
             "measure_settings": timings["base"].get("settings"),
             "analysis": analysis,
+            "configured_version": source_cfg.get("version"),  # version above may be composed: see composed_version
             "warnings": extraction.get("warnings", []),
         },
     }

@@ -56,9 +56,10 @@ def run_step(smk, step) -> None:
 def extraction_step(smk) -> None:
     p = smk.params
     data = normalize(source=p.source, repo_name=p.repo_name, mirror=Path(p.mirror), commit=p.commit,
-                     extraction_file=p.extraction_file)
+                     extraction_file=p.extraction_file, origin=p.origin, main=p.main_sha)
     if p.base and data["base_commit"] != p.base:
-        raise IsobenchError(f"{p.extraction_file}: field parent_hash: changed since the run was planned; run again")
+        raise IsobenchError(f"{p.origin or p.extraction_file}: field parent_hash: changed since the run was planned; "
+                            "run again")
     validate(data, "extraction", smk.output.extraction)
     for warning in data["warnings"]:
         log.warning("warning: %s", warning)
@@ -215,6 +216,9 @@ def measure_step(smk) -> None:
         if key:
             cache.put(key, timings)
     for name in REVISIONS:
+        marker = load_json(getattr(smk.input, f"env_{name}"))
+        timings[name]["revision_env"] = {"mode": marker.get("mode"), "image": marker.get("image"),
+                                         "python": marker.get("python")}
         t = redact(timings[name], secrets())  # a key the sandbox did not let in cannot be printed, but be sure
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)

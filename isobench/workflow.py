@@ -9,6 +9,7 @@ the plan (its extraction step reports the error for that commit alone).
 from __future__ import annotations
 
 import copy
+import json
 import re
 import sys
 from dataclasses import dataclass, field
@@ -20,12 +21,11 @@ import yaml
 
 from . import git
 from .errors import IsobenchError
-from .jsonio import _describe, _where
+from .jsonio import _describe, _where, write_text_atomic
 
 DEMO_REPO = "isobench:demo"
 RESULTS = Path("results")
 _PARENT_RE = re.compile(r'"parent_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
-_COMMIT_RE = re.compile(r'"commit_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
 
 def fail(message: str) -> None:
@@ -108,6 +108,7 @@ class CommitPlan:
     head: str | None
     base: str | None
     extraction_file: str | None
+    origin: str | None = None  # where the extraction came from when not a file of its own: bundle.jsonl:LINE
 
 
 @dataclass
@@ -117,6 +118,7 @@ class SourcePlan:
     mirror: Path
     main_sha: str
     commits: dict[str, CommitPlan] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # files and lines skipped at planning
 
     def shas(self) -> set[str]:
         out = {self.main_sha}
@@ -125,23 +127,66 @@ class SourcePlan:
         return out
 
 
-def _head_of_file(path: Path) -> tuple[str | None, str | None]:
-    """(commit, parent) read cheaply: from the name, else from the file's first 64 KiB."""
-    from .extraction import commit_id_of_file
+def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None]:
+    """(commit, parent, why it is not an extraction) read cheaply: from the name and the file's first 64 KiB.
 
+    A file whose name carries no commit id is read whole: an extraction names its commit at its top
+    level, a summary or an index of a run does not (and is then skipped, never a failing commit)."""
+    from .extraction import commit_id_of_file, is_extraction
+
+    commit = commit_id_of_file(path)
     try:
         with open(path, "rb") as fh:
-            head_text = fh.read(65536).decode("utf-8", "replace")
-            if '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
+            head_text = fh.read(65536 if commit else -1).decode("utf-8", "replace")
+            if commit and '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
                 head_text += fh.read().decode("utf-8", "replace")  # rare: the key comes late in the file
-    except OSError:
-        head_text = ""
-    commit = commit_id_of_file(path)
+    except OSError as exc:
+        return commit, None, None if commit else f"unreadable ({exc.strerror})"
     if commit is None:
-        m = _COMMIT_RE.search(head_text)
-        commit = m.group(1).lower() if m else None
+        try:
+            data = json.loads(head_text)
+        except json.JSONDecodeError:
+            return None, None, "not JSON, and its name names no commit"
+        if not is_extraction(data) or not isinstance(data["commit_hash"], str):
+            return None, None, "not an extraction of any known format (no commit_hash at its top level)"
+        commit = data["commit_hash"].lower()
     m = _PARENT_RE.search(head_text)
-    return commit, (m.group(1).lower() if m else None)
+    return commit, (m.group(1).lower() if m else None), None
+
+
+def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]):
+    """(commit id, parent id, extraction file, origin) of every extraction the source names. A line of a
+    JSON Lines bundle becomes its own file under results/<source>/_extractions/ (rewritten only when its
+    text changes), so that editing one line re-runs that commit alone."""
+    places = cfg.get("extractions") or []
+    for place in [places] if isinstance(places, str) else places:
+        path = Path(place)
+        field = f"config: field sources.{name}.extractions"
+        if path.is_dir():
+            files = sorted(path.glob("*.json"))
+        elif path.is_file() and path.suffix == ".jsonl":
+            from .extraction import bundle_lines
+
+            entries, problems = bundle_lines(path)
+            warnings.extend(problems)
+            split = RESULTS / name / "_extractions"
+            for number, commit, line in entries:
+                target = split / f"{commit}.json"
+                if prepare and (not target.exists() or target.read_text(encoding="utf-8") != line):
+                    write_text_atomic(target, line)
+                m = _PARENT_RE.search(line)
+                yield commit, (m.group(1).lower() if m else None), str(target), f"{path}:{number}"
+            continue
+        elif path.is_file():
+            files = [path]
+        else:
+            raise IsobenchError(f"{field}: {path} is not a directory, a .json file or a .jsonl file")
+        for file in files:
+            commit, parent, skip = _head_of_file(file)
+            if skip:
+                warnings.append(f"{file}: {skip}; skipped")
+                continue
+            yield commit, parent, str(file), None
 
 
 def source_repo(name: str, cfg: dict, prepare: bool) -> str:
@@ -172,29 +217,22 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
         raise IsobenchError(f"config: field sources.{name}.generators: {cfg['generators']} is not a directory")
     if cfg.get("prompt_template") and not Path(cfg["prompt_template"]).is_file():
         raise IsobenchError(f"config: field sources.{name}.prompt_template: {cfg['prompt_template']} is not a file")
-    entries: list[tuple[str, str | None, str | None]] = []  # (commit id, parent id, extraction file)
-    if cfg.get("extractions"):
-        folder = Path(cfg["extractions"])
-        if not folder.is_dir():
-            raise IsobenchError(f"config: field sources.{name}.extractions: {folder} is not a directory")
-        for path in sorted(folder.glob("*.json")):
-            commit, parent = _head_of_file(path)
-            entries.append((commit or path.stem, parent, str(path)))
-    for commit in cfg.get("commits") or []:
-        entries.append((commit, None, None))
+    warnings: list[str] = []
+    entries = list(_extraction_entries(name, cfg, prepare, warnings))
+    entries += [(commit, None, None, None) for commit in cfg.get("commits") or []]
     ids = sorted({e[0] for e in entries} | {e[1] for e in entries if e[1]})
     resolved = git.resolve_many(mirror, ids)
     parents = git.first_parents(mirror, sorted({s for s in resolved.values() if s}))
-    plan = SourcePlan(name=name, repo=repo, mirror=mirror, main_sha=main_sha)
-    for commit, parent, extraction_file in entries:
+    plan = SourcePlan(name=name, repo=repo, mirror=mirror, main_sha=main_sha, warnings=warnings)
+    for commit, parent, extraction_file, origin in entries:
         head = resolved.get(commit)
         key = head or re.sub(r"[^A-Za-z0-9._-]", "_", commit)
         if key in plan.commits:
             if extraction_file and not plan.commits[key].extraction_file:
-                plan.commits[key].extraction_file = extraction_file
+                plan.commits[key].extraction_file, plan.commits[key].origin = extraction_file, origin
             continue
         base = resolved.get(parent) if parent else (parents.get(head) if head else None)
-        plan.commits[key] = CommitPlan(key=key, head=head, base=base, extraction_file=extraction_file)
+        plan.commits[key] = CommitPlan(key=key, head=head, base=base, extraction_file=extraction_file, origin=origin)
     return plan
 
 
@@ -202,7 +240,12 @@ def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:
     """Plan every source; ``prepare`` (main process only) builds, clones and fetches."""
     if not Path(config["prompt_template"]).is_file():
         raise IsobenchError(f"config: field prompt_template: {config['prompt_template']} is not a file")
-    return {name: plan_source(name, cfg, prepare) for name, cfg in config["sources"].items()}
+    plans = {name: plan_source(name, cfg, prepare) for name, cfg in config["sources"].items()}
+    if prepare:  # once per run, in the main process
+        for plan in plans.values():
+            for warning in plan.warnings:
+                sys.stderr.write(f"isobench: warning: {warning}\n")
+    return plans
 
 
 def template_for(config: dict, source: str) -> str:

@@ -14,6 +14,8 @@ rule extraction:
         repo_name=lambda wc: config["sources"][wc.source].get("repo_name", wc.source),
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         extraction_file=lambda wc: commit_plan(wc).extraction_file,
+        origin=lambda wc: commit_plan(wc).origin,
+        main_sha=lambda wc: PLAN[wc.source].main_sha,
         base=lambda wc: commit_plan(wc).base,
     script:
         "../scripts/extraction.py"

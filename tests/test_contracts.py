@@ -1,5 +1,6 @@
 """ISO-Bench and GSO command-line scripts: detection, flags, parsing and failure categories."""
 
+import json
 import textwrap
 
 import pytest
@@ -183,3 +184,95 @@ def test_parsers():
     assert contracts.parse_isobench('{"avg_ms": 1, "opt_path_hit": false}', "base")[3]
     assert contracts.parse_gso("Execution time: 0.001500s\n") == (1.5, None, None)
     assert contracts.parse_gso("Execution time: 1.0s\nExecution time: 2.0s\n")[0] == 2000.0
+
+
+# ISO-Bench's real scripts: a reference file named from IMPL_TAG/COMMIT_HASH, and a check skipped when that
+# file is missing (`if eqcheck and os.path.exists(ref_file)`).
+ISO_SHAPED = '''
+import argparse, json, os, sys
+import toy
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--eqcheck", action="store_true")
+    p.add_argument("--reference", action="store_true")
+    p.add_argument("--prefix", type=str, default="")
+    a = p.parse_args()
+    result = toy.work(20000)
+    ref_file = f"{a.prefix}_{os.getenv('IMPL_TAG', 'child')}_{os.getenv('COMMIT_HASH', 'abc')}_reference.json"
+    if a.reference and STORE:
+        json.dump(result, open(ref_file, "w"))
+    if a.eqcheck and os.path.exists(CHECKED):
+        assert json.load(open(CHECKED)) == result, "results differ"
+    HOOK
+    print(json.dumps({"avg_ms": 1.5, "opt_path_hit": True}))
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def iso_shaped(store="True", checked="ref_file", hook="pass"):
+    return ISO_SHAPED.replace("STORE", store).replace("CHECKED", checked).replace("HOOK", hook)
+
+
+def test_equivalent_only_when_the_check_read_base_reference(tmp_path, revisions):
+    t = measure(tmp_path, revisions, iso_shaped())
+    assert status(t) == {n: ("ok", None) for n in ("base", "head", "main")}
+    assert t["head"]["equivalent"] is True and t["main"]["equivalent"] is True
+
+
+def test_no_reference_stored_is_never_equivalent(tmp_path, revisions):
+    t = measure(tmp_path, revisions, iso_shaped(store="False"))
+    assert status(t)["base"] == ("failed", "store_error")
+    for name in ("head", "main"):  # run without --eqcheck: their time is kept, their equivalence is not claimed
+        assert status(t)[name] == ("failed", "no_reference") and t[name]["equivalent"] is not True
+        assert "nothing to check against" in t[name]["error"] and len(t[name]["rounds_ms"]) == 1
+
+
+def test_eqcheck_that_never_reads_the_reference(tmp_path, revisions):
+    t = measure(tmp_path, revisions, iso_shaped(checked='ref_file + ".elsewhere"'))
+    assert status(t)["base"] == ("ok", None)
+    assert status(t)["head"] == ("failed", "eqcheck_skipped") and t["head"]["equivalent"] is not True
+    assert "_child_abc_reference.json" in t["head"]["error"]
+
+
+@pytest.mark.parametrize("hook, category, error", [
+    # what ISO-Bench's scripts print where vllm or CUDA is missing, before exiting non-zero
+    ('print(json.dumps({"target_resolved": False, "error": "No module named \'vllm\'"})); sys.exit(1)',
+     "target_not_resolved", "No module named 'vllm'"),
+    ('print(json.dumps({"target_resolved": True, "error": "op requires CUDA device", "error_code": 2, '
+     '"error_name": "CAPABILITY_UNSUPPORTED"})); sys.exit(2)', "capability_unsupported", "op requires CUDA device"),
+    ('print(json.dumps({"error_code": 2, "error_message": "FP8 not supported on this hardware"})); sys.exit(2)',
+     "capability_unsupported", "FP8 not supported on this hardware"),
+    ('print(json.dumps({"target_resolved": True, "error": "only CI files", "error_code": 3, '
+     '"error_name": "OPT_PATH_NOT_TRIGGERED"})); sys.exit(3)', "opt_path_missed", "only CI files"),
+    # target_resolved: false is checked before the error's name
+    ('print(json.dumps({"error_code": 6, "error_name": "INVALID_CONFIG", "error_message": "bad dims", '
+     '"target_resolved": False})); sys.exit(6)', "target_not_resolved", "bad dims"),
+    ('print(json.dumps({"error_code": 6, "error_name": "INVALID_CONFIG", "error_message": "bad dims"})); sys.exit(6)',
+     "experiment_error", "bad dims"),
+    ('import vllm', "import_error", "ModuleNotFoundError: No module named 'vllm'"),
+])
+def test_script_failures_keep_their_reason(tmp_path, revisions, hook, category, error):
+    t = measure(tmp_path, revisions, iso_shaped(hook=hook))
+    for name in ("base", "head", "main"):
+        assert status(t)[name] == ("failed", category), t[name]["error"]
+        assert t[name]["error"] == error
+    if hook.startswith("print"):
+        # the timing file keeps the script's report line and the tail of its stdout
+        assert json.loads(t["base"]["stdout_tail"].strip().splitlines()[-1]) == t["base"]["script_report"]
+
+
+def test_stated_failure():
+    assert contracts.stated_failure({"avg_ms": 1.0, "opt_path_hit": True}) is None
+    assert contracts.stated_failure({"target_resolved": False}) == (
+        "target_not_resolved", "the script could not resolve the API under test")
+    assert contracts.stated_failure({"error_name": "CAPABILITY_UNSUPPORTED"})[0] == "capability_unsupported"
+    assert contracts.stated_failure({"error_name": "SOMETHING_ELSE", "error_code": 2})[0] == "experiment_error"
+    # the report is read whatever the exit code; without one, stderr decides
+    assert contracts.parse_isobench('{"target_resolved": false, "error": "x"}\n', "base", 1)[1:3] == (
+        "target_not_resolved", "x")
+    assert contracts.parse_isobench("", "base", 1, "Traceback\nValueError: boom")[1:3] == (
+        "experiment_error", "exit code 1: ValueError: boom")
+    assert contracts.parse_isobench('{"avg_ms": 2.0}', "head", 0)[0] == 2.0

@@ -25,13 +25,15 @@ def timing(name, samples, status="ok", category=None):
 PREGENERATED = {"origin": "pregenerated:x", "status": "pregenerated", "error": None, "llm": None}
 
 
-def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00:00+00:00", meta=PREGENERATED):
+def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00:00+00:00", meta=PREGENERATED,
+           pr=None, source_cfg=None):
     extraction = {"repo": repo, "head_commit": head, "base_commit": SHA["base"], "created_at": created,
                   "patch": "p", "test_patch": "", "affected_apis": ["f", "g"], "message": "msg",
-                  "source": "s", "extraction_file": None, "extraction_sha256": None, "warnings": []}
+                  "source": "s", "extraction_file": None, "extraction_sha256": None, "warnings": [],
+                  "patch_functions": ["pkg/m.py::C.f"], "test_functions": [], "pr_number": pr}
     hashes = {"extraction": "1", "template": "2", "prompt": "3", "generator": "4",
               "timing_base": "5", "timing_head": "6", "timing_main": "7"}
-    return build_record(extraction=extraction, source_cfg={"setup_commands": ["x"]}, generator_text="code",
+    return build_record(extraction=extraction, source_cfg=source_cfg or {"setup_commands": ["x"]}, generator_text="code",
                         timings=timings, main_sha=SHA["main"], hashes=hashes, generator_meta=meta,
                         template="t.md", analysis=ANALYSIS)
 
@@ -43,7 +45,28 @@ def test_record_ok_validates():
     assert r["human_performance"] == 11.0 / 2.5
     assert r["duration_changes"] == [{"base": [10.0, 12.0], "head": [2.0, 3.0], "main": [2.0]}]
     assert r["api"] == "f, g" and r["status"] == "ok" and r["efficiency_test"] == ["code"]
-    assert r["instance_id"] == "org__repo-" + SHA["head"][:12]
+    assert r["instance_id"] == "org__repo-" + SHA["head"][:7]
+    assert r["test_failed"] == "No" and r["patch_functions"] == ["pkg/m.py::C.f"] and r["test_functions"] == []
+
+
+def test_iso_bench_fields():
+    ok = {"base": timing("base", [10.0, 12.0, 30.0]), "head": timing("head", [2.0, 3.0, 4.0]), "main": timing("main", [2.0])}
+    r = record(ok, pr=21079)
+    validate(r, "record", "r")
+    assert r["instance_id"] == "org__repo-PR-21079" and r["pr_number"] == 21079
+    # isobench's ratio is of medians; ISO-Bench's (mean over mean) is kept beside it
+    assert r["human_performance"] == 12.0 / 3.0 and r["human_performance_mean"] == pytest.approx((52 / 3) / 3.0)
+    # no version in the config: composed from what was measured (Python, arch, environment, installed SHA)
+    ok["head"]["env"] = {"python": "3.11.9", "machine": "x86_64"}
+    ok["head"]["revision_env"] = {"mode": "venv", "image": None, "python": "/v/bin/python"}
+    assert record(ok)["version"] == f"python3.11-x86_64-venv@{SHA['head'][:12]}"
+    ok["head"]["env"] = {"python": "3.10.1", "platform": "Linux-6.1.0-aarch64-with-glibc2.36"}
+    ok["head"]["revision_env"] = {"mode": "image", "image": "org/img:1", "python": "python3"}
+    assert record(ok)["version"] == f"python3.10-aarch64-image:org/img:1@{SHA['head'][:12]}"
+    configured = record(ok, source_cfg={"version": "0.5.1"})
+    assert configured["version"] == "0.5.1" and configured["provenance"]["configured_version"] == "0.5.1"
+    failed = record({**ok, "head": timing("head", [], "failed", "target_not_resolved")})
+    assert failed["test_failed"] == "Yes" and failed["human_performance_mean"] is None
 
 
 def test_failed_revision_has_empty_list_and_no_ratio():
