@@ -156,10 +156,10 @@ def normalize(
     commit: str,
     extraction_file: str | Path | None,
     origin: str | None = None,
-    main: str | None = None,
 ) -> dict:
-    """Build the per-commit ``extraction.json`` for ``commit`` of one source (``main``: the SHA the run
-    measures as main, for the pull request that merged the commit)."""
+    """Build the per-commit ``extraction.json`` for ``commit`` of one source (``origin``: where the file's
+    content came from, when not the file itself, e.g. a bundle's line). The PR is the one the file names;
+    a record falls back on the merge commit that brought the commit into main (isobench.git.merged_pr)."""
     warnings: list[str] = []
     fmt, data = ("git", {}) if extraction_file is None else read_extraction(extraction_file, origin)
     where = (origin or str(extraction_file)) if extraction_file else f"source {source}"
@@ -195,9 +195,7 @@ def normalize(
         apis, extra = affected_apis(mirror, base, head, code_paths), {}
     else:
         apis, extra = _format_facts(fmt, data, info, warnings)
-    pr, pr_from = _pr_from_data(data), "extraction"
-    if pr is None and main:
-        pr, pr_from = git.merged_pr(mirror, head, main), "merge_commit"
+    pr = _pr_from_data(data)
     return {
         "schema_version": 1,
         "source": source,
@@ -217,7 +215,6 @@ def normalize(
         "patch_functions": touched_functions(mirror, base, head, code_paths),
         "test_functions": touched_functions(mirror, base, head, test_paths),
         "pr_number": pr,
-        "pr_from": pr_from if pr is not None else None,
         "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
         "extraction_sha256": sha256_file(extraction_file) if extraction_file else None,
         "warnings": warnings,

@@ -89,8 +89,11 @@ def recorded_samples(timing: dict) -> list[float]:
 
 
 def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, timings: dict, main_sha: str,
-                 hashes: dict, generator_meta: dict, template: str, analysis: dict) -> dict:
-    """The record of one commit; ``hashes`` holds the sha256 of each input artifact."""
+                 hashes: dict, generator_meta: dict, template: str, analysis: dict, merged_pr: int | None = None) -> dict:
+    """The record of one commit; ``hashes`` holds the sha256 of each input artifact; ``merged_pr`` the PR of a
+    "Merge pull request #n" commit that brought the commit into main (used when the extraction names none)."""
+    pr = extraction.get("pr_number") or merged_pr
+    pr_from = None if pr is None else ("extraction" if extraction.get("pr_number") else "merge_commit")
     generated = generator_meta["status"] != "generation_failed"
     revisions = {}
     for name in REVISIONS:
@@ -111,7 +114,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
     status = ("ok" if ok["base"] and ok["head"] else "failed") if generated else "generation_failed"
     return {
         "repo": extraction["repo"],
-        "instance_id": instance_id(extraction["repo"], extraction["head_commit"], extraction.get("pr_number")),
+        "instance_id": instance_id(extraction["repo"], extraction["head_commit"], pr),
         "created_at": extraction["created_at"],
         "base_commit": extraction["base_commit"],
         "head_commit": extraction["head_commit"],
@@ -131,7 +134,7 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         "notes": source_cfg.get("notes"),
         "patch_functions": list(extraction.get("patch_functions") or []),
         "test_functions": list(extraction.get("test_functions") or []),
-        "pr_number": extraction.get("pr_number"),
+        "pr_number": pr,
         "status": status,
         "revisions": revisions,
         "comparisons": comparisons(timings, analysis),
@@ -157,7 +160,8 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "contract": timings["base"].get("contract"),
             "measure_settings": timings["base"].get("settings"),
             "analysis": analysis,
-            "configured_version": source_cfg.get("version"),  # version above may be composed: see composed_version
+            "configured_version": source_cfg.get("version"),  # the record's version may be composed
+            "pr_from": pr_from,  # where pr_number comes from: the extraction, or a merge commit to main
             "warnings": extraction.get("warnings", []),
         },
     }

@@ -56,7 +56,7 @@ def run_step(smk, step) -> None:
 def extraction_step(smk) -> None:
     p = smk.params
     data = normalize(source=p.source, repo_name=p.repo_name, mirror=Path(p.mirror), commit=p.commit,
-                     extraction_file=p.extraction_file, origin=p.origin, main=p.main_sha)
+                     extraction_file=p.extraction_file, origin=p.origin)
     if p.base and data["base_commit"] != p.base:
         raise IsobenchError(f"{p.origin or p.extraction_file}: field parent_hash: changed since the run was planned; "
                             "run again")
@@ -242,7 +242,11 @@ def record_step(smk) -> None:
         "llm_transcript": sha256_file(smk.input.transcript),
         **{f"timing_{name}": sha256_file(getattr(smk.input, f"timing_{name}")) for name in REVISIONS},
     }
-    record = build_record(extraction=extraction, source_cfg=smk.params.source_cfg,
+    # the PR that merged the commit, when its extraction names none: here, not in the extraction step, since it
+    # depends on main (a moved main must not re-run extraction, prompt and generation)
+    merged = None if extraction.get("pr_number") else git.merged_pr(Path(smk.params.mirror), extraction["head_commit"],
+                                                                     timings["main"]["sha"])
+    record = build_record(extraction=extraction, source_cfg=smk.params.source_cfg, merged_pr=merged,
                           generator_text=Path(smk.input.generator).read_text(encoding="utf-8"), timings=timings,
                           main_sha=timings["main"]["sha"], hashes=hashes, generator_meta=generator_meta,
                           template=prompt_meta["template"], analysis=smk.params.analysis)

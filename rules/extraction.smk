@@ -15,7 +15,6 @@ rule extraction:
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         extraction_file=lambda wc: commit_plan(wc).extraction_file,
         origin=lambda wc: commit_plan(wc).origin,
-        main_sha=lambda wc: PLAN[wc.source].main_sha,
         base=lambda wc: commit_plan(wc).base,
     script:
         "../scripts/extraction.py"

@@ -19,5 +19,6 @@ rule record:
     params:
         source_cfg=lambda wc: iw.public_source_config(config, wc.source),
         analysis=iw.analysis_settings(config, SCHEMA),
+        mirror=lambda wc: str(PLAN[wc.source].mirror),
     script:
         "../scripts/record.py"

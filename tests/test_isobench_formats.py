@@ -14,6 +14,8 @@ from isobench import contracts, git, workflow
 from isobench.errors import IsobenchError
 from isobench.extraction import _format_facts, bundle_lines, normalize, read_extraction
 from isobench.generators import check_script, find_pregenerated
+from isobench.measure import Revision, Settings, not_run
+from isobench.record import build_record
 
 from conftest import FIXTURES, ROOT
 
@@ -21,6 +23,11 @@ REAL = ROOT.parent / "shared" / "fixtures" / "isobench-real"
 OWN = FIXTURES / "formats"
 BUNDLE = OWN / "pr_bundle.jsonl"
 COLLECTION = OWN / "collection_d8b3dfa732c62d10731f499260fc0b29f213a000.json"
+ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 100, "seed": 0}
+HASHES = {k: "0" for k in ("extraction", "template", "prompt", "generator", "llm_transcript", "timing_base",
+                           "timing_head", "timing_main")}
+META = {"origin": "pregenerated:x", "status": "pregenerated", "error": None, "llm": None}
+NOT_RUN = {n: not_run(Revision(n, "a" * 40, Path(".")), "env_failed", "x", Settings()) for n in ("base", "head", "main")}
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/fixtures/isobench-real not present")
 REAL_FORMATS = (("vllm/extractions-commit", "commit_extractions_with_apis", 63),
                 ("vllm/extractions-pr", "pr_analysis", 99),
@@ -133,10 +140,10 @@ def test_plan_a_folder_and_a_bundle(in_tmp, demo, capsys):
 
     mirror = plan.mirror
     data = normalize(source="demo", repo_name="o/demokit", mirror=mirror, commit=shas["wordfreq"],
-                     extraction_file=split, origin=wordfreq.origin, main=plan.main_sha)
+                     extraction_file=split, origin=wordfreq.origin)
     assert data["extraction_file"] == f"{BUNDLE}:1" and data["format"] == "pr_analysis"
     assert "models" not in data["extra"] and data["extra"]["perf_command"]  # ["N/A"]: not model-specific
-    assert data["pr_number"] == 3 and data["pr_from"] == "extraction"
+    assert data["pr_number"] == 3
     assert data["patch_functions"] == ["demokit/text.py::word_frequencies"]
     assert data["test_functions"] == ["tests/test_text.py::test_word_frequencies_keeps_first_seen_order"]
     regex = plan.commits[shas["regex"]]
@@ -187,8 +194,10 @@ def test_pr_from_a_merge_commit_on_the_ancestry_path(tmp_path):
     run("merge", "-q", "--no-ff", "feature", "-m", "Merge pull request #42 from someone/feature")
     main = run("rev-parse", "HEAD")
     mirror = git.ensure_mirror(str(repo), tmp_path / "m.git")
-    data = normalize(source="s", repo_name="org/proj", mirror=mirror, commit=head, extraction_file=None, main=main)
-    assert (data["pr_number"], data["pr_from"]) == (42, "merge_commit")
-    assert data["patch_functions"] == ["m.py::f"]
-    assert normalize(source="s", repo_name="org/proj", mirror=mirror, commit=head, extraction_file=None,
-                     main=head)["pr_number"] is None
+    assert git.merged_pr(mirror, head, main) == 42
+    assert git.merged_pr(mirror, head, head) is None  # not merged into that main
+    data = normalize(source="s", repo_name="org/proj", mirror=mirror, commit=head, extraction_file=None)
+    assert data["pr_number"] is None and data["patch_functions"] == ["m.py::f"]
+    record = build_record(extraction=data, source_cfg={}, generator_text="x", timings=NOT_RUN, main_sha=main,
+                          hashes=HASHES, generator_meta=META, template="t", analysis=ANALYSIS, merged_pr=42)
+    assert record["instance_id"] == "org__proj-PR-42" and record["provenance"]["pr_from"] == "merge_commit"
