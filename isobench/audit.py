@@ -26,7 +26,7 @@ from .errors import IsobenchError
 from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file, validate
 from .measure import REVISIONS
-from .record import efficiency_test, recorded_samples
+from .record import efficiency_test, recorded_samples, tampered_timings
 from .workflow import (RECORDED_SOURCE_KEYS, analysis_settings, llm_settings, measure_settings, plan_sources,
                        public_source_config, template_for)
 
@@ -78,8 +78,13 @@ def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
             continue
         if got != want:
             out.append(Finding("integrity", str(path), f"sha256 {got[:12]}… is not provenance's {want[:12]}…"))
+    seal = folder / "timing_seal.json"
+    if seal.is_file():
+        for name, why in tampered_timings(str(seal), {n: str(folder / f"timing_{n}.json") for n in REVISIONS
+                                                      if (folder / f"timing_{n}.json").is_file()}).items():
+            out.append(Finding("integrity", str(folder / f"timing_{name}.json"), f"tampered: {why}"))
     generator = folder / "generator.py"
-    generated = prov.get("generator_status") != "generation_failed"
+    generated = prov.get("generator_status") not in ("generation_failed", "not_generated")
     if generator.is_file() and record.get("efficiency_test") != efficiency_test(_text(generator), generated):
         out.append(Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py"))
 
@@ -115,6 +120,8 @@ def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
         if timing is None:
             continue
         rev = record["revisions"][name]
+        if rev["category"] == "tampered":
+            continue  # the record already refused this timing file (and the seal check above names it)
         if samples.get(name) != recorded_samples(timing) or (rev["status"], rev["category"]) != (
                 timing["status"], timing["category"]):
             out.append(Finding("integrity", str(folder / "record.json"),
@@ -198,25 +205,46 @@ def key_variables(config: dict, schema: Path) -> list[str]:
     return sorted(names)
 
 
+def secret_hits(data: bytes, known: dict[str, bytes]) -> dict[str, int]:
+    """What in ``data`` looks like a key -> its first byte offset (no part of the value is kept)."""
+    hits: dict[str, int] = {}
+    for text in (data, _ESCAPE.sub(b"  ", data)):  # two bytes for two: offsets stay those of the file
+        for m in _SECRETS.finditer(text):
+            hits.setdefault(list(SECRET_PATTERNS)[int(m.lastgroup[1:])], m.start())
+    for name, value in known.items():
+        if value in data:
+            hits.setdefault(f"the value of {name} (set in this environment)", data.index(value))
+    return hits
+
+
+def _known_values(variables) -> dict[str, bytes]:
+    return {name: os.environ[name].encode() for name in variables if len(os.environ.get(name, "")) >= 8}
+
+
 def find_secrets(results: Path, variables: list[str] = ()) -> list[Finding]:
     found = []
-    known = {name: os.environ[name].encode() for name in variables if len(os.environ.get(name, "")) >= 8}
+    known = _known_values(variables)
     for path in _ours(results):
         try:
             data = path.read_bytes()
         except OSError:
             continue
-        hits: dict[str, int] = {}  # what it looks like -> first byte offset (no part of the value is shown)
-        for text in (data, _ESCAPE.sub(b"  ", data)):  # two bytes for two: offsets stay those of the file
-            for m in _SECRETS.finditer(text):
-                hits.setdefault(list(SECRET_PATTERNS)[int(m.lastgroup[1:])], m.start())
-        for name, value in known.items():
-            if value in data:
-                hits.setdefault(f"the value of {name} (set in this environment)", data.index(value))
+        hits = secret_hits(data, known)
         if hits:
             where = ", ".join(f"{kind} at byte {at}" for kind, at in sorted(hits.items()))
             found.append(Finding("secret", str(path), f"looks like: {where}"))
     return found
+
+
+def refuse_secrets(rows: list[dict], where: str, variables: list[str]) -> None:
+    """Nothing that the secret scan flags is published: one line naming the first record and what it looks like."""
+    known = _known_values(variables)
+    for number, row in enumerate(rows, 1):
+        hits = secret_hits(json.dumps(row, ensure_ascii=False).encode(), known)
+        if hits:
+            kinds = ", ".join(sorted(hits))
+            raise IsobenchError(f"{where}: line {number} ({row.get('instance_id')}): looks like a secret ({kinds}); "
+                                "nothing was published (remove it, or rebuild the record, then run isobench audit)")
 
 
 def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
@@ -229,8 +257,8 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
             rows = read_dataset(dataset)
         except IsobenchError as exc:
             findings.append(Finding("integrity", str(dataset), str(exc)))
-    else:
-        findings.append(Finding("missing", str(dataset), "no dataset"))
+    else:  # nothing to vouch for: never "OK"
+        findings.append(Finding("integrity", str(dataset), "no dataset: run the workflow first"))
     lines: dict[tuple, dict] = {}
     for lineno, row in enumerate(rows, 1):
         key = (row.get("repo"), row.get("head_commit"))

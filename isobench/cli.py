@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -59,17 +60,31 @@ def _summary(args) -> None:
     print(format_summary(_rows(args)))
 
 
+def _publishable(args) -> list[dict]:
+    """The dataset's records, refused whole when the secret scan flags one (export and push)."""
+    from .audit import key_variables, refuse_secrets
+    from .llm import KEY_ENVS
+
+    rows = _rows(args)
+    try:
+        variables = key_variables(_config(args), Path(args.schema))
+    except IsobenchError:  # a dataset given without the workflow's config: the known key variables
+        variables = sorted(set(KEY_ENVS) | {"HF_TOKEN"})
+    refuse_secrets(rows, str(args.dataset or "the dataset"), variables)
+    return rows
+
+
 def _export(args) -> None:
     from .export import VIEWS, export
 
-    for view, files in export(_rows(args), Path(args.out), args.view or VIEWS, args.split).items():
+    for view, files in export(_publishable(args), Path(args.out), args.view or VIEWS, args.split).items():
         print(f"{view}: {files['hf']} {files['parquet']}")
 
 
 def _push(args) -> None:
     from .hub import format_push, push_to_hub
 
-    summary = push_to_hub(_rows(args), args.repo_id, split=args.split, dry_run=args.dry_run)
+    summary = push_to_hub(_publishable(args), args.repo_id, split=args.split, dry_run=args.dry_run)
     print(format_push(summary))
 
 
@@ -121,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.set_defaults(func=_push)
     args = parser.parse_args(argv)
+    if hasattr(signal, "SIGPIPE") and argv is None:  # `isobench audit | head`: end quietly, like any Unix tool
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if getattr(args, "directory", None):
             os.chdir(args.directory)

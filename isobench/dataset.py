@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from pathlib import Path
 
 from .errors import IsobenchError
@@ -20,15 +23,58 @@ def merge(records: list[dict]) -> list[dict]:
     return sorted(by_key.values(), key=sort_key)
 
 
-def write_dataset(record_paths: list[str | Path], out: str | Path) -> int:
-    records = []
+def check_record(path: str | Path) -> dict:
+    """A record file, parsed and validated (a one-line IsobenchError when damaged)."""
+    record = load_json(path)
+    validate(record, "record", str(path))
+    return record
+
+
+def set_aside(path: str | Path, why: str) -> Path:
+    """Move a damaged record out of the way (kept for inspection, never trusted): Snakemake then rebuilds it from
+    its inputs."""
+    path = Path(path)
+    aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+    os.replace(path, aside)
+    sys.stderr.write(f"isobench: warning: {path}: damaged record ({why}); moved to {aside.name}, it is rebuilt from "
+                     "its inputs\n")
+    return aside
+
+
+def write_dataset(record_paths: list[str | Path], out: str | Path) -> int | None:
+    """Write the dataset from every record, atomically; None (the old dataset left as it was) when a record is
+    damaged: it is set aside and rebuilt by the next run, never propagated."""
+    records, damaged = [], []
     for path in record_paths:
-        record = load_json(path)
-        validate(record, "record", str(path))
-        records.append(record)
+        try:
+            records.append(check_record(path))
+        except IsobenchError as exc:
+            damaged.append(path)
+            set_aside(path, str(exc))
+    if damaged:
+        if not Path(out).exists():
+            raise IsobenchError(f"{damaged[0]}: damaged record; run again to rebuild it (no dataset yet)")
+        return None
     merged = merge(records)
     write_text_atomic(out, "".join(dumps(r, indent=None, sort_keys=False) + "\n" for r in merged))
     return len(merged)
+
+
+def damaged_records(record_paths: list[Path], dataset: Path) -> list[Path]:
+    """Set aside the records that are damaged, looking at those the dataset does not hold yet (newer than it):
+    what the next dataset job would otherwise fail on."""
+    since = dataset.stat().st_mtime if dataset.exists() else None
+    out = []
+    for path in record_paths:
+        try:
+            if since is not None and path.stat().st_mtime <= since:
+                continue
+            check_record(path)
+        except FileNotFoundError:
+            continue
+        except IsobenchError as exc:
+            out.append(set_aside(path, str(exc)))
+    return out
 
 
 def read_dataset(path: str | Path) -> list[dict]:

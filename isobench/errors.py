@@ -6,3 +6,12 @@ class IsobenchError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class CommitFailure(IsobenchError):
+    """A problem of one commit's inputs (its extraction, its script): the commit ends as a failed record with
+    ``category``, and the run goes on."""
+
+    def __init__(self, category: str, message: str):
+        super().__init__(message)
+        self.category = category

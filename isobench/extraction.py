@@ -23,11 +23,11 @@ from pathlib import Path
 
 from . import git
 from .apis import affected_apis, is_test_file, touched_functions
-from .errors import IsobenchError
+from .errors import CommitFailure, IsobenchError
 from .jsonio import load_json, sha256_file, validate
 
 __all__ = ["FORMATS", "is_test_file", "detect_format", "is_extraction", "read_extraction", "bundle_lines",
-           "commit_id_of_file", "normalize"]
+           "commit_id_of_file", "normalize", "failed_extraction"]
 
 FORMATS = ("commit_extractions_with_apis", "pr_analysis", "commit_collection")
 _SCHEMAS = {"commit_extractions_with_apis": "extraction_commit", "pr_analysis": "extraction_pr",
@@ -161,22 +161,28 @@ def normalize(
     content came from, when not the file itself, e.g. a bundle's line). The PR is the one the file names;
     a record falls back on the merge commit that brought the commit into main (isobench.git.merged_pr)."""
     warnings: list[str] = []
-    fmt, data = ("git", {}) if extraction_file is None else read_extraction(extraction_file, origin)
+    try:
+        fmt, data = ("git", {}) if extraction_file is None else read_extraction(extraction_file, origin)
+    except IsobenchError as exc:
+        raise CommitFailure("extraction_invalid", str(exc)) from None
     where = (origin or str(extraction_file)) if extraction_file else f"source {source}"
     wanted = data.get("commit_hash", commit)
     if extraction_file is not None and not wanted.lower().startswith(commit.lower()) and not commit.lower().startswith(wanted.lower()):
-        raise IsobenchError(f"{where}: field commit_hash: {wanted} does not match the commit {commit} named by the file")
+        raise CommitFailure("extraction_invalid",
+                            f"{where}: field commit_hash: {wanted} does not match the commit {commit} named by the file")
     head = git.resolve(mirror, wanted)
     if head is None:
         field = "field commit_hash" if extraction_file else f"config: field sources.{source}.commits"
         prefix = f"{where}: " if extraction_file else ""
-        raise IsobenchError(f"{prefix}{field}: commit {wanted} not found in the repository of source {source}")
+        raise CommitFailure("commit_not_found",
+                            f"{prefix}{field}: commit {wanted} not found in the repository of source {source}")
     parent_from = "git"
     base = None
     if data.get("parent_hash"):
         base = git.resolve(mirror, data["parent_hash"])
         if base is None:
-            raise IsobenchError(f"{where}: field parent_hash: commit {data['parent_hash']} not found in the repository of source {source}")
+            raise CommitFailure("commit_not_found", f"{where}: field parent_hash: commit {data['parent_hash']} not found "
+                                                    f"in the repository of source {source}")
         parent_from = "extraction"
         first = git.first_parents(mirror, [head]).get(head)
         if first != base:
@@ -184,7 +190,7 @@ def normalize(
     else:
         base = git.first_parents(mirror, [head]).get(head)
         if base is None:
-            raise IsobenchError(f"{where}: commit {head} has no parent: nothing to compare against")
+            raise CommitFailure("no_parent", f"{where}: commit {head} has no parent: nothing to compare against")
     info = git.commit_info(mirror, head)
     files = git.changed_files(mirror, base, head)
     for f in files:
@@ -198,6 +204,7 @@ def normalize(
     pr = _pr_from_data(data)
     return {
         "schema_version": 1,
+        "status": "ok",
         "source": source,
         "format": fmt,
         "repo": repo_name,
@@ -220,3 +227,18 @@ def normalize(
         "warnings": warnings,
         "extra": extra,
     }
+
+
+def failed_extraction(*, source: str, repo_name: str, commit: str, head: str | None, base: str | None,
+                      extraction_file: str | Path | None, origin: str | None, category: str, error: str) -> dict:
+    """The ``extraction.json`` of a commit whose inputs are unusable: it still becomes a record (status failed)."""
+    digest = None
+    if extraction_file is not None:
+        try:
+            digest = sha256_file(extraction_file)
+        except OSError:
+            pass
+    return {"schema_version": 1, "status": "failed", "category": category, "error": error, "source": source,
+            "repo": repo_name, "commit": commit, "head_commit": head, "base_commit": base,
+            "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
+            "extraction_sha256": digest}

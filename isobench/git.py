@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,20 +55,35 @@ def is_url(repo: str) -> bool:
     return "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo) is not None
 
 
-def ensure_mirror(repo: str, mirror: Path, fetch: bool = True) -> Path:
-    """Create a bare mirror of ``repo`` at ``mirror`` or fetch it (once per run, by the caller)."""
+def ensure_mirror(repo: str, mirror: Path, fetch: bool = True, identity: str | None = None) -> Path:
+    """Create a bare mirror of ``repo`` at ``mirror`` or fetch it (once per run, by the caller).
+
+    A mirror knows its origin: ``identity`` (the source's ``repo:`` as configured; default ``repo``) is kept in
+    its git config. When it changes, the old mirror is dropped and ``repo`` mirrored afresh (with a warning), so
+    commits never silently come from the repository the source named before. A local path that moved with the
+    project (same identity) only updates the remote's URL."""
     mirror = Path(mirror)
+    identity = identity or repo
     if not is_url(repo) and not Path(repo).exists():
         raise IsobenchError(f"source repo {repo}: no such path or URL")
+    src = repo if is_url(repo) else str(Path(repo).resolve())
     with locked(mirror.with_name(mirror.name + ".lock")):
+        if (mirror / "HEAD").exists():
+            known = git("config", "--get", "isobench.origin", cwd=mirror, check=False).strip()
+            if known and known != identity:
+                sys.stderr.write(f"isobench: warning: {mirror}: mirrors {known}, the source now names {identity}: "
+                                 "mirroring it afresh\n")
+                shutil.rmtree(mirror)
+            elif git("config", "--get", "remote.origin.url", cwd=mirror, check=False).strip() != src:
+                git("remote", "set-url", "origin", src, cwd=mirror)
         if not (mirror / "HEAD").exists():
             if mirror.exists():
                 shutil.rmtree(mirror)
             mirror.parent.mkdir(parents=True, exist_ok=True)
-            src = repo if is_url(repo) else str(Path(repo).resolve())
             git("clone", "--quiet", "--mirror", src, str(mirror))
         elif fetch:
             git("remote", "update", "--prune", cwd=mirror)
+        git("config", "isobench.origin", identity, cwd=mirror)
     return mirror
 
 

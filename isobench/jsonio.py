@@ -48,18 +48,35 @@ def dumps(obj, indent: int | None = 2, sort_keys: bool = True) -> str:
         raise IsobenchError(f"refusing to write a non-finite number as JSON: {exc}") from None
 
 
+@lru_cache(maxsize=None)
+def file_mode() -> int:
+    """The mode a plain new file gets here (0666 less the umask): what teammates may read on a shared disk."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write through a temporary file and rename: readers never see half a file."""
+    """Write through a temporary file and rename: readers never see half a file. The file gets the umask's mode
+    (a temporary file is private until renamed)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise IsobenchError(f"{path}: cannot write ({exc.strerror}); check the folder's permissions and free space") \
+            from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            os.fchmod(fh.fileno(), file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise IsobenchError(f"{path}: cannot write ({exc.strerror}); check the folder's permissions and free "
+                                "space") from None
         raise
 
 

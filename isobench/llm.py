@@ -96,6 +96,16 @@ class APIFailure(IsobenchError):
         self.http, self.latency_s, self.request, self.fatal = http, latency_s, request or {}, fatal
 
 
+def sdk_base_url(settings: LLMSettings) -> str | None:
+    """The base URL as the SDK wants it, however it was written: Anthropic's SDK adds /v1 itself, so a URL
+    ending in /v1 (as OpenAI-compatible servers are written) is cut back to the host."""
+    url = settings.base_url
+    if url and settings.provider == "anthropic":
+        url = url.rstrip("/")
+        url = url[:-3] if url.endswith("/v1") else url
+    return url
+
+
 def make_client(settings: LLMSettings):
     if settings.provider not in PROVIDERS:
         raise IsobenchError(f"config: field llm.provider: {settings.provider!r} is not one of {list(PROVIDERS)}")
@@ -117,8 +127,8 @@ def make_client(settings: LLMSettings):
         cls = sdk.Anthropic
     wire = HttpLog()
     http = sdk.DefaultHttpxClient(event_hooks={"request": [wire.on_request], "response": [wire.on_response]})
-    client = cls(api_key=key, base_url=settings.base_url, timeout=settings.timeout_s, max_retries=settings.max_retries,
-                 http_client=http)
+    client = cls(api_key=key, base_url=sdk_base_url(settings), timeout=settings.timeout_s,
+                 max_retries=settings.max_retries, http_client=http)
     client.isobench_wire = wire
     return client
 

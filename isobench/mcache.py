@@ -9,6 +9,7 @@ deliberate way to measure again. Runs that never started (an environment that fa
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import socket
@@ -18,9 +19,12 @@ from pathlib import Path
 
 from .errors import IsobenchError
 from .harness import HARNESS_VERSION, cpu_model
-from .jsonio import load_json, sha256_bytes, write_json
+from .jsonio import load_json, sha256_bytes, validate, write_json
+
+log = logging.getLogger("isobench")
 
 CACHE_VERSION = 1
+NOT_RUN = ("env_failed", "generation_failed", "isolation_unavailable")  # never cached: run when the cause is fixed
 _PACKAGES = ("import json, sys, importlib.metadata as m; print(json.dumps({'python': sys.version, "
              "'packages': sorted('%s==%s' % (d.metadata['Name'], d.version) for d in m.distributions())}))")
 
@@ -85,19 +89,32 @@ class MeasurementCache:
         return self.root / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
+        """The timings stored under ``key``, or None: a missing, unreadable or invalid entry (wrong shape, a timing
+        that fails its schema) is a miss, and the fresh measurement replaces it."""
         path = self._path(key)
         if not self.read or not path.is_file():
             return None
         try:
             entry = load_json(path)
-        except IsobenchError:
-            return None
-        if not isinstance(entry, dict) or entry.get("cache_version") != CACHE_VERSION or \
-                not isinstance(entry.get("timings"), dict):
+            if not isinstance(entry, dict) or entry.get("cache_version") != CACHE_VERSION or \
+                    not isinstance(entry.get("timings"), dict) or set(entry["timings"]) != {"base", "head", "main"}:
+                raise IsobenchError("not a cache entry of this version")
+            for name, timing in entry["timings"].items():
+                validate(timing, "timing", name)
+                if not isinstance(timing.get("measurement"), dict):
+                    raise IsobenchError(f"{name}: no measurement stamp")
+        except (IsobenchError, OSError) as exc:
+            log.warning("warning: measurement cache entry %s is invalid (%s): measuring again", path, exc)
             return None
         return entry["timings"]
 
     def put(self, key: str, timings: dict) -> None:
-        if any(t.get("category") in ("env_failed", "generation_failed") for t in timings.values()):
+        """Keep a measurement; the cache is an optimization: a cache that cannot be written is a warning, the
+        timings are written where they belong all the same."""
+        if any(t.get("category") in NOT_RUN for t in timings.values()):
             return  # nothing (or not everything) ran: measure when the cause is fixed
-        write_json(self._path(key), {"cache_version": CACHE_VERSION, "timings": timings})
+        try:
+            write_json(self._path(key), {"cache_version": CACHE_VERSION, "timings": timings})
+        except (IsobenchError, OSError) as exc:
+            log.warning("warning: the measurement cache cannot be written (%s); the timings are kept in the results, "
+                        "but a rerun after their deletion will measure again", exc)

@@ -20,7 +20,7 @@ from pathlib import Path
 from . import contracts, harness, script_runner
 from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
-from .sandbox import Runner, Sandbox, SandboxSettings
+from .sandbox import Runner, Sandbox, SandboxSettings, isolation_refusal
 from .settings import from_config
 from .stats import describe
 
@@ -32,13 +32,19 @@ STDERR_TAIL = 4000
 # Failure categories written into timing files and records.
 CATEGORIES = {
     "import_error": "the test module could not be imported (syntax error, missing module or name)",
-    "invalid_script": "the test lacks one of the contract's functions",
+    "invalid_script": "the test does not parse or lacks one of the contract's functions, so nothing was run",
+    "extraction_invalid": "the commit's extraction file (or bundle line) is unreadable or invalid, so nothing was run",
+    "commit_not_found": "the commit (or the parent its extraction names) is not in the source's repository",
+    "no_parent": "the commit has no parent: nothing to compare against",
+    "duplicate_extraction": "two extraction files name the commit, so neither is trusted",
     "setup_error": "setup() raised",
     "experiment_error": "experiment() raised",
     "store_error": "store_result() failed at base, so no reference exists",
     "no_reference": "no reference result from base to check head or main against",
     "eqcheck_error": "load_result() failed while checking equivalence",
     "not_equivalent": "the result differs from base's reference (check_equivalence failed)",
+    "tampered": "the timing file was changed after its measurement wrote it (its sha256 no longer matches timing_seal.json)",
+    "nondeterministic": "base's own result differs from the reference base stored: the test cannot judge equivalence",
     "timeout": "a round ran past its time limit and was killed",
     "crash": "the process died without a report (signal, os._exit, out of memory)",
     "harness_error": "the harness itself failed",
@@ -51,6 +57,8 @@ CATEGORIES = {
                        "was never checked",
     "generation_failed": "no usable test could be generated for the commit, so nothing was run",
     "env_failed": "the revision's environment could not be built or verified (its log is kept), so nothing was run",
+    "isolation_unavailable": "this host cannot isolate a test (namespaces, Landlock) and sandbox.require_isolation "
+                             "is on, so nothing was run",
     "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, or output over the cap",
 }
 
@@ -78,7 +86,7 @@ class Settings:
 @dataclass(frozen=True)
 class Revision:
     name: str
-    sha: str
+    sha: str | None  # None only for a revision never run (its commit did not resolve)
     worktree: Path
     python: str = sys.executable  # the revision's environment (see isobench.envs)
     env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
@@ -276,22 +284,26 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
     state = {r.name: {"rounds": [], "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
                       "warnings": [], "stderr_tail": "", "stdout_tail": "", "sandbox": None, "script_report": None}
              for r in revisions}
+    refusal = isolation_refusal(sandbox or SandboxSettings(), runner or Runner())
     for rev in revisions:
-        if rev.env_error:
+        if refusal:
+            state[rev.name]["failed"] = {"category": "isolation_unavailable", "error": refusal}
+        elif rev.env_error:
             state[rev.name]["failed"] = {"category": "env_failed", "error": rev.env_error}
     if "base" in state and state["base"]["failed"]:
         for name in state:  # no reference can exist
             state[name]["failed"] = state[name]["failed"] or {
                 "category": "no_reference", "error": "base's environment failed, so no reference exists"}
     deadline = time.monotonic() + settings.job_timeout_s
-    rounds_done = 0
+    rounds_done, out_of_time = 0, False
     for k in range(settings.rounds):
         if k and time.monotonic() > deadline:
+            out_of_time = True
             break
         active = [rev for rev in revisions if state[rev.name]["failed"] is None]
         if not active:
             break
-        modes = {rev.name: "time" if k else ("reference" if rev.name == "base" else "eqcheck") for rev in active}
+        modes = {rev.name: round_mode(rev.name, k) for rev in active}
         workdirs = {rev.name: job.data / rev.name / f"round{k}" for rev in active}
         lockstep = job.contract == "functions" and settings.interleave == "calls"
         reports = job.lockstep(active, modes, workdirs) if lockstep else {}
@@ -313,6 +325,10 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
             st["warnings"] += [w for w in rep.get("warnings", []) if w not in st["warnings"]]
             if k == 0 and rev.name != "base":
                 st["equivalent"] = rep.get("equivalent")
+            if rev.name == "base" and k == SELF_CHECK_ROUND and rep.get("category") == "not_equivalent":
+                rep = {**rep, "category": "nondeterministic",
+                       "error": "base's result differs from the reference base itself stored in round 1: the test "
+                                f"is nondeterministic and cannot judge head or main ({rep.get('error')})"}
             if rep["status"] != "ok":
                 st["failed"] = rep
                 if rep.get("category") == "not_equivalent":
@@ -324,11 +340,37 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
         rounds_done = k + 1
         log.info("round %d/%d (%s): %s", k + 1, settings.rounds, "check" if k == 0 else "timed",
                  ", ".join(_progress(rev.name, state[rev.name], k) for rev in revisions))
-    if 0 < rounds_done < settings.rounds:
+    if out_of_time:
         for st in state.values():
             st["warnings"].append(f"job time limit ({settings.job_timeout_s:g} s) reached after {rounds_done} of "
                                   f"{settings.rounds} rounds")
+    blame_nondeterminism(state)
     return {rev.name: timing_of(rev, state[rev.name], settings, job.contract) for rev in revisions}
+
+
+SELF_CHECK_ROUND = 1  # base's first timed round also checks base's result against base's own reference
+
+
+def round_mode(name: str, k: int) -> str:
+    """Round 0: base stores the reference, head and main check against it. Round 1: base checks itself (a test
+    whose result differs run to run is nondeterministic, never blamed on head). Later rounds only time."""
+    if k == 0:
+        return "reference" if name == "base" else "eqcheck"
+    return "eqcheck" if (name == "base" and k == SELF_CHECK_ROUND) else "time"
+
+
+def blame_nondeterminism(state: dict) -> None:
+    """When base disagrees with itself, head's or main's mismatch says nothing about their code."""
+    base = state.get("base", {}).get("failed") or {}
+    if base.get("category") != "nondeterministic":
+        return
+    for name in ("head", "main"):
+        st = state.get(name)
+        if st and st["failed"] and st["failed"].get("category") == "not_equivalent":
+            st["failed"] = {**st["failed"], "category": "nondeterministic",
+                            "error": "not judged: base's own result is not reproducible (nondeterministic test); "
+                                     f"head's check said: {st['failed'].get('error')}"}
+            st["equivalent"] = None
 
 
 def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dict:

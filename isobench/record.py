@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 from . import __version__
+from .errors import IsobenchError
 from .harness import HARNESS_VERSION
+from .jsonio import load_json, sha256_file
 from .measure import REVISIONS
 from .stats import compare
 
@@ -92,9 +94,12 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
                  hashes: dict, generator_meta: dict, template: str, analysis: dict, merged_pr: int | None = None) -> dict:
     """The record of one commit; ``hashes`` holds the sha256 of each input artifact; ``merged_pr`` the PR of a
     "Merge pull request #n" commit that brought the commit into main (used when the extraction names none)."""
+    if extraction.get("status") == "failed":  # unusable inputs: what is known, the rest empty
+        extraction = {"created_at": "", "patch": "", "test_patch": "", "affected_apis": [], "message": "",
+                      **extraction, "head_commit": extraction["head_commit"] or extraction["commit"]}
     pr = extraction.get("pr_number") or merged_pr
     pr_from = None if pr is None else ("extraction" if extraction.get("pr_number") else "merge_commit")
-    generated = generator_meta["status"] != "generation_failed"
+    generated = generator_meta["status"] not in ("generation_failed", "not_generated")
     revisions = {}
     for name in REVISIONS:
         t = timings[name]
@@ -111,7 +116,10 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
         }
     ok = {name: timings[name]["status"] == "ok" for name in REVISIONS}
     apis = extraction["affected_apis"]
-    status = ("ok" if ok["base"] and ok["head"] else "failed") if generated else "generation_failed"
+    if generator_meta["status"] == "generation_failed":
+        status = "generation_failed"
+    else:
+        status = "ok" if ok["base"] and ok["head"] else "failed"
     return {
         "repo": extraction["repo"],
         "instance_id": instance_id(extraction["repo"], extraction["head_commit"], pr),
@@ -165,3 +173,16 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
             "warnings": extraction.get("warnings", []),
         },
     }
+
+
+def tampered_timings(seal_path: str, timing_paths: dict) -> dict[str, str]:
+    """{revision: why} for timing files whose content is not what their measure job wrote."""
+    try:
+        sealed = load_json(seal_path).get("sha256") or {}
+    except IsobenchError:
+        sealed = {}
+    out = {}
+    for name, path in timing_paths.items():
+        if sealed.get(name) != sha256_file(path):
+            out[name] = f"{path}: its content is not what its measurement wrote (sha256 differs from {seal_path})"
+    return out

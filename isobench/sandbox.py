@@ -45,6 +45,7 @@ class SandboxSettings:
     env_allow: tuple[str, ...] = ()  # names, or prefixes ending in "*"
     write_allow: tuple[str, ...] = ()  # more folders the test may write in (e.g. a shared compile cache)
     output_cap_mb: float = 8.0
+    require_isolation: bool = True  # refuse to run tests where namespaces or Landlock are missing
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "SandboxSettings":
@@ -78,18 +79,42 @@ def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
 
 
 @lru_cache(maxsize=None)
-def namespace_prefix() -> tuple[str, ...]:
-    """The ``unshare`` command that gives a run new network and PID namespaces here, or () where none works."""
+def namespace_prefix(net: bool = True) -> tuple[str, ...]:
+    """The ``unshare`` command that gives a run a new PID namespace (and network namespace with ``net``) here,
+    or () where none works. In its own PID namespace a test cannot see, nor read the environment of, the
+    workflow's processes (which may hold API keys)."""
     if not shutil.which("unshare"):
         return ()
-    for prefix in (("unshare", "--user", "--map-root-user", "--net", "--pid", "--fork", "--kill-child"),
-                   ("unshare", "--net", "--pid", "--fork", "--kill-child")):
+    flags = ("--net",) if net else ()
+    for prefix in (("unshare", "--user", "--map-root-user", *flags, "--pid", "--fork", "--kill-child"),
+                   ("unshare", *flags, "--pid", "--fork", "--kill-child")):
         try:
             if subprocess.run([*prefix, "true"], capture_output=True, timeout=20).returncode == 0:
                 return prefix
         except (OSError, subprocess.TimeoutExpired):
             continue
     return ()
+
+
+def isolation_gaps(settings: SandboxSettings, runner: Runner) -> list[str]:
+    """What isolation this host cannot give a local run (a container runner isolates by itself)."""
+    if runner.kind != "local":
+        return []
+    gaps = []
+    if not namespace_prefix(settings.network == "isolate"):
+        gaps.append("no PID" + (" and network" if settings.network == "isolate" else "") + " namespace (unshare)")
+    if sandbox_exec.landlock_abi() < 1:
+        gaps.append("no Landlock (filesystem writes not restricted)")
+    return gaps
+
+
+def isolation_refusal(settings: SandboxSettings, runner: Runner) -> str | None:
+    """Why no test may run here (None: it may): isolation is missing and sandbox.require_isolation is on."""
+    gaps = isolation_gaps(settings, runner)
+    if not gaps or not settings.require_isolation:
+        return None
+    return (f"isolation unavailable on this host ({'; '.join(gaps)}): no test is run; set "
+            "sandbox.require_isolation: false to run tests without it")
 
 
 def runner_prefix(runner: Runner, workdir: Path, mounts: list[tuple[Path, bool]], env: dict,
@@ -156,7 +181,7 @@ class Sandbox:
     def __init__(self, settings: SandboxSettings, runner: Runner, code: Path, data: Path):
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
         shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
-        self.namespaces = namespace_prefix() if (runner.kind == "local" and settings.network == "isolate") else ()
+        self.namespaces = namespace_prefix(settings.network == "isolate") if runner.kind == "local" else ()
 
     def prepare(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
                 cpu: int | None = None):
@@ -245,7 +270,7 @@ class Sandbox:
         protections = {
             "runner": self.runner.kind,
             "env_allowlist": True,
-            "network_isolated": bool(self.namespaces) or (self.runner.kind != "local" and self.settings.network == "isolate"),
+            "network_isolated": (bool(self.namespaces) or self.runner.kind != "local") and self.settings.network == "isolate",
             "tcp_blocked": bool(state.get("tcp_blocked")),
             "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind == "docker",
             "fs_write_restricted": bool(state.get("fs_write_restricted")),

@@ -35,6 +35,15 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
+def landlock_abi():
+    """The kernel's Landlock ABI version (0 where there is none): asked without restricting anything."""
+    numbers = _SYSCALLS.get(os.uname().machine)
+    if numbers is None or not sys.platform.startswith("linux"):
+        return 0
+    abi = ctypes.CDLL(None, use_errno=True).syscall(numbers[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return max(abi, 0)
+
+
 def landlock(write_dirs, block_tcp):
     """Restrict writes to ``write_dirs`` (and TCP when asked); returns what is in force."""
     state = {"landlock_abi": 0, "fs_write_restricted": False, "tcp_blocked": False, "landlock_error": None}

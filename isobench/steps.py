@@ -13,16 +13,16 @@ from . import generators, git
 from .costs import llm_summary, summary_line
 from .dataset import write_dataset
 from .envs import build_env
-from .errors import IsobenchError
-from .extraction import normalize
+from .errors import CommitFailure, IsobenchError
+from .extraction import failed_extraction, normalize
 from .generate import Cache, Generator, Policy
 from .jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from .llm import LLMSettings, redact, secrets
 from .mcache import MeasurementCache, fingerprint, measurement_key, ran_on
 from .measure import REVISIONS, Revision, Settings, measure_commit, not_run, smoke_run
 from .prompt import render
-from .sandbox import Runner, SandboxSettings
-from .record import build_record
+from .sandbox import Runner, SandboxSettings, isolation_refusal
+from .record import build_record, tampered_timings
 from .workflow import llm_settings
 
 log = logging.getLogger("isobench")
@@ -30,6 +30,12 @@ log = logging.getLogger("isobench")
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def schema_of(smk) -> Path:
+    """The workflow's config schema, found from the step script's folder: never a param, since a param holding
+    the checkout's absolute path would re-run every job of a copied or moved project."""
+    return Path(smk.scriptdir).parent / "config" / "schema.yaml"
 
 
 def run_step(smk, step) -> None:
@@ -54,9 +60,21 @@ def run_step(smk, step) -> None:
 
 
 def extraction_step(smk) -> None:
+    """extraction.json; a commit whose inputs are unusable gets a failed one (it still ends as a record)."""
     p = smk.params
-    data = normalize(source=p.source, repo_name=p.repo_name, mirror=Path(p.mirror), commit=p.commit,
-                     extraction_file=p.extraction_file, origin=p.origin)
+    try:
+        if p.problem:  # found at planning, e.g. two extraction files naming this commit
+            raise CommitFailure(p.problem[0], p.problem[1])
+        data = normalize(source=p.source, repo_name=p.repo_name, mirror=Path(p.mirror), commit=p.commit,
+                         extraction_file=p.extraction_file, origin=p.origin)
+    except CommitFailure as exc:
+        data = failed_extraction(source=p.source, repo_name=p.repo_name, commit=p.commit, head=p.head, base=p.base,
+                                 extraction_file=p.extraction_file, origin=p.origin, category=exc.category,
+                                 error=str(exc))
+        validate(data, "extraction", smk.output.extraction)
+        write_json(smk.output.extraction, data)
+        log.error("isobench: %s (%s: the commit's record says so; the other commits go on)", exc, exc.category)
+        return
     if p.base and data["base_commit"] != p.base:
         raise IsobenchError(f"{p.origin or p.extraction_file}: field parent_hash: changed since the run was planned; "
                             "run again")
@@ -70,7 +88,12 @@ def extraction_step(smk) -> None:
 
 def prompt_step(smk) -> None:
     extraction = load_json(smk.input.extraction)
-    text, facts = render(smk.input.template, extraction, smk.params.diff_budget)
+    if extraction.get("status") == "failed":  # a marker, never sent to an LLM (the generator step checks prompt.json)
+        text = (f"# isobench: no prompt: the commit's inputs are unusable ({extraction['category']}).\n"
+                f"# {extraction['error'][:300]}\n")
+        facts = {"skipped": extraction["category"], "diff_truncated": False, "diff_budget": smk.params.diff_budget}
+    else:
+        text, facts = render(smk.input.template, extraction, smk.params.diff_budget)
     write_text_atomic(smk.output.prompt, text)
     facts.update(template=str(smk.input.template), template_sha256=sha256_file(smk.input.template),
                  prompt_sha256=sha256_file(smk.output.prompt), chars=len(text))
@@ -78,26 +101,48 @@ def prompt_step(smk) -> None:
     log.info("prompt: %d characters%s", len(text), " (diff truncated)" if facts["diff_truncated"] else "")
 
 
+def _write_generator(smk, text: str, meta: dict, transcript: dict | None = None) -> None:
+    write_text_atomic(smk.output.generator, text)
+    write_json(smk.output.transcript, transcript or {"schema_version": 1, "status": meta["status"],
+                                                     "origin": meta["origin"], "attempts": []})
+    write_json(smk.output.meta, {**meta, "sha256": sha256_file(smk.output.generator)})
+
+
 def generator_step(smk) -> None:
     p = smk.params
-    pre = generators.find_pregenerated(p.generators, p.commit)
+    pre = generators.find_pregenerated(p.generators, p.commit) if p.commit else None
     if pre is None:
+        skipped = load_json(smk.input.prompt_meta).get("skipped")
+        if skipped:  # the extraction failed: nothing to ask an LLM about
+            _write_generator(smk, f"# isobench: no test: the commit's inputs are unusable ({skipped}).\n",
+                             {"origin": "none", "status": "not_generated", "contract": None, "error": skipped,
+                              "llm": None})
+            log.info("generator: not generated (%s)", skipped)
+            return
         return _generate_with_llm(smk)
-    text = pre.read_text(encoding="utf-8")
-    contract = generators.check_script(text, str(pre))
-    write_text_atomic(smk.output.generator, text)
+    text = pre.read_text(encoding="utf-8", errors="replace")
     origin = f"pregenerated:{pre}"
-    write_json(smk.output.transcript, {"schema_version": 1, "status": "pregenerated", "origin": origin, "attempts": []})
-    write_json(smk.output.meta, {"origin": origin, "status": "pregenerated", "sha256": sha256_file(smk.output.generator),
-                                 "contract": contract, "error": None, "llm": None})
+    try:
+        contract = generators.check_script(text, str(pre))
+    except IsobenchError as exc:  # kept as it is (the record shows it) and never run: category invalid_script
+        _write_generator(smk, text, {"origin": origin, "status": "invalid_script", "contract": None,
+                                     "error": str(exc), "llm": None})
+        log.error("isobench: %s (invalid_script: the commit's record says so; the other commits go on)", exc)
+        return
+    _write_generator(smk, text, {"origin": origin, "status": "pregenerated", "contract": contract, "error": None,
+                                 "llm": None})
     log.info("generator: pre-generated %s (%s contract)", pre, contract)
 
 
 def _generate_with_llm(smk) -> None:
     p = smk.params
-    cfg = {**llm_settings(smk.config, p.source, p.schema), **p.llm}
+    cfg = {**llm_settings(smk.config, p.source, schema_of(smk)), **p.llm}
     smoke = None
-    if cfg["smoke_run"] and p.commit:
+    refusal = isolation_refusal(SandboxSettings.from_config(p.isolation["sandbox"]),
+                                Runner.from_config(p.isolation["runner"]))
+    if refusal and cfg["smoke_run"]:
+        log.warning("warning: no smoke run of the generated test: %s", refusal)
+    if cfg["smoke_run"] and p.commit and not refusal:
         head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, smk.input.env_head)
         candidate = Path(p.scratch + ".candidate.py")
 
@@ -174,18 +219,31 @@ def worktree_step(smk) -> None:
     log.info("worktree %s at %s", smk.wildcards.sha[:12], path)
 
 
+def not_measurable(extraction: dict, generator_meta: dict) -> tuple[str, str] | None:
+    """(category, error) of a commit that cannot be measured: unusable inputs, no test, an invalid script."""
+    if extraction.get("status") == "failed":
+        return extraction["category"], extraction["error"]
+    if generator_meta["status"] in ("generation_failed", "invalid_script", "not_generated"):
+        return ("generation_failed" if generator_meta["status"] == "not_generated" else generator_meta["status"],
+                generator_meta["error"] or "no test")
+    return None
+
+
 def measure_step(smk) -> None:
     p = smk.params
     extraction = load_json(smk.input.extraction)
     shas = {"base": extraction["base_commit"], "head": extraction["head_commit"], "main": p.main_sha}
     settings = Settings.from_config(p.settings)
     generator_meta = load_json(smk.input.generator_meta)
-    if generator_meta["status"] == "generation_failed":
+    unusable = not_measurable(extraction, generator_meta)
+    if unusable:
+        category, error = unusable
         for name in REVISIONS:
-            t = not_run(Revision(name, shas[name], Path(".")), "generation_failed", generator_meta["error"], settings)
+            t = not_run(Revision(name, shas[name], Path(".")), category, error, settings)
             validate(t, "timing", f"timing_{name}")
             write_json(getattr(smk.output, name), t)
-        log.info("not measured: no test was generated (%s)", generator_meta["error"])
+        write_seal(smk)
+        log.info("not measured: %s: %s", category, error)
         return
     # A marker may outlive its folder (deleted by hand): revision_of makes sure the checkout is there and clean.
     revisions = [revision_of(name, shas[name], Path(p.mirror), getattr(smk.input, f"worktree_{name}"),
@@ -226,12 +284,25 @@ def measure_step(smk) -> None:
             log.info("  %s %s: median %.3f ms (n=%d)", name, t["sha"][:12], t["stats"]["median"], t["stats"]["n"])
         else:
             log.info("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
+    write_seal(smk)
     shutil.rmtree(p.scratch, ignore_errors=True)
+
+
+def write_seal(smk) -> None:
+    """timing_seal.json: the sha256 of each timing file as this measure job wrote it. A record is built only from
+    timing files that still match (a hand-edited one makes its revision ``tampered``; the audit checks it too)."""
+    write_json(smk.output.seal, {"schema_version": 1, "written_at": now_iso(),
+                                 "sha256": {name: sha256_file(getattr(smk.output, name)) for name in REVISIONS}})
 
 
 def record_step(smk) -> None:
     extraction = load_json(smk.input.extraction)
     timings = {name: load_json(getattr(smk.input, f"timing_{name}")) for name in REVISIONS}
+    for name, problem in tampered_timings(smk.input.timing_seal, {n: getattr(smk.input, f"timing_{n}")
+                                                                   for n in REVISIONS}).items():
+        log.error("isobench: %s (the record says tampered; measure again with --forcerun measure)", problem)
+        timings[name] = {**timings[name], "status": "failed", "category": "tampered", "error": problem,
+                         "samples_ms": [], "rounds_ms": [], "stats": None, "equivalent": None}
     prompt_meta = load_json(smk.input.prompt_meta)
     generator_meta = load_json(smk.input.generator_meta)
     hashes = {
@@ -244,7 +315,7 @@ def record_step(smk) -> None:
     }
     # the PR that merged the commit, when its extraction names none: here, not in the extraction step, since it
     # depends on main (a moved main must not re-run extraction, prompt and generation)
-    merged = None if extraction.get("pr_number") else git.merged_pr(Path(smk.params.mirror), extraction["head_commit"],
+    merged = None if extraction.get("pr_number") or extraction.get("status") == "failed" else git.merged_pr(Path(smk.params.mirror), extraction["head_commit"],
                                                                      timings["main"]["sha"])
     record = build_record(extraction=extraction, source_cfg=smk.params.source_cfg, merged_pr=merged,
                           generator_text=Path(smk.input.generator).read_text(encoding="utf-8"), timings=timings,
@@ -260,7 +331,11 @@ def record_step(smk) -> None:
 
 def dataset_step(smk) -> None:
     n = write_dataset(list(smk.input.records), smk.output.dataset)
-    log.info("dataset %s: %d records", smk.output.dataset, n)
+    if n is None:
+        log.error("isobench: dataset %s NOT replaced: a record was damaged (set aside); run again to rebuild it",
+                  smk.output.dataset)
+    else:
+        log.info("dataset %s: %d records", smk.output.dataset, n)
 
 
 def llm_summary_step(smk) -> None:
@@ -283,7 +358,7 @@ def report_figures_step(smk) -> None:
 def audit_step(smk) -> None:
     from .audit import audit, format_audit
 
-    report = audit(smk.params.config, Path(smk.params.schema))
+    report = audit(smk.params.config, schema_of(smk))
     log.info("%s", format_audit(report))
     write_json(smk.params.report, report)
     if not report["ok"]:

@@ -93,6 +93,38 @@ def check_runners(config: dict, schema_path: str | Path) -> None:
                                 f"{runner['kind']} use mode image")
 
 
+def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
+    """Before any work: commits that need an LLM-generated test need a model (one line naming the field)."""
+    from .generators import find_pregenerated
+
+    for name, plan in plans.items():
+        folder = config["sources"][name].get("generators")
+        need = [c.key for c in plan.commits.values() if c.head and not c.problem
+                and not find_pregenerated(folder, c.head)]
+        if need and not llm_settings(config, name, schema_path).get("model"):
+            raise IsobenchError(f"config: field llm.model: not set, and {len(need)} commit(s) of source {name} have no "
+                                f"pre-generated script (e.g. {need[0][:12]}); set llm.model (and the provider's key), "
+                                f"or add <sha>_test_case_generator.py files to sources.{name}.generators")
+
+
+def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
+    """One line per source whose tests this host cannot isolate: refused (the default), or run without it."""
+    from .sandbox import Runner, SandboxSettings, isolation_gaps
+
+    lines = []
+    for name in config["sources"]:
+        sandbox = SandboxSettings.from_config(layered(config, name, schema_path, "sandbox"))
+        gaps = isolation_gaps(sandbox, Runner.from_config(layered(config, name, schema_path, "runner")))
+        if gaps and sandbox.require_isolation:
+            lines.append(f"isobench: sandbox: source {name}: isolation unavailable on this host ({'; '.join(gaps)}): "
+                         "its tests will not run (isolation_unavailable); set sandbox.require_isolation: false to "
+                         "run them anyway")
+        elif gaps:
+            lines.append(f"isobench: warning: sandbox: source {name}: tests run WITHOUT isolation ({'; '.join(gaps)}) "
+                         "because sandbox.require_isolation is false")
+    return lines
+
+
 LLM_SHAPING = ("provider", "model", "temperature", "max_output_tokens", "reasoning", "regenerations", "repairs",
                "smoke_run")
 
@@ -109,6 +141,7 @@ class CommitPlan:
     base: str | None
     extraction_file: str | None
     origin: str | None = None  # where the extraction came from when not a file of its own: bundle.jsonl:LINE
+    problem: tuple[str, str] | None = None  # (category, error) found at planning: the commit ends as a failed record
 
 
 @dataclass
@@ -164,6 +197,8 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
         field = f"config: field sources.{name}.extractions"
         if path.is_dir():
             files = sorted(path.glob("*.json"))
+            if not files:
+                warnings.append(f"{path}: no extraction files (*.json) in this folder")
         elif path.is_file() and path.suffix == ".jsonl":
             from .extraction import bundle_lines
 
@@ -207,7 +242,7 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
     mirror = RESULTS / name / "_git" / "mirror.git"
     if prepare or not (mirror / "HEAD").exists():
         try:
-            git.ensure_mirror(repo, mirror, fetch=True)
+            git.ensure_mirror(repo, mirror, fetch=True, identity=cfg["repo"])
         except IsobenchError as exc:
             raise IsobenchError(f"config: field sources.{name}.repo: {exc}") from None
     main_sha = git.resolve(mirror, cfg.get("main_ref", "main"))
@@ -228,9 +263,18 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
         head = resolved.get(commit)
         key = head or re.sub(r"[^A-Za-z0-9._-]", "_", commit)
         if key in plan.commits:
-            if extraction_file and not plan.commits[key].extraction_file:
-                plan.commits[key].extraction_file, plan.commits[key].origin = extraction_file, origin
+            known = plan.commits[key]
+            if extraction_file and not known.extraction_file:
+                known.extraction_file, known.origin = extraction_file, origin
+            elif extraction_file and not known.problem:
+                first = known.origin or known.extraction_file
+                known.problem = ("duplicate_extraction", f"{first} and {origin or extraction_file} both name commit "
+                                 f"{key}: keep one of them")
+                warnings.append(f"{known.problem[1]} (the commit ends as a failed record)")
             continue
+        if head is None:
+            warnings.append(f"{origin or extraction_file or 'config: field sources.' + name + '.commits'}: commit "
+                            f"{commit} is not in the repository of source {name} (the commit ends as a failed record)")
         base = resolved.get(parent) if parent else (parents.get(head) if head else None)
         plan.commits[key] = CommitPlan(key=key, head=head, base=base, extraction_file=extraction_file, origin=origin)
     return plan
@@ -241,10 +285,13 @@ def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:
     if not Path(config["prompt_template"]).is_file():
         raise IsobenchError(f"config: field prompt_template: {config['prompt_template']} is not a file")
     plans = {name: plan_source(name, cfg, prepare) for name, cfg in config["sources"].items()}
-    if prepare:  # once per run, in the main process
+    if prepare:  # once per run, in the main process, before any work: every problem found, one line each
         for plan in plans.values():
             for warning in plan.warnings:
                 sys.stderr.write(f"isobench: warning: {warning}\n")
+    if not any(plan.commits for plan in plans.values()):
+        raise IsobenchError("config: field sources: no commit to measure (no extraction file found and no commits "
+                            "listed); nothing was done and the dataset was left as it is")
     return plans
 
 
@@ -268,16 +315,47 @@ def load_config(path: str | Path, schema_path: str | Path, overrides: list[str |
     from snakemake.utils import update_config
 
     config: dict = {}
+    layers: list[tuple[str, dict]] = []
     for name in (path, *overrides):
         try:
             with open(name, encoding="utf-8") as fh:
-                update_config(config, yaml.safe_load(fh) or {})
+                data = yaml.safe_load(fh) or {}
         except OSError as exc:
             raise IsobenchError(f"{name}: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise IsobenchError(f"{name}: not YAML: {str(exc).splitlines()[0]}") from None
-    prepare_config(config, schema_path, str(path))
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise IsobenchError(f"{name}: not YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") \
+                from None
+        if not isinstance(data, dict):
+            raise IsobenchError(f"{name}: expected a mapping of settings, got {type(data).__name__}")
+        layers.append((str(name), data))
+        update_config(config, data)
+    try:
+        prepare_config(config, schema_path, str(path))
+    except IsobenchError as exc:  # name the file that set the field, not always the first one
+        raise IsobenchError(_blame(str(exc), layers)) from None
     return config
+
+
+def _blame(message: str, layers: list[tuple[str, dict]]) -> str:
+    """``message`` ("FILE: field a.b.c: ...") naming the last of ``layers`` that sets the field a.b.c."""
+    m = re.match(r"^(.*?): field (\S+): ", message)
+    if not m:
+        return message
+    parts = m.group(2).split(".")
+    for name, data in reversed(layers):
+        node = data
+        for part in parts:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                break
+        else:
+            return f"{name}{message[len(m.group(1)):]}"
+    return message
 
 
 def prepare_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:

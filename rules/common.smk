@@ -9,6 +9,7 @@ sys.path.insert(0, workflow.basedir)
 
 from isobench import workflow as iw
 from isobench.errors import IsobenchError
+from isobench.dataset import damaged_records
 from isobench.generators import find_pregenerated
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
@@ -20,6 +21,13 @@ except IsobenchError as exc:
 
 try:
     PLAN = iw.plan_sources(config, prepare=workflow.is_main_process)
+except IsobenchError as exc:
+    iw.fail(str(exc))
+except OSError as exc:  # e.g. a read-only results/: one line, never a traceback
+    iw.fail(f"{exc.filename or 'results'}: {exc.strerror}; check the folder's permissions and free space")
+
+try:
+    iw.check_llm_work(config, PLAN, SCHEMA)
 except IsobenchError as exc:
     iw.fail(str(exc))
 
@@ -40,6 +48,13 @@ def per_commit(name):
         for source, plan in PLAN.items()
         for key in plan.commits
     ]
+
+
+if workflow.is_main_process:
+    for line in iw.isolation_lines(config, SCHEMA):  # said once, at the start of the run
+        sys.stderr.write(line + "\n")
+    # a damaged record is never trusted: set aside, rebuilt from its inputs
+    damaged_records([Path(p) for p in per_commit("record.json")], Path(config["dataset"]))
 
 
 def all_artifacts():
@@ -133,6 +148,7 @@ def generator_inputs(wildcards):
     cfg = iw.llm_settings(config, wildcards.source, SCHEMA)
     inputs = {
         "prompt": f"results/{wildcards.source}/{wildcards.commit}/prompt.txt",
+        "prompt_meta": f"results/{wildcards.source}/{wildcards.commit}/prompt.json",
         "system_prompt": cfg["system_prompt"],
         "repair_prompt": cfg["repair_prompt"],
     }

@@ -16,5 +16,7 @@ rule extraction:
         extraction_file=lambda wc: commit_plan(wc).extraction_file,
         origin=lambda wc: commit_plan(wc).origin,
         base=lambda wc: commit_plan(wc).base,
+        head=lambda wc: commit_plan(wc).head,
+        problem=lambda wc: commit_plan(wc).problem,
     script:
         "../scripts/extraction.py"

@@ -19,7 +19,6 @@ rule generator:
         commit=lambda wc: commit_plan(wc).head,
         generators=lambda wc: config["sources"][wc.source].get("generators"),
         llm=llm_params,
-        schema=str(SCHEMA),
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
         scratch=f"{COMMIT_DIR}/smoke",

@@ -8,6 +8,7 @@ rule measure:
         base=f"{COMMIT_DIR}/timing_base.json",
         head=f"{COMMIT_DIR}/timing_head.json",
         main=f"{COMMIT_DIR}/timing_main.json",
+        seal=f"{COMMIT_DIR}/timing_seal.json",
     log:
         f"{COMMIT_DIR}/logs/measure.log",
     benchmark:

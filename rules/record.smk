@@ -9,6 +9,7 @@ rule record:
         timing_base=f"{COMMIT_DIR}/timing_base.json",
         timing_head=f"{COMMIT_DIR}/timing_head.json",
         timing_main=f"{COMMIT_DIR}/timing_main.json",
+        timing_seal=f"{COMMIT_DIR}/timing_seal.json",
     output:
         record=f"{COMMIT_DIR}/record.json",
     log:

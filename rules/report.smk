@@ -41,7 +41,6 @@ rule audit:
     params:
         report="results/audit.json",
         config=lambda wc: config,
-        schema=str(SCHEMA),
     script:
         "../scripts/audit.py"
 
