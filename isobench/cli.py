@@ -88,6 +88,44 @@ def _push(args) -> None:
     print(format_push(summary))
 
 
+def _retry_generation(args) -> None:
+    """Make the next run ask the LLM again for the commits whose generation failed: their failed replies leave
+    the reply cache (else a rerun would replay them for free, and fail the same way) and their generator outputs
+    go (so Snakemake runs the generator, and then measure and record, again)."""
+    from .generate import Cache
+    from .jsonio import load_json
+    from .workflow import llm_settings, plan_sources
+
+    config = _config(args)
+    found = 0
+    for source, plan in plan_sources(config, prepare=False).items():
+        cache = Cache(llm_settings(config, source, Path(args.schema))["cache_dir"])
+        for key in plan.commits:
+            folder = Path("results") / source / key
+            try:
+                meta = load_json(folder / "generator.json")
+            except IsobenchError:
+                continue
+            if meta.get("status") != "generation_failed":
+                continue
+            found += 1
+            try:
+                attempts = load_json(folder / "llm_transcript.json").get("attempts") or []
+            except IsobenchError:
+                attempts = []
+            keys = {a["request_key"] for a in attempts if isinstance(a, dict) and a.get("request_key")}
+            print(f"{source} {key[:12]}: {len(keys)} cached replies dropped, generator outputs removed"
+                  f"{' (dry run: nothing changed)' if args.dry_run else ''}")
+            if args.dry_run:
+                continue
+            for request_key in keys:
+                cache.drop("replies", request_key)
+            for name in ("generator.py", "generator.json", "llm_transcript.json"):
+                (folder / name).unlink(missing_ok=True)
+    print(f"{found} commit(s) with generation_failed; run the workflow to generate them again"
+          if found else "no commit with generation_failed")
+
+
 def _workflow_options(p) -> None:
     p.add_argument("--directory", "-d", default=".", help="the workflow's folder (default: here)")
     p.add_argument("--configfile", nargs="+", default=[],
@@ -135,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", help="split to merge into (default test)")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.set_defaults(func=_push)
+    p = sub.add_parser("retry-generation", help="ask the LLM again, on the next run, for the commits whose "
+                                                "generation failed (drops their cached replies)")
+    _workflow_options(p)
+    p.add_argument("--dry-run", action="store_true", help="list them; change nothing")
+    p.set_defaults(func=_retry_generation)
     args = parser.parse_args(argv)
     if hasattr(signal, "SIGPIPE") and argv is None:  # `isobench audit | head`: end quietly, like any Unix tool
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -67,7 +67,7 @@ def damaged_records(record_paths: list[Path], dataset: Path) -> list[Path]:
     out = []
     for path in record_paths:
         try:
-            if since is not None and path.stat().st_mtime <= since:
+            if not path.is_file() or (since is not None and path.stat().st_mtime <= since):
                 continue
             check_record(path)
         except FileNotFoundError:

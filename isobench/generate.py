@@ -142,6 +142,9 @@ class Cache:
     def put(self, kind: str, key: str, value: dict) -> None:
         write_json(self._path(kind, key), {**value, "cache_version": CACHE_VERSION})
 
+    def drop(self, kind: str, key: str) -> None:
+        self._path(kind, key).unlink(missing_ok=True)
+
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

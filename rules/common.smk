@@ -24,7 +24,9 @@ try:
 except IsobenchError as exc:
     iw.fail(str(exc))
 except OSError as exc:  # e.g. a read-only results/: one line, never a traceback
-    iw.fail(f"{exc.filename or 'results'}: {exc.strerror}; check the folder's permissions and free space")
+    iw.fail(
+        f"{exc.filename or 'results'}: {exc.strerror}; check the folder's permissions and free space"
+    )
 
 try:
     iw.check_llm_work(config, PLAN, SCHEMA)
@@ -51,10 +53,14 @@ def per_commit(name):
 
 
 if workflow.is_main_process:
-    for line in iw.isolation_lines(config, SCHEMA):  # said once, at the start of the run
+    for line in iw.isolation_lines(
+        config, SCHEMA
+    ):  # said once, at the start of the run
         sys.stderr.write(line + "\n")
     # a damaged record is never trusted: set aside, rebuilt from its inputs
-    damaged_records([Path(p) for p in per_commit("record.json")], Path(config["dataset"]))
+    damaged_records(
+        [Path(p) for p in per_commit("record.json")], Path(config["dataset"])
+    )
 
 
 def all_artifacts():

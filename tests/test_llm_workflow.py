@@ -103,5 +103,17 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         assert (work / "results" / "demo" / shas["histogram"] / "generator.py").read_text() == histogram_script
         regex_meta = json.loads((work / "results" / "demo" / shas["regex"] / "generator.json").read_text())
         assert regex_meta["status"] == "generation_failed" and regex_meta["llm"]["cached_replies"] == 2
+
+        # The documented way back for a generation_failed commit: ask again (the server answers well now).
+        regex_script = (ROOT / "demo" / "generators" / f"{shas['regex'][:8]}_test_case_generator.py").read_text()
+        fake.default = lambda request: reply(f"```python\n{regex_script}```\n")
+        retry = subprocess.run([sys.executable, "-m", "isobench.cli", "retry-generation"], cwd=work,
+                               capture_output=True, text=True, timeout=300)
+        assert retry.returncode == 0 and "2 cached replies dropped" in retry.stdout, retry.stderr
+        proc = snakemake(work, "--resources", "llm=2")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(fake.requests) == 4  # one new request, for that commit only
+        rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
+        assert rows[shas["regex"]]["status"] == "ok" and rows[shas["histogram"]]["status"] == "ok"
     finally:
         fake.stop()
