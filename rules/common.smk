@@ -53,10 +53,9 @@ def per_commit(name):
 
 
 if workflow.is_main_process:
-    for line in iw.isolation_lines(
-        config, SCHEMA
-    ):  # said once, at the start of the run
-        sys.stderr.write(line + "\n")
+    # said once, at the start of the run
+    for line in iw.isolation_lines(config, SCHEMA):
+        print(line, file=sys.stderr)
     # a damaged record is never trusted: set aside, rebuilt from its inputs
     damaged_records(
         [Path(p) for p in per_commit("record.json")], Path(config["dataset"])

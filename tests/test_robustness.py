@@ -287,6 +287,18 @@ def test_export_push_and_report_need_no_extra():
 
 
 def test_audit_piped_into_head_ends_quietly(tmp_path):
-    cmd = f"{sys.executable} -m isobench.cli --help | head -1"
-    proc = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=tmp_path)
-    assert "Broken pipe" not in proc.stderr
+    rows = [json.loads(line) for line in (FIXTURES / "demo_dataset.jsonl").read_text().splitlines()]
+    many = [{**r, "head_commit": f"{i:040x}"} for i in range(2000) for r in rows[:1]]
+    dataset = tmp_path / "big.jsonl"
+    dataset.write_text("".join(json.dumps(r) + "\n" for r in many))  # far more than a pipe holds
+    cmd = f"{sys.executable} -m isobench.cli summary --dataset {dataset} -d {ROOT} | head -1"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.startswith("commit") and proc.stderr == ""  # no "Broken pipe", no traceback
+
+
+def test_check_names_the_configfile_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("measure:\n  rounds: [1\n  warmup: 2\n")
+    assert cli(["check", "-d", str(ROOT), "--configfile", str(bad)]) == 1
+    assert f"{bad}: not YAML at line 3" in capsys.readouterr().err
+    assert cli(["check", "-d", str(ROOT)]) == 0 and "config OK" in capsys.readouterr().out
