@@ -83,7 +83,7 @@ def without_timings(record: dict, work: Path) -> dict:
     """A record less what differs between two measurements of the same content (timings, when and where
     they were taken, and the workflow folder in error messages)."""
     r = json.loads(json.dumps(record).replace(str(work), "WORKFLOW"))
-    for key in ("comparisons", "duration_changes", "human_performance"):
+    for key in ("comparisons", "duration_changes", "human_performance", "human_performance_mean"):
         r.pop(key)
     for rev in r["revisions"].values():
         for key in ("median_ms", "iqr_ms", "warnings"):
