@@ -1,15 +1,17 @@
-"""How trustworthy are isobench's verdicts? A/A false positives, detection of a 10% slowdown,
-and the same figures for ISO-Bench's method, measured side by side in one run on the demo.
+"""Right numbers with the default settings on a noisy machine? isobench's defaults (adaptive rounds,
+interleave: auto) against the defaults it had before (10 rounds, one process at a time), side by side in one run.
 
-    python benchmarks/measurement_quality.py [--trials 20] [--rounds 10] [--repeat 10]
+    python benchmarks/measurement_quality.py [--trials 20]
 
-The workload is the demo's histogram test at the histogram commit (linear in its input).
-- A/A: base and head are the same revision; any verdict other than no_change is a false positive.
-- 10% slowdown: head is a copy of that revision whose histogram() also bins an extra 10% of the
-  values (work linear in the input, result unchanged); a verdict of slower is a detection.
-- ISO-Bench's method: one whole-process wall-clock run per revision (interpreter start and imports
-  included), speedup = base time / head time; "changed" when it is off by more than the minimum effect.
-Trials of the four kinds are interleaved so that drift of the machine hits all alike.
+The workload is the demo's histogram test at the histogram commit (linear in its input), measured as a
+real job does it: base, head and main, each in fresh processes, through the sandbox.
+- A/A: base, head and main are the same revision; faster or slower is a false positive, no_change is right.
+- 10% slowdown: head (and main) is a copy whose histogram() also bins an extra 10% of the values (work linear
+  in the input, result unchanged); slower is a detection.
+- 2x speedup: base is a copy whose histogram() bins every value twice; head is the original. The measured
+  speedup should be within 10% of 2.
+Trials of every kind and both settings are interleaved, so that the machine's swings hit all alike.
+Prints one line per trial and a table (README, "Statistics").
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,106 +32,100 @@ from isobench.demo import build_demo_repo  # noqa: E402
 from isobench.measure import Revision, Settings, measure_commit  # noqa: E402
 from isobench.stats import compare  # noqa: E402
 
-SLOWDOWN = 0.10
 PATCH_OLD = "    counts = [0] * (len(edges) + 1)\n"
-PATCH_NEW = (
-    "    counts = [0] * (len(edges) + 1)\n"
-    "    extra = [0] * (len(edges) + 1)  # controlled slowdown: the same loop over 10% of the values\n"
-    "    for value in values[: len(values) // 10]:\n"
-    "        extra[bisect.bisect_right(edges, value)] += 1\n"
-)
-RUNNER = "import perf_test as t\nt.experiment(t.setup())\n"
 
 
-def prepare(tmp: Path) -> tuple[Path, Path, Path]:
+def extra_loop(share: str) -> str:
+    """histogram() binning ``values[share]`` once more into a throwaway list: more work, the same result."""
+    return (PATCH_OLD + "    extra = [0] * (len(edges) + 1)  # controlled extra work\n"
+            f"    for value in values{share}:\n"
+            "        extra[bisect.bisect_right(edges, value)] += 1\n")
+
+
+PATCHES = {"slow10": extra_loop("[: len(values) // 10]"), "slow2x": extra_loop("")}
+DEFAULTS = Settings()  # what a source that sets nothing gets (the schema's defaults are the same)
+BEFORE = Settings(rounds=10, max_rounds=10, interleave="rounds")  # the defaults before adaptive rounds and auto
+ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 2000, "seed": 0}
+
+
+def prepare(tmp: Path) -> tuple[dict[str, Path], Path]:
     repo = tmp / "demokit"
     shas = build_demo_repo(repo)
     mirror = git.ensure_mirror(str(repo), tmp / "mirror.git")
-    fast = git.ensure_worktree(mirror, shas["histogram"], tmp / "fast")
-    slow = tmp / "slow"
-    shutil.copytree(fast, slow, ignore=shutil.ignore_patterns(".git"))
-    target = slow / "demokit" / "binning.py"
-    text = target.read_text()
-    assert PATCH_OLD in text
-    target.write_text(text.replace(PATCH_OLD, PATCH_NEW, 1))
+    trees = {"fast": git.ensure_worktree(mirror, shas["histogram"], tmp / "fast")}
+    for name, patch in PATCHES.items():
+        trees[name] = tmp / name
+        shutil.copytree(trees["fast"], trees[name], ignore=shutil.ignore_patterns(".git"))
+        target = trees[name] / "demokit" / "binning.py"
+        text = target.read_text()
+        assert PATCH_OLD in text
+        target.write_text(text.replace(PATCH_OLD, patch, 1))
     generator = ROOT / "demo" / "generators" / f"{shas['histogram'][:8]}_test_case_generator.py"
-    return fast, slow, generator
+    return trees, generator
 
 
-def ours(generator: Path, base: Path, head: Path, settings: Settings, scratch: Path, analysis: dict) -> dict:
-    revs = [Revision("base", "0" * 40, base), Revision("head", "1" * 40, head)]
-    t = measure_commit(generator, revs, scratch, settings)
+KINDS = {"aa": ("fast", "fast"), "slow10": ("fast", "slow10"), "fast2x": ("slow2x", "fast")}
+
+
+def trial(generator: Path, trees: dict, kind: str, settings: Settings, scratch: Path) -> dict:
+    base, head = KINDS[kind]
+    revs = [Revision("base", "0" * 40, trees[base]), Revision("head", "1" * 40, trees[head]),
+            Revision("main", "2" * 40, trees[head])]
+    started = time.monotonic()
+    t = measure_commit(generator, revs, scratch, settings, analysis=ANALYSIS)
+    wall = time.monotonic() - started
     assert all(x["status"] == "ok" for x in t.values()), {k: (v["category"], v["error"]) for k, v in t.items()}
-    return compare(t["base"]["rounds_ms"], t["head"]["rounds_ms"], **analysis)
+    paired = t["base"]["interleave"] == t["head"]["interleave"] == "calls"
+    cmp = compare(t["base"]["rounds_ms"], t["head"]["rounds_ms"], min_effect=ANALYSIS["min_effect"],
+                  alpha=ANALYSIS["alpha"], level=ANALYSIS["ci_level"], n_boot=ANALYSIS["bootstrap"],
+                  seed=ANALYSIS["seed"], paired=paired)
+    noisy = any(w.startswith("noisy machine") for x in t.values() for w in x["warnings"])
+    return {"speedup": cmp["speedup"], "verdict": cmp["verdict"], "wall_s": wall, "rounds": len(t["base"]["rounds_ms"]),
+            "interleave": t["base"]["interleave"], "stop": t["base"]["rounds_stop"]["reason"], "noisy": noisy}
 
 
-def whole_process(generator: Path, worktree: Path, scratch: Path) -> float:
-    """ISO-Bench's measurement: wall-clock of one subprocess that imports and runs the test once."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(generator, scratch / "perf_test.py")
-    env = {"PYTHONPATH": f"{scratch}:{worktree}", "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", RUNNER], cwd=scratch, env=env, check=True)
-    return time.perf_counter() - start
-
-
-def isobench_verdict(speedup: float, min_effect: float) -> str:
-    if speedup >= 1 + min_effect:
-        return "faster"
-    if speedup <= 1 / (1 + min_effect):
-        return "slower"
-    return "no_change"
+def share(rows: list[dict], test) -> float:
+    return sum(1 for r in rows if test(r)) / len(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=20, help="trials of each kind")
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--min-effect", type=float, default=0.05)
-    ap.add_argument("--alpha", type=float, default=0.01)
-    ap.add_argument("--interleave", choices=("rounds", "calls"), default="rounds")
+    ap.add_argument("--trials", type=int, default=20, help="trials of each kind, for each of the two settings")
     args = ap.parse_args()
-    settings = Settings(rounds=args.rounds, warmup=args.warmup, warmup_ms=0, repeat=args.repeat, timeout_s=120,
-                        interleave=args.interleave)
-    analysis = {"min_effect": args.min_effect, "alpha": args.alpha, "n_boot": 2000, "seed": 0,
-                "paired": args.interleave == "calls"}
-    results = {"ours_aa": [], "ours_slow": [], "iso_aa": [], "iso_slow": []}
+    methods = {"defaults now": DEFAULTS, "defaults before": BEFORE}
+    results = {(m, k): [] for m in methods for k in KINDS}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        fast, slow, generator = prepare(tmp)
+        trees, generator = prepare(tmp)
         for i in range(args.trials):
-            results["ours_aa"].append(ours(generator, fast, fast, settings, tmp / "s", analysis))
-            results["ours_slow"].append(ours(generator, fast, slow, settings, tmp / "s", analysis))
-            b, h = whole_process(generator, fast, tmp / "w"), whole_process(generator, fast, tmp / "w")
-            results["iso_aa"].append(b / h)
-            b, h = whole_process(generator, fast, tmp / "w"), whole_process(generator, slow, tmp / "w")
-            results["iso_slow"].append(b / h)
-            print(f"trial {i + 1}/{args.trials}: ours A/A {results['ours_aa'][-1]['speedup']:.4f} "
-                  f"({results['ours_aa'][-1]['verdict']}), 10% slower {results['ours_slow'][-1]['speedup']:.4f} "
-                  f"({results['ours_slow'][-1]['verdict']}); ISO-Bench A/A {results['iso_aa'][-1]:.4f}, "
-                  f"10% slower {results['iso_slow'][-1]:.4f}", flush=True)
-    n = args.trials
-    ours_fp = sum(r["verdict"] != "no_change" for r in results["ours_aa"]) / n
-    ours_noise = statistics.median(abs(r["speedup"] - 1) for r in results["ours_aa"])
-    ours_det = sum(r["verdict"] == "slower" for r in results["ours_slow"]) / n
-    ours_width = statistics.median(r["ci_high"] - r["ci_low"] for r in results["ours_aa"])
-    iso_fp = sum(isobench_verdict(s, args.min_effect) != "no_change" for s in results["iso_aa"]) / n
-    iso_noise = statistics.median(abs(s - 1) for s in results["iso_aa"])
-    iso_det = sum(isobench_verdict(s, args.min_effect) == "slower" for s in results["iso_slow"]) / n
+            for kind in KINDS:
+                for method, settings in methods.items():
+                    r = trial(generator, trees, kind, settings, tmp / "scratch")
+                    results[(method, kind)].append(r)
+                    print(f"trial {i + 1}/{args.trials} {kind:<6} {method:<15}: {r['speedup']:.4f} {r['verdict']:<12} "
+                          f"{r['rounds']:>2} rounds ({r['interleave']}, {r['stop']}){' noisy' if r['noisy'] else ''}, "
+                          f"{r['wall_s']:.1f} s", flush=True)
     print()
-    print(f"settings: interleave={args.interleave} rounds={args.rounds} warmup={args.warmup} repeat={args.repeat} "
-          f"min_effect={args.min_effect} "
-          f"alpha={args.alpha}; {n} trials of each kind; {time.monotonic() - started:.0f} s")
-    print(f"{'method':<28}{'A/A false positives':>22}{'median |A/A - 1|':>20}{'10% slowdown detected':>24}")
-    print(f"{'isobench (rounds, stats)':<28}{ours_fp:>22.1%}{ours_noise:>20.4f}{ours_det:>24.1%}")
-    print(f"{'ISO-Bench (whole process)':<28}{iso_fp:>22.1%}{iso_noise:>20.4f}{iso_det:>24.1%}")
-    print(f"A/A noise ratio (ISO-Bench / isobench): {iso_noise / ours_noise if ours_noise else float('inf'):.1f}x; "
-          f"median A/A 95% CI width: {ours_width:.4f}")
-    print(f"10% slowdown, median measured speedup: isobench {statistics.median(r['speedup'] for r in results['ours_slow']):.4f}, "
-          f"ISO-Bench {statistics.median(results['iso_slow']):.4f} (expected {1 / (1 + SLOWDOWN):.4f})")
+    print(f"{args.trials} trials of each kind and setting, {time.monotonic() - started:.0f} s in all; "
+          f"min_effect {ANALYSIS['min_effect']}, alpha {ANALYSIS['alpha']}")
+    header = (f"{'settings':<17}{'A/A faster|slower':>18}{'A/A no_change':>15}{'10% slower found':>18}"
+              f"{'2x measured (median)':>22}{'2x within 10%':>15}{'wall s/commit':>15}{'rounds':>8}")
+    print(header)
+    for method in methods:
+        aa, slow, fast = (results[(method, k)] for k in KINDS)
+        every = aa + slow + fast
+        print(f"{method:<17}{share(aa, lambda r: r['verdict'] in ('faster', 'slower')):>18.0%}"
+              f"{share(aa, lambda r: r['verdict'] == 'no_change'):>15.0%}"
+              f"{share(slow, lambda r: r['verdict'] == 'slower'):>18.0%}"
+              f"{statistics.median(r['speedup'] for r in fast):>22.3f}"
+              f"{share(fast, lambda r: abs(r['speedup'] / 2 - 1) <= 0.10):>15.0%}"
+              f"{statistics.median(r['wall_s'] for r in every):>15.1f}"
+              f"{statistics.median(r['rounds'] for r in every):>8.0f}")
+    now = statistics.median(r["wall_s"] for k in KINDS for r in results[("defaults now", k)])
+    before = statistics.median(r["wall_s"] for k in KINDS for r in results[("defaults before", k)])
+    print(f"median wall time per commit: {now:.1f} s now, {before:.1f} s before ({now / before:.2f}x)")
+    print("goals (issue 15): A/A faster|slower <= 5%, A/A no_change >= 80%, 10% slower found >= 90%, 2x within 10%")
 
 
 if __name__ == "__main__":

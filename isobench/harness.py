@@ -232,7 +232,28 @@ def run(args):
     except BaseException as exc:
         report.update(category="harness_error", error=_text_of(exc)[:2000], traceback=_tb_tail())
     report["env"] = environment(torch_mod if torch_mod is not None else sys.modules.get("torch"))
+    report["memory"] = peak_memory(torch_mod if torch_mod is not None else sys.modules.get("torch"))
     return report
+
+
+def peak_memory(torch_mod=None):
+    """This process's peak resident memory, and the GPU memory it used at most where CUDA was initialized:
+    what ``interleave: auto`` needs to know whether three such processes fit side by side."""
+    out = {"peak_rss_mb": None, "gpu_peak_mb": None, "gpu_device": None}
+    try:
+        import resource
+
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)  # KiB on Linux
+    except (ImportError, OSError):
+        pass
+    try:
+        if torch_mod is not None and torch_mod.cuda.is_initialized():
+            device = torch_mod.cuda.current_device()
+            out["gpu_device"] = device
+            out["gpu_peak_mb"] = round(torch_mod.cuda.max_memory_reserved(device) / 2 ** 20, 1)
+    except Exception:
+        pass
+    return out
 
 
 def main(argv=None):

@@ -3,9 +3,10 @@
 Shared and cloud machines change speed within seconds (other tenants, turbo states), which
 a round-by-round interleaving cannot cancel: two adjacent rounds can run at different speeds.
 Here each revision's process imports, sets up and warms up (base first, so its reference
-exists before head and main check theirs), then the driver asks base, head, main, base,
-head, main, ... for one timed call each, so calls of different revisions compared with each
-other are milliseconds apart. Only one process computes at a time.
+exists before head and main check theirs), then the driver asks base, head, main; head, main,
+base; main, base, head; ... for one timed call each (the order turns, so that no revision always
+goes first), so calls of different revisions compared with each other are milliseconds apart.
+Only one process computes at a time.
 """
 
 from __future__ import annotations
@@ -112,8 +113,11 @@ def lockstep_round(procs: list[tuple[str, object, Path]], repeat: int, timeout_s
             running.append(p)
         elif p.outcome == "timeout":
             deadline = time.monotonic() + timeout_s
-    for _ in range(repeat):
-        for p in list(running):
+    for i in range(repeat):
+        # The order turns with every call (base, head, main; head, main, base; ...): no revision always
+        # runs first after the others, so that a position effect (caches, the scheduler) hits all alike.
+        turn = i % len(running) if running else 0
+        for p in running[turn:] + running[:turn]:
             reply = p.readline(deadline) if p.send("go\n") else ""
             try:
                 p.samples.append(float(reply))

@@ -8,7 +8,19 @@ from pathlib import Path
 
 from .measure import REVISIONS
 
-COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main")
+COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "notes")
+
+
+def notes(record: dict) -> str:
+    """What a reader must know beside the numbers: a noisy machine during the measurement (round medians in
+    separate speed modes, or drifting), named per revision."""
+    out = []
+    for name, rev in (record.get("revisions") or {}).items():
+        kinds = sorted({"speed modes" if "speed modes" in w else "drift" for w in rev.get("warnings") or []
+                        if w.startswith("noisy machine")})
+        if kinds:
+            out.append(f"{name}: noisy ({', '.join(kinds)})")
+    return "; ".join(out)
 
 
 def _state(rev: dict) -> str:
@@ -27,6 +39,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
             "speedup": cmp["speedup"] if cmp else None, "ci_low": cmp["ci_low"] if cmp else None,
             "ci_high": cmp["ci_high"] if cmp else None,
             **{name: _state(revs[name]) if name in revs else "-" for name in REVISIONS},
+            "notes": notes(r),
         })
     return out
 
@@ -39,7 +52,7 @@ def _speedup(row: dict) -> str:
 
 def _cells(row: dict) -> list[str]:
     return [row["commit"], row["api"], row["status"], row["verdict"], _speedup(row), row["base"], row["head"],
-            row["main"]]
+            row["main"], row["notes"]]
 
 
 def format_summary(rows: list[dict]) -> str:

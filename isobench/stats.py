@@ -44,6 +44,8 @@ def describe(rounds: list[list[float]], device: str = "cpu") -> dict | None:
         warnings.append(f"untrustworthy: median {med:.6f} ms is within 1000x the clock resolution")
     elif device == "cpu" and med < MIN_CPU_SAMPLE_MS:
         warnings.append(f"untrustworthy: median {med:.3f} ms is under {MIN_CPU_SAMPLE_MS:g} ms on CPU")
+    round_medians = [float(np.median(r)) for r in rounds if r]
+    warnings += noise_warnings(round_medians)
     return {
         "n": int(a.size),
         "rounds": len(rounds),
@@ -57,9 +59,40 @@ def describe(rounds: list[list[float]], device: str = "cpu") -> dict | None:
         "min": float(a.min()),
         "max": float(a.max()),
         "outliers": outliers,
-        "round_medians": [float(np.median(r)) for r in rounds if r],
+        "round_medians": round_medians,
         "warnings": warnings,
     }
+
+
+MODE_GAP = 0.15  # round medians this far apart (ratio) with tight groups on each side: two speed modes
+DRIFT = 0.10  # the last third of the rounds this much slower or faster than the first third
+
+
+def noise_warnings(round_medians: list[float]) -> list[str]:
+    """A noisy machine named, not hidden: round medians that fall into separate speed modes, or that drift
+    across the job (a machine whose speed changed while it measured)."""
+    m = [x for x in round_medians if x > 0]
+    out = []
+    if len(m) >= 4:
+        logs = np.sort(np.log(m))
+        gaps = np.diff(logs)
+        i = int(np.argmax(gaps))
+        low, high = logs[: i + 1], logs[i + 1:]
+        spread = max(float(np.ptp(low)), float(np.ptp(high)))
+        if len(low) >= 2 and len(high) >= 2 and gaps[i] >= np.log1p(MODE_GAP) and gaps[i] > 2 * spread:
+            out.append(f"noisy machine: the round medians fall into two speed modes ({np.exp(np.median(low)):.4g} ms "
+                       f"in {len(low)} rounds, {np.exp(np.median(high)):.4g} ms in {len(high)}): compare only "
+                       "side by side (interleave: calls)")
+    if len(m) >= 6:
+        third = len(m) // 3
+        first, last = float(np.median(m[:third])), float(np.median(m[-third:]))
+        change = last / first - 1
+        order = np.argsort(np.argsort(m))  # ranks
+        rho = float(np.corrcoef(np.arange(len(m)), order)[0, 1])
+        if abs(change) >= DRIFT and abs(rho) >= 0.7:
+            out.append(f"noisy machine: the round medians drift {change:+.0%} from the first to the last rounds "
+                       f"(rank correlation with time {rho:+.2f})")
+    return out
 
 
 def is_paired(base: list[list[float]], other: list[list[float]]) -> bool:

@@ -255,19 +255,21 @@ def measure_step(smk) -> None:
         envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
         key = measurement_key(generator_sha256=sha256_file(smk.input.generator), shas=shas,
                               fingerprints={name: fingerprint(envs[name]) for name in REVISIONS},
-                              settings=settings.as_dict(), contract=p.settings.get("contract", "auto"),
-                              python_path=list(p.python_path), epoch=p.settings.get("epoch", 0))
+                              settings={**settings.as_dict(), "analysis": dict(p.analysis)},
+                              contract=p.settings.get("contract", "auto"), python_path=list(p.python_path),
+                              epoch=p.settings.get("epoch", 0))
     timings = cache.get(key) if key else None
     if timings is not None:
         log.info("measurement: from the measurement cache (key %s; measure.epoch forces a new one)", key[:16])
         timings = {name: {**t, "measurement": {**t["measurement"], "cached": True}} for name, t in timings.items()}
     else:
-        log.info("measurement: fresh, %s: %d rounds x (%d warm-up + %d timed calls) per revision", shas["head"][:12],
-                 settings.rounds, settings.warmup, settings.repeat)
+        log.info("measurement: fresh, %s: %d to %d rounds x (%d warm-up + %d timed calls) per revision, "
+                 "interleave %s", shas["head"][:12], settings.rounds, max(settings.rounds, settings.max_rounds),
+                 settings.warmup, settings.repeat, settings.interleave)
         timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
                                  extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"),
                                  sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
-                                 runner=Runner.from_config(p.isolation["runner"]))
+                                 runner=Runner.from_config(p.isolation["runner"]), analysis=dict(p.analysis))
         stamp = {"key": key, "cached": False, "measured_at": now_iso(), "epoch": p.settings.get("epoch", 0),
                  "ran_on": ran_on()}
         timings = {name: {**redact(t, secrets()), "measurement": stamp} for name, t in timings.items()}

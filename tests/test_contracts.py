@@ -9,7 +9,7 @@ from isobench import contracts
 from isobench.jsonio import validate
 from isobench.measure import Settings, measure_commit
 
-SETTINGS = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=1, timeout_s=3)
+SETTINGS = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=1, timeout_s=3)
 
 ISOBENCH_STYLE = '''
 import argparse, json, os, signal, sys, time

@@ -6,7 +6,7 @@ from isobench.jsonio import validate
 from isobench.measure import Settings, measure_commit
 from isobench.sandbox import SandboxSettings
 
-LOCK = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="calls")
+LOCK = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="calls")
 
 TEST = '''
 import json, os, sys, time
@@ -56,9 +56,10 @@ def test_timed_calls_alternate(tmp_path, revisions):
     assert status(t) == {n: ("ok", None) for n in ("base", "head", "main")}
     assert all(x["interleave"] == "calls" and len(x["samples_ms"]) == 6 for x in t.values())
     calls = log.read_text().split()
-    # per round: base's first call (reference), head's and main's first calls, then timed calls alternating
+    # per round: base's first call (reference), head's and main's first calls, then timed calls alternating,
+    # the order turning with every call
     timed = calls[3:12]
-    assert timed == ["base", "head", "main"] * 3
+    assert timed == ["base", "head", "main", "head", "main", "base", "main", "base", "head"]
     assert t["head"]["equivalent"] is True
 
 
@@ -69,7 +70,7 @@ def test_timed_calls_alternate(tmp_path, revisions):
     ("if toy.VERSION == 'head': data += 1", "not_equivalent"),
 ])
 def test_failures_at_head(tmp_path, revisions, hook, category):
-    settings = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=4, interleave="calls")
+    settings = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=4, interleave="calls")
     t, _ = measure(tmp_path, revisions, hook=hook.replace("data += 1", "data = data + 1"), settings=settings)
     assert status(t)["head"] == ("failed", category), t["head"]["error"]
     assert status(t)["base"] == ("ok", None) and len(t["base"]["samples_ms"]) == 6

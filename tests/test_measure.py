@@ -8,7 +8,7 @@ from isobench.jsonio import validate
 from isobench.measure import CATEGORIES, Settings, measure_commit
 from isobench.sandbox import SandboxSettings
 
-FAST = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=20)
+FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=20)
 
 
 def script(tmp_path, body: str, **overrides) -> str:
@@ -92,7 +92,7 @@ def test_import_error_at_main(tmp_path, revisions):
     ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        os._exit(3)\n    return 1\n", "crash"),
 ])
 def test_failures_at_head_only(tmp_path, revisions, fn, code, category):
-    t = run(tmp_path, revisions, settings=Settings(rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=3), **{fn: code})
+    t = run(tmp_path, revisions, settings=Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=3), **{fn: code})
     assert statuses(t) == {"base": ("ok", None), "head": ("failed", category), "main": ("ok", None)}
     assert category in CATEGORIES and t["head"]["error"]
 
@@ -122,7 +122,8 @@ def test_stderr_tail_is_kept(tmp_path, revisions):
 
 def test_rounds_interleave_base_head_main(tmp_path, revisions):
     order = tmp_path / "order.txt"
-    t = run(tmp_path, revisions, settings=Settings(rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20),
+    t = run(tmp_path, revisions, settings=Settings(rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20,
+                                                   interleave="rounds"),
             writable=tmp_path, setup=f"""
         def setup():
             with open({str(order)!r}, "a") as fh:
@@ -134,7 +135,7 @@ def test_rounds_interleave_base_head_main(tmp_path, revisions):
 
 
 def test_job_time_limit_keeps_what_was_measured(tmp_path, revisions):
-    t = run(tmp_path, revisions, settings=Settings(rounds=50, warmup=1, warmup_ms=0, repeat=1, timeout_s=20,
+    t = run(tmp_path, revisions, settings=Settings(rounds=50, max_rounds=50, warmup=1, warmup_ms=0, repeat=1, timeout_s=20,
                                                    job_timeout_s=0.5))
     assert statuses(t)["head"] == ("ok", None)
     assert 1 <= len(t["head"]["rounds_ms"]) < 50
@@ -143,7 +144,7 @@ def test_job_time_limit_keeps_what_was_measured(tmp_path, revisions):
 
 def test_time_based_warmup(tmp_path, revisions):
     calls = tmp_path / "calls.txt"
-    run(tmp_path, revisions, settings=Settings(rounds=1, warmup=1, warmup_ms=300, repeat=1, timeout_s=20),
+    run(tmp_path, revisions, settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=300, repeat=1, timeout_s=20),
         writable=tmp_path, experiment=f"""
         def experiment(data):
             with open({str(calls)!r}, "a") as fh:

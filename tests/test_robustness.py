@@ -25,7 +25,7 @@ from isobench.sandbox import SandboxSettings
 
 from conftest import FIXTURES, ROOT
 
-FAST = Settings(rounds=3, warmup=0, warmup_ms=0, repeat=2, timeout_s=60)
+FAST = Settings(rounds=3, max_rounds=3, warmup=0, warmup_ms=0, repeat=2, timeout_s=60)
 FUNCTIONS = '''
 import json, os, random
 import toy
@@ -168,7 +168,7 @@ def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisi
         revs = [Revision(n, str(i) * 40, Path({str(revisions[0].worktree.parent)!r}) / n)
                 for i, n in enumerate(("base", "head", "main"))]
         t = measure_commit(Path({str(gen)!r}), revs, Path({str(tmp_path / "scratch")!r}),
-                           Settings(rounds=2, warmup=0, warmup_ms=0, repeat=1, timeout_s=60))
+                           Settings(rounds=2, max_rounds=2, warmup=0, warmup_ms=0, repeat=1, timeout_s=60))
         seen = subprocess.run([sys.executable, {str(tmp_path / "scan.py")!r}], capture_output=True, text=True)
         print(json.dumps({{"base": [t["base"]["status"], t["base"]["error"], t["base"]["sandbox"]],
                           "unsandboxed_finds": int(seen.stdout)}}))

@@ -15,7 +15,7 @@ from isobench.sandbox import Runner, SandboxSettings, allowed_env, namespace_pre
 from conftest import processes_with
 
 SECRET = "sk-test-SECRET-sandbox-31415926"
-FAST = Settings(rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=5)
+FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=5)
 
 TEST = '''
 import json, os, socket, subprocess, sys, time
@@ -95,7 +95,7 @@ def test_no_network(tmp_path, revisions):
 
 
 def test_sleeping_forever_is_a_timeout(tmp_path, revisions):
-    t = measure(tmp_path, revisions, "time.sleep(10 ** 6)", settings=Settings(rounds=1, warmup=1, warmup_ms=0,
+    t = measure(tmp_path, revisions, "time.sleep(10 ** 6)", settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=0,
                                                                               repeat=1, timeout_s=2))
     assert (t["status"], t["category"]) == ("failed", "timeout")
 
@@ -115,7 +115,7 @@ def test_a_child_that_outlives_a_timeout_is_killed(tmp_path, revisions):
     marker = "4343.434343"
     hook = (f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
             f'        time.sleep(10 ** 6)')
-    t = measure(tmp_path, revisions, hook, settings=Settings(rounds=1, warmup=1, warmup_ms=0, repeat=1, timeout_s=2))
+    t = measure(tmp_path, revisions, hook, settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=0, repeat=1, timeout_s=2))
     assert t["category"] == "timeout"
     time.sleep(0.2)
     assert processes_with(marker) == []

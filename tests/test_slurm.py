@@ -86,7 +86,7 @@ def without_timings(record: dict, work: Path) -> dict:
     for key in ("comparisons", "duration_changes", "human_performance", "human_performance_mean"):
         r.pop(key)
     for rev in r["revisions"].values():
-        for key in ("median_ms", "iqr_ms", "warnings"):
+        for key in ("median_ms", "iqr_ms", "warnings", "n"):  # adaptive rounds: n may differ
             rev.pop(key)
     prov = r["provenance"]
     prov.pop("timing_sha256")

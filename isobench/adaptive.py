@@ -1,0 +1,116 @@
+"""How a measure job adapts to the test and the machine, from measured facts.
+
+- ``interleave: auto``: the check round (round 1) runs one process at a time and each process reports its
+  peak memory (RSS, and GPU memory where CUDA was initialized). If the three revisions' processes fit side
+  by side (``auto_memory_fraction`` of what is available now, RAM and GPU), the timed rounds run in
+  lockstep (``calls``: their timed calls alternate, so a machine whose speed swings hits all three alike);
+  otherwise one process at a time (``rounds``). The decision and its reason go into every timing file.
+- adaptive rounds: ``rounds`` is a minimum. After it, each round ends with the base→head comparison
+  (base→main when head failed): a decided verdict stops (``decided``), so does a 95% interval whose
+  half-width in log space is at most ``precision`` (default: half the analysis' ``min_effect``,
+  ``precise``); otherwise another round, up to ``max_rounds`` (``max_rounds``) or the job's time budget
+  (``job_timeout``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import time
+
+from .stats import compare
+
+DEFAULT_ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 1000, "seed": 0}
+
+
+def available_memory_mb(meminfo: str = "/proc/meminfo") -> float | None:
+    """MemAvailable: what new processes can use without swapping."""
+    try:
+        with open(meminfo) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def gpu_free_mb(device: int | None) -> float | None:
+    """Free memory of the GPU the test used (``device`` as the test saw it, under CUDA_VISIBLE_DEVICES)."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    index = visible[device] if visible and device is not None and device < len(visible) else str(device or 0)
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", index],
+                             capture_output=True, text=True, timeout=20)
+        return float(out.stdout.strip().splitlines()[0]) if out.returncode == 0 and out.stdout.strip() else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def decide_interleave(setting: str, contract: str, memory: list[dict], processes: int, fraction: float,
+                      available_mb: float | None = None, gpu_free: float | None = None) -> dict:
+    """{setting, chosen, reason, ...facts}: how the timed rounds run. ``memory``: the check round's reports of
+    peak memory, one per process."""
+    out = {"setting": setting, "chosen": setting, "reason": "set in the config", "processes": processes}
+    if setting != "auto":
+        return out
+    if contract != "functions":
+        return {**out, "chosen": "rounds", "reason": "a command-line script times itself: one process at a time"}
+    if processes < 2:
+        return {**out, "chosen": "rounds", "reason": "only one revision left to measure"}
+    rss = max((m.get("peak_rss_mb") or 0.0 for m in memory), default=0.0)
+    gpu = max((m.get("gpu_peak_mb") or 0.0 for m in memory), default=0.0)
+    available_mb = available_memory_mb() if available_mb is None else available_mb
+    out.update(peak_rss_mb=rss or None, available_mb=available_mb, gpu_peak_mb=gpu or None, fraction=fraction)
+    if not rss or available_mb is None:
+        return {**out, "chosen": "rounds", "reason": "the peak memory of one process is unknown"}
+    if processes * rss > fraction * available_mb:
+        return {**out, "chosen": "rounds", "reason": f"{processes} x {rss:,.0f} MiB peak RSS > {fraction:.0%} of "
+                                                     f"{available_mb:,.0f} MiB available"}
+    if gpu:
+        device = next((m.get("gpu_device") for m in memory if m.get("gpu_device") is not None), None)
+        gpu_free = gpu_free_mb(device) if gpu_free is None else gpu_free
+        out["gpu_free_mb"] = gpu_free
+        if gpu_free is None:
+            return {**out, "chosen": "rounds", "reason": "the test uses the GPU and its free memory is unknown"}
+        if processes * gpu > fraction * gpu_free:
+            return {**out, "chosen": "rounds", "reason": f"{processes} x {gpu:,.0f} MiB of GPU memory > "
+                                                         f"{fraction:.0%} of {gpu_free:,.0f} MiB free"}
+    reason = f"{processes} x {rss:,.0f} MiB peak RSS <= {fraction:.0%} of {available_mb:,.0f} MiB available"
+    if gpu:
+        reason += f"; {processes} x {gpu:,.0f} MiB of GPU memory <= {fraction:.0%} of {gpu_free:,.0f} MiB free"
+    return {**out, "chosen": "calls", "reason": reason}
+
+
+def stop_reason(state: dict, *, minimum: int, maximum: int, done: int, deadline: float, paired: bool,
+                analysis: dict | None = None, precision: float | None = None) -> tuple[str | None, dict]:
+    """After ``done`` rounds: (why to stop now or None to run another round, what the decision looked at)."""
+    analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
+    active = [name for name, st in state.items() if st["failed"] is None]
+    if not active:
+        return "failed", {}
+    late = time.monotonic() > deadline
+    if done < minimum:
+        return ("job_timeout" if late else None), {}
+    other = next((n for n in ("head", "main") if n in active and "base" in active), None)
+    if other is None:
+        return "no_comparison", {}
+    cmp = compare(state["base"]["rounds"], state[other]["rounds"], min_effect=analysis["min_effect"],
+                  alpha=analysis["alpha"], level=analysis["ci_level"],
+                  n_boot=min(int(analysis["bootstrap"]), 1000), seed=analysis["seed"], paired=paired)
+    target = precision if precision is not None else analysis["min_effect"] / 2
+    half = None
+    if cmp["ci_low"] and cmp["ci_high"] and cmp["ci_low"] > 0:
+        half = (math.log(cmp["ci_high"]) - math.log(cmp["ci_low"])) / 2
+    facts = {"compared": f"base_{other}", "verdict": cmp["verdict"], "speedup": cmp["speedup"],
+             "ci_half_width_log": half, "target_log": target}
+    if cmp["verdict"] != "inconclusive":
+        return "decided", facts
+    if half is not None and half <= target:
+        return "precise", facts
+    if done >= maximum:
+        return "max_rounds", facts
+    if late:
+        return "job_timeout", facts
+    return None, facts

@@ -1,0 +1,197 @@
+"""The job of one measurement (or smoke run): the test's files, its sandbox, and one round of one revision.
+
+Under ``scratch``: ``code/`` (the test, the harness, the script runner and the sandbox launcher: read-only to
+the test) and ``data/`` (the reference result and one folder per round: the only places the test may write).
+A function-contract round is a fresh harness process; a command-line script round runs the script under
+``script_runner`` (which notes the reference files it reads); ``lockstep`` runs one round's processes together.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import contracts, harness, script_runner
+from .jsonio import load_json
+from .lockstep import PIN_CPU, lockstep_round
+from .sandbox import Runner, Sandbox, SandboxSettings
+
+if TYPE_CHECKING:  # annotations only
+    from .measure import Revision, Settings
+
+STDERR_TAIL = 4000
+
+
+def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def failed(category: str, error: str, **extra) -> dict:
+    return {"status": "failed", "category": category, "error": error, "samples_ms": [], "env": None, "timer": None,
+            "equivalent": None, "traceback": None, **extra}
+
+
+class Job:
+    """The test's files and the sandbox of one measure job (or smoke run), under ``scratch``:
+    ``code/`` (the test, the harness, the sandbox launcher: read-only to the test) and ``data/``
+    (the reference result and one folder per round: the only places the test may write)."""
+
+    def __init__(self, generator: Path, scratch: Path, settings: Settings, contract: str = "auto",
+                 extra_path: tuple[str, ...] = (), sandbox: SandboxSettings | None = None, runner: Runner | None = None):
+        scratch = Path(scratch).resolve()
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        self.code, self.data = scratch / "code", scratch / "data"
+        self.code.mkdir(parents=True)
+        self.data.mkdir()
+        text = Path(generator).read_text(encoding="utf-8", errors="replace")
+        self.contract = contracts.detect(text) if contract == "auto" else contract
+        self.module = self.code / "perf_test.py"
+        shutil.copyfile(generator, self.module)  # generator.py itself is never touched
+        shutil.copyfile(harness.__file__, self.code / "harness.py")
+        shutil.copyfile(script_runner.__file__, self.code / "script_runner.py")
+        self.prefix = self.data / "reference"  # a command-line script's --prefix / --file_prefix
+        self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
+        self.settings, self.extra_path = settings, extra_path
+        self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data)
+        self.reference = self.data / "reference.out"
+
+    def extra_env(self, rev: Revision) -> dict:
+        root = rev.worktree.resolve()
+        pythonpath = ([str(root)] if rev.on_path else []) + [str(root / p) for p in self.extra_path]
+        return {"PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+                "PYTHONUNBUFFERED": "1"}
+
+    def read_only(self, rev: Revision) -> list[Path]:
+        return [rev.worktree.resolve(), *rev.read_only]
+
+    def harness_cmd(self, rev: Revision, mode: str) -> list[str]:
+        s = self.settings
+        cmd = [rev.python, str(self.code / "harness.py"), "--module", str(self.module), "--mode", mode,
+               "--reference", str(self.reference), "--warmup", str(s.warmup), "--warmup-ms", str(s.warmup_ms),
+               "--repeat", str(s.repeat)]
+        return cmd + (["--no-cuda"] if s.no_cuda else []) + (["--flush-l2"] if s.flush_l2 else [])
+
+    def _finish(self, report: dict, proc, workdir: Path) -> dict:
+        """Add what the sandbox saw: a broken rule fails an otherwise good round."""
+        seen = self.sandbox.outcome(proc, workdir)
+        report["sandbox"] = seen["protections"]
+        if seen["violation"]:
+            if report["status"] == "ok":
+                report = {**failed("sandbox_violation", seen["violation"]), "sandbox": seen["protections"],
+                          "env": report.get("env"), "timer": report.get("timer")}
+            else:
+                report.setdefault("warnings", []).append(seen["violation"])
+        report["stderr_tail"] = _tail(workdir / "stderr.txt")
+        report["stdout_tail"] = _tail(workdir / "stdout.txt")
+        return report
+
+    def _exit_code(self, returncode: int, proc, workdir: Path) -> int:
+        """The test process's own status (the sandbox launcher reports a signal as 128 + signal)."""
+        inner = self.sandbox.outcome(proc, workdir)["returncode"]
+        return inner if inner is not None else (128 - returncode if returncode > 128 else returncode)
+
+    def _no_report(self, returncode: int | None, proc, workdir: Path) -> dict:
+        code = self._exit_code(returncode, proc, workdir)
+        if code < 0:
+            return failed("crash", f"the harness was killed by signal {-code} and wrote no report")
+        return failed("crash", f"the harness exited with code {code} and wrote no report")
+
+    def run_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
+        """One fresh harness process for one revision (function contract); returns the harness report."""
+        out = workdir / "report.json"
+        out.unlink(missing_ok=True)
+        cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
+        proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
+                                                  self.settings.timeout_s)
+        if returncode is None:
+            report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
+        elif out.exists():
+            report = load_json(out)
+        else:
+            report = self._no_report(returncode, proc, workdir)
+        report["wall_s"] = wall
+        return self._finish(report, proc, workdir)
+
+    def _stored_references(self) -> list[Path]:
+        return sorted(p for p in self.data.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
+
+    def reference_problem(self) -> str | None:
+        """Why head or main cannot be checked against base: no reference stored in this job, or a file gone."""
+        if not self.references:
+            return "base stored no reference in this job, so there is nothing to check against"
+        gone = [p.name for p in self.references if not p.exists()]
+        return f"base's reference file {gone[0]} is gone" if gone else None
+
+    def run_script_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
+        """One run of an ISO-Bench or GSO command-line script; its reported time is the round's sample.
+
+        The script runs under script_runner, which notes the reference files it reads. An ``--eqcheck``
+        run happens only when base's ``--reference`` run of this job stored files that are still there;
+        otherwise the revision runs without ``--eqcheck`` (its own failure, if any, is what it reports)
+        and fails ``no_reference``. An ``--eqcheck`` run that never read those files fails
+        ``eqcheck_skipped``: equivalent is true only when the check really ran against base's reference."""
+        problem = self.reference_problem() if mode == "eqcheck" else None
+        run_mode = "time" if problem else mode
+        out_file = workdir / "timing_output.txt"
+        reads = workdir / "reference_reads.txt"
+        reads.unlink(missing_ok=True)
+        cmd = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix), "--reads", str(reads),
+               "--", *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file)]
+        proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
+                                                  self.settings.timeout_s)
+        stderr = _tail(workdir / "stderr.txt")
+        base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
+        report_line = None
+        if returncode is None:
+            return self._finish({**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base},
+                                proc, workdir)
+        code = self._exit_code(returncode, proc, workdir) if returncode else 0
+        warnings: list[str] = []
+        if self.contract == "isobench_cli":
+            stdout = _tail(workdir / "stdout.txt", 65536)
+            report_line = contracts.kept_report(contracts.last_json(stdout))
+            ms, category, error, warnings = contracts.parse_isobench(stdout, rev.name, code, stderr, run_mode)
+        elif code != 0:
+            ms, (category, error) = None, contracts.classify_exit(code, run_mode, stderr)
+        else:
+            text = out_file.read_text(errors="replace") if out_file.exists() else ""
+            ms, category, error = contracts.parse_gso(text)
+        if category is None and mode == "reference":
+            self.references = self._stored_references()
+            if not self.references:
+                category, error = "store_error", f"the --reference run stored nothing under {self.prefix.name}*"
+        if category is None and problem:
+            category, error = "no_reference", problem
+        read = set(reads.read_text(errors="replace").splitlines()) if reads.exists() else set()
+        if category is None and run_mode == "eqcheck" and not read & {str(p) for p in self.references or []}:
+            category, error = "eqcheck_skipped", "the --eqcheck run never read base's reference " \
+                f"({', '.join(p.name for p in self.references or [])}), so equivalence was not checked"
+        if category:
+            report = {**failed(category, error), **base, "samples_ms": [ms] if ms is not None else []}
+        else:
+            report = {"status": "ok", "category": None, "error": None, "samples_ms": [ms], "traceback": None,
+                      "equivalent": True if run_mode == "eqcheck" else None, "warnings": warnings, **base}
+        report["script_report"] = report_line
+        return self._finish(report, proc, workdir)
+
+    def lockstep(self, active: list[Revision], modes: dict, workdirs: dict) -> dict:
+        def starter(rev: Revision):
+            out = workdirs[rev.name] / "report.json"
+            cmd = self.harness_cmd(rev, modes[rev.name]) + ["--lockstep", "--out", str(out)]
+            return lambda: self.sandbox.popen(cmd, workdirs[rev.name], self.extra_env(rev), self.read_only(rev),
+                                              rev.python, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU)
+
+        procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
+        reports, popens = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)
+        return {name: self._finish(rep, popens[name], workdirs[name]) for name, rep in reports.items()}
