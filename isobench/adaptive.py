@@ -6,10 +6,11 @@
   lockstep (``calls``: their timed calls alternate, so a machine whose speed swings hits all three alike);
   otherwise one process at a time (``rounds``). The decision and its reason go into every timing file.
 - adaptive rounds: ``rounds`` is a minimum. After it, each round ends with the base→head comparison
-  (base→main when head failed): a decided verdict stops (``decided``), so does a 95% interval whose
-  half-width in log space is at most ``precision`` (default: half the analysis' ``min_effect``,
-  ``precise``); otherwise another round, up to ``max_rounds`` (``max_rounds``) or the job's time budget
-  (``job_timeout``).
+  (base→main when head failed), the same the record will make: a decided verdict stops (``decided``), so
+  does a 95% interval whose half-width in log space is at most ``precision`` (default: half the analysis'
+  ``min_effect``, ``precise``) unless the interval lies wholly beyond the ±min_effect band (the effect is
+  clear and only its significance is missing: more rounds bring it); otherwise another round, up to
+  ``max_rounds`` (``max_rounds``) or the job's time budget (``job_timeout``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 
 from .stats import compare
 
-DEFAULT_ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 1000, "seed": 0}
+DEFAULT_ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 2000, "seed": 0}
 
 
 def available_memory_mb(meminfo: str = "/proc/meminfo") -> float | None:
@@ -96,9 +97,10 @@ def stop_reason(state: dict, *, minimum: int, maximum: int, done: int, deadline:
     other = next((n for n in ("head", "main") if n in active and "base" in active), None)
     if other is None:
         return "no_comparison", {}
+    # exactly the comparison the record will make (same bootstrap, same seed): "decided" here is decided there
     cmp = compare(state["base"]["rounds"], state[other]["rounds"], min_effect=analysis["min_effect"],
-                  alpha=analysis["alpha"], level=analysis["ci_level"],
-                  n_boot=min(int(analysis["bootstrap"]), 1000), seed=analysis["seed"], paired=paired)
+                  alpha=analysis["alpha"], level=analysis["ci_level"], n_boot=int(analysis["bootstrap"]),
+                  seed=analysis["seed"], paired=paired)
     target = precision if precision is not None else analysis["min_effect"] / 2
     half = None
     if cmp["ci_low"] and cmp["ci_high"] and cmp["ci_low"] > 0:
@@ -107,7 +109,9 @@ def stop_reason(state: dict, *, minimum: int, maximum: int, done: int, deadline:
              "ci_half_width_log": half, "target_log": target}
     if cmp["verdict"] != "inconclusive":
         return "decided", facts
-    if half is not None and half <= target:
+    band = 1 + analysis["min_effect"]
+    beyond = cmp["ci_low"] is not None and (cmp["ci_high"] < 1 / band or cmp["ci_low"] > band)
+    if half is not None and half <= target and not beyond:  # beyond the band, significance is on its way
         return "precise", facts
     if done >= maximum:
         return "max_rounds", facts
