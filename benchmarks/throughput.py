@@ -36,7 +36,7 @@ from isobench.generate import Cache, Generator, Policy  # noqa: E402
 from isobench.measure import Revision, Settings, measure_commit, smoke_run  # noqa: E402
 from llm_server import FakeLLM, reply  # noqa: E402
 
-MEASURE = {"rounds": 2, "warmup": 1, "warmup_ms": 0, "repeat": 3, "timeout_s": 120, "interleave": "rounds",
+MEASURE = {"rounds": 2, "max_rounds": 2, "warmup": 1, "warmup_ms": 0, "repeat": 3, "timeout_s": 120, "interleave": "rounds",
            "exclusive": False}
 SLOW = "def work(n):\n    total = 0\n    for i in range(n):\n        total += i * {k}\n    return total\n"
 FAST = "def work(n):\n    return {k} * n * (n - 1) // 2\n"

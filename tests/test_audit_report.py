@@ -188,7 +188,7 @@ def test_stale_when_main_moved_or_settings_changed(work, demo):
     mirror = work / "results" / "demo" / "_git" / "mirror.git"
     subprocess.run(["git", "update-ref", "refs/heads/main", demo[1]["rename"]], cwd=mirror, check=True)
     config = work / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("      rounds: 8\n", "      rounds: 9\n"))  # the demo source's
+    config.write_text(config.read_text().replace("    main_ref: main\n", "    main_ref: main\n    measure: {rounds: 9}\n"))
     code, report = audit_json(work)
     assert code == 0 and report["ok"]
     details = [f["detail"] for f in report["findings"] if f["kind"] == "stale"]

@@ -21,8 +21,10 @@ def test_shipped_config_is_valid(config):
 
 
 @pytest.mark.parametrize("mutate, message", [
-    (lambda c: c["measure"].update(rounds="five"), "field measure.rounds: expected integer, got str"),
-    (lambda c: c["measure"].update(rounds=0), "field measure.rounds: 0 is less than the minimum of 1"),
+    (lambda c: c.setdefault("measure", {}).update(rounds="five"), "field measure.rounds: expected integer, got str"),
+    (lambda c: c.setdefault("measure", {}).update(rounds=0), "field measure.rounds: 0 is less than the minimum of 1"),
+    (lambda c: c.setdefault("measure", {}).update(interleave="lockstep"),
+     "field measure.interleave: 'lockstep' is not one of ['auto', 'rounds', 'calls']"),
     (lambda c: c["sources"]["demo"].update(repo=""), "field sources.demo.repo"),
     (lambda c: c["sources"]["demo"].update(colour="red"), "field sources.demo: Additional properties"),
     (lambda c: c.pop("sources"), "'sources' is a required property"),
@@ -41,13 +43,15 @@ def test_bad_config_is_one_line(config, mutate, message):
 
 
 def test_measure_settings_layering(config):
+    # the demo sets nothing: the schema's defaults
     got = measure_settings(config, "demo", SCHEMA)
-    assert got == {"rounds": 8, "warmup": 1, "warmup_ms": 0, "repeat": 5, "timeout_s": 120, "job_timeout_s": 3600,
-                   "flush_l2": False, "no_cuda": False, "interleave": "calls", "contract": "auto", "exclusive": True,
-                   "epoch": 0}
-    config["sources"]["demo"].pop("measure")
-    config.pop("measure")
-    assert measure_settings(config, "demo", SCHEMA)["rounds"] == 10
+    assert got == {"rounds": 8, "max_rounds": 30, "precision": None, "auto_memory_fraction": 0.5, "warmup": 2,
+                   "warmup_ms": 100, "repeat": 10, "timeout_s": 600, "job_timeout_s": 3600, "flush_l2": False,
+                   "no_cuda": False, "interleave": "auto", "contract": "auto", "exclusive": True, "epoch": 0}
+    config["measure"] = {"rounds": 12, "repeat": 4}
+    config["sources"]["demo"]["measure"] = {"rounds": 5}
+    got = measure_settings(config, "demo", SCHEMA)
+    assert (got["rounds"], got["repeat"], got["max_rounds"]) == (5, 4, 30)  # source over global over schema
 
 
 def test_analysis_settings_defaults_from_schema(config):

@@ -38,7 +38,7 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["sources"]["demo"].update(extractions="bad/extractions", generators="bad/generators",
                                      commits=["no-such-ref"])
-    config["sources"]["demo"]["measure"].update(rounds=3, repeat=2)
+    config["sources"]["demo"].setdefault("measure", {}).update(rounds=3, max_rounds=3, repeat=2)
     config["measure_cache_dir"] = "blocker/measure"
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 

@@ -49,7 +49,7 @@ def test_real_scripts_through_the_workflow(tmp_path, demo):
     shutil.copy(ROOT / "demo" / "generators" / name, generators / name)
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["sources"]["demo"].update(extractions=["iso/extractions", "iso/pr_bundle.jsonl"], generators="iso/generators")
-    config["sources"]["demo"]["measure"].update(rounds=3, repeat=3)
+    config["sources"]["demo"].setdefault("measure", {}).update(rounds=3, max_rounds=3, repeat=3)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
     proc = snakemake(work)

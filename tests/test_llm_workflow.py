@@ -43,7 +43,7 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
     fake.default = answer
     try:
         config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-        config["sources"]["demo"]["measure"].update(rounds=2, repeat=2)
+        config["sources"]["demo"].setdefault("measure", {}).update(rounds=2, max_rounds=2, repeat=2)
         config["llm"] = {"provider": "openai", "model": "test-model", "base_url": fake.base_url("openai"),
                          "max_retries": 0, "regenerations": 0, "repairs": 1, "cache_dir": "cache/llm"}
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))

@@ -18,7 +18,7 @@ from conftest import ROOT, copy_workflow
 from llm_server import FakeLLM, reply
 
 pytestmark = pytest.mark.slow
-FAST = {"rounds": 1, "warmup": 1, "warmup_ms": 0, "repeat": 1, "timeout_s": 60, "interleave": "rounds"}
+FAST = {"rounds": 1, "max_rounds": 1, "warmup": 1, "warmup_ms": 0, "repeat": 1, "timeout_s": 60, "interleave": "rounds"}
 
 
 class Counter:
