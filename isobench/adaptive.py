@@ -54,10 +54,10 @@ def decide_interleave(setting: str, contract: str, memory: list[dict], processes
     """{setting, chosen, reason, ...facts}: how the timed rounds run. ``memory``: the check round's reports of
     peak memory, one per process."""
     out = {"setting": setting, "chosen": setting, "reason": "set in the config", "processes": processes}
+    if contract != "functions":  # whatever the setting
+        return {**out, "chosen": "rounds", "reason": "a command-line script times itself: one process at a time"}
     if setting != "auto":
         return out
-    if contract != "functions":
-        return {**out, "chosen": "rounds", "reason": "a command-line script times itself: one process at a time"}
     if processes < 2:
         return {**out, "chosen": "rounds", "reason": "only one revision left to measure"}
     rss = max((m.get("peak_rss_mb") or 0.0 for m in memory), default=0.0)

@@ -97,9 +97,7 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
                 "category": "no_reference", "error": "base's environment failed, so no reference exists"}
     deadline = time.monotonic() + settings.job_timeout_s
     decision = decide_interleave(settings.interleave, job.contract, [], len(revisions), settings.auto_memory_fraction)
-    chosen = "rounds" if settings.interleave == "auto" else decision["chosen"]  # auto: the check round decides
-    if job.contract != "functions":
-        chosen = "rounds"
+    chosen = "rounds" if decision["setting"] == "auto" else decision["chosen"]  # auto: the check round decides
     maximum = max(settings.max_rounds, settings.rounds)
     k, stop, facts = 0, None, {}
     while stop is None:
@@ -118,7 +116,7 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
                 rep = job.run_script_round(rev, modes[rev.name], workdirs[rev.name])
             memory.append(rep.get("memory") or {})
             _take(state[rev.name], rev.name, k, rep)
-        if k == 0 and settings.interleave == "auto":
+        if k == 0 and decision["setting"] == "auto" and job.contract == "functions":
             left = sum(1 for st in state.values() if st["failed"] is None)
             decision = decide_interleave("auto", job.contract, memory, left or len(revisions),
                                          settings.auto_memory_fraction)
@@ -211,8 +209,6 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "warnings": st["warnings"] + (stats["warnings"] if stats else []),
         "unit": "ms",
         "contract": contract,
-        "interleave": (settings.interleave if settings.interleave != "auto" else "rounds")
-        if contract == "functions" else "rounds",  # measure_commit sets what the job chose
         "timer": st["timer"],
         "device": device,
         "env": st["env"],

@@ -175,14 +175,16 @@ def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, tim
     }
 
 
-def tampered_timings(seal_path: str, timing_paths: dict) -> dict[str, str]:
-    """{revision: why} for timing files whose content is not what their measure job wrote."""
+def tampered_timings(seal_path: str, timing_paths: dict, sha256: dict | None = None) -> dict[str, str]:
+    """{revision: why} for timing files whose content is not what their measure job wrote (``sha256``: their
+    digests when the caller has them already)."""
     try:
         sealed = load_json(seal_path).get("sha256") or {}
     except IsobenchError:
         sealed = {}
     out = {}
     for name, path in timing_paths.items():
-        if sealed.get(name) != sha256_file(path):
+        digest = (sha256 or {}).get(name) or sha256_file(path)
+        if sealed.get(name) != digest:
             out[name] = f"{path}: its content is not what its measurement wrote (sha256 differs from {seal_path})"
     return out

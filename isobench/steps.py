@@ -101,10 +101,11 @@ def prompt_step(smk) -> None:
     log.info("prompt: %d characters%s", len(text), " (diff truncated)" if facts["diff_truncated"] else "")
 
 
-def _write_generator(smk, text: str, meta: dict, transcript: dict | None = None) -> None:
+def _write_generator(smk, text: str, meta: dict) -> None:
+    """generator.py, generator.json and an empty transcript of a test that no LLM wrote."""
     write_text_atomic(smk.output.generator, text)
-    write_json(smk.output.transcript, transcript or {"schema_version": 1, "status": meta["status"],
-                                                     "origin": meta["origin"], "attempts": []})
+    write_json(smk.output.transcript, {"schema_version": 1, "status": meta["status"], "origin": meta["origin"],
+                                       "attempts": []})
     write_json(smk.output.meta, {**meta, "sha256": sha256_file(smk.output.generator)})
 
 
@@ -220,12 +221,12 @@ def worktree_step(smk) -> None:
 
 
 def not_measurable(extraction: dict, generator_meta: dict) -> tuple[str, str] | None:
-    """(category, error) of a commit that cannot be measured: unusable inputs, no test, an invalid script."""
+    """(category, error) of a commit that cannot be measured: unusable inputs, no test, an invalid script.
+    (A ``not_generated`` test only follows a failed extraction, caught first.)"""
     if extraction.get("status") == "failed":
         return extraction["category"], extraction["error"]
-    if generator_meta["status"] in ("generation_failed", "invalid_script", "not_generated"):
-        return ("generation_failed" if generator_meta["status"] == "not_generated" else generator_meta["status"],
-                generator_meta["error"] or "no test")
+    if generator_meta["status"] in ("generation_failed", "invalid_script"):
+        return generator_meta["status"], generator_meta["error"] or "no test"
     return None
 
 
@@ -250,9 +251,9 @@ def measure_step(smk) -> None:
                              getattr(smk.input, f"env_{name}")) for name in REVISIONS]
     cache = MeasurementCache(smk.config.get("measure_cache_dir", ".isobench-cache/measure"),
                              read=smk.config.get("measure_cache", True))
+    envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
     key = None
     if all(r.env_error is None for r in revisions):
-        envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
         key = measurement_key(generator_sha256=sha256_file(smk.input.generator), shas=shas,
                               fingerprints={name: fingerprint(envs[name]) for name in REVISIONS},
                               settings={**settings.as_dict(), "analysis": dict(p.analysis)},
@@ -276,9 +277,7 @@ def measure_step(smk) -> None:
         if key:
             cache.put(key, timings)
     for name in REVISIONS:
-        marker = load_json(getattr(smk.input, f"env_{name}"))
-        timings[name]["revision_env"] = {"mode": marker.get("mode"), "image": marker.get("image"),
-                                         "python": marker.get("python")}
+        timings[name]["revision_env"] = {key: envs[name].get(key) for key in ("mode", "image", "python")}
         t = redact(timings[name], secrets())  # a key the sandbox did not let in cannot be printed, but be sure
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)
@@ -300,8 +299,9 @@ def write_seal(smk) -> None:
 def record_step(smk) -> None:
     extraction = load_json(smk.input.extraction)
     timings = {name: load_json(getattr(smk.input, f"timing_{name}")) for name in REVISIONS}
-    for name, problem in tampered_timings(smk.input.timing_seal, {n: getattr(smk.input, f"timing_{n}")
-                                                                   for n in REVISIONS}).items():
+    timing_sha256 = {name: sha256_file(getattr(smk.input, f"timing_{name}")) for name in REVISIONS}
+    paths = {name: getattr(smk.input, f"timing_{name}") for name in REVISIONS}
+    for name, problem in tampered_timings(smk.input.timing_seal, paths, timing_sha256).items():
         log.error("isobench: %s (the record says tampered; measure again with --forcerun measure)", problem)
         timings[name] = {**timings[name], "status": "failed", "category": "tampered", "error": problem,
                          "samples_ms": [], "rounds_ms": [], "stats": None, "equivalent": None}
@@ -313,12 +313,13 @@ def record_step(smk) -> None:
         "prompt": sha256_file(smk.input.prompt),
         "generator": sha256_file(smk.input.generator),
         "llm_transcript": sha256_file(smk.input.transcript),
-        **{f"timing_{name}": sha256_file(getattr(smk.input, f"timing_{name}")) for name in REVISIONS},
+        **{f"timing_{name}": timing_sha256[name] for name in REVISIONS},
     }
     # the PR that merged the commit, when its extraction names none: here, not in the extraction step, since it
     # depends on main (a moved main must not re-run extraction, prompt and generation)
-    merged = None if extraction.get("pr_number") or extraction.get("status") == "failed" else git.merged_pr(Path(smk.params.mirror), extraction["head_commit"],
-                                                                     timings["main"]["sha"])
+    merged = None
+    if not extraction.get("pr_number") and extraction.get("status") != "failed":
+        merged = git.merged_pr(Path(smk.params.mirror), extraction["head_commit"], timings["main"]["sha"])
     record = build_record(extraction=extraction, source_cfg=smk.params.source_cfg, merged_pr=merged,
                           generator_text=Path(smk.input.generator).read_text(encoding="utf-8"), timings=timings,
                           main_sha=timings["main"]["sha"], hashes=hashes, generator_meta=generator_meta,

@@ -21,7 +21,11 @@ import yaml
 
 from . import git
 from .errors import IsobenchError
+from .dataset import damaged_records
+from .extraction import bundle_lines, commit_id_of_file, is_extraction
+from .generators import find_pregenerated
 from .jsonio import _describe, _where, write_text_atomic
+from .sandbox import Runner, SandboxSettings, isolation_gaps
 
 DEMO_REPO = "isobench:demo"
 RESULTS = Path("results")
@@ -93,10 +97,18 @@ def check_runners(config: dict, schema_path: str | Path) -> None:
                                 f"{runner['kind']} use mode image")
 
 
+def start_of_run(config: dict, plans: dict, schema_path: str | Path) -> None:
+    """What the main Snakemake process does once, before any job: a missing model is an error; the sandbox's
+    state is said; damaged records are set aside so that this run rebuilds them."""
+    check_llm_work(config, plans, schema_path)
+    for line in isolation_lines(config, schema_path):
+        sys.stderr.write(line + "\n")
+    damaged_records([RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],
+                    Path(config["dataset"]))
+
+
 def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
     """Before any work: commits that need an LLM-generated test need a model (one line naming the field)."""
-    from .generators import find_pregenerated
-
     for name, plan in plans.items():
         folder = config["sources"][name].get("generators")
         need = [c.key for c in plan.commits.values() if c.head and not c.problem
@@ -109,8 +121,6 @@ def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
 
 def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
     """One line per source whose tests this host cannot isolate: refused (the default), or run without it."""
-    from .sandbox import Runner, SandboxSettings, isolation_gaps
-
     lines = []
     for name in config["sources"]:
         sandbox = SandboxSettings.from_config(layered(config, name, schema_path, "sandbox"))
@@ -165,8 +175,6 @@ def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None]:
 
     A file whose name carries no commit id is read whole: an extraction names its commit at its top
     level, a summary or an index of a run does not (and is then skipped, never a failing commit)."""
-    from .extraction import commit_id_of_file, is_extraction
-
     commit = commit_id_of_file(path)
     try:
         with open(path, "rb") as fh:
@@ -200,8 +208,6 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
             if not files:
                 warnings.append(f"{path}: no extraction files (*.json) in this folder")
         elif path.is_file() and path.suffix == ".jsonl":
-            from .extraction import bundle_lines
-
             entries, problems = bundle_lines(path)
             warnings.extend(problems)
             split = RESULTS / name / "_extractions"

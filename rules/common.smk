@@ -9,7 +9,6 @@ sys.path.insert(0, workflow.basedir)
 
 from isobench import workflow as iw
 from isobench.errors import IsobenchError
-from isobench.dataset import damaged_records
 from isobench.generators import find_pregenerated
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
@@ -28,10 +27,11 @@ except OSError as exc:  # e.g. a read-only results/: one line, never a traceback
         f"{exc.filename or 'results'}: {exc.strerror}; check the folder's permissions and free space"
     )
 
-try:
-    iw.check_llm_work(config, PLAN, SCHEMA)
-except IsobenchError as exc:
-    iw.fail(str(exc))
+if workflow.is_main_process:
+    try:
+        iw.start_of_run(config, PLAN, SCHEMA)
+    except IsobenchError as exc:
+        iw.fail(str(exc))
 
 COMMIT_DIR = "results/{source}/{commit}"
 
@@ -50,16 +50,6 @@ def per_commit(name):
         for source, plan in PLAN.items()
         for key in plan.commits
     ]
-
-
-if workflow.is_main_process:
-    # said once, at the start of the run
-    for line in iw.isolation_lines(config, SCHEMA):
-        print(line, file=sys.stderr)
-    # a damaged record is never trusted: set aside, rebuilt from its inputs
-    damaged_records(
-        [Path(p) for p in per_commit("record.json")], Path(config["dataset"])
-    )
 
 
 def all_artifacts():
