@@ -21,11 +21,12 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import sys
 import time
 import traceback
 
-HARNESS_VERSION = "4"  # 4: command-line scripts run under script_runner (reference reads checked)
+HARNESS_VERSION = "5"  # 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -79,9 +80,11 @@ def environment(torch_mod=None):
     if torch_mod is not None:
         env["torch"] = getattr(torch_mod, "__version__", None)
         try:
-            if torch_mod.cuda.is_available():
-                env["cuda"] = torch_mod.version.cuda
-                env["gpu"] = torch_mod.cuda.get_device_name(0)
+            env["cuda"] = torch_mod.version.cuda
+            if cuda_in_use(torch_mod):  # the test's own device; CUDA is never initialized just to name it
+                device = torch_mod.cuda.current_device()
+                env["gpu"] = torch_mod.cuda.get_device_name(device)
+                env["gpu_visible_as"] = physical_device(device)
                 env["gpu_driver"] = gpu_driver()
         except Exception:
             pass
@@ -111,8 +114,6 @@ def load_module(path):
 
 def gpu_driver():
     """The NVIDIA driver version, read outside any timed region."""
-    import subprocess
-
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=10)
@@ -121,39 +122,90 @@ def gpu_driver():
         return None
 
 
-def make_timer(torch_mod, flush_l2=False):
-    """A function that calls fn() once and returns its duration in ms, and the timer's name.
+def cuda_in_use(torch_mod):
+    """Whether the test initialized CUDA in this process (imported torch and put work on a GPU)."""
+    try:
+        return torch_mod is not None and bool(torch_mod.cuda.is_initialized())
+    except Exception:
+        return False
 
-    On CUDA: events around the call with synchronize before and after; with ``flush_l2``
-    a buffer twice the size of the L2 cache is overwritten before each call (not timed)."""
-    if torch_mod is not None and torch_mod.cuda.is_available():
-        cuda = torch_mod.cuda
-        scrub = None
+
+def used_devices(torch_mod):
+    """The devices (this process's numbering) the test used: the current one and every one holding its memory."""
+    cuda = torch_mod.cuda
+    devices = {cuda.current_device()}
+    for index in range(cuda.device_count()):
+        try:
+            if cuda.memory_reserved(index) > 0:
+                devices.add(index)
+        except Exception:
+            pass
+    return sorted(devices)
+
+
+def physical_device(index):
+    """The device a process-local index stands for, as CUDA_VISIBLE_DEVICES names it (the index itself without)."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[index] if index < len(visible) else str(index)
+
+
+class Timer:
+    """Times one call of a function; returns (result, milliseconds).
+
+    When the test used the GPU (CUDA initialized): every device it used is synchronized (all streams,
+    NCCL included) before and after the call, and the sample is the wall-clock time between the two
+    synchronizations, so work on any stream is counted. CUDA events on the current stream are kept
+    beside it (``events_ms``): they miss work on other streams and serve only as a cross-check. With
+    ``flush_l2`` a buffer twice the L2 cache's size is overwritten (untimed) before each call, on the
+    test's own device. Otherwise: ``time.perf_counter_ns`` around the call."""
+
+    def __init__(self, torch_mod=None, flush_l2=False):
+        self.cuda, self.devices, self.scrub, self.events_ms = None, [], None, []
+        self.name = "perf_counter_ns"
+        if not cuda_in_use(torch_mod):
+            return
+        self.torch, self.cuda = torch_mod, torch_mod.cuda
+        self.devices = used_devices(torch_mod)
+        self.name = "cuda_sync_wall"
         if flush_l2:
-            l2 = getattr(cuda.get_device_properties(0), "L2_cache_size", 0) or (64 << 20)
-            scrub = torch_mod.empty(2 * l2, dtype=torch_mod.uint8, device="cuda")
+            device = self.cuda.current_device()
+            l2 = getattr(self.cuda.get_device_properties(device), "L2_cache_size", 0) or (64 << 20)
+            self.scrub = torch_mod.empty(2 * l2, dtype=torch_mod.uint8, device="cuda:%d" % device)
 
-        def timed(fn):
-            start = cuda.Event(enable_timing=True)
-            end = cuda.Event(enable_timing=True)
-            if scrub is not None:
-                scrub.zero_()
-            cuda.synchronize()
-            start.record()
+    def sync(self):
+        for device in self.devices:
+            self.cuda.synchronize(device)
+
+    def __call__(self, fn):
+        if self.cuda is None:
+            t0 = time.perf_counter_ns()
             result = fn()
-            end.record()
-            cuda.synchronize()
-            return result, float(start.elapsed_time(end))
-
-        return timed, "cuda_event"
-
-    def timed(fn):
+            return result, (time.perf_counter_ns() - t0) / 1e6
+        if self.scrub is not None:
+            self.scrub.zero_()
+        start, end = self.cuda.Event(enable_timing=True), self.cuda.Event(enable_timing=True)
+        self.sync()
         t0 = time.perf_counter_ns()
+        start.record()
         result = fn()
+        end.record()
+        self.sync()
         t1 = time.perf_counter_ns()
+        self.events_ms.append(float(start.elapsed_time(end)))
         return result, (t1 - t0) / 1e6
 
-    return timed, "perf_counter_ns"
+    def describe(self):
+        """The devices the samples synchronized (process index, and the device CUDA_VISIBLE_DEVICES names)."""
+        if self.cuda is None:
+            return None
+        return [{"index": d, "visible_as": physical_device(d), "name": self.cuda.get_device_name(d)}
+                for d in self.devices]
+
+
+def make_timer(torch_mod, flush_l2=False):
+    """A timer (see Timer) for what the test has done so far, and its name."""
+    timer = Timer(torch_mod, flush_l2)
+    return timer, timer.name
 
 
 def check_reference(module, result, mode, reference_path):
@@ -184,55 +236,64 @@ def check_reference(module, result, mode, reference_path):
     return True
 
 
+def _torch():
+    return sys.modules.get("torch")
+
+
 def run(args):
     report = {"harness_version": HARNESS_VERSION, "mode": args.mode, "status": "failed", "category": None,
-              "error": None, "traceback": None, "samples_ms": [], "timer": None, "equivalent": None}
-    torch_mod = None
+              "error": None, "traceback": None, "samples_ms": [], "timer": None, "equivalent": None,
+              "events_ms": [], "gpu_devices": None}
     try:
         module = load_module(args.module)
-        torch_mod = sys.modules.get("torch")
         try:
             data = module.setup()
         except BaseException as exc:
             raise Failure("setup_error", _text_of(exc), _tb_tail())
-        if torch_mod is None:
-            torch_mod = sys.modules.get("torch")
-        timed, report["timer"] = make_timer(None if args.no_cuda else torch_mod, args.flush_l2)
         try:
-            result, _ = timed(lambda: module.experiment(data))
+            result = module.experiment(data)  # the check call: its result is stored or checked, never timed
         except BaseException as exc:
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         report["equivalent"] = check_reference(module, result, args.mode, args.reference)
         del result
+        torch_mod = None if args.no_cuda else _torch()  # also a torch the test imported late, inside experiment()
+        timer, report["timer"] = make_timer(torch_mod, args.flush_l2)
         samples = []
         try:
             # Warm up for `warmup` calls and at least `warmup_ms` of wall time (clocks, caches, autotuners).
             deadline = time.perf_counter() + args.warmup_ms / 1e3
             calls = 1
             while calls < args.warmup or time.perf_counter() < deadline:
-                timed(lambda: module.experiment(data))
+                timer(lambda: module.experiment(data))
                 calls += 1
             report["warmup_calls"] = calls
+            if timer.cuda is None and not args.no_cuda and cuda_in_use(_torch()):  # CUDA first used in warm-up
+                timer, report["timer"] = make_timer(_torch(), args.flush_l2)
+            timer.events_ms = []
             if args.control is None:
                 for _ in range(args.repeat):
-                    samples.append(timed(lambda: module.experiment(data))[1])
+                    samples.append(timer(lambda: module.experiment(data))[1])
             else:  # lockstep: the driver says when to make each timed call, alternating revisions
                 args.control.write("ready\n")
                 for line in sys.stdin:
                     if line.strip() != "go":
                         break
-                    samples.append(timed(lambda: module.experiment(data))[1])
+                    samples.append(timer(lambda: module.experiment(data))[1])
                     args.control.write("%r\n" % samples[-1])
         except BaseException as exc:
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
-        report["samples_ms"] = samples
+        if timer.cuda is None and not args.no_cuda and cuda_in_use(_torch()):
+            report["warnings"] = ["the test first used CUDA during the timed calls: its samples were taken "
+                                  "without synchronizing the GPU (warm up longer: warmup, warmup_ms)"]
+        report["samples_ms"], report["events_ms"] = samples, timer.events_ms
+        report["gpu_devices"] = timer.describe()
         report["status"] = "ok"
     except Failure as failure:
         report.update(category=failure.category, error=failure.error[:2000], traceback=failure.tb or None)
     except BaseException as exc:
         report.update(category="harness_error", error=_text_of(exc)[:2000], traceback=_tb_tail())
-    report["env"] = environment(torch_mod if torch_mod is not None else sys.modules.get("torch"))
-    report["memory"] = peak_memory(torch_mod if torch_mod is not None else sys.modules.get("torch"))
+    report["env"] = environment(_torch())
+    report["memory"] = peak_memory(_torch())
     return report
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from . import contracts, harness, script_runner
 from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
-from .sandbox import Runner, Sandbox, SandboxSettings
+from .sandbox import COMPILE_CACHES, Runner, Sandbox, SandboxSettings, compile_cache_env
 
 if TYPE_CHECKING:  # annotations only
     from .measure import Revision, Settings
@@ -47,7 +47,8 @@ class Job:
     (the reference result and one folder per round: the only places the test may write)."""
 
     def __init__(self, generator: Path, scratch: Path, settings: Settings, contract: str = "auto",
-                 extra_path: tuple[str, ...] = (), sandbox: SandboxSettings | None = None, runner: Runner | None = None):
+                 extra_path: tuple[str, ...] = (), sandbox: SandboxSettings | None = None, runner: Runner | None = None,
+                 device_env: dict | None = None):
         scratch = Path(scratch).resolve()
         if scratch.exists():
             shutil.rmtree(scratch)
@@ -63,14 +64,30 @@ class Job:
         self.prefix = self.data / "reference"  # a command-line script's --prefix / --file_prefix
         self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
         self.settings, self.extra_path = settings, extra_path
+        self.device_env = dict(device_env or {})  # CUDA_VISIBLE_DEVICES of the GPU slot the job holds
         self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data)
         self.reference = self.data / "reference.out"
 
     def extra_env(self, rev: Revision) -> dict:
         root = rev.worktree.resolve()
         pythonpath = ([str(root)] if rev.on_path else []) + [str(root / p) for p in self.extra_path]
-        return {"PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-                "PYTHONUNBUFFERED": "1"}
+        env = {"PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+               "PYTHONUNBUFFERED": "1", **self.device_env}
+        if self.sandbox.settings.compile_cache:  # kept across this job's rounds, never shared between revisions
+            env.update(compile_cache_env(self.compile_cache(rev)))
+        return env
+
+    def compile_cache(self, rev: Revision) -> Path:
+        return self.data / rev.name / "compile_cache"
+
+    def compile_cache_facts(self, rev: Revision) -> dict | None:
+        """What the revision's compile caches hold at the end of the job (files, MB), for its timing file."""
+        if not self.sandbox.settings.compile_cache:
+            return None
+        folder = self.compile_cache(rev)
+        files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+        return {"persistent_across_rounds": True, "variables": sorted(COMPILE_CACHES), "files": len(files),
+                "mb": round(sum(p.stat().st_size for p in files) / 2 ** 20, 2)}
 
     def read_only(self, rev: Revision) -> list[Path]:
         return [rev.worktree.resolve(), *rev.read_only]

@@ -26,6 +26,7 @@ from .stats import describe
 log = logging.getLogger(__name__)
 
 REVISIONS = ("base", "head", "main")
+GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
 
 
@@ -75,14 +76,16 @@ def _progress(name: str, st: dict, k: int) -> str:
 
 def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, settings: Settings,
                    extra_path: tuple[str, ...] = (), contract: str = "auto", sandbox: SandboxSettings | None = None,
-                   runner: Runner | None = None, analysis: dict | None = None) -> dict[str, dict]:
+                   runner: Runner | None = None, analysis: dict | None = None,
+                   device_env: dict | None = None) -> dict[str, dict]:
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}.
 
     Rounds go on from ``settings.rounds`` up to ``settings.max_rounds`` until the comparison is decided or
     precise (isobench.adaptive, with ``analysis``: min_effect, alpha, ...); with ``interleave: auto`` the
-    check round's memory facts choose lockstep or one process at a time for the timed rounds."""
-    job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner)
-    state = {r.name: {"rounds": [], "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
+    check round's memory facts choose lockstep or one process at a time for the timed rounds. ``device_env``
+    (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.gpu) goes to every run of the test."""
+    job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner, device_env)
+    state = {r.name: {"rounds": [], "events": [], "gpu_devices": None, "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
                       "warnings": [], "stderr_tail": "", "stdout_tail": "", "sandbox": None, "script_report": None}
              for r in revisions}
     refusal = isolation_refusal(sandbox or SandboxSettings(), runner or Runner())
@@ -133,6 +136,9 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
             st["warnings"].append(f"job time limit ({settings.job_timeout_s:g} s) reached after {k} rounds "
                                   f"(minimum {settings.rounds})")
     blame_nondeterminism(state)
+    for rev in revisions:
+        if state[rev.name]["sandbox"] is not None:
+            state[rev.name]["sandbox"] = {**state[rev.name]["sandbox"], "compile_cache": job.compile_cache_facts(rev)}
     job_facts = {"interleave": chosen, "interleave_decision": decision,
                  "rounds_stop": {"reason": stop, "rounds": k, "minimum": settings.rounds, "maximum": maximum, **facts}}
     return {rev.name: {**timing_of(rev, state[rev.name], settings, job.contract), **job_facts} for rev in revisions}
@@ -147,6 +153,9 @@ def _take(st: dict, name: str, k: int, rep: dict) -> None:
     st["stderr_tail"] = rep.get("stderr_tail", "")
     st["stdout_tail"] = rep.get("stdout_tail", "")
     st["script_report"] = rep.get("script_report") or st["script_report"]
+    st["gpu_devices"] = rep.get("gpu_devices") or st.get("gpu_devices")
+    if rep.get("events_ms"):
+        st.setdefault("events", []).append(rep["events_ms"])
     st["warnings"] += [w for w in rep.get("warnings", []) if w not in st["warnings"]]
     if k == 0 and name != "base":
         st["equivalent"] = rep.get("equivalent")
@@ -192,7 +201,7 @@ def blame_nondeterminism(state: dict) -> None:
 def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dict:
     failure = st["failed"]
     samples = [s for rnd in st["rounds"] for s in rnd]
-    device = "cuda" if st["timer"] == "cuda_event" else "cpu"
+    device = "cuda" if st["timer"] in GPU_TIMERS else "cpu"
     stats = describe(st["rounds"], device) if samples else None  # a failed revision keeps what it measured
     return {
         "schema_version": 1,
@@ -211,6 +220,8 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "contract": contract,
         "timer": st["timer"],
         "device": device,
+        "events_ms": [s for rnd in st.get("events", []) for s in rnd],  # CUDA events on the current stream only
+        "gpu_devices": st.get("gpu_devices"),
         "env": st["env"],
         "settings": settings.as_dict(),
         "harness_version": harness.HARNESS_VERSION,
@@ -231,7 +242,8 @@ def not_run(rev: Revision, category: str, error: str, settings: Settings) -> dic
 
 
 def smoke_run(script: Path, rev: Revision, scratch: Path, timeout_s: float, extra_path: tuple[str, ...] = (),
-              contract: str = "auto", sandbox: SandboxSettings | None = None, runner: Runner | None = None) -> str | None:
+              contract: str = "auto", sandbox: SandboxSettings | None = None, runner: Runner | None = None,
+              device_env: dict | None = None) -> str | None:
     """Run a candidate test once at one revision, sandboxed: store its result, then check it against itself.
 
     One timed call per process, no warm-up beyond the first call. Returns None when both steps
@@ -239,7 +251,7 @@ def smoke_run(script: Path, rev: Revision, scratch: Path, timeout_s: float, extr
     if rev.env_error:
         return f"env_failed: {rev.env_error}"
     settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s)
-    job = Job(script, scratch, settings, contract, extra_path, sandbox, runner)
+    job = Job(script, scratch, settings, contract, extra_path, sandbox, runner, device_env)
     try:
         for mode in ("reference", "eqcheck"):
             workdir = job.data / mode

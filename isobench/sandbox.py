@@ -1,10 +1,14 @@
 """The sandbox every run of a generated test goes through (measurement rounds and smoke runs).
 
-- environment: an allow-list (locale, PATH, CUDA/NVIDIA and thread-count variables, plus what the
-  config adds); a name that looks like a secret (KEY, TOKEN, SECRET, PASSWORD, CREDENTIAL, AWS_...)
-  never passes, even when allowed; HOME, TMPDIR and caches point into the round's own folder;
-- network: a new network (and PID, and user) namespace with ``unshare`` where the OS allows it,
-  and Landlock's TCP block inside (kernel ABI >= 4) as a second layer;
+- environment: an allow-list (locale, PATH, CUDA/NVIDIA and thread-count variables, the Hugging Face cache
+  and offline variables, plus what the config adds); a name that looks like a secret (KEY, TOKEN, SECRET,
+  PASSWORD, CREDENTIAL, HF_..., AWS_...) never passes, even when allowed, except the few Hugging Face
+  variables known to hold no secret (``NOT_SECRET``); HOME, TMPDIR and caches point into the round's own
+  folder, except the compile caches (Triton, Inductor, CUDA, vLLM), which persist across the rounds of
+  one job in a folder per revision (``compile_cache``), and a configured read-only ``model_cache``;
+- network: a new network (and PID, and user) namespace with ``unshare`` where the OS allows it, with its
+  own loopback up: a server the test starts on 127.0.0.1 is reachable by the test, the host's services
+  and the outside are not. Where no network namespace can be had, Landlock blocks TCP (ABI >= 4);
 - filesystem: writes only under the round's folder, the data folder and /dev (Landlock);
 - processes: the run is its own session, killed as a group at the time limit; in a PID namespace
   nothing outlives it; without one, processes still carrying the run's token are killed;
@@ -33,7 +37,15 @@ from .settings import from_config
 
 SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
             "CUDA_PATH", "LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG",
+            *("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_OFFLINE",
+              "HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE"))
+# Hugging Face variables that name a cache folder or say "offline": no secret in them (HF_TOKEN never passes).
+NOT_SECRET = frozenset(("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_OFFLINE",
+                        "HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE"))
+# The compile caches kept across the rounds of one job, one folder per revision (a variable -> its folder's name).
+COMPILE_CACHES = {"TRITON_CACHE_DIR": "triton", "TORCHINDUCTOR_CACHE_DIR": "inductor", "CUDA_CACHE_PATH": "cuda",
+                  "VLLM_CACHE_ROOT": "vllm"}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|"
                      r"^GITHUB_|^HF_|^HUGGING|^OPENAI|^ANTHROPIC|^WANDB", re.I)
 RUNNERS = ("local", "docker", "apptainer")
@@ -46,6 +58,8 @@ class SandboxSettings:
     write_allow: tuple[str, ...] = ()  # more folders the test may write in (e.g. a shared compile cache)
     output_cap_mb: float = 8.0
     require_isolation: bool = True  # refuse to run tests where namespaces or Landlock are missing
+    compile_cache: bool = True  # Triton/Inductor/CUDA/vLLM caches persist across a job's rounds, per revision
+    model_cache: str | None = None  # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> "SandboxSettings":
@@ -75,7 +89,18 @@ def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
     def wanted(name: str) -> bool:
         return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allow)
 
-    return {k: v for k, v in environ.items() if wanted(k) and not _SECRET.search(k)}
+    return {k: v for k, v in environ.items() if wanted(k) and (k in NOT_SECRET or not _SECRET.search(k))}
+
+
+def compile_cache_env(folder: Path) -> dict:
+    """The variables that point the compilers' caches (Triton, Inductor, CUDA, vLLM) into ``folder``."""
+    return {name: str(folder / sub) for name, sub in COMPILE_CACHES.items()}
+
+
+def cache_mounts(env: dict) -> list[Path]:
+    """Folders the Hugging Face variables name (a container runner mounts them read-only)."""
+    names = ("HF_HOME", "HF_HUB_CACHE", "TRANSFORMERS_CACHE", "HF_DATASETS_CACHE")
+    return sorted({Path(env[n]) for n in names if env.get(n) and Path(env[n]).is_dir()})
 
 
 @lru_cache(maxsize=None)
@@ -183,23 +208,43 @@ class Sandbox:
         shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
         self.namespaces = namespace_prefix(settings.network == "isolate") if runner.kind == "local" else ()
 
+    @property
+    def own_loopback(self) -> bool:
+        """Network isolation by a namespace of our own (local unshare --net, or a container's ``none`` network):
+        its loopback is the test's, so TCP on 127.0.0.1 stays allowed."""
+        if self.settings.network != "isolate":
+            return False
+        return "--net" in self.namespaces or self.runner.kind != "local"
+
+    def environment(self, workdir: Path, extra_env: dict) -> dict:
+        home = workdir / "home"
+        env = {**allowed_env(self.settings), **extra_env, "HOME": str(home), "TMPDIR": str(workdir / "tmp"),
+               "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONNOUSERSITE": "1"}
+        if self.settings.model_cache:
+            cache = str(Path(self.settings.model_cache).resolve())
+            env.update(HF_HUB_CACHE=cache, TRANSFORMERS_CACHE=cache)
+        if self.settings.network == "isolate":
+            env.setdefault("HF_HUB_OFFLINE", "1")  # nothing could be downloaded anyway: fail fast, read the cache
+        return env
+
     def prepare(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
                 cpu: int | None = None):
         """(argv, env, token) of a sandboxed command run in ``workdir``."""
         token = uuid.uuid4().hex
-        home, tmp = workdir / "home", workdir / "tmp"
-        for d in (home, tmp):
+        for d in (workdir / "home", workdir / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
-        env = {**allowed_env(self.settings), **extra_env, "HOME": str(home), "TMPDIR": str(tmp),
-               "XDG_CACHE_HOME": str(home / ".cache"), "HF_HUB_OFFLINE": "1",
-               "PYTHONNOUSERSITE": "1"}
+        env = self.environment(workdir, extra_env)
         inner = [python, str(self.code / "sandbox_exec.py"), "--report", str(workdir / "sandbox.json"),
                  "--token", token, "--write", str(workdir), "--write", str(self.data)]
         for folder in self.settings.write_allow:
             inner += ["--write", str(Path(folder).resolve())]
-        inner += ["--block-tcp"] if self.settings.network == "isolate" else []
+        if self.own_loopback:
+            inner += ["--loopback"] if self.runner.kind == "local" else []  # a container's lo is up already
+        elif self.settings.network == "isolate":
+            inner += ["--block-tcp"]  # no namespace of our own: Landlock refuses TCP altogether
         inner += ["--cpu", str(cpu)] if cpu is not None else []
         mounts = [(self.code, False), (self.data, True)] + [(p, False) for p in read_only]
+        mounts += [(p, False) for p in cache_mounts(env)]
         mounts += [(Path(f).resolve(), True) for f in self.settings.write_allow]
         prefix = runner_prefix(self.runner, workdir, mounts, env, self.settings.network)
         return [*self.namespaces, *prefix, *inner, "--", *cmd], env, token
@@ -272,6 +317,10 @@ class Sandbox:
             "env_allowlist": True,
             "network_isolated": (bool(self.namespaces) or self.runner.kind != "local") and self.settings.network == "isolate",
             "tcp_blocked": bool(state.get("tcp_blocked")),
+            "own_loopback": bool(state.get("loopback")) or (self.own_loopback and self.runner.kind != "local"),
+            "compile_cache": self.settings.compile_cache,
+            "model_cache": self.settings.model_cache,
+            "hf_offline": self.environment(workdir, {}).get("HF_HUB_OFFLINE"),
             "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind == "docker",
             "fs_write_restricted": bool(state.get("fs_write_restricted")),
             "own_home": True,

@@ -1,10 +1,11 @@
 """Run one command of a generated test inside isobench's sandbox (standard library only).
 
-    python sandbox_exec.py --report R --token T --write DIR [--write DIR ...] [--block-tcp] -- CMD ...
+    python sandbox_exec.py --report R --token T --write DIR [--write DIR ...] [--block-tcp | --loopback] -- CMD ...
 
 Copied next to the harness and run by the revision's own Python. It restricts the filesystem
 writes of itself and everything it starts to the ``--write`` folders (and /dev) with Landlock
-where the kernel has it, blocks TCP connect/bind where Landlock can (ABI >= 4), runs CMD as its
+where the kernel has it, blocks TCP connect/bind where Landlock can (ABI >= 4) or, in a network
+namespace of its own (``--loopback``), brings that namespace's loopback up instead, runs CMD as its
 child, and when CMD ends kills every process still carrying the sandbox token in its environment
 (children that outlived the test; the launcher gives the token to CMD's environment). It writes what was in force, and the count of processes left
 behind, to R, and exits with CMD's status (128 + signal when CMD was killed by a signal).
@@ -14,9 +15,12 @@ kernel kills whatever is left in the namespace, even processes that dropped the 
 
 import argparse
 import ctypes
+import fcntl
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 
@@ -87,6 +91,20 @@ def landlock(write_dirs, block_tcp):
     return state
 
 
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def loopback_up():
+    """Bring up ``lo`` of this (new, empty) network namespace: the test's own 127.0.0.1. Returns an error or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            flags = struct.unpack("16sH14s", fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack("16sH14s", b"lo", 0, b"")))[1]
+            fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | _IFF_UP, b""))
+        return None
+    except OSError as exc:
+        return "loopback: %s" % exc
+
+
 def _local_pid(entry):
     """The PID of /proc/<entry> as this process's PID namespace numbers it (the last of NSpid)."""
     try:
@@ -141,11 +159,15 @@ def main(argv=None):
     parser.add_argument("--token", required=True)
     parser.add_argument("--write", action="append", default=[])
     parser.add_argument("--block-tcp", action="store_true")
+    parser.add_argument("--loopback", action="store_true", help="bring up lo of this process's network namespace")
     parser.add_argument("--cpu", type=int, help="pin the test (and what it starts) to this CPU")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    loopback_error = loopback_up() if args.loopback else None  # before Landlock; needs the namespace's root
     state = landlock([os.path.abspath(d) for d in args.write], args.block_tcp)
+    state["loopback"] = bool(args.loopback) and loopback_error is None
+    state["loopback_error"] = loopback_error
     state["pid_namespace"] = os.getpid() == 1
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         try:

@@ -9,13 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import generators, git
+from . import generators, git, gpu
 from .costs import llm_summary, summary_line
 from .dataset import write_dataset
 from .envs import build_env
 from .errors import CommitFailure, IsobenchError
 from .extraction import failed_extraction, normalize
 from .generate import Cache, Generator, Policy
+from .gpu import GpuSettings
 from .jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from .llm import LLMSettings, redact, secrets
 from .mcache import MeasurementCache, fingerprint, measurement_key, ran_on
@@ -147,12 +148,15 @@ def _generate_with_llm(smk) -> None:
         head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, smk.input.env_head)
         candidate = Path(p.scratch + ".candidate.py")
 
-        def smoke(script: str) -> str | None:
+        def smoke(script: str) -> str | None:  # a smoke run holds a GPU slot too (never beside a measurement)
             write_text_atomic(candidate, script)
             try:
-                return smoke_run(candidate, head, Path(p.scratch), cfg["smoke_timeout_s"],
-                                 extra_path=tuple(p.python_path), sandbox=SandboxSettings.from_config(
-                                     p.isolation["sandbox"]), runner=Runner.from_config(p.isolation["runner"]))
+                return gpu.on_gpu(GpuSettings.from_config(smk.config.get("gpu")), f"smoke run {p.commit[:12]}",
+                                  lambda device_env: smoke_run(
+                                      candidate, head, Path(p.scratch), cfg["smoke_timeout_s"],
+                                      extra_path=tuple(p.python_path),
+                                      sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
+                                      runner=Runner.from_config(p.isolation["runner"]), device_env=device_env))[0]
             finally:
                 candidate.unlink(missing_ok=True)
 
@@ -267,13 +271,19 @@ def measure_step(smk) -> None:
         log.info("measurement: fresh, %s: %d to %d rounds x (%d warm-up + %d timed calls) per revision, "
                  "interleave %s", shas["head"][:12], settings.rounds, max(settings.rounds, settings.max_rounds),
                  settings.warmup, settings.repeat, settings.interleave)
-        timings = measure_commit(Path(smk.input.generator), revisions, Path(p.scratch), settings,
-                                 extra_path=tuple(p.python_path), contract=p.settings.get("contract", "auto"),
-                                 sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
-                                 runner=Runner.from_config(p.isolation["runner"]), analysis=dict(p.analysis))
+        timings, placed = gpu.on_gpu(
+            GpuSettings.from_config(smk.config.get("gpu")), f"measure {shas['head'][:12]}",
+            lambda device_env: measure_commit(
+                Path(smk.input.generator), revisions, Path(p.scratch), settings, extra_path=tuple(p.python_path),
+                contract=p.settings.get("contract", "auto"), sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
+                runner=Runner.from_config(p.isolation["runner"]), analysis=dict(p.analysis), device_env=device_env))
+        for warning in placed["warnings"]:
+            log.warning("warning: %s", warning)
         stamp = {"key": key, "cached": False, "measured_at": now_iso(), "epoch": p.settings.get("epoch", 0),
                  "ran_on": ran_on()}
-        timings = {name: {**redact(t, secrets()), "measurement": stamp} for name, t in timings.items()}
+        timings = {name: {**redact(t, secrets()), "measurement": stamp, "gpu_slot": placed["gpu_slot"],
+                          "gpu_state": placed["gpu_state"], "warnings": t["warnings"] + placed["warnings"]}
+                   for name, t in timings.items()}
         if key:
             cache.put(key, timings)
     for name in REVISIONS:

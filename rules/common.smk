@@ -1,5 +1,6 @@
 # Helpers shared by the .smk files: config checks, the per-run plan, input functions.
 # The isobench package is imported from the workflow folder (steps import it the same way, see scripts/).
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ sys.path.insert(0, workflow.basedir)
 from isobench import workflow as iw
 from isobench.errors import IsobenchError
 from isobench.generators import find_pregenerated
+from isobench.gpu import gpu_environment
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
 
@@ -32,6 +34,8 @@ if workflow.is_main_process:
         iw.start_of_run(config, PLAN, SCHEMA)
     except IsobenchError as exc:
         iw.fail(str(exc))
+    # The jobs' GPU slots (isobench/gpu.py): at most --resources gpu=N devices; on a cluster, the scheduler's.
+    os.environ.update(gpu_environment(workflow.global_resources.get("gpu"), workflow.non_local_exec))
 
 COMMIT_DIR = "results/{source}/{commit}"
 

@@ -170,3 +170,89 @@ def test_container_commands():
     assert "--nv" not in app and "--network" not in app and "--env A=1" in text
     assert "--nv" in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate")
     assert runner_prefix(Runner(), work, mounts, {}, "isolate") == []
+
+
+def test_own_loopback_inside_the_host_unreachable(tmp_path, revisions):
+    """An engine-shaped test: a server on 127.0.0.1 inside the sandbox and a client calling it; the host's
+    server on its own 127.0.0.1 stays out of reach."""
+    if not namespace_prefix():
+        pytest.skip("no network namespace on this host: TCP is blocked altogether instead")
+    host = socket.create_server(("127.0.0.1", 0))
+    host_port = host.getsockname()[1]
+    hook = f'''import threading
+        srv = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=lambda: srv.accept()[0].sendall(b"engine up"), daemon=True).start()
+        reply = socket.create_connection(srv.getsockname(), timeout=5).recv(64)
+        assert reply == b"engine up", reply
+        try:
+            socket.create_connection(("127.0.0.1", {host_port}), timeout=3)
+            raise AssertionError("reached the host's server")
+        except ConnectionRefusedError:
+            pass
+        try:
+            socket.create_connection(("93.184.216.34", 80), timeout=3)
+            raise AssertionError("reached the outside")
+        except OSError as exc:
+            assert "unreachable" in str(exc), exc'''
+    t = measure(tmp_path, revisions, hook)
+    host.close()
+    assert t["status"] == "ok", (t["error"], t["stderr_tail"])
+    assert t["sandbox"]["network_isolated"] and t["sandbox"]["own_loopback"] and not t["sandbox"]["tcp_blocked"]
+
+
+def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
+    models = tmp_path / "models"
+    (models / "models--org--tiny").mkdir(parents=True)
+    (models / "models--org--tiny" / "config.json").write_text("{}")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", SECRET)
+    monkeypatch.setenv("HF_API_KEY", SECRET)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hook = f'''e = os.environ
+        assert e.get("HF_HOME") == {str(tmp_path / "hf-home")!r}, e.get("HF_HOME")
+        assert e["HF_HUB_CACHE"] == e["TRANSFORMERS_CACHE"] == {str(models)!r}
+        assert e["HF_HUB_OFFLINE"] == "1"
+        assert e["CUDA_VISIBLE_DEVICES"] == "3", e.get("CUDA_VISIBLE_DEVICES")
+        leaked = [k for k in e if "TOKEN" in k or "API_KEY" in k]
+        assert not leaked, leaked
+        open(os.path.join(e["HF_HUB_CACHE"], "models--org--tiny", "config.json")).read()
+        try:
+            open(os.path.join(e["HF_HUB_CACHE"], "written"), "w")
+            raise AssertionError("the model cache is writable")
+        except PermissionError:
+            pass'''
+    gen = tmp_path / "generator.py"
+    gen.write_text(TEST.replace("HOOK", hook))
+    timings = measure_commit(gen, revisions, tmp_path / "scratch", FAST, sandbox=SandboxSettings(model_cache=str(models)),
+                             device_env={"CUDA_VISIBLE_DEVICES": "3"})
+    t = timings["head"]
+    assert t["status"] == "ok", (t["error"], t["stderr_tail"])
+    assert t["sandbox"]["model_cache"] == str(models) and t["sandbox"]["hf_offline"] == "1"
+    env = {"HF_HOME": "/h", "HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_CACHE": "/t", "HF_TOKEN": "x",
+           "HF_TOKEN_PATH": "/x", "HUGGING_FACE_HUB_TOKEN": "x"}
+    assert allowed_env(SandboxSettings(env_allow=("HF_*",)), env) == {
+        "HF_HOME": "/h", "HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_CACHE": "/t"}
+
+
+def test_compile_caches_persist_across_rounds_per_revision(tmp_path, revisions):
+    """Each round is a fresh process with a fresh HOME; the compile caches are the revision's own and outlive it."""
+    hook = '''for name in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
+            folder = os.environ[name]
+            assert "/head/compile_cache/" in folder, folder
+            os.makedirs(folder, exist_ok=True)
+            seen = len(os.listdir(folder))
+            open(os.path.join(folder, "kernel%d" % seen), "w").write("compiled")'''
+    gen = tmp_path / "generator.py"
+    gen.write_text(TEST.replace("HOOK", hook))
+    three = Settings(rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=2, timeout_s=5, interleave="rounds")
+    timings = measure_commit(gen, revisions, tmp_path / "scratch", three)
+    assert timings["head"]["status"] == "ok", timings["head"]["error"]
+    triton = tmp_path / "scratch" / "data" / "head" / "compile_cache" / "triton"
+    assert sorted(p.name for p in triton.iterdir()) == ["kernel0", "kernel1", "kernel2"]  # one per round, kept
+    facts = timings["head"]["sandbox"]["compile_cache"]
+    assert facts["persistent_across_rounds"] and facts["files"] == 6 and "TRITON_CACHE_DIR" in facts["variables"]
+    assert timings["base"]["sandbox"]["compile_cache"]["files"] == 0  # never shared with another revision
+    timings = measure_commit(gen, revisions, tmp_path / "scratch2", three, sandbox=SandboxSettings(compile_cache=False))
+    assert timings["head"]["category"] == "setup_error" and "TRITON_CACHE_DIR" in timings["head"]["error"]
+    assert timings["head"]["sandbox"]["compile_cache"] is None

@@ -1,0 +1,226 @@
+"""The GPUs of a box: which one a measure job or smoke run holds (its slot), and the state of that device.
+
+Slots. ``snakemake --resources gpu=N`` lets at most N GPU jobs run at once but does not say which GPU each
+gets; this module does. The pool is the configured ``gpu.devices``, else the workflow's own
+``CUDA_VISIBLE_DEVICES``, else the GPUs ``nvidia-smi`` lists, cut to the run's N (the main process passes it
+as ``ISOBENCH_GPU_BUDGET``). A job takes the first device whose lock file (one per device, under
+``gpu.lock_dir``) it can ``flock``; it holds the lock while it runs and the kernel frees it when the process
+ends, however it ends (``kill -9`` included), so two jobs never share a device and a killed one never keeps
+it. The test gets ``CUDA_VISIBLE_DEVICES`` set to its device. Smoke runs draw from the same pool. On a cluster
+(``ISOBENCH_GPU_SCHEDULER``, set when Snakemake submits jobs) the scheduler's allocation is the slot.
+
+State. ``nvidia-smi`` before and after a measurement: model, driver, clocks, power limit, temperature, and
+the processes on the device (another one there makes a warning). Without a GPU the fields say why not.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import from_config
+
+log = logging.getLogger(__name__)
+
+BUDGET_ENV = "ISOBENCH_GPU_BUDGET"  # --resources gpu=N of the run (set by the main process)
+SCHEDULER_ENV = "ISOBENCH_GPU_SCHEDULER"  # jobs run under a cluster scheduler, which allocates their GPUs
+QUERY = ("index", "uuid", "name", "driver_version", "pci.bus_id", "clocks.sm", "clocks.mem", "clocks.max.sm",
+         "clocks.max.mem", "power.draw", "power.limit", "temperature.gpu", "pstate", "utilization.gpu",
+         "memory.used", "memory.total")
+APPS = ("pid", "gpu_uuid", "used_memory", "process_name")
+
+
+@dataclass(frozen=True)
+class GpuSettings:
+    devices: tuple[str, ...] | None = None  # None: CUDA_VISIBLE_DEVICES, else what nvidia-smi lists
+    lock_dir: str | None = None  # None: a folder per user in the system's temporary folder
+    wait_log_s: float = 60.0  # how often a job waiting for a free GPU says so
+
+    @classmethod
+    def from_config(cls, cfg: dict | None) -> "GpuSettings":
+        cfg = dict(cfg or {})
+        if cfg.get("devices") is not None:
+            cfg["devices"] = [str(d) for d in cfg["devices"]]
+        return from_config(cls, cfg)
+
+    def lock_folder(self) -> Path:
+        return Path(self.lock_dir) if self.lock_dir else Path(tempfile.gettempdir()) / f"isobench-gpu-{os.getuid()}"
+
+
+def _nvidia_smi(*args: str) -> str | None:
+    """nvidia-smi's stdout, or None where it is missing or fails."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _visible(environ) -> list[str] | None:
+    """CUDA_VISIBLE_DEVICES as a list (None when unset; [] when it hides every device)."""
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    devices = [d.strip() for d in value.split(",") if d.strip()]
+    return [] if devices in (["-1"], ["NoDevFiles"]) else devices
+
+
+def pool(settings: GpuSettings, environ=None) -> tuple[list[str], str]:
+    """The devices jobs may hold, and where the list came from."""
+    environ = os.environ if environ is None else environ
+    if settings.devices is not None:
+        devices, source = list(settings.devices), "gpu.devices"
+    elif _visible(environ) is not None:
+        devices, source = _visible(environ), "CUDA_VISIBLE_DEVICES"
+    else:
+        listed = _nvidia_smi("--query-gpu=index", "--format=csv,noheader")
+        devices = [line.strip() for line in (listed or "").splitlines() if line.strip()]
+        source = "nvidia-smi" if listed is not None else "none (no nvidia-smi)"
+    budget = environ.get(BUDGET_ENV)
+    if budget and budget.isdigit() and int(budget) < len(devices):
+        devices, source = devices[:int(budget)], f"{source}, first {budget} (--resources gpu={budget})"
+    return devices, source
+
+
+def _try_lock(path: Path, holder: dict):
+    """An open file holding an exclusive flock on ``path``, or None when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, (json.dumps(holder) + "\n").encode())
+    return fd
+
+
+@contextmanager
+def slot(settings: GpuSettings, who: str, environ=None):
+    """Hold one GPU for the block: yields the slot (``device``, ``env`` for the test, ``pool``, ``source``,
+    ``waited_s``). Without a GPU the slot's device is None and ``reason`` says why; nothing is locked."""
+    environ = os.environ if environ is None else environ
+    if environ.get(SCHEDULER_ENV):
+        devices = _visible(environ)
+        reason = None if devices else "the scheduler gave this job no GPU"
+        yield {"device": ",".join(devices) if devices else None, "env": {}, "pool": devices or [],
+               "source": "scheduler", "waited_s": 0.0, "reason": reason, "host": socket.gethostname()}
+        return
+    devices, source = pool(settings, environ)
+    if not devices:
+        yield {"device": None, "env": {}, "pool": [], "source": source, "waited_s": 0.0,
+               "reason": f"no GPU on this host ({source})", "host": socket.gethostname()}
+        return
+    folder = settings.lock_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "job": who, "since": time.time()}
+    started, said = time.monotonic(), time.monotonic()
+    while True:
+        for device in devices:
+            fd = _try_lock(folder / f"gpu-{device}.lock", holder)
+            if fd is not None:
+                break
+        else:
+            if time.monotonic() - said >= settings.wait_log_s:
+                log.info("waiting for a free GPU (%s all held; %s)", ", ".join(devices), folder)
+                said = time.monotonic()
+            time.sleep(0.2)
+            continue
+        break
+    waited = round(time.monotonic() - started, 3)
+    try:
+        yield {"device": device, "env": {"CUDA_VISIBLE_DEVICES": device}, "pool": devices, "source": source,
+               "waited_s": waited, "reason": None, "host": socket.gethostname(), "lock": str(folder / f"gpu-{device}.lock")}
+    finally:
+        os.close(fd)  # closing the file releases the lock (as the kernel does when the process dies)
+
+
+def _number(text: str):
+    text = text.strip()
+    if not text or text.startswith("[") or text in ("N/A", "Not Supported"):
+        return None
+    try:
+        return float(text) if "." in text else int(text)
+    except ValueError:
+        return text
+
+
+def _rows(text: str, names: tuple[str, ...]) -> list[dict]:
+    out = []
+    for row in csv.reader(io.StringIO(text)):
+        if len(row) == len(names):
+            out.append({n.replace(".", "_"): _number(v) for n, v in zip(names, row)})
+    return out
+
+
+def snapshot(device: str) -> dict:
+    """The device's state now, as nvidia-smi reports it; ``available`` false (and why) where it cannot."""
+    text = _nvidia_smi("--query-gpu=" + ",".join(QUERY), "--format=csv,noheader,nounits", "-i", device)
+    if text is None:
+        why = "nvidia-smi not found" if not shutil.which("nvidia-smi") else f"nvidia-smi failed for device {device}"
+        return {"available": False, "reason": why}
+    rows = _rows(text, QUERY)
+    if not rows:
+        return {"available": False, "reason": f"nvidia-smi listed no device {device}"}
+    gpu = rows[0]
+    apps = _rows(_nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS)
+    gpu["processes"] = [a for a in apps if a["gpu_uuid"] == gpu["uuid"]]
+    return {"available": True, "taken_at": time.time(), **gpu}
+
+
+def state(slot_facts: dict, before: dict | None, after: dict | None) -> tuple[dict, list[str]]:
+    """A timing file's ``gpu_state`` from the snapshots around the measurement, and its warnings."""
+    if slot_facts.get("device") is None or before is None:
+        reason = slot_facts.get("reason") or "no GPU held"
+        return {"available": False, "reason": reason, "before": None, "after": None}, []
+    if not before.get("available"):
+        return {"available": False, "reason": before.get("reason"), "before": None, "after": None}, []
+    warnings = []
+    for when, snap in (("before", before), ("after", after or {})):
+        others = [f"pid {p['pid']} ({p.get('process_name')}, {p.get('used_memory')} MiB)"
+                  for p in snap.get("processes") or []]
+        if others:
+            warnings.append(f"another process was on GPU {slot_facts['device']} {when} the measurement: "
+                            + "; ".join(others))
+    keep = ("name", "uuid", "driver_version", "pci_bus_id", "clocks_max_sm", "clocks_max_mem", "power_limit",
+            "memory_total")
+    return {"available": True, **{k: before.get(k) for k in keep}, "before": before, "after": after}, warnings
+
+
+def on_gpu(settings: GpuSettings, who: str, work):
+    """Run ``work(env)`` holding a GPU slot (``env``: the test's CUDA_VISIBLE_DEVICES), the device's state taken
+    before and after; returns (what work returned, {"gpu_slot", "gpu_state", "warnings"} for the timing files)."""
+    with slot(settings, who) as held:
+        if held["waited_s"] >= 1:
+            log.info("GPU %s free after %.1f s", held["device"], held["waited_s"])
+        before = snapshot(held["device"]) if held["device"] else None
+        result = work(held["env"])
+        after = snapshot(held["device"]) if held["device"] and before and before.get("available") else None
+    gpu_state, warnings = state(held, before, after)
+    facts = {k: v for k, v in held.items() if k != "env"}
+    facts["cuda_visible_devices"] = held["env"].get("CUDA_VISIBLE_DEVICES")
+    return result, {"gpu_slot": facts, "gpu_state": gpu_state, "warnings": warnings}
+
+
+def gpu_environment(budget, cluster: bool) -> dict:
+    """What the main process tells its jobs: the run's GPU count (``--resources gpu=N``; a Snakemake resource
+    value or a number) and whether a cluster scheduler allocates GPUs."""
+    value = getattr(budget, "value", budget)
+    env = {BUDGET_ENV: str(value) if isinstance(value, int) and not isinstance(value, bool) else ""}
+    env[SCHEDULER_ENV] = "1" if cluster else ""
+    return env
