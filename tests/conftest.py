@@ -91,6 +91,6 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", "gpu=1", *args]
+def snakemake(workdir: Path, *args: str, timeout: int = 600, gpus: int = 1) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", f"gpu={gpus}", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from isobench.errors import IsobenchError
+from isobench.sandbox import SandboxSettings
 from isobench.workflow import check_config, llm_settings, measure_settings
 
 from conftest import ROOT
@@ -93,3 +94,7 @@ def test_vllm_example_config_is_valid():
     from isobench.workflow import check_runners
 
     check_runners(example, SCHEMA)
+    sandbox = SandboxSettings.from_config(example["sources"]["vllm"]["sandbox"])
+    # an engine can live in it: own loopback (network isolate), models from a read-only cache, kernels kept
+    assert sandbox.network == "isolate" and sandbox.model_cache and sandbox.compile_cache
+    assert not any(name.startswith(("HF_", "TRITON", "TORCHINDUCTOR")) for name in sandbox.env_allow)

@@ -154,10 +154,19 @@ def test_isobench_and_gso_style_scripts_through_the_workflow(tmp_path, demo):
     shutil.copytree(ROOT / "tests" / "fixtures" / "contract_generators", work / "cli" / "generators")
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["sources"]["demo"].update(extractions="cli/extractions", generators="cli/generators",
-                                     measure={"rounds": 5, "max_rounds": 5, "warmup": 1, "repeat": 1, "timeout_s": 60})
+                                     measure={"rounds": 5, "max_rounds": 5, "warmup": 1, "repeat": 1, "timeout_s": 60,
+                                              "exclusive": False})
+    config["gpu"] = {"devices": [0, 1, 2], "lock_dir": str(tmp_path / "gpu-locks")}  # three GPUs, as named by a user
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake(work)
+    proc = snakemake(work, gpus=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    for key in ("primes", "histogram"):  # each measure job held one of the run's two GPUs
+        for name in ("base", "head", "main"):
+            t = json.loads((work / "results" / "demo" / shas[key] / f"timing_{name}.json").read_text())
+            slot = t["gpu_slot"]
+            assert slot["pool"] == ["0", "1"] and "--resources gpu=2" in slot["source"], slot
+            assert slot["device"] in ("0", "1") and slot["cuda_visible_devices"] == slot["device"]
+            assert t["gpu_state"]["available"] is False  # no nvidia-smi here: the fields say so
     rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
     for key, contract in (("primes", "isobench_cli"), ("histogram", "gso_cli")):
         r = rows[shas[key]]
