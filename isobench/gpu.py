@@ -224,3 +224,20 @@ def gpu_environment(budget, cluster: bool) -> dict:
     env = {BUDGET_ENV: str(value) if isinstance(value, int) and not isinstance(value, bool) else ""}
     env[SCHEDULER_ENV] = "1" if cluster else ""
     return env
+
+
+def start_line(settings: GpuSettings, budget, environ=None) -> str | None:
+    """The run's one line about its GPUs (None on a box without any, or under a cluster scheduler)."""
+    environ = os.environ if environ is None else environ
+    if environ.get(SCHEDULER_ENV):
+        return None
+    devices, source = pool(settings, environ)
+    if not devices:
+        return None
+    value = getattr(budget, "value", budget)
+    line = f"isobench: GPUs: {len(devices)} slot(s), device(s) {', '.join(devices)} ({source})"
+    if isinstance(value, int) and value > len(devices):
+        line += f"; --resources gpu={value} but {len(devices)} GPU(s): jobs beyond them wait for a free one"
+    elif value is None:
+        line += f"; no --resources gpu=N: give --resources gpu={len(devices)} to run one measurement per GPU"
+    return line

@@ -11,7 +11,8 @@ sys.path.insert(0, workflow.basedir)
 from isobench import workflow as iw
 from isobench.errors import IsobenchError
 from isobench.generators import find_pregenerated
-from isobench.gpu import gpu_environment
+from isobench.gpu import GpuSettings, gpu_environment
+from isobench.gpu import start_line as gpu_start_line
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
 
@@ -36,6 +37,8 @@ if workflow.is_main_process:
         iw.fail(str(exc))
     # The jobs' GPU slots (isobench/gpu.py): at most --resources gpu=N devices; on a cluster, the scheduler's.
     os.environ.update(gpu_environment(workflow.global_resources.get("gpu"), workflow.non_local_exec))
+    if line := gpu_start_line(GpuSettings.from_config(config["gpu"]), workflow.global_resources.get("gpu")):
+        sys.stderr.write(line + "\n")
 
 COMMIT_DIR = "results/{source}/{commit}"
 

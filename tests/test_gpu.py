@@ -130,3 +130,13 @@ def test_gpu_state_from_nvidia_smi(tmp_path, monkeypatch):
     assert state["before"]["temperature_gpu"] == 34 and state["before"]["processes"] == []
     assert [p["pid"] for p in state["after"]["processes"]] == [4242]  # only the processes on this device
     assert facts["warnings"] == ["another process was on GPU 0 after the measurement: pid 4242 (python3, 2048 MiB)"]
+
+
+def test_the_run_says_which_gpus_it_has():
+    settings = GpuSettings(devices=("0", "1", "2", "3"))
+    assert gpu.start_line(settings, 8, {}) == ("isobench: GPUs: 4 slot(s), device(s) 0, 1, 2, 3 (gpu.devices); "
+                                               "--resources gpu=8 but 4 GPU(s): jobs beyond them wait for a free one")
+    assert "give --resources gpu=4" in gpu.start_line(settings, None, {})
+    assert gpu.start_line(settings, 4, {}).endswith("(gpu.devices)")
+    assert gpu.start_line(GpuSettings(devices=()), 1, {}) is None  # no GPU, nothing to say
+    assert gpu.start_line(settings, 4, {gpu.SCHEDULER_ENV: "1"}) is None

@@ -160,6 +160,7 @@ def test_isobench_and_gso_style_scripts_through_the_workflow(tmp_path, demo):
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(work, gpus=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("isobench: GPUs: 2 slot(s), device(s) 0, 1 (gpu.devices, first 2") == 1
     for key in ("primes", "histogram"):  # each measure job held one of the run's two GPUs
         for name in ("base", "head", "main"):
             t = json.loads((work / "results" / "demo" / shas[key] / f"timing_{name}.json").read_text())
