@@ -8,8 +8,11 @@ Modes:
   templated with {sha}, {commit} (the same SHA), {worktree} and {python} (the venv's interpreter).
   The worktree is not put on PYTHONPATH: the install decides what is imported (a wheel with compiled
   extensions must not be shadowed by the sources).
-- ``image``: the source's container image is the environment (runner docker or apptainer): its
-  Python runs the test, with its packages, and the worktree (mounted read-only) on PYTHONPATH.
+- ``image``: the source's container image is the environment (runner docker, podman or apptainer): its
+  Python runs the test, with its packages, and the worktree (mounted read-only) on PYTHONPATH. The image
+  may name the revision (``myorg/vllm:{sha}``); it must exist and run its Python before anything is
+  measured (else the marker says failed, with one line: engine missing, image not found, no Python), and
+  the marker records its ID and digest and the engine (isobench/containers.py).
 
 An optional verify_command (same placeholders; run outside the worktree, so that it imports what
 was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes the marker say ``failed`` with the error; its output is in the log,
@@ -24,7 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .sandbox import Runner, runner_prefix
+from .containers import Runner, inspect_image, runner_prefix
+from .errors import IsobenchError
 
 MODES = ("none", "venv", "image")
 
@@ -81,10 +85,16 @@ def build_env(*, sha: str, worktree: Path, env_dir: Path, cfg: dict, setup_comma
             commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
             inside = None
         else:  # image: the container is the environment
-            python = cfg.get("python") or "python"
-            marker.update(python=python, image=runner.image)
+            python = cfg.get("python") or "python3"
+            image = runner.image_for(sha)
+            marker.update(python=python, image=image)
+            try:
+                marker.update(inspect_image(runner, image, python))
+            except IsobenchError as exc:
+                log.write(f"{exc}\n")
+                return {**marker, "status": "failed", "error": str(exc)}
             commands = []
-            inside = runner_prefix(runner, worktree, [(worktree, False)], {}, "allow")
+            inside = runner_prefix(runner, worktree, [(worktree, False)], {}, "allow", image=image)
         if cfg.get("verify_command"):
             commands.append(("verify", cfg["verify_command"]))
         for kind, template in commands:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from . import contracts, harness, script_runner
 from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
-from .sandbox import COMPILE_CACHES, Runner, Sandbox, SandboxSettings, compile_cache_env
+from .containers import Runner
+from .sandbox import COMPILE_CACHES, Sandbox, SandboxSettings, compile_cache_env
 
 if TYPE_CHECKING:  # annotations only
     from .measure import Revision, Settings
@@ -65,7 +66,8 @@ class Job:
         self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
         self.settings, self.extra_path = settings, extra_path
         self.device_env = dict(device_env or {})  # CUDA_VISIBLE_DEVICES of the GPU slot the job holds
-        self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data)
+        self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data,
+                               device=self.device_env.get("CUDA_VISIBLE_DEVICES"))
         self.reference = self.data / "reference.out"
 
     def extra_env(self, rev: Revision) -> dict:
@@ -130,7 +132,7 @@ class Job:
         out.unlink(missing_ok=True)
         cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
         proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
-                                                  self.settings.timeout_s)
+                                                  self.settings.timeout_s, image=rev.image)
         if returncode is None:
             report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
         elif out.exists():
@@ -166,7 +168,7 @@ class Job:
         cmd = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix), "--reads", str(reads),
                "--", *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file)]
         proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
-                                                  self.settings.timeout_s)
+                                                  self.settings.timeout_s, image=rev.image)
         stderr = _tail(workdir / "stderr.txt")
         base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
         report_line = None
@@ -207,7 +209,8 @@ class Job:
             out = workdirs[rev.name] / "report.json"
             cmd = self.harness_cmd(rev, modes[rev.name]) + ["--lockstep", "--out", str(out)]
             return lambda: self.sandbox.popen(cmd, workdirs[rev.name], self.extra_env(rev), self.read_only(rev),
-                                              rev.python, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU)
+                                              rev.python, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU,
+                                              image=rev.image)
 
         procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
         reports, popens = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)

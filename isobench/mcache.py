@@ -68,9 +68,11 @@ def python_fingerprint(python: str) -> str:
 
 
 def fingerprint(env_marker: dict) -> dict:
-    """A revision environment's fingerprint; image environments are named by their image."""
+    """A revision environment's fingerprint; image environments are named by their image's ID (a tag moved to
+    another build is another environment)."""
     if env_marker.get("mode") == "image":
-        return {"image": env_marker.get("image"), "python": env_marker["python"], "machine": machine()}
+        return {"image": env_marker.get("image"), "image_id": env_marker.get("image_id"),
+                "python": env_marker["python"], "machine": machine()}
     return {"packages": python_fingerprint(env_marker["python"]), "machine": machine()}
 
 

@@ -19,7 +19,8 @@ from . import harness
 from .adaptive import decide_interleave, stop_reason
 from .categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
 from .job import Job
-from .sandbox import Runner, SandboxSettings, isolation_refusal
+from .containers import Runner
+from .sandbox import SandboxSettings, isolation_refusal
 from .settings import from_config
 from .stats import describe
 
@@ -62,6 +63,7 @@ class Revision:
     env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
     read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
     on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
+    image: str | None = None  # the revision's container image (env mode image; isobench/containers.py)
 
 
 def _progress(name: str, st: dict, k: int) -> str:

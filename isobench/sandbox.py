@@ -14,8 +14,8 @@
   nothing outlives it; without one, processes still carrying the run's token are killed;
 - output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped.
 
-What was in force is recorded in every timing file (``sandbox``). Runners ``docker`` and
-``apptainer`` put the same command in a container (see ``runner_prefix``).
+What was in force is recorded in every timing file (``sandbox``). Runners ``docker``, ``podman`` and
+``apptainer`` put the same command in the revision's container (isobench/containers.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from . import sandbox_exec
+from . import containers, sandbox_exec
+from .containers import Runner
+from .errors import IsobenchError
+from .jsonio import load_json
 from .settings import from_config
 
 SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
@@ -48,7 +51,6 @@ COMPILE_CACHES = {"TRITON_CACHE_DIR": "triton", "TORCHINDUCTOR_CACHE_DIR": "indu
                   "VLLM_CACHE_ROOT": "vllm"}
 _SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|"
                      r"^GITHUB_|^HF_|^HUGGING|^OPENAI|^ANTHROPIC|^WANDB", re.I)
-RUNNERS = ("local", "docker", "apptainer")
 
 
 @dataclass(frozen=True)
@@ -68,18 +70,6 @@ class SandboxSettings:
     @property
     def cap_bytes(self) -> int:
         return int(self.output_cap_mb * 1024 * 1024)
-
-
-@dataclass(frozen=True)
-class Runner:
-    kind: str = "local"
-    image: str | None = None
-    gpus: str | None = "all"  # docker --gpus / apptainer --nv
-    options: tuple[str, ...] = ()
-
-    @classmethod
-    def from_config(cls, cfg: dict | None) -> "Runner":
-        return from_config(cls, cfg)
 
 
 def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
@@ -142,35 +132,6 @@ def isolation_refusal(settings: SandboxSettings, runner: Runner) -> str | None:
             "sandbox.require_isolation: false to run tests without it")
 
 
-def runner_prefix(runner: Runner, workdir: Path, mounts: list[tuple[Path, bool]], env: dict,
-                  network: str) -> list[str]:
-    """The container command that the sandboxed command is appended to (empty for ``local``).
-
-    ``mounts`` are (path, writable) pairs, mounted at the same path inside; ``env`` is passed
-    explicitly (nothing else of the host's environment goes in)."""
-    if runner.kind == "local":
-        return []
-    if not runner.image:
-        raise ValueError(f"runner {runner.kind} needs an image")
-    if runner.kind == "docker":
-        cmd = ["docker", "run", "--rm", "--init", "--user", f"{os.getuid()}:{os.getgid()}", "--workdir", str(workdir)]
-        cmd += ["--gpus", runner.gpus] if runner.gpus else []
-        cmd += ["--network", "none"] if network == "isolate" else []
-        for path, writable in mounts:
-            cmd += ["--volume", f"{path}:{path}:{'rw' if writable else 'ro'}"]
-        for k, v in sorted(env.items()):
-            cmd += ["--env", f"{k}={v}"]
-        return cmd + list(runner.options) + [runner.image]
-    cmd = ["apptainer", "exec", "--containall", "--cleanenv", "--no-home", "--pwd", str(workdir)]
-    cmd += ["--nv"] if runner.gpus else []
-    cmd += ["--net", "--network", "none"] if network == "isolate" else []
-    for path, writable in mounts:
-        cmd += ["--bind", f"{path}:{path}:{'rw' if writable else 'ro'}"]
-    for k, v in sorted(env.items()):
-        cmd += ["--env", f"{k}={v}"]
-    return cmd + list(runner.options) + [runner.image]
-
-
 class _Capture(threading.Thread):
     """Copy a pipe to a file: the first half of the cap, then (at the end) the last half; count the rest."""
 
@@ -203,8 +164,9 @@ class _Capture(threading.Thread):
 class Sandbox:
     """Runs commands of one measure job or smoke run; ``data`` is the writable folder for references."""
 
-    def __init__(self, settings: SandboxSettings, runner: Runner, code: Path, data: Path):
+    def __init__(self, settings: SandboxSettings, runner: Runner, code: Path, data: Path, device: str | None = None):
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
+        self.device = device  # the GPU the job holds (isobench/gpu.py): a container gets it, and only it
         shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
         self.namespaces = namespace_prefix(settings.network == "isolate") if runner.kind == "local" else ()
 
@@ -228,8 +190,9 @@ class Sandbox:
         return env
 
     def prepare(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
-                cpu: int | None = None):
-        """(argv, env, token) of a sandboxed command run in ``workdir``."""
+                cpu: int | None = None, image: str | None = None):
+        """(argv, env, token, container facts or None) of a sandboxed command run in ``workdir`` (in ``image``
+        with a container runner)."""
         token = uuid.uuid4().hex
         for d in (workdir / "home", workdir / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
@@ -246,19 +209,27 @@ class Sandbox:
         mounts = [(self.code, False), (self.data, True)] + [(p, False) for p in read_only]
         mounts += [(p, False) for p in cache_mounts(env)]
         mounts += [(Path(f).resolve(), True) for f in self.settings.write_allow]
-        prefix = runner_prefix(self.runner, workdir, mounts, env, self.settings.network)
-        return [*self.namespaces, *prefix, *inner, "--", *cmd], env, token
+        name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
+        prefix = containers.runner_prefix(self.runner, workdir, mounts, env, self.settings.network, image, name,
+                                          self.device)
+        facts = None if self.runner.kind == "local" else containers.protections(
+            self.runner, image or self.runner.image, name, mounts, self.settings.network, self.device)
+        return [*self.namespaces, *prefix, *inner, "--", *cmd], env, token, facts
 
     def popen(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
-              stdin=None, stdout_pipe: bool = False, cpu: int | None = None):
+              stdin=None, stdout_pipe: bool = False, cpu: int | None = None, image: str | None = None):
         """Start a sandboxed process in its own session; stderr (and stdout unless piped) are captured."""
         workdir.mkdir(parents=True, exist_ok=True)
         for stale in ("sandbox.json",):
             (workdir / stale).unlink(missing_ok=True)
-        argv, env, token = self.prepare(cmd, workdir, extra_env, read_only, python, cpu)
-        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, bufsize=0 if stdout_pipe else -1)
+        argv, env, token, facts = self.prepare(cmd, workdir, extra_env, read_only, python, cpu, image)
+        # A container engine runs with this process's environment (its own configuration, storage, runtime);
+        # the test inside gets only ``env``, passed with --env.
+        proc = subprocess.Popen(argv, cwd=workdir, env=env if facts is None else dict(os.environ), stdin=stdin,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                bufsize=0 if stdout_pipe else -1)
         proc.isobench_token = token
+        proc.isobench_container = facts
         proc.isobench_captures = [_Capture(proc.stderr, workdir / "stderr.txt", self.settings.cap_bytes)]
         if not stdout_pipe:
             proc.isobench_captures.append(_Capture(proc.stdout, workdir / "stdout.txt", self.settings.cap_bytes))
@@ -270,13 +241,16 @@ class Sandbox:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        facts = getattr(proc, "isobench_container", None)
+        if facts:  # the engine's client is gone, the container may not be: remove it and all in it
+            containers.remove(facts["engine"], facts["name"])
         sandbox_exec.sweep(proc.isobench_token)
 
     def run(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
-            timeout_s: float):
+            timeout_s: float, image: str | None = None):
         """Run to the end or the time limit; returns (process, exit code or None on timeout, wall seconds)."""
         started = time.monotonic()
-        proc = self.popen(cmd, workdir, extra_env, read_only, python)
+        proc = self.popen(cmd, workdir, extra_env, read_only, python, image=image)
         try:
             returncode = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -297,9 +271,6 @@ class Sandbox:
         """What was in force, and any rule the run broke (left processes, output over the cap); read once."""
         if getattr(proc, "isobench_outcome", None) is not None:
             return proc.isobench_outcome
-        from .jsonio import load_json
-        from .errors import IsobenchError
-
         try:
             state = load_json(workdir / "sandbox.json")
         except IsobenchError:
@@ -321,12 +292,13 @@ class Sandbox:
             "compile_cache": self.settings.compile_cache,
             "model_cache": self.settings.model_cache,
             "hf_offline": self.environment(workdir, {}).get("HF_HUB_OFFLINE"),
-            "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind == "docker",
+            "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind in containers.OCI,
             "fs_write_restricted": bool(state.get("fs_write_restricted")),
             "own_home": True,
             "kills_process_group": True,
             "output_cap_bytes": self.settings.cap_bytes,
             "landlock_abi": state.get("landlock_abi", 0),
+            "container": getattr(proc, "isobench_container", None),
         }
         proc.isobench_outcome = {"protections": protections, "violation": violation,
                                  "returncode": state.get("returncode")}

@@ -22,7 +22,8 @@ from .llm import LLMSettings, redact, secrets
 from .mcache import MeasurementCache, fingerprint, measurement_key, ran_on
 from .measure import REVISIONS, Revision, Settings, measure_commit, not_run, smoke_run
 from .prompt import render
-from .sandbox import Runner, SandboxSettings, isolation_refusal
+from .containers import Runner
+from .sandbox import SandboxSettings, isolation_refusal
 from .record import build_record, tampered_timings
 from .workflow import llm_settings
 
@@ -215,7 +216,8 @@ def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env_mar
     env = load_json(env_marker)
     error = None if env["status"] == "ok" else f"{env['error']} (log: {env['log']})"
     return Revision(name, sha, path, python=env["python"], env_error=error,
-                    read_only=tuple(Path(x) for x in [env.get("path")] if x), on_path=env["worktree_on_path"])
+                    read_only=tuple(Path(x) for x in [env.get("path")] if x), on_path=env["worktree_on_path"],
+                    image=env.get("image"))
 
 
 def worktree_step(smk) -> None:
@@ -287,7 +289,7 @@ def measure_step(smk) -> None:
         if key:
             cache.put(key, timings)
     for name in REVISIONS:
-        timings[name]["revision_env"] = {key: envs[name].get(key) for key in ("mode", "image", "python")}
+        timings[name]["revision_env"] = {key: envs[name].get(key) for key in REVISION_ENV}
         t = redact(timings[name], secrets())  # a key the sandbox did not let in cannot be printed, but be sure
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)
@@ -297,6 +299,9 @@ def measure_step(smk) -> None:
             log.info("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
     write_seal(smk)
     shutil.rmtree(p.scratch, ignore_errors=True)
+
+
+REVISION_ENV = ("mode", "python", "image", "image_id", "image_digest", "engine", "engine_version", "python_version")
 
 
 def write_seal(smk) -> None:

@@ -25,7 +25,8 @@ from .dataset import damaged_records
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
 from .generators import find_pregenerated
 from .jsonio import _describe, _where, write_text_atomic
-from .sandbox import Runner, SandboxSettings, isolation_gaps
+from .containers import Runner
+from .sandbox import SandboxSettings, isolation_gaps
 
 DEMO_REPO = "isobench:demo"
 RESULTS = Path("results")
@@ -91,7 +92,7 @@ def check_runners(config: dict, schema_path: str | Path) -> None:
         if runner["kind"] != "local" and not runner.get("image"):
             raise IsobenchError(f"{where}.runner.image: runner {runner['kind']} needs an image")
         if env["mode"] == "image" and runner["kind"] == "local":
-            raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker or apptainer")
+            raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker, podman or apptainer")
         if env["mode"] != "image" and runner["kind"] != "local":
             raise IsobenchError(f"{where}.env.mode: mode {env['mode']} uses this machine's Python; with runner "
                                 f"{runner['kind']} use mode image")

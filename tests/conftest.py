@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,43 @@ def processes_with(text: str) -> list[int]:
 def snakemake(workdir: Path, *args: str, timeout: int = 600, gpus: int = 1) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", f"gpu={gpus}", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def without_timings(record: dict, work: Path) -> dict:
+    """A record less what differs between two measurements of the same content (timings, when and where
+    they were taken, and the workflow folder in error messages)."""
+    r = json.loads(json.dumps(record).replace(str(work), "WORKFLOW"))
+    for key in ("comparisons", "duration_changes", "human_performance", "human_performance_mean"):
+        r.pop(key)
+    for rev in r["revisions"].values():
+        for key in ("median_ms", "iqr_ms", "warnings", "n"):  # adaptive rounds: n may differ
+            rev.pop(key)
+    prov = r["provenance"]
+    prov.pop("timing_sha256")
+    if prov.get("measurement"):
+        prov["measurement"] = {"key": prov["measurement"]["key"]}
+    return r
+
+
+IMAGE_SH = ROOT / "tests" / "containers" / "image.sh"
+_image_build: dict = {}
+
+
+def pytest_collection_finish(session):
+    """Start building the container tests' image (apt, debootstrap: minutes the first time) as soon as the run
+    knows it has container tests, so that it overlaps with the tests that come before them."""
+    if any(item.nodeid.startswith("tests/test_containers.py") for item in session.items) and not _image_build:
+        log = Path(session.config.cache.mkdir("isobench-image")) / "image.log"
+        out = open(log.with_suffix(".out"), "w")
+        _image_build["proc"] = subprocess.Popen(["bash", str(IMAGE_SH)], stdout=out, stderr=open(log, "w"), text=True)
+        _image_build["files"] = (log.with_suffix(".out"), log)
+
+
+def container_image_build(timeout: float = 1500) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of tests/containers/image.sh: the build started at collection, or a new one."""
+    if "proc" not in _image_build:
+        proc = subprocess.run(["bash", str(IMAGE_SH)], capture_output=True, text=True, timeout=timeout)
+        return proc.returncode, proc.stdout, proc.stderr
+    code = _image_build["proc"].wait(timeout=timeout)
+    out, err = (p.read_text() for p in _image_build["files"])
+    return code, out, err

@@ -67,7 +67,7 @@ def test_analysis_settings_defaults_from_schema(config):
 
 @pytest.mark.parametrize("source, message", [
     ({"runner": {"kind": "docker"}}, "field sources.demo.runner.image: runner docker needs an image"),
-    ({"env": {"mode": "image"}}, "field sources.demo.env.mode: mode image needs runner kind docker or apptainer"),
+    ({"env": {"mode": "image"}}, "field sources.demo.env.mode: mode image needs runner kind docker, podman or apptainer"),
     ({"env": {"mode": "venv"}, "runner": {"kind": "apptainer", "image": "x.sif"}}, "with runner apptainer use mode image"),
     ({"runner": {"kind": "docker", "image": "x"}}, "mode none uses this machine's Python; with runner docker"),
 ])

@@ -10,7 +10,8 @@ import pytest
 
 from isobench.jsonio import validate
 from isobench.measure import Settings, measure_commit
-from isobench.sandbox import Runner, SandboxSettings, allowed_env, namespace_prefix, runner_prefix
+from isobench.containers import Runner, runner_prefix
+from isobench.sandbox import SandboxSettings, allowed_env, namespace_prefix
 
 from conftest import processes_with
 
@@ -158,8 +159,9 @@ def test_container_commands():
                            work, mounts, {"PYTHONPATH": "/wt/abc", "HOME": "/w/r0/home"}, "isolate")
     assert docker[:4] == ["docker", "run", "--rm", "--init"]
     assert docker[-3:] == ["--shm-size", "8g", "vllm/vllm-openai:v0.6.0"]
+    assert "--gpus" not in docker  # the job holds no GPU: none is given
     text = " ".join(docker)
-    for part in ("--gpus all", "--network none", "--workdir /w/r0", "--volume /s/code:/s/code:ro",
+    for part in ("--read-only", "--network none", "--workdir /w/r0", "--volume /s/code:/s/code:ro",
                  "--volume /s/data:/s/data:rw", "--volume /wt/abc:/wt/abc:ro", "--env PYTHONPATH=/wt/abc",
                  f"--user {os.getuid()}:{os.getgid()}"):
         assert part in text
@@ -168,7 +170,8 @@ def test_container_commands():
     text = " ".join(app)
     assert "--containall --cleanenv --no-home" in text and "--bind /s/data:/s/data:rw" in text
     assert "--nv" not in app and "--network" not in app and "--env A=1" in text
-    assert "--nv" in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate")
+    assert "--nv" in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate", device="0")
+    assert "--nv" not in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate")
     assert runner_prefix(Runner(), work, mounts, {}, "isolate") == []
 
 

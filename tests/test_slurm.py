@@ -21,7 +21,7 @@ import pytest
 
 from isobench.dataset import read_dataset
 
-from conftest import ROOT, copy_workflow
+from conftest import ROOT, copy_workflow, without_timings
 
 pytestmark = pytest.mark.slow
 CLUSTER_DIR = Path(tempfile.gettempdir()) / "isobench-slurm-tests"
@@ -77,22 +77,6 @@ def scontrol_job(bindir: str, job_id: str) -> dict:
     out = subprocess.run([f"{bindir}/scontrol", "show", "job", "--oneliner", job_id], capture_output=True,
                          text=True, timeout=30, check=True).stdout
     return dict(item.split("=", 1) for item in out.split() if "=" in item)
-
-
-def without_timings(record: dict, work: Path) -> dict:
-    """A record less what differs between two measurements of the same content (timings, when and where
-    they were taken, and the workflow folder in error messages)."""
-    r = json.loads(json.dumps(record).replace(str(work), "WORKFLOW"))
-    for key in ("comparisons", "duration_changes", "human_performance", "human_performance_mean"):
-        r.pop(key)
-    for rev in r["revisions"].values():
-        for key in ("median_ms", "iqr_ms", "warnings", "n"):  # adaptive rounds: n may differ
-            rev.pop(key)
-    prov = r["provenance"]
-    prov.pop("timing_sha256")
-    if prov.get("measurement"):
-        prov["measurement"] = {"key": prov["measurement"]["key"]}
-    return r
 
 
 def test_demo_on_slurm_matches_a_local_run(cluster, demo_run, tmp_path):
