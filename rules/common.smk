@@ -36,9 +36,13 @@ if workflow.is_main_process:
     except IsobenchError as exc:
         iw.fail(str(exc))
     # The jobs' GPU slots (isobench/gpu.py): at most --resources gpu=N devices; on a cluster, the scheduler's.
-    os.environ.update(gpu_environment(workflow.global_resources.get("gpu"), workflow.non_local_exec))
-    if line := gpu_start_line(GpuSettings.from_config(config["gpu"]), workflow.global_resources.get("gpu")):
-        sys.stderr.write(line + "\n")
+    os.environ.update(
+        gpu_environment(workflow.global_resources.get("gpu"), workflow.non_local_exec)
+    )
+    if line := gpu_start_line(
+        GpuSettings.from_config(config["gpu"]), workflow.global_resources.get("gpu")
+    ):
+        print(line, file=sys.stderr)
 
 COMMIT_DIR = "results/{source}/{commit}"
 

@@ -7,7 +7,6 @@ skipped, with the reason printed, only when it says an engine cannot run on this
 import dataclasses
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from isobench.containers import Runner, runner_prefix
 from isobench.dataset import read_dataset
 from isobench.envs import build_env
 from isobench.jsonio import validate
-from isobench.measure import Settings, measure_commit
+from isobench.measure import Settings, measure_commit, smoke_run
 from isobench.sandbox import SandboxSettings
 
 from conftest import container_image_build, copy_workflow, processes_with, snakemake, without_timings
@@ -140,6 +139,16 @@ def test_past_the_time_limit_the_container_is_removed(tmp_path, in_image):
     assert processes_with(marker) == [] and containers_named() == []
 
 
+def test_smoke_run_in_the_container(tmp_path, in_image):
+    head, runner = in_image[1], Runner(kind="podman", image=in_image[1].image)
+    good, bad = tmp_path / "good.py", tmp_path / "bad.py"
+    good.write_text(TEST.replace("HOOK", 'assert sys.executable == "/usr/bin/python3", sys.executable'))
+    bad.write_text(TEST.replace("HOOK", 'open("/etc/hostname", "w")'))
+    assert smoke_run(good, head, tmp_path / "smoke", 60, runner=runner) is None
+    problem = smoke_run(bad, head, tmp_path / "smoke", 60, runner=runner)
+    assert problem.startswith("setup_error (reference run)") and "Read-only file system" in problem
+
+
 def test_gpu_flags_only_with_a_gpu(tmp_path):
     mounts = [(tmp_path, False)]
     for kind, flags in (("docker", ["--gpus", "device=3"]), ("podman", ["--device", "nvidia.com/gpu=3"])):
@@ -172,32 +181,51 @@ def test_bad_images_are_env_failed(tmp_path, image, monkeypatch):
 
 
 def test_workflow_in_containers_matches_a_local_run(tmp_path, demo, demo_run, image):
-    _, shas = demo
+    """Three demo commits in an image per revision (name:{sha12}), as a local run gives them; a fourth whose
+    head has no image is env_failed at head alone, and the others go on."""
+    repo, shas = demo
     work = copy_workflow(tmp_path)
     keys = ("primes", "moving-average", "topk")  # pure Python (the image has no torch), one of each outcome
-    keep = {shas[k] for k in keys}
+    keep = {shas[k] for k in (*keys, "wordfreq")}
     for path in [*(work / "demo" / "extractions").iterdir(), *(work / "demo" / "generators").iterdir()]:
         if not any(path.name.startswith((sha, sha[:8])) for sha in keep):
             path.unlink()  # the same folders as the local run, so that the provenance is the same
-    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config["sources"]["demo"].update(runner={"kind": "podman", "image": image}, env={"mode": "image"})
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    proc = snakemake(work, timeout=900)
+    parent = {sha: subprocess.run(["git", "rev-parse", f"{sha}^"], cwd=repo, capture_output=True, text=True,
+                                  check=True).stdout.strip() for sha in keep}
+    tagged = {shas["release"], *(parent[s] for s in keep), *(shas[k] for k in keys)}  # not wordfreq's head
+    template = "isobench-test-rev:{sha12}"
+    for sha in tagged:
+        subprocess.run(["podman", "tag", image, template.replace("{sha12}", sha[:12])], check=True)
+    try:
+        config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+        config["sources"]["demo"].update(runner={"kind": "podman", "image": template}, env={"mode": "image"},
+                                         measure={"rounds": 3, "max_rounds": 3})
+        (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+        proc = snakemake(work, timeout=900)
+    finally:
+        for sha in tagged:
+            subprocess.run(["podman", "untag", image, "localhost/" + template.replace("{sha12}", sha[:12])])
     assert proc.returncode == 0, proc.stderr[-3000:]
     local = {r["head_commit"]: r for r in read_dataset(demo_run[0].with_name(demo_run[0].name + ".first-dataset.jsonl"))}
-    rows = read_dataset(work / "results" / "dataset.jsonl")
-    assert sorted(r["head_commit"] for r in rows) == sorted(shas[k] for k in keys)
-    for row in rows:
+    rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
+    assert sorted(rows) == sorted(keep)
+    for key in keys:
+        row = rows[shas[key]]
         mine, theirs = without_timings(row, work), without_timings(local[row["head_commit"]], demo_run[0])
         for r in (mine, theirs):  # where the tests ran: the image's Python against the worktree's
             r.pop("version")
             r["provenance"].pop("environment")
             r["provenance"].pop("measurement", None)
-        assert mine == theirs
+            r["provenance"].pop("measure_settings")  # 3 rounds here, to keep the suite short
+        assert mine == theirs, key
         for name in ("base", "head", "main"):
             t = json.loads((work / "results" / "demo" / row["head_commit"] / f"timing_{name}.json").read_text())
-            assert t["revision_env"]["engine"] == "podman" and t["revision_env"]["image"] == image
-            assert t["revision_env"]["image_id"] and t["env"]["python_executable"] == "/usr/bin/python3"
+            renv = t["revision_env"]
+            assert renv["engine"] == "podman" and renv["image"] == template.replace("{sha12}", t["sha"][:12])
+            assert renv["image_id"] and t["env"]["python_executable"] == "/usr/bin/python3"
             assert t["sandbox"]["container"]["network"] == "none"
+    broken = rows[shas["wordfreq"]]["revisions"]
+    assert broken["base"]["status"] == "ok" and broken["head"]["category"] == "env_failed"
+    head = json.loads((work / "results" / "demo" / shas["wordfreq"] / "timing_head.json").read_text())
+    assert f"image isobench-test-rev:{shas['wordfreq'][:12]} not found" in head["error"]
     assert containers_named() == []
-    assert shutil.which("podman")
