@@ -27,6 +27,7 @@ from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file, validate
 from .measure import REVISIONS
 from .record import efficiency_test, recorded_samples, tampered_timings
+from .report import failures, format_failures
 from .workflow import (RECORDED_SOURCE_KEYS, analysis_settings, llm_settings, measure_settings, plan_sources,
                        public_source_config, template_for)
 
@@ -161,25 +162,6 @@ def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path,
         out.append(Finding("stale", path, f"harness version {prov.get('harness_version')}, now {HARNESS_VERSION}"))
     if record.get("main_commit") != main_sha:
         out.append(Finding("stale", path, f"main was {str(record.get('main_commit'))[:12]}, now {main_sha[:12]}"))
-
-
-def failures(rows: list[dict]) -> dict[str, dict[str, int]]:
-    """{category: {revision: count}} over the dataset; generation failures under 'generation_failed'."""
-    out: dict[str, Counter] = {}
-    for row in rows:
-        if row.get("status") == "generation_failed":
-            out.setdefault("generation_failed", Counter())["commit"] += 1
-            continue
-        for name, rev in (row.get("revisions") or {}).items():
-            if rev.get("category"):
-                out.setdefault(rev["category"], Counter())[name] += 1
-    return {k: dict(v) for k, v in sorted(out.items())}
-
-
-def format_failures(by_category: dict[str, dict[str, int]]) -> str:
-    """'import_error 1 (main 1); not_equivalent 2 (head 1, main 1)', or 'none'."""
-    return "; ".join(f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
-                     for cat, v in by_category.items()) or "none"
 
 
 def _ours(results: Path):

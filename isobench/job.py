@@ -11,17 +11,51 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import contracts, harness, script_runner
+from .containers import Runner
 from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
-from .containers import Runner
 from .sandbox import COMPILE_CACHES, Sandbox, SandboxSettings, compile_cache_env
+from .settings import from_config
 
-if TYPE_CHECKING:  # annotations only
-    from .measure import Revision, Settings
+@dataclass(frozen=True)
+class Settings:
+    rounds: int = 8  # the minimum (isobench.adaptive)
+    max_rounds: int = 30
+    precision: float | None = None  # target CI half-width in log space; None: analysis min_effect / 2
+    warmup: int = 2
+    warmup_ms: float = 100.0
+    repeat: int = 10
+    timeout_s: float = 600.0
+    job_timeout_s: float = 3600.0
+    flush_l2: bool = False
+    no_cuda: bool = False
+    interleave: str = "auto"  # "calls" (lockstep, isobench.lockstep), "rounds", or auto: calls when they fit
+    auto_memory_fraction: float = 0.5
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Settings":
+        return from_config(cls, cfg)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Revision:
+    name: str
+    sha: str | None  # None only for a revision never run (its commit did not resolve)
+    worktree: Path
+    python: str = sys.executable  # the revision's environment (see isobench.envs)
+    env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
+    read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
+    on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
+    image: str | None = None  # the revision's container image (env mode image; isobench/containers.py)
+
 
 STDERR_TAIL = 4000
 

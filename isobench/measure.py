@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import harness
 from .adaptive import decide_interleave, stop_reason
 from .categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
-from .job import Job
 from .containers import Runner
+from .job import Job, Revision, Settings  # noqa: F401  (Revision, Settings: the types of measure's API)
 from .sandbox import SandboxSettings, isolation_refusal
-from .settings import from_config
 from .stats import describe
 
 log = logging.getLogger(__name__)
@@ -29,41 +26,6 @@ log = logging.getLogger(__name__)
 REVISIONS = ("base", "head", "main")
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
-
-
-@dataclass(frozen=True)
-class Settings:
-    rounds: int = 8  # the minimum (isobench.adaptive)
-    max_rounds: int = 30
-    precision: float | None = None  # target CI half-width in log space; None: analysis min_effect / 2
-    warmup: int = 2
-    warmup_ms: float = 100.0
-    repeat: int = 10
-    timeout_s: float = 600.0
-    job_timeout_s: float = 3600.0
-    flush_l2: bool = False
-    no_cuda: bool = False
-    interleave: str = "auto"  # "calls" (lockstep, isobench.lockstep), "rounds", or auto: calls when they fit
-    auto_memory_fraction: float = 0.5
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "Settings":
-        return from_config(cls, cfg)
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Revision:
-    name: str
-    sha: str | None  # None only for a revision never run (its commit did not resolve)
-    worktree: Path
-    python: str = sys.executable  # the revision's environment (see isobench.envs)
-    env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
-    read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
-    on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
-    image: str | None = None  # the revision's container image (env mode image; isobench/containers.py)
 
 
 def _progress(name: str, st: dict, k: int) -> str:

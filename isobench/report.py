@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import html
 import math
+import os
+from collections import Counter
 from pathlib import Path
 
+from .costs import llm_summary, summary_line
+from .dataset import read_dataset
+from .jsonio import load_json
 from .measure import REVISIONS
 
 COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "notes")
@@ -136,14 +141,28 @@ def plot_samples(rows: list[dict], path: str | Path) -> None:
     plt.close(fig)
 
 
+def failures(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """{category: {revision: count}} over the dataset; generation failures under 'generation_failed'."""
+    out: dict[str, Counter] = {}
+    for row in rows:
+        if row.get("status") == "generation_failed":
+            out.setdefault("generation_failed", Counter())["commit"] += 1
+            continue
+        for name, rev in (row.get("revisions") or {}).items():
+            if rev.get("category"):
+                out.setdefault(rev["category"], Counter())[name] += 1
+    return {k: dict(v) for k, v in sorted(out.items())}
+
+
+def format_failures(by_category: dict[str, dict[str, int]]) -> str:
+    """'import_error 1 (main 1); not_equivalent 2 (head 1, main 1)', or 'none'."""
+    return "; ".join(f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
+                     for cat, v in by_category.items()) or "none"
+
+
+
 def run_summary(dataset: str | Path, records: list[str], timings: list[str], metas: list[str], since: float) -> str:
     """One screen at the end of a run: what it wrote, what failed and why, what it spent, what it reused."""
-    import os
-
-    from .audit import failures, format_failures
-    from .costs import llm_summary, summary_line
-    from .dataset import read_dataset
-    from .jsonio import load_json
 
     def fresh(paths):
         return [p for p in paths if os.path.exists(p) and os.path.getmtime(p) >= since]

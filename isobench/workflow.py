@@ -25,6 +25,7 @@ from .dataset import damaged_records
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
 from .generators import find_pregenerated
 from .jsonio import _describe, _where, write_text_atomic
+from .report import run_summary
 from .containers import Runner
 from .sandbox import SandboxSettings, isolation_gaps
 
@@ -68,8 +69,6 @@ def analysis_settings(config: dict, schema_path: str | Path) -> dict:
 def print_run_summary(dataset: str, per_commit, since: float) -> None:
     """The end of a run, on one screen (isobench.report.run_summary); ``per_commit(name)`` lists a file of
     every planned commit."""
-    from .report import run_summary
-
     sys.stderr.write(run_summary(dataset, per_commit("record.json"), per_commit("timing_base.json"),
                                  per_commit("generator.json"), since) + "\n")
 
