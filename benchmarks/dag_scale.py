@@ -14,7 +14,6 @@ later run costs). Prints wall time and peak RSS of both and their ratio.
 from __future__ import annotations
 
 import argparse
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from synthetic import make_repo  # noqa: E402
 
-BARE = '''
+BARE = """
 import json
 PLAN = json.load(open("plan.json"))
 HEADS, PARENT, MAIN = PLAN["heads"], PLAN["parent"], PLAN["main"]
@@ -94,12 +93,14 @@ rule llm_summary:
     input: expand(D + "/generator.json", commit=HEADS)
     output: "results/llm_summary.json"
     shell: "touch {output}"
-'''
+"""
 
 # Runs one command and prints its children's peak RSS (KiB), so that each measurement has its own process.
-PEAK = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
-        "sys.stderr.write(r.stderr[-2000:] if r.returncode else ''); "
-        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+PEAK = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+    "sys.stderr.write(r.stderr[-2000:] if r.returncode else ''); "
+    "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def dry_run(workdir: Path, snakefile: Path | None = None) -> tuple[float, float]:
@@ -119,7 +120,17 @@ def setup(tmp: Path, n: int) -> tuple[Path, Path]:
     heads = history[1:]
     ours = tmp / "ours"
     ours.mkdir()
-    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "envs", "profiles", "report"):
+    for part in (
+        "Snakefile",
+        "rules",
+        "scripts",
+        "isobench",
+        "prompts",
+        "config",
+        "envs",
+        "profiles",
+        "report",
+    ):
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, ours / part)
     gens = ours / "generators"
@@ -145,8 +156,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     args = parser.parse_args(argv)
-    print(f"{'commits':>8} {'jobs':>7} {'isobench s':>10} {'bare s':>7} {'ratio':>6} {'isobench MiB':>12} "
-          f"{'bare MiB':>9} {'ratio':>6}  (first isobench run, mirror built: s)")
+    print(
+        f"{'commits':>8} {'jobs':>7} {'isobench s':>10} {'bare s':>7} {'ratio':>6} {'isobench MiB':>12} "
+        f"{'bare MiB':>9} {'ratio':>6}  (first isobench run, mirror built: s)"
+    )
     for n in args.sizes:
         with tempfile.TemporaryDirectory(prefix="isobench-dag-") as tmp:
             ours, bare = setup(Path(tmp), n)
@@ -155,8 +168,11 @@ def main(argv=None) -> None:
             t_ours, m_ours = dry_run(ours)
             t_bare, m_bare = dry_run(bare)
             jobs = 5 * n + 2 * (n + 1) + 3  # 5 per commit; worktree and env per SHA (N + 1); 3 targets
-            print(f"{n:>8} {jobs:>7} {t_ours:>10.1f} {t_bare:>7.1f} {t_ours / t_bare:>6.2f} {m_ours:>12.0f} "
-                  f"{m_bare:>9.0f} {m_ours / m_bare:>6.2f}  ({first:.1f})", flush=True)
+            print(
+                f"{n:>8} {jobs:>7} {t_ours:>10.1f} {t_bare:>7.1f} {t_ours / t_bare:>6.2f} {m_ours:>12.0f} "
+                f"{m_bare:>9.0f} {m_ours / m_bare:>6.2f}  ({first:.1f})",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

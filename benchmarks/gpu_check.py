@@ -35,7 +35,7 @@ from isobench.sandbox import SandboxSettings  # noqa: E402
 
 CPU = os.environ.get("GPU_CHECK_CPU") == "1"
 DEVICE = "cpu" if CPU else "cuda"
-FUNCS = '''
+FUNCS = """
 def store_result(result, path):
     json.dump(result, open(path, "w"))
 
@@ -44,8 +44,9 @@ def load_result(path):
 
 def check_equivalence(reference, current):
     assert reference == current, (reference, current)
-'''
-STREAMS = '''import json
+"""
+STREAMS = (
+    """import json
 import torch
 
 def setup():
@@ -62,7 +63,9 @@ def experiment(data):
         for _ in range(4):
             b = a @ a
     return list(a.shape)
-''' + FUNCS
+"""
+    + FUNCS
+)
 
 
 def median(values):
@@ -73,8 +76,20 @@ def harness_run(tmp: Path, text: str, env: dict | None = None, repeat: int = 20)
     module = tmp / f"t{time.monotonic_ns()}.py"
     module.write_text(text)
     out = tmp / "report.json"
-    cmd = [sys.executable, str(ROOT / "isobench" / "harness.py"), "--module", str(module), "--mode", "time",
-           "--warmup", "3", "--repeat", str(repeat), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "isobench" / "harness.py"),
+        "--module",
+        str(module),
+        "--mode",
+        "time",
+        "--warmup",
+        "3",
+        "--repeat",
+        str(repeat),
+        "--out",
+        str(out),
+    ]
     subprocess.run(cmd, check=True, env={**os.environ, **(env or {})}, timeout=300)
     return json.loads(out.read_text())
 
@@ -86,15 +101,22 @@ def case_timing(tmp: Path, gpus: int) -> None:
         text = STREAMS.replace("SIZE", str(size)).replace("DEVICE", DEVICE).replace("SIDE", str(side))
         rep = harness_run(tmp, text)
         assert rep["status"] == "ok", rep
-        print(f"   {'side stream   ' if side else 'current stream'}  timer={rep['timer']}  sample (sync wall) "
-              f"{median(rep['samples_ms'])}  events {median(rep['events_ms'])}  devices {rep['gpu_devices']}")
+        print(
+            f"   {'side stream   ' if side else 'current stream'}  timer={rep['timer']}  sample (sync wall) "
+            f"{median(rep['samples_ms'])}  events {median(rep['events_ms'])}  devices {rep['gpu_devices']}"
+        )
     if gpus >= 2:
         last = str(gpus - 1)
-        rep = harness_run(tmp, STREAMS.replace("SIZE", str(size)).replace("DEVICE", DEVICE).replace("SIDE", "True"),
-                          {"CUDA_VISIBLE_DEVICES": last})
-        print(f"   CUDA_VISIBLE_DEVICES={last}: devices {rep['gpu_devices']}  gpu {rep['env'].get('gpu')} "
-              f"visible_as {rep['env'].get('gpu_visible_as')}  sample {median(rep['samples_ms'])} events "
-              f"{median(rep['events_ms'])}")
+        rep = harness_run(
+            tmp,
+            STREAMS.replace("SIZE", str(size)).replace("DEVICE", DEVICE).replace("SIDE", "True"),
+            {"CUDA_VISIBLE_DEVICES": last},
+        )
+        print(
+            f"   CUDA_VISIBLE_DEVICES={last}: devices {rep['gpu_devices']}  gpu {rep['env'].get('gpu')} "
+            f"visible_as {rep['env'].get('gpu_visible_as')}  sample {median(rep['samples_ms'])} events "
+            f"{median(rep['events_ms'])}"
+        )
     else:
         print("   one GPU: the CUDA_VISIBLE_DEVICES case needs two")
 
@@ -108,22 +130,40 @@ def revisions(tmp: Path) -> list[Revision]:
 
 
 def summary(t: dict) -> str:
-    return (f"{t['revision']}: {t['status']} {t['category'] or ''} timer={t['timer']} median "
-            f"{(t['stats'] or {}).get('median')} ms  events {median(t.get('events_ms') or [])} ms  wall {t['wall_s']} s")
+    return (
+        f"{t['revision']}: {t['status']} {t['category'] or ''} timer={t['timer']} median "
+        f"{(t['stats'] or {}).get('median')} ms  events {median(t.get('events_ms') or [])} ms  wall {t['wall_s']} s"
+    )
 
 
 def slot_job(tmp: Path, index: int) -> None:
     """One of the two measure jobs of case 2 (run as its own process)."""
     test = tmp / f"slot{index}.py"
     test.write_text(STREAMS.replace("SIZE", "8192").replace("DEVICE", DEVICE).replace("SIDE", "False"))
-    settings = Settings(rounds=4, max_rounds=4, warmup=3, warmup_ms=500, repeat=20, timeout_s=120, interleave="rounds")
+    settings = Settings(
+        rounds=4, max_rounds=4, warmup=3, warmup_ms=500, repeat=20, timeout_s=120, interleave="rounds"
+    )
     start = time.time()
-    timings, facts = gpu.on_gpu(gpu.GpuSettings(lock_dir=str(tmp / "locks")), f"check {index}",
-                                lambda env: measure_commit(test, revisions(tmp / f"j{index}"), tmp / f"s{index}",
-                                                           settings, device_env=env))
-    print(json.dumps({"job": index, "start": start, "end": time.time(), "slot": facts["gpu_slot"],
-                      "state": facts["gpu_state"], "warnings": facts["warnings"],
-                      "head": summary(timings["head"])}))
+    timings, facts = gpu.on_gpu(
+        gpu.GpuSettings(lock_dir=str(tmp / "locks")),
+        f"check {index}",
+        lambda env: measure_commit(
+            test, revisions(tmp / f"j{index}"), tmp / f"s{index}", settings, device_env=env
+        ),
+    )
+    print(
+        json.dumps(
+            {
+                "job": index,
+                "start": start,
+                "end": time.time(),
+                "slot": facts["gpu_slot"],
+                "state": facts["gpu_state"],
+                "warnings": facts["warnings"],
+                "head": summary(timings["head"]),
+            }
+        )
+    )
 
 
 def case_slots(tmp: Path, gpus: int) -> None:
@@ -131,24 +171,36 @@ def case_slots(tmp: Path, gpus: int) -> None:
     if gpus < 2:
         print(f"   {gpus} GPU(s): the slot case needs two")
         return
-    procs = [subprocess.Popen([sys.executable, __file__, "--slot-job", str(i), str(tmp)], stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, gpu.BUDGET_ENV: "2"}) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--slot-job", str(i), str(tmp)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, gpu.BUDGET_ENV: "2"},
+        )
+        for i in range(2)
+    ]
     jobs = [json.loads(p.communicate(timeout=300)[0].splitlines()[-1]) for p in procs]
     for job in jobs:
         st = job["state"]
         before = st.get("before") or {}
-        print(f"   job {job['job']}: device {job['slot']['device']} (pool {job['slot']['pool']}, waited "
-              f"{job['slot']['waited_s']} s)  {st.get('name')} driver {st.get('driver_version')}  SM "
-              f"{before.get('clocks_sm')}/{st.get('clocks_max_sm')} MHz  mem {before.get('clocks_mem')} MHz  power "
-              f"limit {st.get('power_limit')} W  {before.get('temperature_gpu')} C  other processes before "
-              f"{len(before.get('processes') or [])}, after {len((st.get('after') or {}).get('processes') or [])}")
+        print(
+            f"   job {job['job']}: device {job['slot']['device']} (pool {job['slot']['pool']}, waited "
+            f"{job['slot']['waited_s']} s)  {st.get('name')} driver {st.get('driver_version')}  SM "
+            f"{before.get('clocks_sm')}/{st.get('clocks_max_sm')} MHz  mem {before.get('clocks_mem')} MHz  power "
+            f"limit {st.get('power_limit')} W  {before.get('temperature_gpu')} C  other processes before "
+            f"{len(before.get('processes') or [])}, after {len((st.get('after') or {}).get('processes') or [])}"
+        )
         print(f"      {job['head']}  warnings {job['warnings']}")
     a, b = jobs
     overlap = min(a["end"], b["end"]) - max(a["start"], b["start"])
-    print(f"   devices differ: {a['slot']['device'] != b['slot']['device']}; the jobs overlapped {overlap:.1f} s")
+    print(
+        f"   devices differ: {a['slot']['device'] != b['slot']['device']}; the jobs overlapped {overlap:.1f} s"
+    )
 
 
-ENGINE = '''import json, os, socket, threading, urllib.request
+ENGINE = (
+    """import json, os, socket, threading, urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import torch
 
@@ -187,7 +239,9 @@ def setup():
 def experiment(port):
     req = urllib.request.Request("http://127.0.0.1:%d/generate" % port, data=b"{}", method="POST")
     return json.loads(urllib.request.urlopen(req, timeout=60).read())
-''' + FUNCS
+"""
+    + FUNCS
+)
 
 
 def case_engine(tmp: Path) -> None:
@@ -202,16 +256,26 @@ def case_engine(tmp: Path) -> None:
     test = tmp / "engine.py"
     test.write_text(ENGINE.replace("DEVICE", DEVICE).replace("HOST_PORT", str(host.getsockname()[1])))
     os.environ["HF_TOKEN"] = "hf_check_never_passes"
-    settings = Settings(rounds=3, max_rounds=3, warmup=3, warmup_ms=200, repeat=20, timeout_s=300, interleave="rounds")
+    settings = Settings(
+        rounds=3, max_rounds=3, warmup=3, warmup_ms=200, repeat=20, timeout_s=300, interleave="rounds"
+    )
     started = time.monotonic()
-    timings = measure_commit(test, revisions(tmp / "engine"), tmp / "engine-scratch", settings,
-                             sandbox=SandboxSettings(model_cache=str(hub)), device_env={})
+    timings = measure_commit(
+        test,
+        revisions(tmp / "engine"),
+        tmp / "engine-scratch",
+        settings,
+        sandbox=SandboxSettings(model_cache=str(hub)),
+        device_env={},
+    )
     host.close()
-    for name, t in timings.items():
+    for t in timings.values():
         box = t["sandbox"] or {}
         print(f"   {summary(t)}")
-        print(f"      own_loopback={box.get('own_loopback')} network_isolated={box.get('network_isolated')} "
-              f"compile_cache={box.get('compile_cache')}  error={(t['error'] or '')[:300]}")
+        print(
+            f"      own_loopback={box.get('own_loopback')} network_isolated={box.get('network_isolated')} "
+            f"compile_cache={box.get('compile_cache')}  error={(t['error'] or '')[:300]}"
+        )
     print(f"   job wall {time.monotonic() - started:.1f} s")
 
 
@@ -225,25 +289,58 @@ def case_workflow(tmp: Path, gpus: int) -> None:
     sha = "fcefefa521ff7d97797fbcb2a3c37b20075c4b20"  # the demo's "[Perf] Vectorize pairwise_sq_dists" commit
     work = tmp / "wf"
     work.mkdir()
-    for part in ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "demo", "envs", "profiles", "report"):
+    for part in (
+        "Snakefile",
+        "rules",
+        "scripts",
+        "isobench",
+        "prompts",
+        "config",
+        "demo",
+        "envs",
+        "profiles",
+        "report",
+    ):
         subprocess.run(["cp", "-r", str(ROOT / part), str(work / part)], check=True)
     (work / "gpu" / "extractions").mkdir(parents=True)
-    subprocess.run(["cp", str(ROOT / "demo" / "extractions" / f"{sha}.json"), str(work / "gpu" / "extractions")],
-                   check=True)
+    subprocess.run(
+        ["cp", str(ROOT / "demo" / "extractions" / f"{sha}.json"), str(work / "gpu" / "extractions")],
+        check=True,
+    )
     (work / "config" / "gpu.yaml").write_text(
         "sources:\n  demo:\n    repo: 'isobench:demo'\n    repo_name: isobench/demokit\n"
         "    extractions: gpu/extractions\n    generators: demo/generators\n"
-        "    measure: {rounds: 8, max_rounds: 12, warmup: 3, warmup_ms: 500, repeat: 20, timeout_s: 300, flush_l2: true}\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "4", "--resources", f"gpu={max(gpus, 1)}",
-                           "--configfile", "config/gpu.yaml", "--quiet", "rules"], cwd=work, capture_output=True,
-                          text=True, timeout=400)
+        "    measure: {rounds: 8, max_rounds: 12, warmup: 3, warmup_ms: 500, repeat: 20, timeout_s: 300,\n"
+        "              flush_l2: true}\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--cores",
+            "4",
+            "--resources",
+            f"gpu={max(gpus, 1)}",
+            "--configfile",
+            "config/gpu.yaml",
+            "--quiet",
+            "rules",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     if proc.returncode:
         print("   snakemake failed:", proc.stderr[-2000:])
         return
     for rev in ("base", "head", "main"):
         t = json.loads((work / "results" / "demo" / sha / f"timing_{rev}.json").read_text())
         st = t.get("gpu_state") or {}
-        print(f"   {summary(t)}  slot {t['gpu_slot']['device']}  gpu {st.get('name')}  warnings {t['warnings']}")
+        print(
+            f"   {summary(t)}  slot {t['gpu_slot']['device']}  gpu {st.get('name')}  warnings {t['warnings']}"
+        )
     record = json.loads((work / "results" / "demo" / sha / "record.json").read_text())
     print("   base->head", json.dumps(record["comparisons"]["base_head"]))
 
@@ -254,10 +351,12 @@ def main() -> None:
     devices, source = gpu.pool(gpu.GpuSettings())
     print(f"GPUs: {len(devices)} ({source}); torch {harness.environment().get('torch')}; CPU mode: {CPU}")
     with tempfile.TemporaryDirectory(prefix="isobench-gpu-check-") as tmp:
-        for name, case in (("timing", lambda: case_timing(Path(tmp), len(devices))),
-                           ("slots", lambda: case_slots(Path(tmp), len(devices))),
-                           ("engine", lambda: case_engine(Path(tmp))),
-                           ("workflow", lambda: case_workflow(Path(tmp), len(devices)))):
+        for name, case in (
+            ("timing", lambda: case_timing(Path(tmp), len(devices))),
+            ("slots", lambda: case_slots(Path(tmp), len(devices))),
+            ("engine", lambda: case_engine(Path(tmp))),
+            ("workflow", lambda: case_workflow(Path(tmp), len(devices))),
+        ):
             started = time.monotonic()
             try:
                 case()

@@ -49,7 +49,9 @@ def make_repo(path: Path, commits: int, files: int = 200, file_bytes: int = 4000
         stream += b"\n"
     subprocess.run(["git", "fast-import", "--quiet"], cwd=path, input=bytes(stream), check=True)
     subprocess.run(["git", "checkout", "--quiet", "main"], cwd=path, check=True)
-    out = subprocess.run(["git", "rev-list", "--reverse", "main"], cwd=path, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "rev-list", "--reverse", "main"], cwd=path, check=True, capture_output=True, text=True
+    )
     return out.stdout.split()
 
 

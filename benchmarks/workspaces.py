@@ -24,8 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isobench import git  # noqa: E402
 from synthetic import du, make_repo  # noqa: E402
+
+from isobench import git  # noqa: E402
 
 
 def ours(url: str, shas: list[str], work: Path) -> tuple[float, int]:
@@ -61,14 +62,18 @@ def main(argv=None) -> None:
         targets = [(parents[h], h) for h in picked]
         needed = sorted({s for pair in targets for s in pair} | {history[-1]})
         url = (tmp / "repo").resolve().as_uri()
-        print(f"repository: {len(history)} commits, {du(tmp / 'repo' / '.git') / 1e6:.1f} MB of history, "
-              f"made in {time.monotonic() - t0:.1f} s; {len(targets)} target commits, {len(needed)} SHAs needed")
+        print(
+            f"repository: {len(history)} commits, {du(tmp / 'repo' / '.git') / 1e6:.1f} MB of history, "
+            f"made in {time.monotonic() - t0:.1f} s; {len(targets)} target commits, {len(needed)} SHAs needed"
+        )
         t_ours, d_ours = ours(url, needed, tmp / "ours")
         t_clone, d_clone = clones(url, targets, tmp / "clones")
         print(f"isobench mirror + {len(needed)} worktrees: {t_ours:7.1f} s  {d_ours / 1e6:8.1f} MB")
         print(f"a clone per commit ({len(targets)} clones):    {t_clone:7.1f} s  {d_clone / 1e6:8.1f} MB")
-        print(f"ratio (clones / isobench): time {t_clone / t_ours:.1f}x, disk {d_clone / d_ours:.1f}x "
-              f"(goal: >= 10x for both)")
+        print(
+            f"ratio (clones / isobench): time {t_clone / t_ours:.1f}x, disk {d_clone / d_ours:.1f}x "
+            f"(goal: >= 10x for both)"
+        )
         shutil.rmtree(tmp / "clones", ignore_errors=True)
 
 

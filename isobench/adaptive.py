@@ -42,20 +42,37 @@ def gpu_free_mb(device: int | None) -> float | None:
     visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     index = visible[device] if visible and device is not None and device < len(visible) else str(device or 0)
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", index],
-                             capture_output=True, text=True, timeout=20)
-        return float(out.stdout.strip().splitlines()[0]) if out.returncode == 0 and out.stdout.strip() else None
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", index],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return (
+            float(out.stdout.strip().splitlines()[0]) if out.returncode == 0 and out.stdout.strip() else None
+        )
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
 
 
-def decide_interleave(setting: str, contract: str, memory: list[dict], processes: int, fraction: float,
-                      available_mb: float | None = None, gpu_free: float | None = None) -> dict:
+def decide_interleave(
+    setting: str,
+    contract: str,
+    memory: list[dict],
+    processes: int,
+    fraction: float,
+    available_mb: float | None = None,
+    gpu_free: float | None = None,
+) -> dict:
     """{setting, chosen, reason, ...facts}: how the timed rounds run. ``memory``: the check round's reports of
     peak memory, one per process."""
     out = {"setting": setting, "chosen": setting, "reason": "set in the config", "processes": processes}
     if contract != "functions":  # whatever the setting
-        return {**out, "chosen": "rounds", "reason": "a command-line script times itself: one process at a time"}
+        return {
+            **out,
+            "chosen": "rounds",
+            "reason": "a command-line script times itself: one process at a time",
+        }
     if setting != "auto":
         return out
     if processes < 2:
@@ -67,25 +84,48 @@ def decide_interleave(setting: str, contract: str, memory: list[dict], processes
     if not rss or available_mb is None:
         return {**out, "chosen": "rounds", "reason": "the peak memory of one process is unknown"}
     if processes * rss > fraction * available_mb:
-        return {**out, "chosen": "rounds", "reason": f"{processes} x {rss:,.0f} MiB peak RSS > {fraction:.0%} of "
-                                                     f"{available_mb:,.0f} MiB available"}
+        return {
+            **out,
+            "chosen": "rounds",
+            "reason": f"{processes} x {rss:,.0f} MiB peak RSS > {fraction:.0%} of "
+            f"{available_mb:,.0f} MiB available",
+        }
     if gpu:
         device = next((m.get("gpu_device") for m in memory if m.get("gpu_device") is not None), None)
         gpu_free = gpu_free_mb(device) if gpu_free is None else gpu_free
         out["gpu_free_mb"] = gpu_free
         if gpu_free is None:
-            return {**out, "chosen": "rounds", "reason": "the test uses the GPU and its free memory is unknown"}
+            return {
+                **out,
+                "chosen": "rounds",
+                "reason": "the test uses the GPU and its free memory is unknown",
+            }
         if processes * gpu > fraction * gpu_free:
-            return {**out, "chosen": "rounds", "reason": f"{processes} x {gpu:,.0f} MiB of GPU memory > "
-                                                         f"{fraction:.0%} of {gpu_free:,.0f} MiB free"}
+            return {
+                **out,
+                "chosen": "rounds",
+                "reason": f"{processes} x {gpu:,.0f} MiB of GPU memory > "
+                f"{fraction:.0%} of {gpu_free:,.0f} MiB free",
+            }
     reason = f"{processes} x {rss:,.0f} MiB peak RSS <= {fraction:.0%} of {available_mb:,.0f} MiB available"
     if gpu:
-        reason += f"; {processes} x {gpu:,.0f} MiB of GPU memory <= {fraction:.0%} of {gpu_free:,.0f} MiB free"
+        reason += (
+            f"; {processes} x {gpu:,.0f} MiB of GPU memory <= {fraction:.0%} of {gpu_free:,.0f} MiB free"
+        )
     return {**out, "chosen": "calls", "reason": reason}
 
 
-def stop_reason(state: dict, *, minimum: int, maximum: int, done: int, deadline: float, paired: bool,
-                analysis: dict | None = None, precision: float | None = None) -> tuple[str | None, dict]:
+def stop_reason(
+    state: dict,
+    *,
+    minimum: int,
+    maximum: int,
+    done: int,
+    deadline: float,
+    paired: bool,
+    analysis: dict | None = None,
+    precision: float | None = None,
+) -> tuple[str | None, dict]:
     """After ``done`` rounds: (why to stop now or None to run another round, what the decision looked at)."""
     analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
     active = [name for name, st in state.items() if st["failed"] is None]
@@ -98,15 +138,27 @@ def stop_reason(state: dict, *, minimum: int, maximum: int, done: int, deadline:
     if other is None:
         return "no_comparison", {}
     # exactly the comparison the record will make (same bootstrap, same seed): "decided" here is decided there
-    cmp = compare(state["base"]["rounds"], state[other]["rounds"], min_effect=analysis["min_effect"],
-                  alpha=analysis["alpha"], level=analysis["ci_level"], n_boot=int(analysis["bootstrap"]),
-                  seed=analysis["seed"], paired=paired)
+    cmp = compare(
+        state["base"]["rounds"],
+        state[other]["rounds"],
+        min_effect=analysis["min_effect"],
+        alpha=analysis["alpha"],
+        level=analysis["ci_level"],
+        n_boot=int(analysis["bootstrap"]),
+        seed=analysis["seed"],
+        paired=paired,
+    )
     target = precision if precision is not None else analysis["min_effect"] / 2
     half = None
     if cmp["ci_low"] and cmp["ci_high"] and cmp["ci_low"] > 0:
         half = (math.log(cmp["ci_high"]) - math.log(cmp["ci_low"])) / 2
-    facts = {"compared": f"base_{other}", "verdict": cmp["verdict"], "speedup": cmp["speedup"],
-             "ci_half_width_log": half, "target_log": target}
+    facts = {
+        "compared": f"base_{other}",
+        "verdict": cmp["verdict"],
+        "speedup": cmp["speedup"],
+        "ci_half_width_log": half,
+        "target_log": target,
+    }
     if cmp["verdict"] != "inconclusive":
         return "decided", facts
     band = 1 + analysis["min_effect"]

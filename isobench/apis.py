@@ -89,8 +89,9 @@ def _touched(mirror: Path, base: str, head: str, path: str) -> set[str]:
     if not path.endswith(".py"):
         return set()
     old_lines, new_lines = changed_lines(git.diff(mirror, base, head, [path]))
-    return (_innermost(_def_ranges(git.show_file(mirror, head, path)), new_lines)
-            | _innermost(_def_ranges(git.show_file(mirror, base, path)), old_lines))
+    return _innermost(_def_ranges(git.show_file(mirror, head, path)), new_lines) | _innermost(
+        _def_ranges(git.show_file(mirror, base, path)), old_lines
+    )
 
 
 def affected_apis(mirror: Path, base: str, head: str, paths: list[str]) -> list[str]:
@@ -117,8 +118,13 @@ def extraction_for(repo: Path, commit: str, with_old_content: bool = False) -> d
     for f in git.changed_files(repo, base, head):
         entry = {"file_path": f["file_path"]}
         if with_old_content:
-            entry["old_content"] = git.show_file(repo, base, f["file_path"]) if f["change_type"] != "added" else None
-        entry.update(diff=git.diff(repo, base, head, [f["file_path"]]), **{k: f[k] for k in ("change_type", "lines_added", "lines_removed")})
+            entry["old_content"] = (
+                git.show_file(repo, base, f["file_path"]) if f["change_type"] != "added" else None
+            )
+        entry.update(
+            diff=git.diff(repo, base, head, [f["file_path"]]),
+            **{k: f[k] for k in ("change_type", "lines_added", "lines_removed")},
+        )
         files.append(entry)
     kinds = [f["change_type"] for f in files]
     return {
@@ -128,7 +134,9 @@ def extraction_for(repo: Path, commit: str, with_old_content: bool = False) -> d
         "author": info["author"],
         "date": info["date_git"],
         "files_changed": files,
-        "affected_apis": affected_apis(repo, base, head, [f["file_path"] for f in files if not is_test_file(f["file_path"])]),
+        "affected_apis": affected_apis(
+            repo, base, head, [f["file_path"] for f in files if not is_test_file(f["file_path"])]
+        ),
         "summary": {
             "total_files": len(files),
             "files_added": kinds.count("added"),
@@ -144,7 +152,9 @@ def commits_matching(repo: Path, pattern: str, ref: str = "HEAD") -> list[str]:
     return out.split()
 
 
-def write_extractions(repo: Path, commits: list[str], out_dir: Path, with_old_content: bool = False) -> list[Path]:
+def write_extractions(
+    repo: Path, commits: list[str], out_dir: Path, with_old_content: bool = False
+) -> list[Path]:
     """Write ``<sha>.json`` per commit into ``out_dir``; return the paths written."""
     written = []
     for commit in commits:

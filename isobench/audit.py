@@ -28,8 +28,15 @@ from .jsonio import load_json, sha256_file, validate
 from .measure import REVISIONS
 from .record import efficiency_test, recorded_samples, tampered_timings
 from .report import failures, format_failures
-from .workflow import (RECORDED_SOURCE_KEYS, analysis_settings, llm_settings, measure_settings, plan_sources,
-                       public_source_config, template_for)
+from .workflow import (
+    RECORDED_SOURCE_KEYS,
+    analysis_settings,
+    llm_settings,
+    measure_settings,
+    plan_sources,
+    public_source_config,
+    template_for,
+)
 
 INTEGRITY = ("integrity", "schema", "secret")
 SECRET_PATTERNS = {
@@ -43,8 +50,9 @@ SECRET_PATTERNS = {
     "private key": r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----",
     "bearer token": r"[Aa]uthorization: *[Bb]earer +[A-Za-z0-9._~+/-]{16,}",
 }
-_SECRETS = re.compile("|".join(f"(?<![A-Za-z0-9_])(?P<p{i}>{p})" for i, p in enumerate(SECRET_PATTERNS.values()))
-                      .encode())
+_SECRETS = re.compile(
+    "|".join(f"(?<![A-Za-z0-9_])(?P<p{i}>{p})" for i, p in enumerate(SECRET_PATTERNS.values())).encode()
+)
 # JSON escapes (\n, \t, ...) are read as separators, so a key starting a line inside a JSON string is found.
 _ESCAPE = re.compile(rb'\\[nrtbf"\\/]')
 # Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
@@ -61,18 +69,31 @@ class Finding:
 
 def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
     prov = record["provenance"]
-    expected = {"extraction.json": prov.get("extraction_json_sha256"), "prompt.txt": prov.get("prompt_sha256"),
-                "generator.py": prov.get("generator_sha256"),
-                "llm_transcript.json": prov.get("llm_transcript_sha256")}
+    expected = {
+        "extraction.json": prov.get("extraction_json_sha256"),
+        "prompt.txt": prov.get("prompt_sha256"),
+        "generator.py": prov.get("generator_sha256"),
+        "llm_transcript.json": prov.get("llm_transcript_sha256"),
+    }
     expected.update({f"timing_{n}.json": (prov.get("timing_sha256") or {}).get(n) for n in REVISIONS})
     seal = folder / "timing_seal.json"
-    tampered = tampered_timings(str(seal), {n: str(folder / f"timing_{n}.json") for n in REVISIONS
-                                            if (folder / f"timing_{n}.json").is_file()}) if seal.is_file() else {}
+    tampered = (
+        tampered_timings(
+            str(seal),
+            {
+                n: str(folder / f"timing_{n}.json")
+                for n in REVISIONS
+                if (folder / f"timing_{n}.json").is_file()
+            },
+        )
+        if seal.is_file()
+        else {}
+    )
     for name, why in tampered.items():  # what its measurement wrote is known: say so, once
         out.append(Finding("integrity", str(folder / f"timing_{name}.json"), f"tampered: {why}"))
     for name, want in expected.items():
         path = folder / name
-        if want is None or name[len("timing_"):-len(".json")] in tampered:
+        if want is None or name[len("timing_") : -len(".json")] in tampered:
             continue
         if not path.is_file():
             out.append(Finding("integrity", str(path), f"missing (provenance names sha256 {want[:12]}…)"))
@@ -83,11 +104,15 @@ def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
             out.append(Finding("integrity", str(path), f"unreadable: {exc.strerror}"))
             continue
         if got != want:
-            out.append(Finding("integrity", str(path), f"sha256 {got[:12]}… is not provenance's {want[:12]}…"))
+            out.append(
+                Finding("integrity", str(path), f"sha256 {got[:12]}… is not provenance's {want[:12]}…")
+            )
     generator = folder / "generator.py"
     generated = prov.get("generator_status") not in ("generation_failed", "not_generated")
     if generator.is_file() and record.get("efficiency_test") != efficiency_test(_text(generator), generated):
-        out.append(Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py"))
+        out.append(
+            Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py")
+        )
 
 
 def _text(path: Path) -> str | None:
@@ -124,18 +149,29 @@ def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
         if rev["category"] == "tampered":
             continue  # the record already refused this timing file (and the seal check above names it)
         if samples.get(name) != recorded_samples(timing) or (rev["status"], rev["category"]) != (
-                timing["status"], timing["category"]):
-            out.append(Finding("integrity", str(folder / "record.json"),
-                               f"{name}: samples or status differ from {path.name}"))
+            timing["status"],
+            timing["category"],
+        ):
+            out.append(
+                Finding(
+                    "integrity",
+                    str(folder / "record.json"),
+                    f"{name}: samples or status differ from {path.name}",
+                )
+            )
 
 
-def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path, path: str,
-           out: list[Finding]) -> None:
+def _stale(
+    record: dict, source: str, main_sha: str, config: dict, schema: Path, path: str, out: list[Finding]
+) -> None:
     prov = record["provenance"]
     template = template_for(config, source)
     if prov.get("template") != template:
-        out.append(Finding("stale", path, f"built with template {prov.get('template')}, the config now names "
-                                          f"{template}"))
+        out.append(
+            Finding(
+                "stale", path, f"built with template {prov.get('template')}, the config now names {template}"
+            )
+        )
     elif not Path(template).is_file() or sha256_file(template) != prov.get("template_sha256"):
         out.append(Finding("stale", path, f"{template} changed since the record was built"))
     now = measure_settings(config, source, schema)
@@ -156,12 +192,22 @@ def _stale(record: dict, source: str, main_sha: str, config: dict, schema: Path,
     if origin.startswith(("llm:", "cache:")):
         llm = llm_settings(config, source, schema)
         if origin.split(":", 1)[1] != f"{llm['provider']}/{llm['model']}":
-            out.append(Finding("stale", path, f"generated by {origin.split(':', 1)[1]}, the config now names "
-                                              f"{llm['provider']}/{llm['model']}"))
+            out.append(
+                Finding(
+                    "stale",
+                    path,
+                    f"generated by {origin.split(':', 1)[1]}, the config now names "
+                    f"{llm['provider']}/{llm['model']}",
+                )
+            )
     if prov.get("harness_version") != HARNESS_VERSION:
-        out.append(Finding("stale", path, f"harness version {prov.get('harness_version')}, now {HARNESS_VERSION}"))
+        out.append(
+            Finding("stale", path, f"harness version {prov.get('harness_version')}, now {HARNESS_VERSION}")
+        )
     if record.get("main_commit") != main_sha:
-        out.append(Finding("stale", path, f"main was {str(record.get('main_commit'))[:12]}, now {main_sha[:12]}"))
+        out.append(
+            Finding("stale", path, f"main was {str(record.get('main_commit'))[:12]}, now {main_sha[:12]}")
+        )
 
 
 def _ours(results: Path):
@@ -225,8 +271,10 @@ def refuse_secrets(rows: list[dict], where: str, variables: list[str]) -> None:
         hits = secret_hits(json.dumps(row, ensure_ascii=False).encode(), known)
         if hits:
             kinds = ", ".join(sorted(hits))
-            raise IsobenchError(f"{where}: line {number} ({row.get('instance_id')}): looks like a secret ({kinds}); "
-                                "nothing was published (remove it, or rebuild the record, then run isobench audit)")
+            raise IsobenchError(
+                f"{where}: line {number} ({row.get('instance_id')}): looks like a secret ({kinds}); "
+                "nothing was published (remove it, or rebuild the record, then run isobench audit)"
+            )
 
 
 def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
@@ -251,7 +299,9 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
     try:
         plans = plan_sources(config, prepare=False)
     except IsobenchError as exc:
-        raise IsobenchError(f"audit: cannot plan the config's commits ({exc}); run the workflow first") from None
+        raise IsobenchError(
+            f"audit: cannot plan the config's commits ({exc}); run the workflow first"
+        ) from None
     for source, plan in plans.items():
         for key in plan.commits:
             folder = results / source / key
@@ -271,24 +321,38 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
             if line_key not in lines:
                 findings.append(Finding("missing", str(dataset), f"no line for {path}"))
             elif lines[line_key] != record:
-                findings.append(Finding("integrity", str(dataset), f"the line of {record['instance_id']} differs "
-                                                                   f"from {path}"))
+                findings.append(
+                    Finding(
+                        "integrity", str(dataset), f"the line of {record['instance_id']} differs from {path}"
+                    )
+                )
     planned = {c.head for plan in plans.values() for c in plan.commits.values()}
-    for key in sorted(k for k in lines.keys() - seen if k[1] not in planned):  # a planned one is missing above
-        findings.append(Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config"))
+    for key in sorted(
+        k for k in lines.keys() - seen if k[1] not in planned
+    ):  # a planned one is missing above
+        findings.append(
+            Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config")
+        )
     if results.is_dir():
         findings += find_secrets(results, key_variables(config, schema))
     kinds = Counter(f.kind for f in findings)
-    return {"ok": not any(kinds[k] for k in INTEGRITY), "records": records, "dataset_lines": len(rows),
-            "counts": {k: kinds[k] for k in (*INTEGRITY, "stale", "missing")}, "failures": failures(rows),
-            "findings": [asdict(f) for f in findings]}
+    return {
+        "ok": not any(kinds[k] for k in INTEGRITY),
+        "records": records,
+        "dataset_lines": len(rows),
+        "counts": {k: kinds[k] for k in (*INTEGRITY, "stale", "missing")},
+        "failures": failures(rows),
+        "findings": [asdict(f) for f in findings],
+    }
 
 
 def format_audit(report: dict) -> str:
     c = report["counts"]
-    lines = [f"isobench audit: {report['records']} records, {report['dataset_lines']} dataset lines",
-             f"  integrity problems {c['integrity']}, schema violations {c['schema']}, secrets {c['secret']}, "
-             f"stale {c['stale']}, missing {c['missing']}"]
+    lines = [
+        f"isobench audit: {report['records']} records, {report['dataset_lines']} dataset lines",
+        f"  integrity problems {c['integrity']}, schema violations {c['schema']}, secrets {c['secret']}, "
+        f"stale {c['stale']}, missing {c['missing']}",
+    ]
     width = max((len(f["artifact"]) for f in report["findings"]), default=0)
     for f in report["findings"]:
         lines.append(f"  {f['kind']:<9} {f['artifact']:<{width}}  {f['detail']}")

@@ -14,7 +14,8 @@ CATEGORIES = {
     "no_reference": "no reference result from base to check head or main against",
     "eqcheck_error": "load_result() failed while checking equivalence",
     "not_equivalent": "the result differs from base's reference (check_equivalence failed)",
-    "tampered": "the timing file was changed after its measurement wrote it (its sha256 no longer matches timing_seal.json)",
+    "tampered": "the timing file was changed after its measurement wrote it "
+    "(its sha256 no longer matches timing_seal.json)",
     "nondeterministic": "base's own result differs from the reference base stored: the test cannot judge equivalence",
     "timeout": "a round ran past its time limit and was killed",
     "crash": "the process died without a report (signal, os._exit, out of memory)",
@@ -22,13 +23,14 @@ CATEGORIES = {
     "bad_output": "a command-line script printed no usable time (missing, non-finite, negative or wrong units)",
     "target_not_resolved": "a command-line script reports target_resolved: false (the API under test is missing)",
     "capability_unsupported": "a command-line script reports that this machine lacks what the test needs (error_name "
-                              "CAPABILITY_UNSUPPORTED or error_code 2, e.g. no CUDA device): not a bug in the code",
+    "CAPABILITY_UNSUPPORTED or error_code 2, e.g. no CUDA device): not a bug in the code",
     "opt_path_missed": "a command-line script reports opt_path_hit: false (or OPT_PATH_NOT_TRIGGERED) at head or main",
     "eqcheck_skipped": "a command-line script's --eqcheck run ended without reading base's reference, so equivalence "
-                       "was never checked",
+    "was never checked",
     "generation_failed": "no usable test could be generated for the commit, so nothing was run",
     "env_failed": "the revision's environment could not be built or verified (its log is kept), so nothing was run",
     "isolation_unavailable": "this host cannot isolate a test (namespaces, Landlock) and sandbox.require_isolation "
-                             "is on, so nothing was run",
-    "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, or output over the cap",
+    "is on, so nothing was run",
+    "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, "
+    "or output over the cap",
 }

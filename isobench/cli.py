@@ -122,29 +122,42 @@ def _retry_generation(args) -> None:
             except IsobenchError:
                 attempts = []
             keys = {a["request_key"] for a in attempts if isinstance(a, dict) and a.get("request_key")}
-            print(f"{source} {key[:12]}: {len(keys)} cached replies dropped, generator outputs removed"
-                  f"{' (dry run: nothing changed)' if args.dry_run else ''}")
+            print(
+                f"{source} {key[:12]}: {len(keys)} cached replies dropped, generator outputs removed"
+                f"{' (dry run: nothing changed)' if args.dry_run else ''}"
+            )
             if args.dry_run:
                 continue
             for request_key in keys:
                 cache.drop("replies", request_key)
             for name in ("generator.py", "generator.json", "llm_transcript.json"):
                 (folder / name).unlink(missing_ok=True)
-    print(f"{found} commit(s) with generation_failed; run the workflow to generate them again"
-          if found else "no commit with generation_failed")
+    print(
+        f"{found} commit(s) with generation_failed; run the workflow to generate them again"
+        if found
+        else "no commit with generation_failed"
+    )
 
 
 def _workflow_options(p) -> None:
     p.add_argument("--directory", "-d", default=".", help="the workflow's folder (default: here)")
-    p.add_argument("--configfile", nargs="+", default=[],
-                   help="config file(s) merged over config/config.yaml, as snakemake --configfile does")
+    p.add_argument(
+        "--configfile",
+        nargs="+",
+        default=[],
+        help="config file(s) merged over config/config.yaml, as snakemake --configfile does",
+    )
     p.add_argument("--schema", default="config/schema.yaml", help=argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="isobench", description="Performance commits to a benchmark dataset.")
+    parser = argparse.ArgumentParser(
+        prog="isobench", description="Performance commits to a benchmark dataset."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("extract", help="write ISO-Bench extraction files (commit_extractions_with_apis format)")
+    p = sub.add_parser(
+        "extract", help="write ISO-Bench extraction files (commit_extractions_with_apis format)"
+    )
     p.add_argument("--repo", required=True, help="path of a git repository")
     p.add_argument("--out", required=True, help="directory to write <sha>.json files into")
     p.add_argument("--grep", help="take commits whose message matches this extended regex (git log --grep)")
@@ -155,12 +168,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo-repo", help="build the demo target repository at PATH")
     p.add_argument("path")
     p.set_defaults(func=_demo_repo)
-    p = sub.add_parser("check", help="check config/config.yaml and --configfile files (file, line and field in "
-                                     "every error)")
+    p = sub.add_parser(
+        "check", help="check config/config.yaml and --configfile files (file, line and field in every error)"
+    )
     _workflow_options(p)
     p.set_defaults(func=_check)
-    p = sub.add_parser("audit", help="re-hash every artifact chain, validate, list stale and missing records "
-                                     "and secrets; exit 1 on integrity problems")
+    p = sub.add_parser(
+        "audit",
+        help="re-hash every artifact chain, validate, list stale and missing records "
+        "and secrets; exit 1 on integrity problems",
+    )
     _workflow_options(p)
     p.add_argument("--results", default="results", help="the results folder (default results)")
     p.add_argument("--json", action="store_true", help="the report as JSON")
@@ -170,12 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     _workflow_options(p)
     p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
     p.set_defaults(func=_summary)
-    p = sub.add_parser("export", help="the dataset as Hugging Face datasets (save_to_disk + Parquet) per view")
+    p = sub.add_parser(
+        "export", help="the dataset as Hugging Face datasets (save_to_disk + Parquet) per view"
+    )
     _workflow_options(p)
     p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
     p.add_argument("--out", default="results/export", help="folder (default results/export)")
-    p.add_argument("--view", action="append", choices=["isobench", "swe-perf", "gso"],
-                   help="one view (repeatable; default all three)")
+    p.add_argument(
+        "--view",
+        action="append",
+        choices=["isobench", "swe-perf", "gso"],
+        help="one view (repeatable; default all three)",
+    )
     p.add_argument("--split", default="test", help="the Parquet file's split name (default test)")
     p.set_defaults(func=_export)
     p = sub.add_parser("push", help="merge the dataset into a Hub dataset repo (token from HF_TOKEN only)")
@@ -185,13 +208,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", help="split to merge into (default test)")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     p.set_defaults(func=_push)
-    p = sub.add_parser("retry-generation", help="ask the LLM again, on the next run, for the commits whose "
-                                                "generation failed (drops their cached replies)")
+    p = sub.add_parser(
+        "retry-generation",
+        help="ask the LLM again, on the next run, for the commits whose "
+        "generation failed (drops their cached replies)",
+    )
     _workflow_options(p)
     p.add_argument("--dry-run", action="store_true", help="list them; change nothing")
     p.set_defaults(func=_retry_generation)
     args = parser.parse_args(argv)
-    if hasattr(signal, "SIGPIPE") and argv is None:  # `isobench audit | head`: end quietly, like any Unix tool
+    if (
+        hasattr(signal, "SIGPIPE") and argv is None
+    ):  # `isobench audit | head`: end quietly, like any Unix tool
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if getattr(args, "directory", None):

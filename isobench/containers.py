@@ -31,11 +31,13 @@ OCI = ("docker", "podman")  # docker's command line
 class Runner:
     kind: str = "local"
     image: str | None = None  # may hold {sha} or {sha12}: an image per revision
-    gpus: str | None = "all"  # "all": give the container the GPU the job holds (none when it holds none); null: never
+    gpus: str | None = (
+        "all"  # "all": give the container the GPU the job holds (none when it holds none); null: never
+    )
     options: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "Runner":
+    def from_config(cls, cfg: dict | None) -> Runner:
         return from_config(cls, cfg)
 
     @property
@@ -60,7 +62,12 @@ def gpu_flags(runner: Runner, device: str | None) -> list[str]:
     return ["--nv"] if runner.kind == "apptainer" else []
 
 
-HOST_ONLY = ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME", "CUDA_PATH")  # this machine's folders: the image has its own
+HOST_ONLY = (
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "CUDA_PATH",
+)  # this machine's folders: the image has its own
 
 
 def container_env(runner: Runner, env: dict, device: str | None) -> dict:
@@ -72,8 +79,16 @@ def container_env(runner: Runner, env: dict, device: str | None) -> dict:
     return {k: v for k, v in env.items() if k not in drop}
 
 
-def runner_prefix(runner: Runner, workdir: Path, mounts: list[tuple[Path, bool]], env: dict, network: str,
-                  image: str | None = None, name: str | None = None, device: str | None = None) -> list[str]:
+def runner_prefix(
+    runner: Runner,
+    workdir: Path,
+    mounts: list[tuple[Path, bool]],
+    env: dict,
+    network: str,
+    image: str | None = None,
+    name: str | None = None,
+    device: str | None = None,
+) -> list[str]:
     """The container command the sandboxed command is appended to (empty for ``local``).
 
     ``mounts`` are (path, writable) pairs, mounted at the same path inside; ``env`` is passed explicitly
@@ -85,8 +100,17 @@ def runner_prefix(runner: Runner, workdir: Path, mounts: list[tuple[Path, bool]]
         raise ValueError(f"runner {runner.kind} needs an image")
     env = container_env(runner, env, device)
     if runner.kind in OCI:
-        cmd = [runner.kind, "run", "--rm", "--init", "--user", f"{os.getuid()}:{os.getgid()}", "--workdir",
-               str(workdir), "--read-only"]
+        cmd = [
+            runner.kind,
+            "run",
+            "--rm",
+            "--init",
+            "--user",
+            f"{os.getuid()}:{os.getgid()}",
+            "--workdir",
+            str(workdir),
+            "--read-only",
+        ]
         cmd += ["--name", name] if name else []
         cmd += gpu_flags(runner, device)
         cmd += ["--network", "none"] if network == "isolate" else []
@@ -105,15 +129,26 @@ def runner_prefix(runner: Runner, workdir: Path, mounts: list[tuple[Path, bool]]
     return cmd + list(runner.options) + [image]
 
 
-def protections(runner: Runner, image: str | None, name: str | None, mounts: list[tuple[Path, bool]],
-                network: str, device: str | None) -> dict:
+def protections(
+    runner: Runner,
+    image: str | None,
+    name: str | None,
+    mounts: list[tuple[Path, bool]],
+    network: str,
+    device: str | None,
+) -> dict:
     """What the container enforced, for the timing file."""
-    return {"engine": runner.kind, "image": image, "name": name,
-            "network": "none" if network == "isolate" else "host",
-            "user": f"{os.getuid()}:{os.getgid()}", "read_only_root": runner.kind in OCI,
-            "read_only_mounts": [str(p) for p, writable in mounts if not writable],
-            "writable_mounts": [str(p) for p, writable in mounts if writable],
-            "gpu_flags": gpu_flags(runner, device)}
+    return {
+        "engine": runner.kind,
+        "image": image,
+        "name": name,
+        "network": "none" if network == "isolate" else "host",
+        "user": f"{os.getuid()}:{os.getgid()}",
+        "read_only_root": runner.kind in OCI,
+        "read_only_mounts": [str(p) for p, writable in mounts if not writable],
+        "writable_mounts": [str(p) for p, writable in mounts if writable],
+        "gpu_flags": gpu_flags(runner, device),
+    }
 
 
 def remove(engine: str | None, name: str | None) -> None:
@@ -140,19 +175,29 @@ def inspect_image(runner: Runner, image: str, python: str) -> dict:
     if runner.kind in OCI:
         code, out = _engine_out([engine, "image", "inspect", "--format", "{{.Id}} {{.Digest}}", image])
         if code != 0:
-            raise IsobenchError(f"runner {runner.kind}: image {image} not found ({out.splitlines()[-1][:200] if out else code}); "
-                                f"build it or pull it first")
+            raise IsobenchError(
+                f"runner {runner.kind}: image {image} not found ({out.splitlines()[-1][:200] if out else code}); "
+                f"build it or pull it first"
+            )
         parts = out.split()
         facts["image_id"] = parts[0] if parts else None
         facts["image_digest"] = parts[1] if len(parts) > 1 and parts[1] not in ("", "<none>") else None
-        facts["engine_version"] = _engine_out([engine, "version", "--format", "{{.Client.Version}}"])[1][:40] or None
+        facts["engine_version"] = (
+            _engine_out([engine, "version", "--format", "{{.Client.Version}}"])[1][:40] or None
+        )
     elif not Path(image).exists() and "://" not in image:
         raise IsobenchError(f"runner apptainer: image {image} not found")
-    probe = [*runner_prefix(runner, Path("/"), [], {}, "isolate", image=image), python, "-c",
-             "import platform; print(platform.python_version())"]
+    probe = [
+        *runner_prefix(runner, Path("/"), [], {}, "isolate", image=image),
+        python,
+        "-c",
+        "import platform; print(platform.python_version())",
+    ]
     code, out = _engine_out(probe, timeout=300)
     if code != 0:
-        raise IsobenchError(f"runner {runner.kind}: image {image} cannot run {python} "
-                            f"({out.splitlines()[-1][:200] if out else f'exit {code}'})")
+        raise IsobenchError(
+            f"runner {runner.kind}: image {image} cannot run {python} "
+            f"({out.splitlines()[-1][:200] if out else f'exit {code}'})"
+        )
     facts["python_version"] = out.splitlines()[-1] if out else None
     return facts

@@ -85,7 +85,10 @@ def _finite_ms(value, scale: float) -> float | None:
 
 
 # What an ISO-Bench script's error_name (or, without a name, its error_code) says went wrong.
-ERROR_NAMES = {"CAPABILITY_UNSUPPORTED": "capability_unsupported", "OPT_PATH_NOT_TRIGGERED": "opt_path_missed"}
+ERROR_NAMES = {
+    "CAPABILITY_UNSUPPORTED": "capability_unsupported",
+    "OPT_PATH_NOT_TRIGGERED": "opt_path_missed",
+}
 ERROR_CODES = {2: "capability_unsupported", 3: "opt_path_missed"}
 _REPORT_KEEP = 500  # characters of each string value kept from a script's report
 
@@ -111,7 +114,11 @@ def kept_report(report: dict | None) -> dict | None:
     for key, value in list(report.items())[:50]:
         if isinstance(value, str):
             out[str(key)] = value[:_REPORT_KEEP]
-        elif value is None or isinstance(value, bool) or (isinstance(value, (int, float)) and math.isfinite(value)):
+        elif (
+            value is None
+            or isinstance(value, bool)
+            or (isinstance(value, (int, float)) and math.isfinite(value))
+        ):
             out[str(key)] = value
         else:
             out[str(key)] = str(value)[:_REPORT_KEEP]
@@ -136,8 +143,9 @@ def stated_failure(report: dict) -> tuple[str, str] | None:
     return category or "experiment_error", message or f"the script reported {detail}"
 
 
-def parse_isobench(stdout: str, revision: str, returncode: int = 0, stderr: str = "",
-                   mode: str = "time") -> tuple[float | None, str | None, str | None, list[str]]:
+def parse_isobench(
+    stdout: str, revision: str, returncode: int = 0, stderr: str = "", mode: str = "time"
+) -> tuple[float | None, str | None, str | None, list[str]]:
     """(sample ms, failure category, error, warnings) from an ISO-Bench script's run.
 
     Its last JSON line is read whatever the exit code: a script that cannot run prints why there and
@@ -156,12 +164,22 @@ def parse_isobench(stdout: str, revision: str, returncode: int = 0, stderr: str 
         if revision == "base":
             warnings.append("opt_path_hit is false at base (expected before the optimization)")
         else:
-            return None, "opt_path_missed", "the script reports that the optimized code path was not taken", []
+            return (
+                None,
+                "opt_path_missed",
+                "the script reports that the optimized code path was not taken",
+                [],
+            )
     if "avg_ms" not in report:
         return None, "bad_output", "the JSON line has no avg_ms", warnings
     ms = _finite_ms(report["avg_ms"], 1.0)
     if ms is None:
-        return None, "bad_output", f"avg_ms is not a finite non-negative number: {report['avg_ms']!r}", warnings
+        return (
+            None,
+            "bad_output",
+            f"avg_ms is not a finite non-negative number: {report['avg_ms']!r}",
+            warnings,
+        )
     return ms, None, None, warnings
 
 

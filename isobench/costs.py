@@ -8,8 +8,14 @@ from pathlib import Path
 from .errors import IsobenchError
 from .jsonio import load_json
 
-COUNTERS = ("api_requests", "cached_replies", "input_tokens", "output_tokens", "original_input_tokens",
-            "original_output_tokens")
+COUNTERS = (
+    "api_requests",
+    "cached_replies",
+    "input_tokens",
+    "output_tokens",
+    "original_input_tokens",
+    "original_output_tokens",
+)
 
 
 def llm_summary(meta_paths: list[str], since: float | None = None) -> dict:
@@ -32,14 +38,22 @@ def llm_summary(meta_paths: list[str], since: float | None = None) -> dict:
         totals["generation_failed"] += meta["status"] == "generation_failed"
         for key in COUNTERS:
             totals[key] += info.get(key, 0)
-        rows.append({"generator": str(Path(path).parent), "status": meta["status"], "model": info.get("model"),
-                     **{k: info.get(k, 0) for k in (*COUNTERS, "cache_hit")}})
+        rows.append(
+            {
+                "generator": str(Path(path).parent),
+                "status": meta["status"],
+                "model": info.get("model"),
+                **{k: info.get(k, 0) for k in (*COUNTERS, "cache_hit")},
+            }
+        )
     return {"totals": totals, "commits": rows}
 
 
 def summary_line(summary: dict, what: str) -> str:
     t = summary["totals"]
-    return (f"isobench LLM use ({what}): {t['api_requests']} API requests, {t['input_tokens']} input + "
-            f"{t['output_tokens']} output tokens; {t['generated']} generated scripts "
-            f"({t['accepted_from_cache']} from the cache, {t['cached_replies']} replies replayed from the cache, "
-            f"{t['generation_failed']} failed), {t['pregenerated']} pre-generated")
+    return (
+        f"isobench LLM use ({what}): {t['api_requests']} API requests, {t['input_tokens']} input + "
+        f"{t['output_tokens']} output tokens; {t['generated']} generated scripts "
+        f"({t['accepted_from_cache']} from the cache, {t['cached_replies']} replies replayed from the cache, "
+        f"{t['generation_failed']} failed), {t['pregenerated']} pre-generated"
+    )

@@ -36,8 +36,10 @@ def set_aside(path: str | Path, why: str) -> Path:
     path = Path(path)
     aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
     os.replace(path, aside)
-    sys.stderr.write(f"isobench: warning: {path}: damaged record ({why}); moved to {aside.name}, it is rebuilt from "
-                     "its inputs\n")
+    sys.stderr.write(
+        f"isobench: warning: {path}: damaged record ({why}); moved to {aside.name}, it is rebuilt from "
+        "its inputs\n"
+    )
     return aside
 
 

@@ -15,7 +15,8 @@ Modes:
   the marker records its ID and digest and the engine (isobench/containers.py).
 
 An optional verify_command (same placeholders; run outside the worktree, so that it imports what
-was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes the marker say ``failed`` with the error; its output is in the log,
+was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes
+the marker say ``failed`` with the error; its output is in the log,
 and the revisions measured with it get category ``env_failed`` while everything else goes on.
 """
 
@@ -35,18 +36,30 @@ MODES = ("none", "venv", "image")
 
 def expand(command: str, *, sha: str, worktree: Path, python: str) -> str:
     """Fill the placeholders (plain replacement: other braces in shell code stay as they are)."""
-    for key, value in (("{sha}", sha), ("{commit}", sha), ("{worktree}", str(worktree)), ("{python}", python)):
+    for key, value in (
+        ("{sha}", sha),
+        ("{commit}", sha),
+        ("{worktree}", str(worktree)),
+        ("{python}", python),
+    ):
         command = command.replace(key, value)
     return command
 
 
-def _run(command: str, cwd: Path, log, timeout_s: float, argv: list[str] | None = None) -> tuple[int | None, str]:
+def _run(
+    command: str, cwd: Path, log, timeout_s: float, argv: list[str] | None = None
+) -> tuple[int | None, str]:
     """Run a shell command (or ``argv``), its output appended to the log; (exit code or None on timeout, tail)."""
     log.write(f"$ {command}\n")
     log.flush()
     try:
-        proc = subprocess.run(argv or ["bash", "-c", command], cwd=cwd, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, timeout=timeout_s)
+        proc = subprocess.run(
+            argv or ["bash", "-c", command],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired as exc:
         log.write((exc.stdout or b"").decode(errors="replace") + f"\n[timed out after {timeout_s:g} s]\n")
         return None, ""
@@ -56,14 +69,32 @@ def _run(command: str, cwd: Path, log, timeout_s: float, argv: list[str] | None 
     return proc.returncode, out[-1500:]
 
 
-def build_env(*, sha: str, worktree: Path, env_dir: Path, cfg: dict, setup_commands: list[str],
-              install_commands: list[str], runner: Runner, log_path: Path) -> dict:
+def build_env(
+    *,
+    sha: str,
+    worktree: Path,
+    env_dir: Path,
+    cfg: dict,
+    setup_commands: list[str],
+    install_commands: list[str],
+    runner: Runner,
+    log_path: Path,
+) -> dict:
     """Build (or rebuild) the environment of ``sha``; returns its marker (status ok or failed)."""
     mode = cfg.get("mode", "none")
     worktree = Path(worktree).resolve()
-    marker = {"sha": sha, "mode": mode, "status": "ok", "error": None, "python": sys.executable,
-              "path": None, "worktree_on_path": mode != "venv", "commands": [],
-              "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "log": str(log_path)}
+    marker = {
+        "sha": sha,
+        "mode": mode,
+        "status": "ok",
+        "error": None,
+        "python": sys.executable,
+        "path": None,
+        "worktree_on_path": mode != "venv",
+        "commands": [],
+        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "log": str(log_path),
+    }
     if mode == "none":
         marker["commands_not_run"] = list(setup_commands) + list(install_commands)
         return marker
@@ -75,11 +106,20 @@ def build_env(*, sha: str, worktree: Path, env_dir: Path, cfg: dict, setup_comma
             if venv.exists():
                 shutil.rmtree(venv)  # a rebuild starts clean: never measure a half-installed environment
             base = cfg.get("python") or sys.executable
-            argv = [base, "-m", "venv", *(["--system-site-packages"] if cfg.get("system_site_packages") else []),
-                    str(venv)]
+            argv = [
+                base,
+                "-m",
+                "venv",
+                *(["--system-site-packages"] if cfg.get("system_site_packages") else []),
+                str(venv),
+            ]
             code, tail = _run(" ".join(argv), worktree, log, timeout, argv)
             if code != 0:
-                return {**marker, "status": "failed", "error": f"creating the virtualenv failed: {tail.strip()[-300:]}"}
+                return {
+                    **marker,
+                    "status": "failed",
+                    "error": f"creating the virtualenv failed: {tail.strip()[-300:]}",
+                }
             python = str(venv / "bin" / "python")
             marker.update(python=python, path=str(venv))
             commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
@@ -108,6 +148,9 @@ def build_env(*, sha: str, worktree: Path, env_dir: Path, cfg: dict, setup_comma
             if code != 0:
                 what = "timed out" if code is None else f"exited with {code}"
                 last = tail.strip().splitlines()[-1][:300] if tail.strip() else ""
-                return {**marker, "status": "failed",
-                        "error": f"{kind} command {what}: {command}" + (f" ({last})" if last else "")}
+                return {
+                    **marker,
+                    "status": "failed",
+                    "error": f"{kind} command {what}: {command}" + (f" ({last})" if last else ""),
+                }
     return marker

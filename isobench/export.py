@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-
 VIEWS = ("isobench", "swe-perf", "gso")
 
 
@@ -26,24 +25,43 @@ def _arch(record: dict) -> str:
 def swe_perf_view(r: dict) -> dict:
     samples = (r.get("duration_changes") or [{}])[0]
     return {
-        "instance_id": r["instance_id"], "repo": r["repo"], "base_commit": r["base_commit"],
-        "head_commit": r["head_commit"], "patch": r["patch"], "test_patch": r["test_patch"],
-        "problem_statement": r.get("gt_commit_message") or "", "hints_text": "", "created_at": r["created_at"],
-        "version": r.get("version"), "efficiency_test": r["efficiency_test"],
+        "instance_id": r["instance_id"],
+        "repo": r["repo"],
+        "base_commit": r["base_commit"],
+        "head_commit": r["head_commit"],
+        "patch": r["patch"],
+        "test_patch": r["test_patch"],
+        "problem_statement": r.get("gt_commit_message") or "",
+        "hints_text": "",
+        "created_at": r["created_at"],
+        "version": r.get("version"),
+        "efficiency_test": r["efficiency_test"],
         "duration_changes": [{"base": samples.get("base") or [], "head": samples.get("head") or []}],
-        "human_performance": r.get("human_performance"), "patch_functions": [r["api"]] if r.get("api") else [],
-        "test_functions": [], "status": r["status"],
+        "human_performance": r.get("human_performance"),
+        "patch_functions": [r["api"]] if r.get("api") else [],
+        "test_functions": [],
+        "status": r["status"],
     }
 
 
 def gso_view(r: dict) -> dict:
     message = r.get("gt_commit_message") or ""
     return {
-        "instance_id": r["instance_id"], "repo": r["repo"], "base_commit": r["base_commit"],
-        "opt_commit": r["head_commit"], "api": r.get("api") or "", "prob_script": r["efficiency_test"][0],
-        "tests": list(r["efficiency_test"]), "hints_text": message, "setup_commands": r.get("setup_commands") or [],
-        "install_commands": r.get("install_commands") or [], "created_at": r["created_at"],
-        "gt_commit_message": message, "gt_diff": r["patch"], "arch": _arch(r), "instance_image_tag": "latest",
+        "instance_id": r["instance_id"],
+        "repo": r["repo"],
+        "base_commit": r["base_commit"],
+        "opt_commit": r["head_commit"],
+        "api": r.get("api") or "",
+        "prob_script": r["efficiency_test"][0],
+        "tests": list(r["efficiency_test"]),
+        "hints_text": message,
+        "setup_commands": r.get("setup_commands") or [],
+        "install_commands": r.get("install_commands") or [],
+        "created_at": r["created_at"],
+        "gt_commit_message": message,
+        "gt_diff": r["patch"],
+        "arch": _arch(r),
+        "instance_image_tag": "latest",
     }
 
 
@@ -81,4 +99,3 @@ def export(rows: list[dict], out: str | Path, views=VIEWS, split: str = "test") 
         dataset.to_parquet(str(folder / f"{split}.parquet"))
         written[name] = {"hf": str(folder / "hf"), "parquet": str(folder / f"{split}.parquet")}
     return written
-

@@ -26,12 +26,24 @@ from .apis import affected_apis, is_test_file, touched_functions
 from .errors import CommitFailure, IsobenchError
 from .jsonio import load_json, sha256_file, validate
 
-__all__ = ["FORMATS", "is_test_file", "detect_format", "is_extraction", "read_extraction", "bundle_lines",
-           "commit_id_of_file", "normalize", "failed_extraction"]
+__all__ = [
+    "FORMATS",
+    "is_test_file",
+    "detect_format",
+    "is_extraction",
+    "read_extraction",
+    "bundle_lines",
+    "commit_id_of_file",
+    "normalize",
+    "failed_extraction",
+]
 
 FORMATS = ("commit_extractions_with_apis", "pr_analysis", "commit_collection")
-_SCHEMAS = {"commit_extractions_with_apis": "extraction_commit", "pr_analysis": "extraction_pr",
-            "commit_collection": "extraction_collection"}
+_SCHEMAS = {
+    "commit_extractions_with_apis": "extraction_commit",
+    "pr_analysis": "extraction_pr",
+    "commit_collection": "extraction_collection",
+}
 # Keys of the PR-analysis format kept as context for the prompt and the record.
 _PR_EXTRA = ("pr_url", "pr_date", "perf_command", "models", "lm_eval_commands", "test_details", "stats")
 _NOT_A_MODEL = {"n/a", "na", "none", "null", "-", ""}  # "not model-specific", never a model name
@@ -90,7 +102,9 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise IsobenchError(f"{path}: cannot read the JSON Lines file ({getattr(exc, 'strerror', None) or exc})") from None
+        raise IsobenchError(
+            f"{path}: cannot read the JSON Lines file ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -103,7 +117,9 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
             m = _COMMIT_KEY.search(line)
             commit = m.group(1).lower() if m else None
         if commit is None:
-            warnings.append(f"{path}:{number}: not an extraction of any known format (no commit_hash); skipped")
+            warnings.append(
+                f"{path}:{number}: not an extraction of any known format (no commit_hash); skipped"
+            )
             continue
         entries.append((number, commit, line))
     return entries, warnings
@@ -167,22 +183,33 @@ def normalize(
         raise CommitFailure("extraction_invalid", str(exc)) from None
     where = (origin or str(extraction_file)) if extraction_file else f"source {source}"
     wanted = data.get("commit_hash", commit)
-    if extraction_file is not None and not wanted.lower().startswith(commit.lower()) and not commit.lower().startswith(wanted.lower()):
-        raise CommitFailure("extraction_invalid",
-                            f"{where}: field commit_hash: {wanted} does not match the commit {commit} named by the file")
+    if (
+        extraction_file is not None
+        and not wanted.lower().startswith(commit.lower())
+        and not commit.lower().startswith(wanted.lower())
+    ):
+        raise CommitFailure(
+            "extraction_invalid",
+            f"{where}: field commit_hash: {wanted} does not match the commit {commit} named by the file",
+        )
     head = git.resolve(mirror, wanted)
     if head is None:
         field = "field commit_hash" if extraction_file else f"config: field sources.{source}.commits"
         prefix = f"{where}: " if extraction_file else ""
-        raise CommitFailure("commit_not_found",
-                            f"{prefix}{field}: commit {wanted} not found in the repository of source {source}")
+        raise CommitFailure(
+            "commit_not_found",
+            f"{prefix}{field}: commit {wanted} not found in the repository of source {source}",
+        )
     parent_from = "git"
     base = None
     if data.get("parent_hash"):
         base = git.resolve(mirror, data["parent_hash"])
         if base is None:
-            raise CommitFailure("commit_not_found", f"{where}: field parent_hash: commit {data['parent_hash']} not found "
-                                                    f"in the repository of source {source}")
+            raise CommitFailure(
+                "commit_not_found",
+                f"{where}: field parent_hash: commit {data['parent_hash']} not found "
+                f"in the repository of source {source}",
+            )
         parent_from = "extraction"
         first = git.first_parents(mirror, [head]).get(head)
         if first != base:
@@ -190,7 +217,9 @@ def normalize(
     else:
         base = git.first_parents(mirror, [head]).get(head)
         if base is None:
-            raise CommitFailure("no_parent", f"{where}: commit {head} has no parent: nothing to compare against")
+            raise CommitFailure(
+                "no_parent", f"{where}: commit {head} has no parent: nothing to compare against"
+            )
     info = git.commit_info(mirror, head)
     files = git.changed_files(mirror, base, head)
     for f in files:
@@ -229,8 +258,18 @@ def normalize(
     }
 
 
-def failed_extraction(*, source: str, repo_name: str, commit: str, head: str | None, base: str | None,
-                      extraction_file: str | Path | None, origin: str | None, category: str, error: str) -> dict:
+def failed_extraction(
+    *,
+    source: str,
+    repo_name: str,
+    commit: str,
+    head: str | None,
+    base: str | None,
+    extraction_file: str | Path | None,
+    origin: str | None,
+    category: str,
+    error: str,
+) -> dict:
     """The ``extraction.json`` of a commit whose inputs are unusable: it still becomes a record (status failed)."""
     digest = None
     if extraction_file is not None:
@@ -238,7 +277,16 @@ def failed_extraction(*, source: str, repo_name: str, commit: str, head: str | N
             digest = sha256_file(extraction_file)
         except OSError:
             pass
-    return {"schema_version": 1, "status": "failed", "category": category, "error": error, "source": source,
-            "repo": repo_name, "commit": commit, "head_commit": head, "base_commit": base,
-            "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
-            "extraction_sha256": digest}
+    return {
+        "schema_version": 1,
+        "status": "failed",
+        "category": category,
+        "error": error,
+        "source": source,
+        "repo": repo_name,
+        "commit": commit,
+        "head_commit": head,
+        "base_commit": base,
+        "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
+        "extraction_sha256": digest,
+    }

@@ -18,9 +18,9 @@ import ast
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from . import llm
 from .errors import IsobenchError
@@ -42,7 +42,7 @@ class Policy:
     cache: bool = True
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Policy":
+    def from_config(cls, cfg: dict) -> Policy:
         return from_config(cls, cfg)
 
 
@@ -67,7 +67,7 @@ def extract_code(reply: str) -> str:
     text = reply.strip()
     opened = re.match(r"^```[\w+.-]*[^\n]*\n", text)  # a reply cut short: the fence never closes
     if opened:
-        text = text[opened.end():]
+        text = text[opened.end() :]
     return (text + "\n") if text else ""
 
 
@@ -97,14 +97,20 @@ def check_candidate(text: str) -> str:
     if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)):
         raise IsobenchError("the script imports nothing, so it cannot exercise the repository's code")
     if contract == "functions":
-        asynchronous = [n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name in CONTRACT]
+        asynchronous = [
+            n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name in CONTRACT
+        ]
         if asynchronous:
-            raise IsobenchError(f"{', '.join(asynchronous)} must be plain functions, not async def: the harness "
-                                "calls them directly")
+            raise IsobenchError(
+                f"{', '.join(asynchronous)} must be plain functions, not async def: the harness "
+                "calls them directly"
+            )
         fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
         empty = [name for name in CONTRACT if _trivial_body(fns[name])]
         if empty:
-            raise IsobenchError(f"the script is trivial: {', '.join(empty)} does nothing (empty, pass or NotImplementedError)")
+            raise IsobenchError(
+                f"the script is trivial: {', '.join(empty)} does nothing (empty, pass or NotImplementedError)"
+            )
         if not any(isinstance(n, ast.Call) for n in ast.walk(fns["experiment"])):
             raise IsobenchError("the script is trivial: experiment() calls nothing, so it measures nothing")
     return contract
@@ -123,8 +129,10 @@ class Cache:
     def _path(self, kind: str, key: str) -> Path:
         return self.root / kind / key[:2] / f"{key}.json"
 
-    FIELDS = {"accepted": ("script", "contract", "transcript"),
-              "replies": ("request", "reply", "usage", "finish_reason", "model")}
+    FIELDS = {
+        "accepted": ("script", "contract", "transcript"),
+        "replies": ("request", "reply", "usage", "finish_reason", "model"),
+    }
 
     def get(self, kind: str, key: str) -> dict | None:
         path = self._path(kind, key)
@@ -134,8 +142,11 @@ class Cache:
             entry = load_json(path)
         except IsobenchError:
             return None  # a damaged entry is a miss; it is written anew
-        if not isinstance(entry, dict) or entry.get("cache_version") != CACHE_VERSION or \
-                any(f not in entry for f in self.FIELDS[kind]):
+        if (
+            not isinstance(entry, dict)
+            or entry.get("cache_version") != CACHE_VERSION
+            or any(f not in entry for f in self.FIELDS[kind])
+        ):
             return None  # another version's entry, or a damaged one
         return entry
 
@@ -153,8 +164,16 @@ def _now() -> str:
 class Generator:
     """Generates one script; ``smoke(script) -> error text or None`` runs it once at head."""
 
-    def __init__(self, settings: llm.LLMSettings, policy: Policy, cache: Cache, system: str, repair_template: str,
-                 smoke: Callable[[str], str | None] | None = None, client=None):
+    def __init__(
+        self,
+        settings: llm.LLMSettings,
+        policy: Policy,
+        cache: Cache,
+        system: str,
+        repair_template: str,
+        smoke: Callable[[str], str | None] | None = None,
+        client=None,
+    ):
         self.settings, self.policy, self.cache = settings, policy, cache
         self.system, self.repair_template, self.smoke = system, repair_template, smoke
         self._client = client
@@ -169,13 +188,23 @@ class Generator:
             except llm.APIFailure:
                 raise
             except IsobenchError as exc:  # no model, no key: nothing was sent
-                raise llm.APIFailure(str(exc), {"http_requests": 0, "http_statuses": []}, fatal=True) from None
+                raise llm.APIFailure(
+                    str(exc), {"http_requests": 0, "http_statuses": []}, fatal=True
+                ) from None
         return self._client
 
     def accepted_key(self, prompt: str) -> str:
-        return _key({"parameters": self.settings.parameters(), "system": self.system, "repair": self.repair_template,
-                     "regenerations": self.policy.regenerations, "repairs": self.policy.repairs,
-                     "smoke_run": self.policy.smoke_run, "prompt_sha256": sha256_bytes(prompt.encode("utf-8"))})
+        return _key(
+            {
+                "parameters": self.settings.parameters(),
+                "system": self.system,
+                "repair": self.repair_template,
+                "regenerations": self.policy.regenerations,
+                "repairs": self.policy.repairs,
+                "smoke_run": self.policy.smoke_run,
+                "prompt_sha256": sha256_bytes(prompt.encode("utf-8")),
+            }
+        )
 
     def _ask(self, kind: str, messages: list[dict]) -> tuple[dict, llm.Reply | None]:
         # The same request asked again in one generation is a new sample (a model at temperature > 0
@@ -184,28 +213,68 @@ class Generator:
         sample = self._asked.get(_key(request), 0)
         self._asked[_key(request)] = sample + 1
         key = _key({**request, "sample": sample})
-        attempt = {"n": len(self.attempts) + 1, "kind": kind, "started_at": _now(), "request_key": key,
-                   "messages": messages, "cached": False, "http_requests": 0, "http_statuses": [], "error": None}
+        attempt = {
+            "n": len(self.attempts) + 1,
+            "kind": kind,
+            "started_at": _now(),
+            "request_key": key,
+            "messages": messages,
+            "cached": False,
+            "http_requests": 0,
+            "http_statuses": [],
+            "error": None,
+        }
         self.attempts.append(attempt)
         hit = self.cache.get("replies", key)
         if hit is not None:
-            attempt.update(cached=True, request=hit["request"], reply=hit["reply"], usage=hit["usage"],
-                           latency_s=0.0, finish_reason=hit["finish_reason"], model=hit["model"])
-            return attempt, llm.Reply(text=hit["reply"], finish_reason=hit["finish_reason"], model=hit["model"])
+            attempt.update(
+                cached=True,
+                request=hit["request"],
+                reply=hit["reply"],
+                usage=hit["usage"],
+                latency_s=0.0,
+                finish_reason=hit["finish_reason"],
+                model=hit["model"],
+            )
+            return attempt, llm.Reply(
+                text=hit["reply"], finish_reason=hit["finish_reason"], model=hit["model"]
+            )
         try:
             reply = self.llm_chat(messages)
         except llm.APIFailure as exc:
-            attempt.update(**exc.http, latency_s=round(exc.latency_s, 3), request=exc.request,
-                           reply=None, usage={"input_tokens": 0, "output_tokens": 0}, error=f"API: {exc}")
+            attempt.update(
+                **exc.http,
+                latency_s=round(exc.latency_s, 3),
+                request=exc.request,
+                reply=None,
+                usage={"input_tokens": 0, "output_tokens": 0},
+                error=f"API: {exc}",
+            )
             raise
         reply.text = llm.redact(reply.text, llm.secrets(self.settings))  # a key echoed back goes nowhere
         usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
-        attempt.update(**reply.http, latency_s=reply.latency_s, request=reply.request,
-                       reply=reply.text, usage=usage, finish_reason=reply.finish_reason, model=reply.model,
-                       adapted=reply.adapted)
-        self.cache.put("replies", key, {"request": reply.request, "reply": reply.text, "usage": usage,
-                                        "finish_reason": reply.finish_reason, "model": reply.model,
-                                        "created_at": _now()})
+        attempt.update(
+            **reply.http,
+            latency_s=reply.latency_s,
+            request=reply.request,
+            reply=reply.text,
+            usage=usage,
+            finish_reason=reply.finish_reason,
+            model=reply.model,
+            adapted=reply.adapted,
+        )
+        self.cache.put(
+            "replies",
+            key,
+            {
+                "request": reply.request,
+                "reply": reply.text,
+                "usage": usage,
+                "finish_reason": reply.finish_reason,
+                "model": reply.model,
+                "created_at": _now(),
+            },
+        )
         return attempt, reply
 
     def llm_chat(self, messages: list[dict]) -> llm.Reply:
@@ -221,8 +290,11 @@ class Generator:
             cut = " (the reply was cut at max_output_tokens)" if reply.finish_reason == "length" else ""
             # prose without any code (no fence, and not Python either) is asked again, like an empty reply
             no_code = not script.strip() or ("```" not in reply.text and not _parses(script))
-            attempt["error"] = "validation: the reply contains no code" if no_code and script.strip() and not cut \
+            attempt["error"] = (
+                "validation: the reply contains no code"
+                if no_code and script.strip() and not cut
                 else f"validation: {exc}{cut}"
+            )
             return None, None, "empty" if no_code else "invalid"
         if self.policy.smoke_run and self.smoke is not None:
             problem = self.smoke(script)
@@ -238,8 +310,15 @@ class Generator:
         hit = self.cache.get("accepted", key)
         if hit is not None:
             transcript = dict(hit["transcript"], served_from_cache_at=_now())
-            return Outcome("accepted", hit["script"], hit["contract"], None, "cache", transcript,
-                           totals(transcript["attempts"], cache_hit=True))
+            return Outcome(
+                "accepted",
+                hit["script"],
+                hit["contract"],
+                None,
+                "cache",
+                transcript,
+                totals(transcript["attempts"], cache_hit=True),
+            )
         base = [{"role": "user", "content": prompt}]
         regen_left, repair_left = self.policy.regenerations, self.policy.repairs
         kind, messages = "initial", base
@@ -266,37 +345,59 @@ class Generator:
                 repair_left -= 1
                 repair = self.repair_template.replace("{{ error }}", error)
                 said = reply.text if reply.text.strip() else "(an empty reply)"  # APIs refuse empty turns
-                kind, messages = "repair", base + [{"role": "assistant", "content": said},
-                                                   {"role": "user", "content": repair}]
+                kind, messages = (
+                    "repair",
+                    base + [{"role": "assistant", "content": said}, {"role": "user", "content": repair}],
+                )
             else:
                 error = f"no usable script after {len(self.attempts)} replies; last: {error}"
                 break
         status = "accepted" if script is not None else "generation_failed"
         transcript = {
-            "schema_version": TRANSCRIPT_VERSION, "status": status, "error": None if script else error,
-            "accepted_key": key, "provider": self.settings.provider, "model": self.settings.model,
-            "base_url": self.settings.base_url, "parameters": self.settings.parameters(),
-            "policy": {"regenerations": self.policy.regenerations, "repairs": self.policy.repairs,
-                       "smoke_run": self.policy.smoke_run, "cache": self.policy.cache},
-            "system": self.system, "repair_template": self.repair_template, "created_at": _now(),
+            "schema_version": TRANSCRIPT_VERSION,
+            "status": status,
+            "error": None if script else error,
+            "accepted_key": key,
+            "provider": self.settings.provider,
+            "model": self.settings.model,
+            "base_url": self.settings.base_url,
+            "parameters": self.settings.parameters(),
+            "policy": {
+                "regenerations": self.policy.regenerations,
+                "repairs": self.policy.repairs,
+                "smoke_run": self.policy.smoke_run,
+                "cache": self.policy.cache,
+            },
+            "system": self.system,
+            "repair_template": self.repair_template,
+            "created_at": _now(),
             "attempts": self.attempts,
         }
         transcript = llm.redact(transcript, llm.secrets(self.settings))
-        outcome = Outcome(status, script, contract, transcript["error"], "llm", transcript, totals(self.attempts))
+        outcome = Outcome(
+            status, script, contract, transcript["error"], "llm", transcript, totals(self.attempts)
+        )
         if script is not None:
-            self.cache.put("accepted", key, {"script": script, "contract": contract, "transcript": transcript})
+            self.cache.put(
+                "accepted", key, {"script": script, "contract": contract, "transcript": transcript}
+            )
         return outcome
 
 
 def totals(attempts: list[dict], cache_hit: bool = False) -> dict:
     """Cost of one generation: requests paid now, replies replayed from the cache, tokens of paid requests."""
+
     def tokens(kind: str, among: list[dict]) -> int:
         return sum(a.get("usage", {}).get(kind, 0) for a in among)
 
     paid = [] if cache_hit else [a for a in attempts if not a["cached"]]
-    return {"api_requests": sum(a["http_requests"] for a in paid),
-            "cached_replies": 0 if cache_hit else len(attempts) - len(paid), "cache_hit": cache_hit,
-            "replies": len(attempts), "input_tokens": tokens("input_tokens", paid),
-            "output_tokens": tokens("output_tokens", paid),
-            "original_input_tokens": tokens("input_tokens", attempts),
-            "original_output_tokens": tokens("output_tokens", attempts)}
+    return {
+        "api_requests": sum(a["http_requests"] for a in paid),
+        "cached_replies": 0 if cache_hit else len(attempts) - len(paid),
+        "cache_hit": cache_hit,
+        "replies": len(attempts),
+        "input_tokens": tokens("input_tokens", paid),
+        "output_tokens": tokens("output_tokens", paid),
+        "original_input_tokens": tokens("input_tokens", attempts),
+        "original_output_tokens": tokens("output_tokens", attempts),
+    }

@@ -38,5 +38,7 @@ def check_script(text: str, where: str) -> str:
     defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     missing = [name for name in CONTRACT if name not in defined]
     if missing:
-        raise IsobenchError(f"{where}: the test does not define {', '.join(missing)} (contract: {', '.join(CONTRACT)})")
+        raise IsobenchError(
+            f"{where}: the test does not define {', '.join(missing)} (contract: {', '.join(CONTRACT)})"
+        )
     return contract

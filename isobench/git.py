@@ -25,8 +25,14 @@ GIT_ENV = {
 }
 
 
-def git(*args: str, cwd: str | Path | None = None, env: dict | None = None, check: bool = True, input: str | None = None,
-        status: bool = False):
+def git(
+    *args: str,
+    cwd: str | Path | None = None,
+    env: dict | None = None,
+    check: bool = True,
+    input: str | None = None,
+    status: bool = False,
+):
     """Run git and return its stdout (with ``status``: whether it succeeded); a failure raises
     IsobenchError with git's own message."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
@@ -71,8 +77,10 @@ def ensure_mirror(repo: str, mirror: Path, fetch: bool = True, identity: str | N
         if (mirror / "HEAD").exists():
             known = git("config", "--get", "isobench.origin", cwd=mirror, check=False).strip()
             if known and known != identity:
-                sys.stderr.write(f"isobench: warning: {mirror}: mirrors {known}, the source now names {identity}: "
-                                 "mirroring it afresh\n")
+                sys.stderr.write(
+                    f"isobench: warning: {mirror}: mirrors {known}, the source now names {identity}: "
+                    "mirroring it afresh\n"
+                )
                 shutil.rmtree(mirror)
             elif git("config", "--get", "remote.origin.url", cwd=mirror, check=False).strip() != src:
                 git("remote", "set-url", "origin", src, cwd=mirror)
@@ -97,11 +105,18 @@ def resolve_many(mirror: Path, refs: list[str]) -> dict[str, str | None]:
     """Resolve many commit refs in one git process (``cat-file --batch-check``)."""
     if not refs:
         return {}
-    out = git("cat-file", "--batch-check=%(objectname) %(objecttype)", cwd=mirror, input="".join(f"{r}^{{commit}}\n" for r in refs))
+    out = git(
+        "cat-file",
+        "--batch-check=%(objectname) %(objecttype)",
+        cwd=mirror,
+        input="".join(f"{r}^{{commit}}\n" for r in refs),
+    )
     result: dict[str, str | None] = {}
     for ref, line in zip(refs, out.splitlines()):
         parts = line.split()
-        result[ref] = parts[0] if len(parts) == 2 and parts[1] == "commit" and SHA_RE.match(parts[0]) else None
+        result[ref] = (
+            parts[0] if len(parts) == 2 and parts[1] == "commit" and SHA_RE.match(parts[0]) else None
+        )
     return result
 
 
@@ -109,7 +124,9 @@ def first_parents(mirror: Path, shas: list[str]) -> dict[str, str | None]:
     """The first parent of each commit (None for a root commit), in one git process."""
     if not shas:
         return {}
-    out = git("rev-list", "--no-walk=unsorted", "--parents", "--stdin", cwd=mirror, input="\n".join(shas) + "\n")
+    out = git(
+        "rev-list", "--no-walk=unsorted", "--parents", "--stdin", cwd=mirror, input="\n".join(shas) + "\n"
+    )
     parents: dict[str, str | None] = {}
     for line in out.splitlines():
         parts = line.split()
@@ -141,8 +158,16 @@ _MERGE_PR = re.compile(r"^Merge pull request #(\d+)\b")
 def merged_pr(mirror: Path, head: str, main: str) -> int | None:
     """The pull request that brought ``head`` into ``main``: the first "Merge pull request #n" merge commit
     on the ancestry path from ``head`` to ``main`` (None when there is none, e.g. squash or rebase merges)."""
-    out = git("log", "--ancestry-path", "--merges", "--reverse", "--format=%s", f"{head}..{main}", cwd=mirror,
-              check=False)
+    out = git(
+        "log",
+        "--ancestry-path",
+        "--merges",
+        "--reverse",
+        "--format=%s",
+        f"{head}..{main}",
+        cwd=mirror,
+        check=False,
+    )
     for subject in out.splitlines():
         m = _MERGE_PR.match(subject)
         if m:
@@ -163,7 +188,14 @@ def changed_files(mirror: Path, base: str, head: str) -> list[dict]:
     for line in status.splitlines():
         code, path = line.split("\t", 1)
         added, removed = counts.get(path, (0, 0))
-        files.append({"file_path": path, "change_type": kinds.get(code[0], "modified"), "lines_added": added, "lines_removed": removed})
+        files.append(
+            {
+                "file_path": path,
+                "change_type": kinds.get(code[0], "modified"),
+                "lines_added": added,
+                "lines_removed": removed,
+            }
+        )
     return files
 
 
@@ -178,7 +210,9 @@ def diff(mirror: Path, base: str, head: str, paths: list[str] | None = None) -> 
 
 
 def show_file(mirror: Path, sha: str, path: str) -> str | None:
-    out = subprocess.run(["git", "show", f"{sha}:{path}"], cwd=mirror, env={**os.environ, **GIT_ENV}, capture_output=True)
+    out = subprocess.run(
+        ["git", "show", f"{sha}:{path}"], cwd=mirror, env={**os.environ, **GIT_ENV}, capture_output=True
+    )
     return out.stdout.decode("utf-8", "replace") if out.returncode == 0 else None
 
 
@@ -209,13 +243,19 @@ def _store_blobs(mirror: Path, store: Path, blobs: set[tuple[str, str]]) -> None
     if not missing:
         return
     request = "".join(f"{obj}\n" for obj, _ in missing).encode()
-    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=mirror, env={**os.environ, **GIT_ENV}, input=request,
-                          capture_output=True, check=True)
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=mirror,
+        env={**os.environ, **GIT_ENV},
+        input=request,
+        capture_output=True,
+        check=True,
+    )
     data, pos = proc.stdout, 0
     for obj, mode in missing:
         end = data.index(b"\n", pos)
         size = int(data[pos:end].split()[2])
-        content, pos = data[end + 1:end + 1 + size], end + 2 + size
+        content, pos = data[end + 1 : end + 1 + size], end + 2 + size
         target = _stored(store, obj, mode)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         tmp = f"{target}.{os.getpid()}.tmp"
@@ -288,7 +328,10 @@ def ensure_worktree(mirror: Path, sha: str, path: Path) -> Path:
     with locked(mirror.with_name(mirror.name + ".worktree.lock")):
         if path.exists():
             head = git("rev-parse", "HEAD", cwd=path, check=False).strip()
-            if head == sha and not git("status", "--porcelain", "--untracked-files=no", cwd=path, check=False).strip():
+            if (
+                head == sha
+                and not git("status", "--porcelain", "--untracked-files=no", cwd=path, check=False).strip()
+            ):
                 return path
             if head == sha:
                 _drop_modified(mirror, sha, path, store)

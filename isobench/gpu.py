@@ -36,9 +36,24 @@ log = logging.getLogger(__name__)
 
 BUDGET_ENV = "ISOBENCH_GPU_BUDGET"  # --resources gpu=N of the run (set by the main process)
 SCHEDULER_ENV = "ISOBENCH_GPU_SCHEDULER"  # jobs run under a cluster scheduler, which allocates their GPUs
-QUERY = ("index", "uuid", "name", "driver_version", "pci.bus_id", "clocks.sm", "clocks.mem", "clocks.max.sm",
-         "clocks.max.mem", "power.draw", "power.limit", "temperature.gpu", "pstate", "utilization.gpu",
-         "memory.used", "memory.total")
+QUERY = (
+    "index",
+    "uuid",
+    "name",
+    "driver_version",
+    "pci.bus_id",
+    "clocks.sm",
+    "clocks.mem",
+    "clocks.max.sm",
+    "clocks.max.mem",
+    "power.draw",
+    "power.limit",
+    "temperature.gpu",
+    "pstate",
+    "utilization.gpu",
+    "memory.used",
+    "memory.total",
+)
 APPS = ("pid", "gpu_uuid", "used_memory", "process_name")
 
 
@@ -49,14 +64,18 @@ class GpuSettings:
     wait_log_s: float = 60.0  # how often a job waiting for a free GPU says so
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "GpuSettings":
+    def from_config(cls, cfg: dict | None) -> GpuSettings:
         cfg = dict(cfg or {})
         if cfg.get("devices") is not None:
             cfg["devices"] = [str(d) for d in cfg["devices"]]
         return from_config(cls, cfg)
 
     def lock_folder(self) -> Path:
-        return Path(self.lock_dir) if self.lock_dir else Path(tempfile.gettempdir()) / f"isobench-gpu-{os.getuid()}"
+        return (
+            Path(self.lock_dir)
+            if self.lock_dir
+            else Path(tempfile.gettempdir()) / f"isobench-gpu-{os.getuid()}"
+        )
 
 
 def _nvidia_smi(*args: str) -> str | None:
@@ -93,7 +112,7 @@ def pool(settings: GpuSettings, environ=None) -> tuple[list[str], str]:
         source = "nvidia-smi" if listed is not None else "none (no nvidia-smi)"
     budget = environ.get(BUDGET_ENV)
     if budget and budget.isdigit() and int(budget) < len(devices):
-        devices, source = devices[:int(budget)], f"{source}, first {budget} (--resources gpu={budget})"
+        devices, source = devices[: int(budget)], f"{source}, first {budget} (--resources gpu={budget})"
     return devices, source
 
 
@@ -118,13 +137,27 @@ def slot(settings: GpuSettings, who: str, environ=None):
     if environ.get(SCHEDULER_ENV):
         devices = _visible(environ)
         reason = None if devices else "the scheduler gave this job no GPU"
-        yield {"device": ",".join(devices) if devices else None, "env": {}, "pool": devices or [],
-               "source": "scheduler", "waited_s": 0.0, "reason": reason, "host": socket.gethostname()}
+        yield {
+            "device": ",".join(devices) if devices else None,
+            "env": {},
+            "pool": devices or [],
+            "source": "scheduler",
+            "waited_s": 0.0,
+            "reason": reason,
+            "host": socket.gethostname(),
+        }
         return
     devices, source = pool(settings, environ)
     if not devices:
-        yield {"device": None, "env": {}, "pool": [], "source": source, "waited_s": 0.0,
-               "reason": f"no GPU on this host ({source})", "host": socket.gethostname()}
+        yield {
+            "device": None,
+            "env": {},
+            "pool": [],
+            "source": source,
+            "waited_s": 0.0,
+            "reason": f"no GPU on this host ({source})",
+            "host": socket.gethostname(),
+        }
         return
     folder = settings.lock_folder()
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,8 +177,16 @@ def slot(settings: GpuSettings, who: str, environ=None):
         break
     waited = round(time.monotonic() - started, 3)
     try:
-        yield {"device": device, "env": {"CUDA_VISIBLE_DEVICES": device}, "pool": devices, "source": source,
-               "waited_s": waited, "reason": None, "host": socket.gethostname(), "lock": str(folder / f"gpu-{device}.lock")}
+        yield {
+            "device": device,
+            "env": {"CUDA_VISIBLE_DEVICES": device},
+            "pool": devices,
+            "source": source,
+            "waited_s": waited,
+            "reason": None,
+            "host": socket.gethostname(),
+            "lock": str(folder / f"gpu-{device}.lock"),
+        }
     finally:
         os.close(fd)  # closing the file releases the lock (as the kernel does when the process dies)
 
@@ -172,13 +213,19 @@ def snapshot(device: str) -> dict:
     """The device's state now, as nvidia-smi reports it; ``available`` false (and why) where it cannot."""
     text = _nvidia_smi("--query-gpu=" + ",".join(QUERY), "--format=csv,noheader,nounits", "-i", device)
     if text is None:
-        why = "nvidia-smi not found" if not shutil.which("nvidia-smi") else f"nvidia-smi failed for device {device}"
+        why = (
+            "nvidia-smi not found"
+            if not shutil.which("nvidia-smi")
+            else f"nvidia-smi failed for device {device}"
+        )
         return {"available": False, "reason": why}
     rows = _rows(text, QUERY)
     if not rows:
         return {"available": False, "reason": f"nvidia-smi listed no device {device}"}
     gpu = rows[0]
-    apps = _rows(_nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS)
+    apps = _rows(
+        _nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS
+    )
     gpu["processes"] = [a for a in apps if a["gpu_uuid"] == gpu["uuid"]]
     return {"available": True, "taken_at": time.time(), **gpu}
 
@@ -192,13 +239,25 @@ def state(slot_facts: dict, before: dict | None, after: dict | None) -> tuple[di
         return {"available": False, "reason": before.get("reason"), "before": None, "after": None}, []
     warnings = []
     for when, snap in (("before", before), ("after", after or {})):
-        others = [f"pid {p['pid']} ({p.get('process_name')}, {p.get('used_memory')} MiB)"
-                  for p in snap.get("processes") or []]
+        others = [
+            f"pid {p['pid']} ({p.get('process_name')}, {p.get('used_memory')} MiB)"
+            for p in snap.get("processes") or []
+        ]
         if others:
-            warnings.append(f"another process was on GPU {slot_facts['device']} {when} the measurement: "
-                            + "; ".join(others))
-    keep = ("name", "uuid", "driver_version", "pci_bus_id", "clocks_max_sm", "clocks_max_mem", "power_limit",
-            "memory_total")
+            warnings.append(
+                f"another process was on GPU {slot_facts['device']} {when} the measurement: "
+                + "; ".join(others)
+            )
+    keep = (
+        "name",
+        "uuid",
+        "driver_version",
+        "pci_bus_id",
+        "clocks_max_sm",
+        "clocks_max_mem",
+        "power_limit",
+        "memory_total",
+    )
     return {"available": True, **{k: before.get(k) for k in keep}, "before": before, "after": after}, warnings
 
 

@@ -26,7 +26,9 @@ import sys
 import time
 import traceback
 
-HARNESS_VERSION = "5"  # 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
+HARNESS_VERSION = (
+    "5"  # 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
+)
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -115,8 +117,12 @@ def load_module(path):
 def gpu_driver():
     """The NVIDIA driver version, read outside any timed region."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -198,8 +204,10 @@ class Timer:
         """The devices the samples synchronized (process index, and the device CUDA_VISIBLE_DEVICES names)."""
         if self.cuda is None:
             return None
-        return [{"index": d, "visible_as": physical_device(d), "name": self.cuda.get_device_name(d)}
-                for d in self.devices]
+        return [
+            {"index": d, "visible_as": physical_device(d), "name": self.cuda.get_device_name(d)}
+            for d in self.devices
+        ]
 
 
 def make_timer(torch_mod, flush_l2=False):
@@ -241,9 +249,19 @@ def _torch():
 
 
 def run(args):
-    report = {"harness_version": HARNESS_VERSION, "mode": args.mode, "status": "failed", "category": None,
-              "error": None, "traceback": None, "samples_ms": [], "timer": None, "equivalent": None,
-              "events_ms": [], "gpu_devices": None}
+    report = {
+        "harness_version": HARNESS_VERSION,
+        "mode": args.mode,
+        "status": "failed",
+        "category": None,
+        "error": None,
+        "traceback": None,
+        "samples_ms": [],
+        "timer": None,
+        "equivalent": None,
+        "events_ms": [],
+        "gpu_devices": None,
+    }
     try:
         module = load_module(args.module)
         try:
@@ -256,7 +274,9 @@ def run(args):
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         report["equivalent"] = check_reference(module, result, args.mode, args.reference)
         del result
-        torch_mod = None if args.no_cuda else _torch()  # also a torch the test imported late, inside experiment()
+        torch_mod = (
+            None if args.no_cuda else _torch()
+        )  # also a torch the test imported late, inside experiment()
         timer, report["timer"] = make_timer(torch_mod, args.flush_l2)
         samples = []
         try:
@@ -267,7 +287,9 @@ def run(args):
                 timer(lambda: module.experiment(data))
                 calls += 1
             report["warmup_calls"] = calls
-            if timer.cuda is None and not args.no_cuda and cuda_in_use(_torch()):  # CUDA first used in warm-up
+            if (
+                timer.cuda is None and not args.no_cuda and cuda_in_use(_torch())
+            ):  # CUDA first used in warm-up
                 timer, report["timer"] = make_timer(_torch(), args.flush_l2)
             timer.events_ms = []
             if args.control is None:
@@ -283,8 +305,10 @@ def run(args):
         except BaseException as exc:
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         if timer.cuda is None and not args.no_cuda and cuda_in_use(_torch()):
-            report["warnings"] = ["the test first used CUDA during the timed calls: its samples were taken "
-                                  "without synchronizing the GPU (warm up longer: warmup, warmup_ms)"]
+            report["warnings"] = [
+                "the test first used CUDA during the timed calls: its samples were taken "
+                "without synchronizing the GPU (warm up longer: warmup, warmup_ms)"
+            ]
         report["samples_ms"], report["events_ms"] = samples, timer.events_ms
         report["gpu_devices"] = timer.describe()
         report["status"] = "ok"
@@ -304,14 +328,16 @@ def peak_memory(torch_mod=None):
     try:
         import resource
 
-        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)  # KiB on Linux
+        out["peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1
+        )  # KiB on Linux
     except (ImportError, OSError):
         pass
     try:
         if torch_mod is not None and torch_mod.cuda.is_initialized():
             device = torch_mod.cuda.current_device()
             out["gpu_device"] = device
-            out["gpu_peak_mb"] = round(torch_mod.cuda.max_memory_reserved(device) / 2 ** 20, 1)
+            out["gpu_peak_mb"] = round(torch_mod.cuda.max_memory_reserved(device) / 2**20, 1)
     except Exception:
         pass
     return out
@@ -324,11 +350,20 @@ def main(argv=None):
     parser.add_argument("--reference")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--warmup-ms", type=float, default=0.0, help="keep warming up until this much time has passed")
-    parser.add_argument("--flush-l2", action="store_true", help="overwrite the GPU's L2 cache before each timed call")
-    parser.add_argument("--no-cuda", action="store_true", help="time with perf_counter even when CUDA is available")
-    parser.add_argument("--lockstep", action="store_true",
-                        help="after warm-up say 'ready' and time one call per 'go' line read from stdin")
+    parser.add_argument(
+        "--warmup-ms", type=float, default=0.0, help="keep warming up until this much time has passed"
+    )
+    parser.add_argument(
+        "--flush-l2", action="store_true", help="overwrite the GPU's L2 cache before each timed call"
+    )
+    parser.add_argument(
+        "--no-cuda", action="store_true", help="time with perf_counter even when CUDA is available"
+    )
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="after warm-up say 'ready' and time one call per 'go' line read from stdin",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     args.control = None

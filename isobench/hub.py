@@ -27,8 +27,9 @@ def shard_path(split: str) -> str:
     return f"data/{split}-00000-of-00001.parquet"
 
 
-def push_to_hub(rows: list[dict], repo_id: str, split: str = "test", dry_run: bool = False,
-                endpoint: str | None = None) -> dict:
+def push_to_hub(
+    rows: list[dict], repo_id: str, split: str = "test", dry_run: bool = False, endpoint: str | None = None
+) -> dict:
     """Merge ``rows`` into split ``split`` of the Hub dataset ``repo_id`` and push it (unless ``dry_run``).
 
     Returns a summary: {"repo_id", "split", "hub_rows", "local_rows", "added", "replaced", "unchanged",
@@ -48,13 +49,25 @@ def push_to_hub(rows: list[dict], repo_id: str, split: str = "test", dry_run: bo
         with tempfile.TemporaryDirectory(prefix="isobench-hub-") as tmp, _quiet():
             head, files = _hub_files(api, repo_id)
             shards = sorted(f for f in files if f.startswith(f"data/{split}-") and f.endswith(".parquet"))
-            hub_rows = [row for name in shards for row in _read_parquet(
-                api.hf_hub_download(repo_id, name, repo_type="dataset", revision=head, cache_dir=tmp))]
+            hub_rows = [
+                row
+                for name in shards
+                for row in _read_parquet(
+                    api.hf_hub_download(repo_id, name, repo_type="dataset", revision=head, cache_dir=tmp)
+                )
+            ]
             _check_records(hub_rows, repo_id, split)
             local = merge(rows)
             merged = merge(hub_rows + local)
-            summary = {"repo_id": repo_id, "split": split, "hub_rows": len(hub_rows), "local_rows": len(local),
-                       **_compare(hub_rows, local, merged), "pushed": False, "commit": None}
+            summary = {
+                "repo_id": repo_id,
+                "split": split,
+                "hub_rows": len(hub_rows),
+                "local_rows": len(local),
+                **_compare(hub_rows, local, merged),
+                "pushed": False,
+                "commit": None,
+            }
             if dry_run or not (summary["added"] or summary["replaced"]):
                 return summary
             if head is None:
@@ -64,15 +77,24 @@ def push_to_hub(rows: list[dict], repo_id: str, split: str = "test", dry_run: bo
             target = shard_path(split)
             operations = [CommitOperationAdd(path_in_repo=target, path_or_fileobj=str(parquet))]
             operations += [CommitOperationDelete(path_in_repo=name) for name in shards if name != target]
-            if "README.md" in files:  # sizes recorded there would no longer match: `load_dataset` would refuse
-                card = _card_without_sizes(api.hf_hub_download(repo_id, "README.md", repo_type="dataset",
-                                                               revision=head, cache_dir=tmp))
+            if (
+                "README.md" in files
+            ):  # sizes recorded there would no longer match: `load_dataset` would refuse
+                card = _card_without_sizes(
+                    api.hf_hub_download(
+                        repo_id, "README.md", repo_type="dataset", revision=head, cache_dir=tmp
+                    )
+                )
                 if card is not None:
                     operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
             info = api.create_commit(
-                repo_id, operations, repo_type="dataset", parent_commit=head,
+                repo_id,
+                operations,
+                repo_type="dataset",
+                parent_commit=head,
                 commit_message=f"isobench: {split} split, {len(merged)} rows",
-                commit_description=", ".join(f"{k} {len(summary[k])}" for k in ("added", "replaced", "kept")))
+                commit_description=", ".join(f"{k} {len(summary[k])}" for k in ("added", "replaced", "kept")),
+            )
             return {**summary, "pushed": True, "commit": info.oid}
     except HFValidationError as exc:
         raise IsobenchError(f"push: {repo_id!r} is not a Hub repository id: {exc}") from None
@@ -86,8 +108,10 @@ def format_push(summary: dict) -> str:
     """A few lines for people: what a push changed or, in a dry run, would change."""
     s, done = summary, summary["pushed"]
     total = len(s["added"]) + len(s["replaced"]) + len(s["unchanged"]) + len(s["kept"])
-    lines = [f"{s['repo_id']} ({s['split']}): {s['hub_rows']} rows on the Hub, {s['local_rows']} local, "
-             f"{total} after merging"]
+    lines = [
+        f"{s['repo_id']} ({s['split']}): {s['hub_rows']} rows on the Hub, {s['local_rows']} local, "
+        f"{total} after merging"
+    ]
     for key, verb in (("added", "add"), ("replaced", "replace")):
         if s[key]:
             lines.append(f"{key if done else 'would ' + verb} {len(s[key])}: {', '.join(s[key])}")
@@ -119,8 +143,10 @@ def _check_records(rows: list[dict], repo_id: str, split: str) -> None:
     for row in rows:
         missing = [k for k in ("repo", "head_commit", "created_at", "instance_id") if row.get(k) is None]
         if missing:
-            raise IsobenchError(f"push: {repo_id}: the {split} split holds rows that are not isobench records "
-                                f"(no {', '.join(missing)}); push to another split or repository")
+            raise IsobenchError(
+                f"push: {repo_id}: the {split} split holds rows that are not isobench records "
+                f"(no {', '.join(missing)}); push to another split or repository"
+            )
 
 
 def _card_without_sizes(readme: str) -> bytes | None:
@@ -190,7 +216,9 @@ def _canonical(value):
 def _hub_error(exc, repo_id: str) -> str:
     status = exc.response.status_code if exc.response is not None else None
     if status in (401, 403):
-        return f"push: {repo_id}: the Hub refused access ({status}); check that HF_TOKEN may write this dataset"
+        return (
+            f"push: {repo_id}: the Hub refused access ({status}); check that HF_TOKEN may write this dataset"
+        )
     detail = exc.server_message or str(exc).splitlines()[0]
     return f"push: {repo_id}: the Hub answered {status}: {detail}"
 

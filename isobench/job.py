@@ -22,6 +22,7 @@ from .lockstep import PIN_CPU, lockstep_round
 from .sandbox import COMPILE_CACHES, Sandbox, SandboxSettings, compile_cache_env
 from .settings import from_config
 
+
 @dataclass(frozen=True)
 class Settings:
     rounds: int = 8  # the minimum (isobench.adaptive)
@@ -38,7 +39,7 @@ class Settings:
     auto_memory_fraction: float = 0.5
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Settings":
+    def from_config(cls, cfg: dict) -> Settings:
         return from_config(cls, cfg)
 
     def as_dict(self) -> dict:
@@ -72,8 +73,17 @@ def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
 
 
 def failed(category: str, error: str, **extra) -> dict:
-    return {"status": "failed", "category": category, "error": error, "samples_ms": [], "env": None, "timer": None,
-            "equivalent": None, "traceback": None, **extra}
+    return {
+        "status": "failed",
+        "category": category,
+        "error": error,
+        "samples_ms": [],
+        "env": None,
+        "timer": None,
+        "equivalent": None,
+        "traceback": None,
+        **extra,
+    }
 
 
 class Job:
@@ -81,9 +91,17 @@ class Job:
     ``code/`` (the test, the harness, the sandbox launcher: read-only to the test) and ``data/``
     (the reference result and one folder per round: the only places the test may write)."""
 
-    def __init__(self, generator: Path, scratch: Path, settings: Settings, contract: str = "auto",
-                 extra_path: tuple[str, ...] = (), sandbox: SandboxSettings | None = None, runner: Runner | None = None,
-                 device_env: dict | None = None):
+    def __init__(
+        self,
+        generator: Path,
+        scratch: Path,
+        settings: Settings,
+        contract: str = "auto",
+        extra_path: tuple[str, ...] = (),
+        sandbox: SandboxSettings | None = None,
+        runner: Runner | None = None,
+        device_env: dict | None = None,
+    ):
         scratch = Path(scratch).resolve()
         if scratch.exists():
             shutil.rmtree(scratch)
@@ -100,16 +118,28 @@ class Job:
         self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
         self.settings, self.extra_path = settings, extra_path
         self.device_env = dict(device_env or {})  # CUDA_VISIBLE_DEVICES of the GPU slot the job holds
-        self.sandbox = Sandbox(sandbox or SandboxSettings(), runner or Runner(), self.code, self.data,
-                               device=self.device_env.get("CUDA_VISIBLE_DEVICES"))
+        self.sandbox = Sandbox(
+            sandbox or SandboxSettings(),
+            runner or Runner(),
+            self.code,
+            self.data,
+            device=self.device_env.get("CUDA_VISIBLE_DEVICES"),
+        )
         self.reference = self.data / "reference.out"
 
     def extra_env(self, rev: Revision) -> dict:
         root = rev.worktree.resolve()
         pythonpath = ([str(root)] if rev.on_path else []) + [str(root / p) for p in self.extra_path]
-        env = {"PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
-               "PYTHONUNBUFFERED": "1", **self.device_env}
-        if self.sandbox.settings.compile_cache:  # kept across this job's rounds, never shared between revisions
+        env = {
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "0",
+            "PYTHONUNBUFFERED": "1",
+            **self.device_env,
+        }
+        if (
+            self.sandbox.settings.compile_cache
+        ):  # kept across this job's rounds, never shared between revisions
             env.update(compile_cache_env(self.compile_cache(rev)))
         return env
 
@@ -122,17 +152,34 @@ class Job:
             return None
         folder = self.compile_cache(rev)
         files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-        return {"persistent_across_rounds": True, "variables": sorted(COMPILE_CACHES), "files": len(files),
-                "mb": round(sum(p.stat().st_size for p in files) / 2 ** 20, 2)}
+        return {
+            "persistent_across_rounds": True,
+            "variables": sorted(COMPILE_CACHES),
+            "files": len(files),
+            "mb": round(sum(p.stat().st_size for p in files) / 2**20, 2),
+        }
 
     def read_only(self, rev: Revision) -> list[Path]:
         return [rev.worktree.resolve(), *rev.read_only]
 
     def harness_cmd(self, rev: Revision, mode: str) -> list[str]:
         s = self.settings
-        cmd = [rev.python, str(self.code / "harness.py"), "--module", str(self.module), "--mode", mode,
-               "--reference", str(self.reference), "--warmup", str(s.warmup), "--warmup-ms", str(s.warmup_ms),
-               "--repeat", str(s.repeat)]
+        cmd = [
+            rev.python,
+            str(self.code / "harness.py"),
+            "--module",
+            str(self.module),
+            "--mode",
+            mode,
+            "--reference",
+            str(self.reference),
+            "--warmup",
+            str(s.warmup),
+            "--warmup-ms",
+            str(s.warmup_ms),
+            "--repeat",
+            str(s.repeat),
+        ]
         return cmd + (["--no-cuda"] if s.no_cuda else []) + (["--flush-l2"] if s.flush_l2 else [])
 
     def _finish(self, report: dict, proc, workdir: Path) -> dict:
@@ -141,8 +188,12 @@ class Job:
         report["sandbox"] = seen["protections"]
         if seen["violation"]:
             if report["status"] == "ok":
-                report = {**failed("sandbox_violation", seen["violation"]), "sandbox": seen["protections"],
-                          "env": report.get("env"), "timer": report.get("timer")}
+                report = {
+                    **failed("sandbox_violation", seen["violation"]),
+                    "sandbox": seen["protections"],
+                    "env": report.get("env"),
+                    "timer": report.get("timer"),
+                }
             else:
                 report.setdefault("warnings", []).append(seen["violation"])
         report["stderr_tail"] = _tail(workdir / "stderr.txt")
@@ -165,8 +216,15 @@ class Job:
         out = workdir / "report.json"
         out.unlink(missing_ok=True)
         cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
-        proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
-                                                  self.settings.timeout_s, image=rev.image)
+        proc, returncode, wall = self.sandbox.run(
+            cmd,
+            workdir,
+            self.extra_env(rev),
+            self.read_only(rev),
+            rev.python,
+            self.settings.timeout_s,
+            image=rev.image,
+        )
         if returncode is None:
             report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
         elif out.exists():
@@ -199,16 +257,34 @@ class Job:
         out_file = workdir / "timing_output.txt"
         reads = workdir / "reference_reads.txt"
         reads.unlink(missing_ok=True)
-        cmd = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix), "--reads", str(reads),
-               "--", *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file)]
-        proc, returncode, wall = self.sandbox.run(cmd, workdir, self.extra_env(rev), self.read_only(rev), rev.python,
-                                                  self.settings.timeout_s, image=rev.image)
+        cmd = [
+            rev.python,
+            str(self.code / "script_runner.py"),
+            "--watch",
+            str(self.prefix),
+            "--reads",
+            str(reads),
+            "--",
+            *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file),
+        ]
+        proc, returncode, wall = self.sandbox.run(
+            cmd,
+            workdir,
+            self.extra_env(rev),
+            self.read_only(rev),
+            rev.python,
+            self.settings.timeout_s,
+            image=rev.image,
+        )
         stderr = _tail(workdir / "stderr.txt")
         base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
         report_line = None
         if returncode is None:
-            return self._finish({**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base},
-                                proc, workdir)
+            return self._finish(
+                {**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base},
+                proc,
+                workdir,
+            )
         code = self._exit_code(returncode, proc, workdir) if returncode else 0
         warnings: list[str] = []
         if self.contract == "isobench_cli":
@@ -223,18 +299,32 @@ class Job:
         if category is None and mode == "reference":
             self.references = self._stored_references()
             if not self.references:
-                category, error = "store_error", f"the --reference run stored nothing under {self.prefix.name}*"
+                category, error = (
+                    "store_error",
+                    f"the --reference run stored nothing under {self.prefix.name}*",
+                )
         if category is None and problem:
             category, error = "no_reference", problem
         read = set(reads.read_text(errors="replace").splitlines()) if reads.exists() else set()
         if category is None and run_mode == "eqcheck" and not read & {str(p) for p in self.references or []}:
-            category, error = "eqcheck_skipped", "the --eqcheck run never read base's reference " \
-                f"({', '.join(p.name for p in self.references or [])}), so equivalence was not checked"
+            category, error = (
+                "eqcheck_skipped",
+                "the --eqcheck run never read base's reference "
+                f"({', '.join(p.name for p in self.references or [])}), so equivalence was not checked",
+            )
         if category:
             report = {**failed(category, error), **base, "samples_ms": [ms] if ms is not None else []}
         else:
-            report = {"status": "ok", "category": None, "error": None, "samples_ms": [ms], "traceback": None,
-                      "equivalent": True if run_mode == "eqcheck" else None, "warnings": warnings, **base}
+            report = {
+                "status": "ok",
+                "category": None,
+                "error": None,
+                "samples_ms": [ms],
+                "traceback": None,
+                "equivalent": True if run_mode == "eqcheck" else None,
+                "warnings": warnings,
+                **base,
+            }
         report["script_report"] = report_line
         return self._finish(report, proc, workdir)
 
@@ -242,9 +332,17 @@ class Job:
         def starter(rev: Revision):
             out = workdirs[rev.name] / "report.json"
             cmd = self.harness_cmd(rev, modes[rev.name]) + ["--lockstep", "--out", str(out)]
-            return lambda: self.sandbox.popen(cmd, workdirs[rev.name], self.extra_env(rev), self.read_only(rev),
-                                              rev.python, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU,
-                                              image=rev.image)
+            return lambda: self.sandbox.popen(
+                cmd,
+                workdirs[rev.name],
+                self.extra_env(rev),
+                self.read_only(rev),
+                rev.python,
+                stdin=subprocess.PIPE,
+                stdout_pipe=True,
+                cpu=PIN_CPU,
+                image=rev.image,
+            )
 
         procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
         reports, popens = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)

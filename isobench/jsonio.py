@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -37,7 +37,9 @@ def load_json(path: str | Path):
     except UnicodeDecodeError as exc:
         raise IsobenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise IsobenchError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise IsobenchError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
 
 
 def dumps(obj, indent: int | None = 2, sort_keys: bool = True) -> str:
@@ -48,7 +50,7 @@ def dumps(obj, indent: int | None = 2, sort_keys: bool = True) -> str:
         raise IsobenchError(f"refusing to write a non-finite number as JSON: {exc}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def file_mode() -> int:
     """The mode a plain new file gets here (0666 less the umask): what teammates may read on a shared disk."""
     mask = os.umask(0o022)
@@ -64,8 +66,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise IsobenchError(f"{path}: cannot write ({exc.strerror}); check the folder's permissions and free space") \
-            from None
+        raise IsobenchError(
+            f"{path}: cannot write ({exc.strerror}); check the folder's permissions and free space"
+        ) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -75,8 +78,9 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError):
-            raise IsobenchError(f"{path}: cannot write ({exc.strerror}); check the folder's permissions and free "
-                                "space") from None
+            raise IsobenchError(
+                f"{path}: cannot write ({exc.strerror}); check the folder's permissions and free space"
+            ) from None
         raise
 
 
@@ -84,7 +88,7 @@ def write_json(path: str | Path, obj, sort_keys: bool = True) -> None:
     write_text_atomic(path, dumps(obj, sort_keys=sort_keys) + "\n")
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str) -> dict:
     """A schema shipped in ``isobench/schemas``."""
     text = resources.files("isobench").joinpath("schemas", f"{name}.schema.json").read_text(encoding="utf-8")

@@ -36,7 +36,7 @@ class LLMSettings:
     reasoning: object = "auto"  # "auto", True or False
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "LLMSettings":
+    def from_config(cls, cfg: dict) -> LLMSettings:
         return from_config(cls, cfg)
 
     @property
@@ -51,8 +51,13 @@ class LLMSettings:
     def parameters(self) -> dict:
         """What shapes the model's answer (part of the cache key); not the endpoint, timeout or retries."""
         temperature = None if self.temperature is None else float(self.temperature)  # 0 and 0.0 are one key
-        return {"provider": self.provider, "model": self.model, "temperature": temperature,
-                "max_output_tokens": self.max_output_tokens, "reasoning": self.is_reasoning()}
+        return {
+            "provider": self.provider,
+            "model": self.model,
+            "temperature": temperature,
+            "max_output_tokens": self.max_output_tokens,
+            "reasoning": self.is_reasoning(),
+        }
 
 
 def secrets(settings: LLMSettings | None = None) -> list[str]:
@@ -90,8 +95,14 @@ class Reply:
 class APIFailure(IsobenchError):
     """The provider could not give a reply (after the SDK's retries): no point in asking again now."""
 
-    def __init__(self, message: str, http: dict, latency_s: float = 0.0, request: dict | None = None,
-                 fatal: bool = False):
+    def __init__(
+        self,
+        message: str,
+        http: dict,
+        latency_s: float = 0.0,
+        request: dict | None = None,
+        fatal: bool = False,
+    ):
         super().__init__(message)
         self.http, self.latency_s, self.request, self.fatal = http, latency_s, request or {}, fatal
 
@@ -108,14 +119,20 @@ def sdk_base_url(settings: LLMSettings) -> str | None:
 
 def make_client(settings: LLMSettings):
     if settings.provider not in PROVIDERS:
-        raise IsobenchError(f"config: field llm.provider: {settings.provider!r} is not one of {list(PROVIDERS)}")
+        raise IsobenchError(
+            f"config: field llm.provider: {settings.provider!r} is not one of {list(PROVIDERS)}"
+        )
     if not settings.model:
-        raise IsobenchError("config: field llm.model: not set, so a commit without a pre-generated script "
-                            "(<sha>_test_case_generator.py in the source's generators folder) gets no test")
+        raise IsobenchError(
+            "config: field llm.model: not set, so a commit without a pre-generated script "
+            "(<sha>_test_case_generator.py in the source's generators folder) gets no test"
+        )
     key = os.environ.get(settings.key_env)
     if not key:
         if not settings.base_url:
-            raise IsobenchError(f"environment variable {settings.key_env} is not set (the {settings.provider} API key)")
+            raise IsobenchError(
+                f"environment variable {settings.key_env} is not set (the {settings.provider} API key)"
+            )
         key = "not-needed"  # a local OpenAI-compatible server (vLLM, Ollama) usually takes any key
     if settings.provider == "openai":
         import openai as sdk
@@ -127,8 +144,13 @@ def make_client(settings: LLMSettings):
         cls = sdk.Anthropic
     wire = HttpLog()
     http = sdk.DefaultHttpxClient(event_hooks={"request": [wire.on_request], "response": [wire.on_response]})
-    client = cls(api_key=key, base_url=sdk_base_url(settings), timeout=settings.timeout_s,
-                 max_retries=settings.max_retries, http_client=http)
+    client = cls(
+        api_key=key,
+        base_url=sdk_base_url(settings),
+        timeout=settings.timeout_s,
+        max_retries=settings.max_retries,
+        http_client=http,
+    )
     client.isobench_wire = wire
     return client
 
@@ -232,7 +254,9 @@ def chat(client, settings: LLMSettings, system: str | None, messages: list[dict]
         except sdk.APIError as exc:
             # a refused key or an unknown model is a setup mistake, not this commit's failure
             fatal = getattr(exc, "status_code", None) in (401, 403, 404)
-            raise APIFailure(_error_text(exc), http(), time.monotonic() - started, _shown(req), fatal) from None
+            raise APIFailure(
+                _error_text(exc), http(), time.monotonic() - started, _shown(req), fatal
+            ) from None
     latency = round(time.monotonic() - started, 3)
     if settings.provider == "openai":
         choice = resp.choices[0] if resp.choices else None
@@ -242,14 +266,24 @@ def chat(client, settings: LLMSettings, system: str | None, messages: list[dict]
         tokens = (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
         finish = choice.finish_reason if choice else None
     else:
-        text = "".join(getattr(b, "text", "") or "" for b in (resp.content or []) if getattr(b, "type", "") == "text")
+        text = "".join(
+            getattr(b, "text", "") or "" for b in (resp.content or []) if getattr(b, "type", "") == "text"
+        )
         tokens = (resp.usage.input_tokens or 0, resp.usage.output_tokens or 0)
         finish = resp.stop_reason
     if finish in ("length", "max_tokens"):
         finish = "length"
-    return Reply(text=text, finish_reason=finish, model=getattr(resp, "model", None), input_tokens=tokens[0],
-                 output_tokens=tokens[1], latency_s=latency, http=http(), request=_shown(req),
-                 adapted=adapted)
+    return Reply(
+        text=text,
+        finish_reason=finish,
+        model=getattr(resp, "model", None),
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        latency_s=latency,
+        http=http(),
+        request=_shown(req),
+        adapted=adapted,
+    )
 
 
 def _shown(req: dict) -> dict:

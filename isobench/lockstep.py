@@ -89,12 +89,24 @@ def _report(p: _Proc, timeout_s: float) -> dict:
         signum = -returncode if returncode < 0 else returncode - 128
         report = {"status": "failed", "category": "crash", "error": f"killed by signal {signum}"}
     else:
-        report = {"status": "failed", "category": "crash", "error": f"the harness exited with code {returncode} "
-                                                                     "and wrote no report"}
+        report = {
+            "status": "failed",
+            "category": "crash",
+            "error": f"the harness exited with code {returncode} and wrote no report",
+        }
     if report.get("status") == "ok" and report.get("samples_ms") != p.samples:
-        report = {"status": "failed", "category": "harness_error", "error": "lockstep replies and report disagree"}
-    for key, default in (("samples_ms", []), ("env", None), ("timer", None), ("equivalent", None),
-                         ("traceback", None)):
+        report = {
+            "status": "failed",
+            "category": "harness_error",
+            "error": "lockstep replies and report disagree",
+        }
+    for key, default in (
+        ("samples_ms", []),
+        ("env", None),
+        ("timer", None),
+        ("equivalent", None),
+        ("traceback", None),
+    ):
         report.setdefault(key, default)
     return report
 

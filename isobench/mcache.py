@@ -14,7 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .errors import IsobenchError
@@ -24,19 +24,29 @@ from .jsonio import load_json, sha256_bytes, validate, write_json
 log = logging.getLogger("isobench")
 
 CACHE_VERSION = 1
-NOT_RUN = ("env_failed", "generation_failed", "isolation_unavailable")  # never cached: run when the cause is fixed
-_PACKAGES = ("import json, sys, importlib.metadata as m; print(json.dumps({'python': sys.version, "
-             "'packages': sorted('%s==%s' % (d.metadata['Name'], d.version) for d in m.distributions())}))")
+NOT_RUN = (
+    "env_failed",
+    "generation_failed",
+    "isolation_unavailable",
+)  # never cached: run when the cause is fixed
+_PACKAGES = (
+    "import json, sys, importlib.metadata as m; print(json.dumps({'python': sys.version, "
+    "'packages': sorted('%s==%s' % (d.metadata['Name'], d.version) for d in m.distributions())}))"
+)
 
 
-@lru_cache(maxsize=None)
+@cache
 def machine() -> dict:
     """What makes timings of one machine comparable with another's: CPU model and GPU names."""
     gpus: list[str] = []
     if shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                                 text=True, timeout=30).stdout
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
             gpus = [line.strip() for line in out.splitlines() if line.strip()]
         except (OSError, subprocess.TimeoutExpired):
             pass
@@ -49,13 +59,16 @@ def ran_on() -> dict:
     env = os.environ
     out: dict = {"host": socket.gethostname(), "slurm": None}
     if env.get("SLURM_JOB_ID"):
-        out["slurm"] = {"job_id": env["SLURM_JOB_ID"], "node": env.get("SLURMD_NODENAME"),
-                        "partition": env.get("SLURM_JOB_PARTITION"),
-                        "gpus": env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES")}
+        out["slurm"] = {
+            "job_id": env["SLURM_JOB_ID"],
+            "node": env.get("SLURMD_NODENAME"),
+            "partition": env.get("SLURM_JOB_PARTITION"),
+            "gpus": env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES"),
+        }
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def python_fingerprint(python: str) -> str:
     """sha256 of an interpreter's version and installed distributions (what the test can import besides the SHA)."""
     try:
@@ -71,15 +84,35 @@ def fingerprint(env_marker: dict) -> dict:
     """A revision environment's fingerprint; image environments are named by their image's ID (a tag moved to
     another build is another environment)."""
     if env_marker.get("mode") == "image":
-        return {"image": env_marker.get("image"), "image_id": env_marker.get("image_id"),
-                "python": env_marker["python"], "machine": machine()}
+        return {
+            "image": env_marker.get("image"),
+            "image_id": env_marker.get("image_id"),
+            "python": env_marker["python"],
+            "machine": machine(),
+        }
     return {"packages": python_fingerprint(env_marker["python"]), "machine": machine()}
 
 
-def measurement_key(*, generator_sha256: str, shas: dict, fingerprints: dict, settings: dict, contract: str,
-                    python_path: list[str], epoch) -> str:
-    doc = {"generator": generator_sha256, "shas": shas, "environments": fingerprints, "harness": HARNESS_VERSION,
-           "settings": settings, "contract": contract, "python_path": list(python_path), "epoch": epoch}
+def measurement_key(
+    *,
+    generator_sha256: str,
+    shas: dict,
+    fingerprints: dict,
+    settings: dict,
+    contract: str,
+    python_path: list[str],
+    epoch,
+) -> str:
+    doc = {
+        "generator": generator_sha256,
+        "shas": shas,
+        "environments": fingerprints,
+        "harness": HARNESS_VERSION,
+        "settings": settings,
+        "contract": contract,
+        "python_path": list(python_path),
+        "epoch": epoch,
+    }
     return sha256_bytes(json.dumps(doc, sort_keys=True).encode())
 
 
@@ -98,8 +131,12 @@ class MeasurementCache:
             return None
         try:
             entry = load_json(path)
-            if not isinstance(entry, dict) or entry.get("cache_version") != CACHE_VERSION or \
-                    not isinstance(entry.get("timings"), dict) or set(entry["timings"]) != {"base", "head", "main"}:
+            if (
+                not isinstance(entry, dict)
+                or entry.get("cache_version") != CACHE_VERSION
+                or not isinstance(entry.get("timings"), dict)
+                or set(entry["timings"]) != {"base", "head", "main"}
+            ):
                 raise IsobenchError("not a cache entry of this version")
             for name, timing in entry["timings"].items():
                 validate(timing, "timing", name)
@@ -118,5 +155,8 @@ class MeasurementCache:
         try:
             write_json(self._path(key), {"cache_version": CACHE_VERSION, "timings": timings})
         except (IsobenchError, OSError) as exc:
-            log.warning("warning: the measurement cache cannot be written (%s); the timings are kept in the results, "
-                        "but a rerun after their deletion will measure again", exc)
+            log.warning(
+                "warning: the measurement cache cannot be written (%s); the timings are kept in the results, "
+                "but a rerun after their deletion will measure again",
+                exc,
+            )

@@ -27,7 +27,6 @@ REVISIONS = ("base", "head", "main")
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
 
-
 def _progress(name: str, st: dict, k: int) -> str:
     """One revision's part of a round's progress line: the round's median, or why it stopped."""
     if st["failed"] is not None:
@@ -38,10 +37,18 @@ def _progress(name: str, st: dict, k: int) -> str:
     return f"{name} {samples[len(samples) // 2]:.4g} ms"
 
 
-def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, settings: Settings,
-                   extra_path: tuple[str, ...] = (), contract: str = "auto", sandbox: SandboxSettings | None = None,
-                   runner: Runner | None = None, analysis: dict | None = None,
-                   device_env: dict | None = None) -> dict[str, dict]:
+def measure_commit(
+    generator: Path,
+    revisions: list[Revision],
+    scratch: Path,
+    settings: Settings,
+    extra_path: tuple[str, ...] = (),
+    contract: str = "auto",
+    sandbox: SandboxSettings | None = None,
+    runner: Runner | None = None,
+    analysis: dict | None = None,
+    device_env: dict | None = None,
+) -> dict[str, dict]:
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}.
 
     Rounds go on from ``settings.rounds`` up to ``settings.max_rounds`` until the comparison is decided or
@@ -49,9 +56,24 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
     check round's memory facts choose lockstep or one process at a time for the timed rounds. ``device_env``
     (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.gpu) goes to every run of the test."""
     job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner, device_env)
-    state = {r.name: {"rounds": [], "events": [], "gpu_devices": None, "failed": None, "equivalent": None, "env": None, "timer": None, "wall_s": 0.0,
-                      "warnings": [], "stderr_tail": "", "stdout_tail": "", "sandbox": None, "script_report": None}
-             for r in revisions}
+    state = {
+        r.name: {
+            "rounds": [],
+            "events": [],
+            "gpu_devices": None,
+            "failed": None,
+            "equivalent": None,
+            "env": None,
+            "timer": None,
+            "wall_s": 0.0,
+            "warnings": [],
+            "stderr_tail": "",
+            "stdout_tail": "",
+            "sandbox": None,
+            "script_report": None,
+        }
+        for r in revisions
+    }
     refusal = isolation_refusal(sandbox or SandboxSettings(), runner or Runner())
     for rev in revisions:
         if refusal:
@@ -61,10 +83,16 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
     if "base" in state and state["base"]["failed"]:
         for name in state:  # no reference can exist
             state[name]["failed"] = state[name]["failed"] or {
-                "category": "no_reference", "error": "base's environment failed, so no reference exists"}
+                "category": "no_reference",
+                "error": "base's environment failed, so no reference exists",
+            }
     deadline = time.monotonic() + settings.job_timeout_s
-    decision = decide_interleave(settings.interleave, job.contract, [], len(revisions), settings.auto_memory_fraction)
-    chosen = "rounds" if decision["setting"] == "auto" else decision["chosen"]  # auto: the check round decides
+    decision = decide_interleave(
+        settings.interleave, job.contract, [], len(revisions), settings.auto_memory_fraction
+    )
+    chosen = (
+        "rounds" if decision["setting"] == "auto" else decision["chosen"]
+    )  # auto: the check round decides
     maximum = max(settings.max_rounds, settings.rounds)
     k, stop, facts = 0, None, {}
     while stop is None:
@@ -85,27 +113,53 @@ def measure_commit(generator: Path, revisions: list[Revision], scratch: Path, se
             _take(state[rev.name], rev.name, k, rep)
         if k == 0 and decision["setting"] == "auto" and job.contract == "functions":
             left = sum(1 for st in state.values() if st["failed"] is None)
-            decision = decide_interleave("auto", job.contract, memory, left or len(revisions),
-                                         settings.auto_memory_fraction)
+            decision = decide_interleave(
+                "auto", job.contract, memory, left or len(revisions), settings.auto_memory_fraction
+            )
             chosen = decision["chosen"]
             log.info("interleave: %s (auto: %s)", chosen, decision["reason"])
         k += 1
-        stop, facts = stop_reason(state, minimum=settings.rounds, maximum=maximum, done=k, deadline=deadline,
-                                  paired=chosen == "calls", analysis=analysis, precision=settings.precision)
-        log.info("round %d (%s; %d to %d): %s%s", k, "check" if k == 1 else "timed", settings.rounds, maximum,
-                 ", ".join(_progress(rev.name, state[rev.name], k - 1) for rev in revisions),
-                 f"; stop: {stop}" if stop else "")
+        stop, facts = stop_reason(
+            state,
+            minimum=settings.rounds,
+            maximum=maximum,
+            done=k,
+            deadline=deadline,
+            paired=chosen == "calls",
+            analysis=analysis,
+            precision=settings.precision,
+        )
+        log.info(
+            "round %d (%s; %d to %d): %s%s",
+            k,
+            "check" if k == 1 else "timed",
+            settings.rounds,
+            maximum,
+            ", ".join(_progress(rev.name, state[rev.name], k - 1) for rev in revisions),
+            f"; stop: {stop}" if stop else "",
+        )
     if stop == "job_timeout":
         for st in state.values():
-            st["warnings"].append(f"job time limit ({settings.job_timeout_s:g} s) reached after {k} rounds "
-                                  f"(minimum {settings.rounds})")
+            st["warnings"].append(
+                f"job time limit ({settings.job_timeout_s:g} s) reached after {k} rounds "
+                f"(minimum {settings.rounds})"
+            )
     blame_nondeterminism(state)
     for rev in revisions:
         if state[rev.name]["sandbox"] is not None:
-            state[rev.name]["sandbox"] = {**state[rev.name]["sandbox"], "compile_cache": job.compile_cache_facts(rev)}
-    job_facts = {"interleave": chosen, "interleave_decision": decision,
-                 "rounds_stop": {"reason": stop, "rounds": k, "minimum": settings.rounds, "maximum": maximum, **facts}}
-    return {rev.name: {**timing_of(rev, state[rev.name], settings, job.contract), **job_facts} for rev in revisions}
+            state[rev.name]["sandbox"] = {
+                **state[rev.name]["sandbox"],
+                "compile_cache": job.compile_cache_facts(rev),
+            }
+    job_facts = {
+        "interleave": chosen,
+        "interleave_decision": decision,
+        "rounds_stop": {"reason": stop, "rounds": k, "minimum": settings.rounds, "maximum": maximum, **facts},
+    }
+    return {
+        rev.name: {**timing_of(rev, state[rev.name], settings, job.contract), **job_facts}
+        for rev in revisions
+    }
 
 
 def _take(st: dict, name: str, k: int, rep: dict) -> None:
@@ -124,9 +178,12 @@ def _take(st: dict, name: str, k: int, rep: dict) -> None:
     if k == 0 and name != "base":
         st["equivalent"] = rep.get("equivalent")
     if name == "base" and k == SELF_CHECK_ROUND and rep.get("category") == "not_equivalent":
-        rep = {**rep, "category": "nondeterministic",
-               "error": "base's result differs from the reference base itself stored in round 1: the test "
-                        f"is nondeterministic and cannot judge head or main ({rep.get('error')})"}
+        rep = {
+            **rep,
+            "category": "nondeterministic",
+            "error": "base's result differs from the reference base itself stored in round 1: the test "
+            f"is nondeterministic and cannot judge head or main ({rep.get('error')})",
+        }
     if rep["status"] != "ok":
         st["failed"] = rep
         if rep.get("category") == "not_equivalent":
@@ -156,9 +213,12 @@ def blame_nondeterminism(state: dict) -> None:
     for name in ("head", "main"):
         st = state.get(name)
         if st and st["failed"] and st["failed"].get("category") == "not_equivalent":
-            st["failed"] = {**st["failed"], "category": "nondeterministic",
-                            "error": "not judged: base's own result is not reproducible (nondeterministic test); "
-                                     f"head's check said: {st['failed'].get('error')}"}
+            st["failed"] = {
+                **st["failed"],
+                "category": "nondeterministic",
+                "error": "not judged: base's own result is not reproducible (nondeterministic test); "
+                f"head's check said: {st['failed'].get('error')}",
+            }
             st["equivalent"] = None
 
 
@@ -184,7 +244,9 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "contract": contract,
         "timer": st["timer"],
         "device": device,
-        "events_ms": [s for rnd in st.get("events", []) for s in rnd],  # CUDA events on the current stream only
+        "events_ms": [
+            s for rnd in st.get("events", []) for s in rnd
+        ],  # CUDA events on the current stream only
         "gpu_devices": st.get("gpu_devices"),
         "env": st["env"],
         "settings": settings.as_dict(),
@@ -200,14 +262,30 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
 
 def not_run(rev: Revision, category: str, error: str, settings: Settings) -> dict:
     """The timing file of a revision that was never run (e.g. no test could be generated)."""
-    st = {"rounds": [], "failed": {"category": category, "error": error}, "equivalent": None, "env": None,
-          "timer": None, "wall_s": 0.0, "warnings": [], "stderr_tail": ""}
+    st = {
+        "rounds": [],
+        "failed": {"category": category, "error": error},
+        "equivalent": None,
+        "env": None,
+        "timer": None,
+        "wall_s": 0.0,
+        "warnings": [],
+        "stderr_tail": "",
+    }
     return {**timing_of(rev, st, settings, "functions"), "contract": None, "interleave": None}
 
 
-def smoke_run(script: Path, rev: Revision, scratch: Path, timeout_s: float, extra_path: tuple[str, ...] = (),
-              contract: str = "auto", sandbox: SandboxSettings | None = None, runner: Runner | None = None,
-              device_env: dict | None = None) -> str | None:
+def smoke_run(
+    script: Path,
+    rev: Revision,
+    scratch: Path,
+    timeout_s: float,
+    extra_path: tuple[str, ...] = (),
+    contract: str = "auto",
+    sandbox: SandboxSettings | None = None,
+    runner: Runner | None = None,
+    device_env: dict | None = None,
+) -> str | None:
     """Run a candidate test once at one revision, sandboxed: store its result, then check it against itself.
 
     One timed call per process, no warm-up beyond the first call. Returns None when both steps
@@ -219,11 +297,16 @@ def smoke_run(script: Path, rev: Revision, scratch: Path, timeout_s: float, extr
     try:
         for mode in ("reference", "eqcheck"):
             workdir = job.data / mode
-            rep = job.run_round(rev, mode, workdir) if job.contract == "functions" else \
-                job.run_script_round(rev, mode, workdir)
+            rep = (
+                job.run_round(rev, mode, workdir)
+                if job.contract == "functions"
+                else job.run_script_round(rev, mode, workdir)
+            )
             if rep["status"] != "ok":
                 detail = (rep.get("traceback") or rep.get("stderr_tail") or "").strip()
-                return f"{rep['category']} ({mode} run): {rep['error']}" + (f"\n{detail[-3000:]}" if detail else "")
+                return f"{rep['category']} ({mode} run): {rep['error']}" + (
+                    f"\n{detail[-3000:]}" if detail else ""
+                )
         return None
     finally:
         shutil.rmtree(Path(scratch).resolve(), ignore_errors=True)

@@ -12,8 +12,17 @@ from pathlib import Path
 from .errors import IsobenchError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
-FIELDS = ("repo", "commit", "base_commit", "subject", "message", "files_changed", "affected_apis", "diff",
-          "extra_context")
+FIELDS = (
+    "repo",
+    "commit",
+    "base_commit",
+    "subject",
+    "message",
+    "files_changed",
+    "affected_apis",
+    "diff",
+    "extra_context",
+)
 
 
 def budget_diff(patch: str, test_patch: str, budget: int) -> tuple[str, bool]:
@@ -31,13 +40,19 @@ def budget_diff(patch: str, test_patch: str, budget: int) -> tuple[str, bool]:
 
 
 def context(extraction: dict, diff_budget: int) -> tuple[dict, bool]:
-    files = "\n".join(
-        f"- {f['file_path']} ({f['change_type']}, +{f['lines_added']} -{f['lines_removed']}{', test' if f['is_test'] else ''})"
-        for f in extraction["files_changed"]
-    ) or "(none)"
+    files = (
+        "\n".join(
+            f"- {f['file_path']} ({f['change_type']}, +{f['lines_added']} -{f['lines_removed']}"
+            f"{', test' if f['is_test'] else ''})"
+            for f in extraction["files_changed"]
+        )
+        or "(none)"
+    )
     diff, truncated = budget_diff(extraction["patch"], extraction["test_patch"], diff_budget)
     extra = extraction.get("extra") or {}
-    extra_lines = [f"- {k}: {v}" for k, v in sorted(extra.items()) if k in ("perf_command", "models", "pr_url")]
+    extra_lines = [
+        f"- {k}: {v}" for k, v in sorted(extra.items()) if k in ("perf_command", "models", "pr_url")
+    ]
     values = {
         "repo": extraction["repo"],
         "commit": extraction["head_commit"],
@@ -60,7 +75,9 @@ def render(template_path: str | Path, extraction: dict, diff_budget: int) -> tup
         raise IsobenchError(f"{template_path}: cannot read the prompt template ({exc.strerror})") from None
     unknown = sorted({m.group(1) for m in PLACEHOLDER.finditer(template)} - set(FIELDS))
     if unknown:
-        raise IsobenchError(f"{template_path}: unknown placeholder {{{{ {unknown[0]} }}}} (known: {', '.join(FIELDS)})")
+        raise IsobenchError(
+            f"{template_path}: unknown placeholder {{{{ {unknown[0]} }}}} (known: {', '.join(FIELDS)})"
+        )
     values, truncated = context(extraction, diff_budget)
     text = PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
     return text, {"diff_truncated": truncated, "diff_budget": diff_budget}

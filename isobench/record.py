@@ -11,7 +11,18 @@ from .jsonio import load_json, sha256_file
 from .measure import REVISIONS
 from .stats import compare
 
-ENV_KEYS = ("python", "torch", "cuda", "gpu", "gpu_driver", "cpu", "cpu_count", "cpu_governor", "host", "platform")
+ENV_KEYS = (
+    "python",
+    "torch",
+    "cuda",
+    "gpu",
+    "gpu_driver",
+    "cpu",
+    "cpu_count",
+    "cpu_governor",
+    "host",
+    "platform",
+)
 
 
 _ARCH = re.compile(r"(x86_64|amd64|aarch64|arm64|ppc64le|s390x|riscv64|i[3-6]86)", re.IGNORECASE)
@@ -65,9 +76,16 @@ def comparisons(timings: dict, analysis: dict) -> dict:
             out[f"base_{other}"] = None
             continue
         paired = base.get("interleave") == t.get("interleave") == "calls"
-        out[f"base_{other}"] = compare(base["rounds_ms"], t["rounds_ms"], min_effect=analysis["min_effect"],
-                                       alpha=analysis["alpha"], level=analysis["ci_level"],
-                                       n_boot=analysis["bootstrap"], seed=analysis["seed"], paired=paired)
+        out[f"base_{other}"] = compare(
+            base["rounds_ms"],
+            t["rounds_ms"],
+            min_effect=analysis["min_effect"],
+            alpha=analysis["alpha"],
+            level=analysis["ci_level"],
+            n_boot=analysis["bootstrap"],
+            seed=analysis["seed"],
+            paired=paired,
+        )
     return out
 
 
@@ -90,13 +108,31 @@ def recorded_samples(timing: dict) -> list[float]:
     return timing["samples_ms"] if timing["status"] == "ok" else []
 
 
-def build_record(*, extraction: dict, source_cfg: dict, generator_text: str, timings: dict, main_sha: str,
-                 hashes: dict, generator_meta: dict, template: str, analysis: dict, merged_pr: int | None = None) -> dict:
+def build_record(
+    *,
+    extraction: dict,
+    source_cfg: dict,
+    generator_text: str,
+    timings: dict,
+    main_sha: str,
+    hashes: dict,
+    generator_meta: dict,
+    template: str,
+    analysis: dict,
+    merged_pr: int | None = None,
+) -> dict:
     """The record of one commit; ``hashes`` holds the sha256 of each input artifact; ``merged_pr`` the PR of a
     "Merge pull request #n" commit that brought the commit into main (used when the extraction names none)."""
     if extraction.get("status") == "failed":  # unusable inputs: what is known, the rest empty
-        extraction = {"created_at": "", "patch": "", "test_patch": "", "affected_apis": [], "message": "",
-                      **extraction, "head_commit": extraction["head_commit"] or extraction["commit"]}
+        extraction = {
+            "created_at": "",
+            "patch": "",
+            "test_patch": "",
+            "affected_apis": [],
+            "message": "",
+            **extraction,
+            "head_commit": extraction["head_commit"] or extraction["commit"],
+        }
     pr = extraction.get("pr_number") or merged_pr
     pr_from = None if pr is None else ("extraction" if extraction.get("pr_number") else "merge_commit")
     generated = generator_meta["status"] not in ("generation_failed", "not_generated")
@@ -186,5 +222,7 @@ def tampered_timings(seal_path: str, timing_paths: dict, sha256: dict | None = N
     for name, path in timing_paths.items():
         digest = (sha256 or {}).get(name) or sha256_file(path)
         if sealed.get(name) != digest:
-            out[name] = f"{path}: its content is not what its measurement wrote (sha256 differs from {seal_path})"
+            out[name] = (
+                f"{path}: its content is not what its measurement wrote (sha256 differs from {seal_path})"
+            )
     return out

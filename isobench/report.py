@@ -21,8 +21,13 @@ def notes(record: dict) -> str:
     separate speed modes, or drifting), named per revision."""
     out = []
     for name, rev in (record.get("revisions") or {}).items():
-        kinds = sorted({"speed modes" if "speed modes" in w else "drift" for w in rev.get("warnings") or []
-                        if w.startswith("noisy machine")})
+        kinds = sorted(
+            {
+                "speed modes" if "speed modes" in w else "drift"
+                for w in rev.get("warnings") or []
+                if w.startswith("noisy machine")
+            }
+        )
         if kinds:
             out.append(f"{name}: noisy ({', '.join(kinds)})")
     return "; ".join(out)
@@ -38,14 +43,20 @@ def summary_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         cmp = (r.get("comparisons") or {}).get("base_head")
         revs = r.get("revisions") or {}
-        out.append({
-            "commit": r["head_commit"][:12], "instance_id": r["instance_id"], "api": r.get("api") or "",
-            "status": r["status"], "verdict": cmp["verdict"] if cmp else "-",
-            "speedup": cmp["speedup"] if cmp else None, "ci_low": cmp["ci_low"] if cmp else None,
-            "ci_high": cmp["ci_high"] if cmp else None,
-            **{name: _state(revs[name]) if name in revs else "-" for name in REVISIONS},
-            "notes": notes(r),
-        })
+        out.append(
+            {
+                "commit": r["head_commit"][:12],
+                "instance_id": r["instance_id"],
+                "api": r.get("api") or "",
+                "status": r["status"],
+                "verdict": cmp["verdict"] if cmp else "-",
+                "speedup": cmp["speedup"] if cmp else None,
+                "ci_low": cmp["ci_low"] if cmp else None,
+                "ci_high": cmp["ci_high"] if cmp else None,
+                **{name: _state(revs[name]) if name in revs else "-" for name in REVISIONS},
+                "notes": notes(r),
+            }
+        )
     return out
 
 
@@ -56,8 +67,17 @@ def _speedup(row: dict) -> str:
 
 
 def _cells(row: dict) -> list[str]:
-    return [row["commit"], row["api"], row["status"], row["verdict"], _speedup(row), row["base"], row["head"],
-            row["main"], row["notes"]]
+    return [
+        row["commit"],
+        row["api"],
+        row["status"],
+        row["verdict"],
+        _speedup(row),
+        row["base"],
+        row["head"],
+        row["main"],
+        row["notes"],
+    ]
 
 
 def format_summary(rows: list[dict]) -> str:
@@ -69,18 +89,24 @@ def format_summary(rows: list[dict]) -> str:
     verdicts: dict[str, int] = {}
     for r in summary_rows(rows):
         verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
-    lines.append(f"{len(rows)} records; base→head verdicts: " +
-                 ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())))
+    lines.append(
+        f"{len(rows)} records; base→head verdicts: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
+    )
     return "\n".join(lines)
 
 
 def summary_html(rows: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>"
-                   for r in summary_rows(rows))
-    return (f"<html><head><meta charset='utf-8'><title>isobench dataset</title></head><body>"
-            f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-            f"</body></html>\n")
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>"
+        for r in summary_rows(rows)
+    )
+    return (
+        f"<html><head><meta charset='utf-8'><title>isobench dataset</title></head><body>"
+        f"<table border='1' cellpadding='4'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"</body></html>\n"
+    )
 
 
 def _pyplot():
@@ -100,8 +126,14 @@ def plot_speedups(rows: list[dict], path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(data) + 1.2)))
     colors = {"faster": "tab:green", "slower": "tab:red"}
     for i, r in enumerate(data):
-        ax.errorbar(r["speedup"], i, xerr=[[r["speedup"] - r["ci_low"]], [r["ci_high"] - r["speedup"]]], fmt="o",
-                    color=colors.get(r["verdict"], "tab:gray"), capsize=3)
+        ax.errorbar(
+            r["speedup"],
+            i,
+            xerr=[[r["speedup"] - r["ci_low"]], [r["ci_high"] - r["speedup"]]],
+            fmt="o",
+            color=colors.get(r["verdict"], "tab:gray"),
+            capsize=3,
+        )
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yticks(range(len(data)), [f"{r['commit'][:8]} {r['api']}"[:40] for r in data])
@@ -156,12 +188,18 @@ def failures(rows: list[dict]) -> dict[str, dict[str, int]]:
 
 def format_failures(by_category: dict[str, dict[str, int]]) -> str:
     """'import_error 1 (main 1); not_equivalent 2 (head 1, main 1)', or 'none'."""
-    return "; ".join(f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
-                     for cat, v in by_category.items()) or "none"
+    return (
+        "; ".join(
+            f"{cat} {sum(v.values())} ({', '.join(f'{k} {n}' for k, n in v.items())})"
+            for cat, v in by_category.items()
+        )
+        or "none"
+    )
 
 
-
-def run_summary(dataset: str | Path, records: list[str], timings: list[str], metas: list[str], since: float) -> str:
+def run_summary(
+    dataset: str | Path, records: list[str], timings: list[str], metas: list[str], since: float
+) -> str:
     """One screen at the end of a run: what it wrote, what failed and why, what it spent, what it reused."""
 
     def fresh(paths):
@@ -174,9 +212,11 @@ def run_summary(dataset: str | Path, records: list[str], timings: list[str], met
             stamp = load_json(path).get("measurement") or {}
             cached += bool(stamp.get("cached"))
             measured += stamp.get("cached") is False
-    lines = ["isobench run summary",
-             f"  records written this run: {len(fresh(records))} (the dataset holds {len(rows)}: {dataset})",
-             f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)"]
+    lines = [
+        "isobench run summary",
+        f"  records written this run: {len(fresh(records))} (the dataset holds {len(rows)}: {dataset})",
+        f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)",
+    ]
     lines.append("  failures by category: " + format_failures(failures(rows)))
     lines.append("  " + summary_line(llm_summary(metas, since=since), "this run"))
     lines.append("  per commit: `isobench summary`; integrity and staleness: `isobench audit`")

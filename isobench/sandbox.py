@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from . import containers, sandbox_exec
@@ -38,19 +38,58 @@ from .errors import IsobenchError
 from .jsonio import load_json
 from .settings import from_config
 
-SAFE_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM", "CUDA_VISIBLE_DEVICES", "CUDA_HOME",
-            "CUDA_PATH", "LD_LIBRARY_PATH", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG",
-            *("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_OFFLINE",
-              "HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE"))
+SAFE_ENV = (
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TERM",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_HOME",
+    "CUDA_PATH",
+    "LD_LIBRARY_PATH",
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG",
+    *(
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_CACHE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_DATASETS_CACHE",
+        "HF_DATASETS_OFFLINE",
+    ),
+)
 # Hugging Face variables that name a cache folder or say "offline": no secret in them (HF_TOKEN never passes).
-NOT_SECRET = frozenset(("HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_CACHE", "TRANSFORMERS_OFFLINE",
-                        "HF_DATASETS_CACHE", "HF_DATASETS_OFFLINE"))
+NOT_SECRET = frozenset(
+    (
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_CACHE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_DATASETS_CACHE",
+        "HF_DATASETS_OFFLINE",
+    )
+)
 # The compile caches kept across the rounds of one job, one folder per revision (a variable -> its folder's name).
-COMPILE_CACHES = {"TRITON_CACHE_DIR": "triton", "TORCHINDUCTOR_CACHE_DIR": "inductor", "CUDA_CACHE_PATH": "cuda",
-                  "VLLM_CACHE_ROOT": "vllm"}
-_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|"
-                     r"^GITHUB_|^HF_|^HUGGING|^OPENAI|^ANTHROPIC|^WANDB", re.I)
+COMPILE_CACHES = {
+    "TRITON_CACHE_DIR": "triton",
+    "TORCHINDUCTOR_CACHE_DIR": "inductor",
+    "CUDA_CACHE_PATH": "cuda",
+    "VLLM_CACHE_ROOT": "vllm",
+}
+_SECRET = re.compile(
+    r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|"
+    r"^GITHUB_|^HF_|^HUGGING|^OPENAI|^ANTHROPIC|^WANDB",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -61,10 +100,12 @@ class SandboxSettings:
     output_cap_mb: float = 8.0
     require_isolation: bool = True  # refuse to run tests where namespaces or Landlock are missing
     compile_cache: bool = True  # Triton/Inductor/CUDA/vLLM caches persist across a job's rounds, per revision
-    model_cache: str | None = None  # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
+    model_cache: str | None = (
+        None  # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
+    )
 
     @classmethod
-    def from_config(cls, cfg: dict | None) -> "SandboxSettings":
+    def from_config(cls, cfg: dict | None) -> SandboxSettings:
         return from_config(cls, cfg)
 
     @property
@@ -93,7 +134,7 @@ def cache_mounts(env: dict) -> list[Path]:
     return sorted({Path(env[n]) for n in names if env.get(n) and Path(env[n]).is_dir()})
 
 
-@lru_cache(maxsize=None)
+@cache
 def namespace_prefix(net: bool = True) -> tuple[str, ...]:
     """The ``unshare`` command that gives a run a new PID namespace (and network namespace with ``net``) here,
     or () where none works. In its own PID namespace a test cannot see, nor read the environment of, the
@@ -101,8 +142,10 @@ def namespace_prefix(net: bool = True) -> tuple[str, ...]:
     if not shutil.which("unshare"):
         return ()
     flags = ("--net",) if net else ()
-    for prefix in (("unshare", "--user", "--map-root-user", *flags, "--pid", "--fork", "--kill-child"),
-                   ("unshare", *flags, "--pid", "--fork", "--kill-child")):
+    for prefix in (
+        ("unshare", "--user", "--map-root-user", *flags, "--pid", "--fork", "--kill-child"),
+        ("unshare", *flags, "--pid", "--fork", "--kill-child"),
+    ):
         try:
             if subprocess.run([*prefix, "true"], capture_output=True, timeout=20).returncode == 0:
                 return prefix
@@ -117,7 +160,9 @@ def isolation_gaps(settings: SandboxSettings, runner: Runner) -> list[str]:
         return []
     gaps = []
     if not namespace_prefix(settings.network == "isolate"):
-        gaps.append("no PID" + (" and network" if settings.network == "isolate" else "") + " namespace (unshare)")
+        gaps.append(
+            "no PID" + (" and network" if settings.network == "isolate" else "") + " namespace (unshare)"
+        )
     if sandbox_exec.landlock_abi() < 1:
         gaps.append("no Landlock (filesystem writes not restricted)")
     return gaps
@@ -128,8 +173,10 @@ def isolation_refusal(settings: SandboxSettings, runner: Runner) -> str | None:
     gaps = isolation_gaps(settings, runner)
     if not gaps or not settings.require_isolation:
         return None
-    return (f"isolation unavailable on this host ({'; '.join(gaps)}): no test is run; set "
-            "sandbox.require_isolation: false to run tests without it")
+    return (
+        f"isolation unavailable on this host ({'; '.join(gaps)}): no test is run; set "
+        "sandbox.require_isolation: false to run tests without it"
+    )
 
 
 class _Capture(threading.Thread):
@@ -151,7 +198,7 @@ class _Capture(threading.Thread):
                     chunk, head_left = chunk[head_left:], head_left - len(chunk[:head_left])
                 tail += chunk
                 if len(tail) > self.cap // 2:
-                    del tail[:len(tail) - self.cap // 2]
+                    del tail[: len(tail) - self.cap // 2]
             if self.total > self.cap:
                 fh.write(f"\n[isobench: {self.total - self.cap} bytes of output dropped]\n".encode())
             fh.write(bytes(tail))
@@ -164,7 +211,9 @@ class _Capture(threading.Thread):
 class Sandbox:
     """Runs commands of one measure job or smoke run; ``data`` is the writable folder for references."""
 
-    def __init__(self, settings: SandboxSettings, runner: Runner, code: Path, data: Path, device: str | None = None):
+    def __init__(
+        self, settings: SandboxSettings, runner: Runner, code: Path, data: Path, device: str | None = None
+    ):
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
         self.device = device  # the GPU the job holds (isobench/gpu.py): a container gets it, and only it
         shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
@@ -180,25 +229,51 @@ class Sandbox:
 
     def environment(self, workdir: Path, extra_env: dict) -> dict:
         home = workdir / "home"
-        env = {**allowed_env(self.settings), **extra_env, "HOME": str(home), "TMPDIR": str(workdir / "tmp"),
-               "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONNOUSERSITE": "1"}
+        env = {
+            **allowed_env(self.settings),
+            **extra_env,
+            "HOME": str(home),
+            "TMPDIR": str(workdir / "tmp"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "PYTHONNOUSERSITE": "1",
+        }
         if self.settings.model_cache:
             cache = str(Path(self.settings.model_cache).resolve())
             env.update(HF_HUB_CACHE=cache, TRANSFORMERS_CACHE=cache)
         if self.settings.network == "isolate":
-            env.setdefault("HF_HUB_OFFLINE", "1")  # nothing could be downloaded anyway: fail fast, read the cache
+            env.setdefault(
+                "HF_HUB_OFFLINE", "1"
+            )  # nothing could be downloaded anyway: fail fast, read the cache
         return env
 
-    def prepare(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
-                cpu: int | None = None, image: str | None = None):
+    def prepare(
+        self,
+        cmd: list[str],
+        workdir: Path,
+        extra_env: dict,
+        read_only: list[Path],
+        python: str,
+        cpu: int | None = None,
+        image: str | None = None,
+    ):
         """(argv, env, token, container facts or None) of a sandboxed command run in ``workdir`` (in ``image``
         with a container runner)."""
         token = uuid.uuid4().hex
         for d in (workdir / "home", workdir / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
         env = self.environment(workdir, extra_env)
-        inner = [python, str(self.code / "sandbox_exec.py"), "--report", str(workdir / "sandbox.json"),
-                 "--token", token, "--write", str(workdir), "--write", str(self.data)]
+        inner = [
+            python,
+            str(self.code / "sandbox_exec.py"),
+            "--report",
+            str(workdir / "sandbox.json"),
+            "--token",
+            token,
+            "--write",
+            str(workdir),
+            "--write",
+            str(self.data),
+        ]
         for folder in self.settings.write_allow:
             inner += ["--write", str(Path(folder).resolve())]
         if self.own_loopback:
@@ -210,14 +285,30 @@ class Sandbox:
         mounts += [(p, False) for p in cache_mounts(env)]
         mounts += [(Path(f).resolve(), True) for f in self.settings.write_allow]
         name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
-        prefix = containers.runner_prefix(self.runner, workdir, mounts, env, self.settings.network, image, name,
-                                          self.device)
-        facts = None if self.runner.kind == "local" else containers.protections(
-            self.runner, image or self.runner.image, name, mounts, self.settings.network, self.device)
+        prefix = containers.runner_prefix(
+            self.runner, workdir, mounts, env, self.settings.network, image, name, self.device
+        )
+        facts = (
+            None
+            if self.runner.kind == "local"
+            else containers.protections(
+                self.runner, image or self.runner.image, name, mounts, self.settings.network, self.device
+            )
+        )
         return [*self.namespaces, *prefix, *inner, "--", *cmd], env, token, facts
 
-    def popen(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
-              stdin=None, stdout_pipe: bool = False, cpu: int | None = None, image: str | None = None):
+    def popen(
+        self,
+        cmd: list[str],
+        workdir: Path,
+        extra_env: dict,
+        read_only: list[Path],
+        python: str,
+        stdin=None,
+        stdout_pipe: bool = False,
+        cpu: int | None = None,
+        image: str | None = None,
+    ):
         """Start a sandboxed process in its own session; stderr (and stdout unless piped) are captured."""
         workdir.mkdir(parents=True, exist_ok=True)
         for stale in ("sandbox.json",):
@@ -225,14 +316,23 @@ class Sandbox:
         argv, env, token, facts = self.prepare(cmd, workdir, extra_env, read_only, python, cpu, image)
         # A container engine runs with this process's environment (its own configuration, storage, runtime);
         # the test inside gets only ``env``, passed with --env.
-        proc = subprocess.Popen(argv, cwd=workdir, env=env if facts is None else dict(os.environ), stdin=stdin,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                bufsize=0 if stdout_pipe else -1)
+        proc = subprocess.Popen(
+            argv,
+            cwd=workdir,
+            env=env if facts is None else dict(os.environ),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            bufsize=0 if stdout_pipe else -1,
+        )
         proc.isobench_token = token
         proc.isobench_container = facts
         proc.isobench_captures = [_Capture(proc.stderr, workdir / "stderr.txt", self.settings.cap_bytes)]
         if not stdout_pipe:
-            proc.isobench_captures.append(_Capture(proc.stdout, workdir / "stdout.txt", self.settings.cap_bytes))
+            proc.isobench_captures.append(
+                _Capture(proc.stdout, workdir / "stdout.txt", self.settings.cap_bytes)
+            )
         return proc
 
     @staticmethod
@@ -246,8 +346,16 @@ class Sandbox:
             containers.remove(facts["engine"], facts["name"])
         sandbox_exec.sweep(proc.isobench_token)
 
-    def run(self, cmd: list[str], workdir: Path, extra_env: dict, read_only: list[Path], python: str,
-            timeout_s: float, image: str | None = None):
+    def run(
+        self,
+        cmd: list[str],
+        workdir: Path,
+        extra_env: dict,
+        read_only: list[Path],
+        python: str,
+        timeout_s: float,
+        image: str | None = None,
+    ):
         """Run to the end or the time limit; returns (process, exit code or None on timeout, wall seconds)."""
         started = time.monotonic()
         proc = self.popen(cmd, workdir, extra_env, read_only, python, image=image)
@@ -279,16 +387,22 @@ class Sandbox:
         total = max([c.total for c in proc.isobench_captures] or [0])
         violation = None
         if state.get("left_processes"):
-            violation = f"the test left {state['left_processes']} process(es) running after it exited (killed)"
+            violation = (
+                f"the test left {state['left_processes']} process(es) running after it exited (killed)"
+            )
         elif dropped:
-            violation = (f"the test printed {total / 1e6:.1f} MB, over the output cap of "
-                         f"{self.settings.output_cap_mb:g} MiB (output cut)")
+            violation = (
+                f"the test printed {total / 1e6:.1f} MB, over the output cap of "
+                f"{self.settings.output_cap_mb:g} MiB (output cut)"
+            )
         protections = {
             "runner": self.runner.kind,
             "env_allowlist": True,
-            "network_isolated": (bool(self.namespaces) or self.runner.kind != "local") and self.settings.network == "isolate",
+            "network_isolated": (bool(self.namespaces) or self.runner.kind != "local")
+            and self.settings.network == "isolate",
             "tcp_blocked": bool(state.get("tcp_blocked")),
-            "own_loopback": bool(state.get("loopback")) or (self.own_loopback and self.runner.kind != "local"),
+            "own_loopback": bool(state.get("loopback"))
+            or (self.own_loopback and self.runner.kind != "local"),
             "compile_cache": self.settings.compile_cache,
             "model_cache": self.settings.model_cache,
             "hf_offline": self.environment(workdir, {}).get("HF_HUB_OFFLINE"),
@@ -300,6 +414,9 @@ class Sandbox:
             "landlock_abi": state.get("landlock_abi", 0),
             "container": getattr(proc, "isobench_container", None),
         }
-        proc.isobench_outcome = {"protections": protections, "violation": violation,
-                                 "returncode": state.get("returncode")}
+        proc.isobench_outcome = {
+            "protections": protections,
+            "violation": violation,
+            "returncode": state.get("returncode"),
+        }
         return proc.isobench_outcome

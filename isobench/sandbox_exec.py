@@ -7,7 +7,8 @@ writes of itself and everything it starts to the ``--write`` folders (and /dev) 
 where the kernel has it, blocks TCP connect/bind where Landlock can (ABI >= 4) or, in a network
 namespace of its own (``--loopback``), brings that namespace's loopback up instead, runs CMD as its
 child, and when CMD ends kills every process still carrying the sandbox token in its environment
-(children that outlived the test; the launcher gives the token to CMD's environment). It writes what was in force, and the count of processes left
+(children that outlived the test; the launcher gives the token to CMD's environment). It writes what was
+in force, and the count of processes left
 behind, to R, and exits with CMD's status (128 + signal when CMD was killed by a signal).
 In a new PID namespace (started by ``unshare --pid --fork``) it is PID 1: when it exits the
 kernel kills whatever is left in the namespace, even processes that dropped the token.
@@ -27,7 +28,18 @@ import sys
 # Landlock (linux/landlock.h); x86_64 and aarch64 syscall numbers.
 _SYSCALLS = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}
 _FS_WRITE = 0
-for _bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12):  # write file, remove dir/file, make char/dir/reg/sock/fifo/block/sym
+for _bit in (
+    1,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+):  # write file, remove dir/file, make char/dir/reg/sock/fifo/block/sym
     _FS_WRITE |= 1 << _bit
 _FS_REFER, _FS_TRUNCATE = 1 << 13, 1 << 14
 _NET_BIND_TCP, _NET_CONNECT_TCP = 1, 2
@@ -76,13 +88,20 @@ def landlock(write_dirs, block_tcp):
             except OSError:
                 continue
             rule = _PathBeneath(fs, fd)
-            ok = libc.syscall(add_rule, ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.byref(rule), ctypes.c_uint32(0))
+            ok = libc.syscall(
+                add_rule, ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.byref(rule), ctypes.c_uint32(0)
+            )
             os.close(fd)
             if ok < 0:
-                state["landlock_error"] = "landlock_add_rule %s: %s" % (folder, os.strerror(ctypes.get_errno()))
+                state["landlock_error"] = "landlock_add_rule %s: %s" % (
+                    folder,
+                    os.strerror(ctypes.get_errno()),
+                )
                 return state
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.syscall(restrict, ctypes.c_int(ruleset),
-                                                                               ctypes.c_uint32(0)) != 0:
+        if (
+            libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            or libc.syscall(restrict, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0
+        ):
             state["landlock_error"] = "landlock_restrict_self: " + os.strerror(ctypes.get_errno())
             return state
     finally:
@@ -98,7 +117,9 @@ def loopback_up():
     """Bring up ``lo`` of this (new, empty) network namespace: the test's own 127.0.0.1. Returns an error or None."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            flags = struct.unpack("16sH14s", fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack("16sH14s", b"lo", 0, b"")))[1]
+            flags = struct.unpack(
+                "16sH14s", fcntl.ioctl(sock, _SIOCGIFFLAGS, struct.pack("16sH14s", b"lo", 0, b""))
+            )[1]
             fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags | _IFF_UP, b""))
         return None
     except OSError as exc:
@@ -159,7 +180,9 @@ def main(argv=None):
     parser.add_argument("--token", required=True)
     parser.add_argument("--write", action="append", default=[])
     parser.add_argument("--block-tcp", action="store_true")
-    parser.add_argument("--loopback", action="store_true", help="bring up lo of this process's network namespace")
+    parser.add_argument(
+        "--loopback", action="store_true", help="bring up lo of this process's network namespace"
+    )
     parser.add_argument("--cpu", type=int, help="pin the test (and what it starts) to this CPU")
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)

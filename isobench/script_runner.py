@@ -59,7 +59,7 @@ def main(argv):
         sys.stderr.write("script_runner: usage: --watch PREFIX --reads FILE -- SCRIPT [ARGS]\n")
         return 2
     split = argv.index("--")
-    opts, command = argv[:split], argv[split + 1:]
+    opts, command = argv[:split], argv[split + 1 :]
     values = dict(zip(opts[0::2], opts[1::2]))
     watch(values["--watch"], values["--reads"])
     script = command[0]

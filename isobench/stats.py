@@ -77,12 +77,14 @@ def noise_warnings(round_medians: list[float]) -> list[str]:
         logs = np.sort(np.log(m))
         gaps = np.diff(logs)
         i = int(np.argmax(gaps))
-        low, high = logs[: i + 1], logs[i + 1:]
+        low, high = logs[: i + 1], logs[i + 1 :]
         spread = max(float(np.ptp(low)), float(np.ptp(high)))
         if len(low) >= 2 and len(high) >= 2 and gaps[i] >= np.log1p(MODE_GAP) and gaps[i] > 2 * spread:
-            out.append(f"noisy machine: the round medians fall into two speed modes ({np.exp(np.median(low)):.4g} ms "
-                       f"in {len(low)} rounds, {np.exp(np.median(high)):.4g} ms in {len(high)}): compare only "
-                       "side by side (interleave: calls)")
+            out.append(
+                f"noisy machine: the round medians fall into two speed modes ({np.exp(np.median(low)):.4g} ms "
+                f"in {len(low)} rounds, {np.exp(np.median(high)):.4g} ms in {len(high)}): compare only "
+                "side by side (interleave: calls)"
+            )
     if len(m) >= 6:
         third = len(m) // 3
         first, last = float(np.median(m[:third])), float(np.median(m[-third:]))
@@ -90,8 +92,10 @@ def noise_warnings(round_medians: list[float]) -> list[str]:
         order = np.argsort(np.argsort(m))  # ranks
         rho = float(np.corrcoef(np.arange(len(m)), order)[0, 1])
         if abs(change) >= DRIFT and abs(rho) >= 0.7:
-            out.append(f"noisy machine: the round medians drift {change:+.0%} from the first to the last rounds "
-                       f"(rank correlation with time {rho:+.2f})")
+            out.append(
+                f"noisy machine: the round medians drift {change:+.0%} from the first to the last rounds "
+                f"(rank correlation with time {rho:+.2f})"
+            )
     return out
 
 
@@ -100,8 +104,9 @@ def is_paired(base: list[list[float]], other: list[list[float]]) -> bool:
     return len(base) == len(other) > 0 and all(len(b) == len(o) > 0 for b, o in zip(base, other))
 
 
-def _boot_medians(rounds: list[list[float]], n_boot: int, rng: np.random.Generator, picks=None,
-                  calls=None) -> np.ndarray:
+def _boot_medians(
+    rounds: list[list[float]], n_boot: int, rng: np.random.Generator, picks=None, calls=None
+) -> np.ndarray:
     """Medians of ``n_boot`` two-level bootstrap resamples (rounds, then calls in each round).
 
     ``picks`` and ``calls`` (indices) may be given to draw the same rounds and calls for paired data."""
@@ -122,14 +127,23 @@ def _boot_medians(rounds: list[list[float]], n_boot: int, rng: np.random.Generat
     return out
 
 
-def speedup_ci(base: list[list[float]], other: list[list[float]], *, level: float = 0.95, n_boot: int = 2000,
-               seed: int = 0, paired: bool = False) -> tuple[float, float]:
+def speedup_ci(
+    base: list[list[float]],
+    other: list[list[float]],
+    *,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    paired: bool = False,
+) -> tuple[float, float]:
     """Percentile CI of median(base)/median(other) by the two-level bootstrap (paired: the same draws for both)."""
     rng = np.random.default_rng(seed)
     if paired and is_paired(base, other) and len({len(r) for r in base}) == 1:
         k, m = len(base), len(base[0])
         picks, calls = rng.integers(0, k, size=(n_boot, k)), rng.integers(0, m, size=(n_boot, k, m))
-        ratios = _boot_medians(base, n_boot, rng, picks, calls) / _boot_medians(other, n_boot, rng, picks, calls)
+        ratios = _boot_medians(base, n_boot, rng, picks, calls) / _boot_medians(
+            other, n_boot, rng, picks, calls
+        )
     else:
         ratios = _boot_medians(base, n_boot, rng) / _boot_medians(other, n_boot, rng)
     tail = (1 - level) / 2 * 100
@@ -145,8 +159,12 @@ def round_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[f
         return 1.0, 1.0
     from scipy.stats import mannwhitneyu  # scipy.stats takes ~0.5 s to import: only the record step needs it
 
-    faster = mannwhitneyu(o, b, alternative="less", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
-    slower = mannwhitneyu(o, b, alternative="greater", method="exact" if len(b) + len(o) <= 40 else "auto").pvalue
+    faster = mannwhitneyu(
+        o, b, alternative="less", method="exact" if len(b) + len(o) <= 40 else "auto"
+    ).pvalue
+    slower = mannwhitneyu(
+        o, b, alternative="greater", method="exact" if len(b) + len(o) <= 40 else "auto"
+    ).pvalue
     return float(faster), float(slower)
 
 
@@ -160,8 +178,15 @@ def paired_p_values(base: list[list[float]], other: list[list[float]]) -> tuple[
     return float(wilcoxon(d, alternative="greater").pvalue), float(wilcoxon(d, alternative="less").pvalue)
 
 
-def verdict(speedup: float, ci: tuple[float, float], p_faster: float, p_slower: float, *, min_effect: float,
-            alpha: float) -> str:
+def verdict(
+    speedup: float,
+    ci: tuple[float, float],
+    p_faster: float,
+    p_slower: float,
+    *,
+    min_effect: float,
+    alpha: float,
+) -> str:
     """faster / slower: an effect of at least ``min_effect`` that the rounds show at level ``alpha``.
     no_change: the estimate is inside the ±min_effect band and the CI rules out twice that effect.
     inconclusive: anything else (a large estimate without significance, or a CI too wide to tell)."""
@@ -176,8 +201,17 @@ def verdict(speedup: float, ci: tuple[float, float], p_faster: float, p_slower: 
     return "inconclusive"
 
 
-def compare(base: list[list[float]], other: list[list[float]], *, min_effect: float = 0.05, alpha: float = 0.01,
-            level: float = 0.95, n_boot: int = 2000, seed: int = 0, paired: bool = False) -> dict:
+def compare(
+    base: list[list[float]],
+    other: list[list[float]],
+    *,
+    min_effect: float = 0.05,
+    alpha: float = 0.01,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    paired: bool = False,
+) -> dict:
     """Speedup of ``other`` over ``base`` (ratio of medians: > 1 means faster), its CI, p-values and verdict.
 
     ``paired`` (lockstep data): the bootstrap draws the same rounds and calls for both sides and the verdict's
@@ -188,19 +222,36 @@ def compare(base: list[list[float]], other: list[list[float]], *, min_effect: fl
     o = np.median([s for r in other for s in r])
     speedup = float(b / o) if o > 0 else None
     if speedup is None:
-        return {"speedup": None, "speedup_of_minimums": None, "ci_low": None, "ci_high": None, "ci_level": level,
-                "p_faster": None, "p_slower": None, "test": None, "mwu_p_faster": None, "mwu_p_slower": None,
-                "verdict": "inconclusive", "min_effect": min_effect, "alpha": alpha,
-                "rounds": [len(base), len(other)]}
+        return {
+            "speedup": None,
+            "speedup_of_minimums": None,
+            "ci_low": None,
+            "ci_high": None,
+            "ci_level": level,
+            "p_faster": None,
+            "p_slower": None,
+            "test": None,
+            "mwu_p_faster": None,
+            "mwu_p_slower": None,
+            "verdict": "inconclusive",
+            "min_effect": min_effect,
+            "alpha": alpha,
+            "rounds": [len(base), len(other)],
+        }
     ci = speedup_ci(base, other, level=level, n_boot=n_boot, seed=seed, paired=paired)
     mwu_faster, mwu_slower = round_p_values(base, other)
     p_faster, p_slower = paired_p_values(base, other) if paired else (mwu_faster, mwu_slower)
     lowest = min(s for r in other for s in r)
     k, k_other = len(base), len(other)
-    smallest_p = 0.5 ** k if paired else 1.0 / comb(k + k_other, k)
-    warnings = [] if smallest_p < alpha else [
-        f"with {k} and {k_other} rounds the {'Wilcoxon' if paired else 'Mann-Whitney U'} test cannot reach "
-        f"p < {alpha:g}: faster or slower can never be concluded; measure more rounds"]
+    smallest_p = 0.5**k if paired else 1.0 / comb(k + k_other, k)
+    warnings = (
+        []
+        if smallest_p < alpha
+        else [
+            f"with {k} and {k_other} rounds the {'Wilcoxon' if paired else 'Mann-Whitney U'} test cannot reach "
+            f"p < {alpha:g}: faster or slower can never be concluded; measure more rounds"
+        ]
+    )
     return {
         "speedup": speedup,
         # Ratio of the fastest calls: robust where noise only ever adds time (a shared or noisy machine).

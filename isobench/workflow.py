@@ -13,20 +13,20 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from . import git
-from .errors import IsobenchError
+from .containers import Runner
 from .dataset import damaged_records
+from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
 from .generators import find_pregenerated
 from .jsonio import _describe, _where, write_text_atomic
 from .report import run_summary
-from .containers import Runner
 from .sandbox import SandboxSettings, isolation_gaps
 
 DEMO_REPO = "isobench:demo"
@@ -40,7 +40,7 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(path: str) -> dict:
     """The config schema, parsed once per process (input functions ask for its defaults per job)."""
     with open(path, encoding="utf-8") as fh:
@@ -69,8 +69,16 @@ def analysis_settings(config: dict, schema_path: str | Path) -> dict:
 def print_run_summary(dataset: str, per_commit, since: float) -> None:
     """The end of a run, on one screen (isobench.report.run_summary); ``per_commit(name)`` lists a file of
     every planned commit."""
-    sys.stderr.write(run_summary(dataset, per_commit("record.json"), per_commit("timing_base.json"),
-                                 per_commit("generator.json"), since) + "\n")
+    sys.stderr.write(
+        run_summary(
+            dataset,
+            per_commit("record.json"),
+            per_commit("timing_base.json"),
+            per_commit("generator.json"),
+            since,
+        )
+        + "\n"
+    )
 
 
 def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dict:
@@ -93,8 +101,10 @@ def check_runners(config: dict, schema_path: str | Path) -> None:
         if env["mode"] == "image" and runner["kind"] == "local":
             raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker, podman or apptainer")
         if env["mode"] != "image" and runner["kind"] != "local":
-            raise IsobenchError(f"{where}.env.mode: mode {env['mode']} uses this machine's Python; with runner "
-                                f"{runner['kind']} use mode image")
+            raise IsobenchError(
+                f"{where}.env.mode: mode {env['mode']} uses this machine's Python; with runner "
+                f"{runner['kind']} use mode image"
+            )
 
 
 def start_of_run(config: dict, plans: dict, schema_path: str | Path) -> None:
@@ -103,20 +113,27 @@ def start_of_run(config: dict, plans: dict, schema_path: str | Path) -> None:
     check_llm_work(config, plans, schema_path)
     for line in isolation_lines(config, schema_path):
         sys.stderr.write(line + "\n")
-    damaged_records([RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],
-                    Path(config["dataset"]))
+    damaged_records(
+        [RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],
+        Path(config["dataset"]),
+    )
 
 
 def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
     """Before any work: commits that need an LLM-generated test need a model (one line naming the field)."""
     for name, plan in plans.items():
         folder = config["sources"][name].get("generators")
-        need = [c.key for c in plan.commits.values() if c.head and not c.problem
-                and not find_pregenerated(folder, c.head)]
+        need = [
+            c.key
+            for c in plan.commits.values()
+            if c.head and not c.problem and not find_pregenerated(folder, c.head)
+        ]
         if need and not llm_settings(config, name, schema_path).get("model"):
-            raise IsobenchError(f"config: field llm.model: not set, and {len(need)} commit(s) of source {name} have no "
-                                f"pre-generated script (e.g. {need[0][:12]}); set llm.model (and the provider's key), "
-                                f"or add <sha>_test_case_generator.py files to sources.{name}.generators")
+            raise IsobenchError(
+                f"config: field llm.model: not set, and {len(need)} commit(s) of source {name} have no "
+                f"pre-generated script (e.g. {need[0][:12]}); set llm.model (and the provider's key), "
+                f"or add <sha>_test_case_generator.py files to sources.{name}.generators"
+            )
 
 
 def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
@@ -126,17 +143,29 @@ def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
         sandbox = SandboxSettings.from_config(layered(config, name, schema_path, "sandbox"))
         gaps = isolation_gaps(sandbox, Runner.from_config(layered(config, name, schema_path, "runner")))
         if gaps and sandbox.require_isolation:
-            lines.append(f"isobench: sandbox: source {name}: isolation unavailable on this host ({'; '.join(gaps)}): "
-                         "its tests will not run (isolation_unavailable); set sandbox.require_isolation: false to "
-                         "run them anyway")
+            lines.append(
+                f"isobench: sandbox: source {name}: isolation unavailable on this host ({'; '.join(gaps)}): "
+                "its tests will not run (isolation_unavailable); set sandbox.require_isolation: false to "
+                "run them anyway"
+            )
         elif gaps:
-            lines.append(f"isobench: warning: sandbox: source {name}: tests run WITHOUT isolation ({'; '.join(gaps)}) "
-                         "because sandbox.require_isolation is false")
+            lines.append(
+                f"isobench: warning: sandbox: source {name}: tests run WITHOUT isolation ({'; '.join(gaps)}) "
+                "because sandbox.require_isolation is false"
+            )
     return lines
 
 
-LLM_SHAPING = ("provider", "model", "temperature", "max_output_tokens", "reasoning", "regenerations", "repairs",
-               "smoke_run")
+LLM_SHAPING = (
+    "provider",
+    "model",
+    "temperature",
+    "max_output_tokens",
+    "reasoning",
+    "regenerations",
+    "repairs",
+    "smoke_run",
+)
 
 
 def llm_shaping(settings: dict) -> dict:
@@ -151,7 +180,9 @@ class CommitPlan:
     base: str | None
     extraction_file: str | None
     origin: str | None = None  # where the extraction came from when not a file of its own: bundle.jsonl:LINE
-    problem: tuple[str, str] | None = None  # (category, error) found at planning: the commit ends as a failed record
+    problem: tuple[str, str] | None = (
+        None  # (category, error) found at planning: the commit ends as a failed record
+    )
 
 
 @dataclass
@@ -253,11 +284,17 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
             raise IsobenchError(f"config: field sources.{name}.repo: {exc}") from None
     main_sha = git.resolve(mirror, cfg.get("main_ref", "main"))
     if main_sha is None:
-        raise IsobenchError(f"config: field sources.{name}.main_ref: {cfg.get('main_ref', 'main')!r} is not a commit in {repo}")
+        raise IsobenchError(
+            f"config: field sources.{name}.main_ref: {cfg.get('main_ref', 'main')!r} is not a commit in {repo}"
+        )
     if cfg.get("generators") and not Path(cfg["generators"]).is_dir():
-        raise IsobenchError(f"config: field sources.{name}.generators: {cfg['generators']} is not a directory")
+        raise IsobenchError(
+            f"config: field sources.{name}.generators: {cfg['generators']} is not a directory"
+        )
     if cfg.get("prompt_template") and not Path(cfg["prompt_template"]).is_file():
-        raise IsobenchError(f"config: field sources.{name}.prompt_template: {cfg['prompt_template']} is not a file")
+        raise IsobenchError(
+            f"config: field sources.{name}.prompt_template: {cfg['prompt_template']} is not a file"
+        )
     warnings: list[str] = []
     entries = list(_extraction_entries(name, cfg, prepare, warnings))
     entries += [(commit, None, None, None) for commit in cfg.get("commits") or []]
@@ -274,15 +311,21 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
                 known.extraction_file, known.origin = extraction_file, origin
             elif extraction_file and not known.problem:
                 first = known.origin or known.extraction_file
-                known.problem = ("duplicate_extraction", f"{first} and {origin or extraction_file} both name commit "
-                                 f"{key}: keep one of them")
+                known.problem = (
+                    "duplicate_extraction",
+                    f"{first} and {origin or extraction_file} both name commit {key}: keep one of them",
+                )
                 warnings.append(f"{known.problem[1]} (the commit ends as a failed record)")
             continue
         if head is None:
-            warnings.append(f"{origin or extraction_file or 'config: field sources.' + name + '.commits'}: commit "
-                            f"{commit} is not in the repository of source {name} (the commit ends as a failed record)")
+            warnings.append(
+                f"{origin or extraction_file or 'config: field sources.' + name + '.commits'}: commit "
+                f"{commit} is not in the repository of source {name} (the commit ends as a failed record)"
+            )
         base = resolved.get(parent) if parent else (parents.get(head) if head else None)
-        plan.commits[key] = CommitPlan(key=key, head=head, base=base, extraction_file=extraction_file, origin=origin)
+        plan.commits[key] = CommitPlan(
+            key=key, head=head, base=base, extraction_file=extraction_file, origin=origin
+        )
     return plan
 
 
@@ -296,8 +339,10 @@ def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:
             for warning in plan.warnings:
                 sys.stderr.write(f"isobench: warning: {warning}\n")
     if not any(plan.commits for plan in plans.values()):
-        raise IsobenchError("config: field sources: no commit to measure (no extraction file found and no commits "
-                            "listed); nothing was done and the dataset was left as it is")
+        raise IsobenchError(
+            "config: field sources: no commit to measure (no extraction file found and no commits "
+            "listed); nothing was done and the dataset was left as it is"
+        )
     return plans
 
 
@@ -331,8 +376,9 @@ def load_config(path: str | Path, schema_path: str | Path, overrides: list[str |
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise IsobenchError(f"{name}: not YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") \
-                from None
+            raise IsobenchError(
+                f"{name}: not YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
+            ) from None
         if not isinstance(data, dict):
             raise IsobenchError(f"{name}: expected a mapping of settings, got {type(data).__name__}")
         layers.append((str(name), data))
@@ -360,7 +406,7 @@ def _blame(message: str, layers: list[tuple[str, dict]]) -> str:
             else:
                 break
         else:
-            return f"{name}{message[len(m.group(1)):]}"
+            return f"{name}{message[len(m.group(1)) :]}"
     return message
 
 

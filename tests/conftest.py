@@ -17,8 +17,18 @@ from isobench.measure import Revision
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "isobench-extractions"
-WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "isobench", "prompts", "config", "demo", "envs", "profiles",
-                  "report")
+WORKFLOW_PARTS = (
+    "Snakefile",
+    "rules",
+    "scripts",
+    "isobench",
+    "prompts",
+    "config",
+    "demo",
+    "envs",
+    "profiles",
+    "report",
+)
 
 
 @pytest.fixture(scope="session")
@@ -123,7 +133,9 @@ def pytest_collection_finish(session):
     if any(item.nodeid.startswith("tests/test_containers.py") for item in session.items) and not _image_build:
         log = Path(session.config.cache.mkdir("isobench-image")) / "image.log"
         out = open(log.with_suffix(".out"), "w")
-        _image_build["proc"] = subprocess.Popen(["bash", str(IMAGE_SH)], stdout=out, stderr=open(log, "w"), text=True)
+        _image_build["proc"] = subprocess.Popen(
+            ["bash", str(IMAGE_SH)], stdout=out, stderr=open(log, "w"), text=True
+        )
         _image_build["files"] = (log.with_suffix(".out"), log)
 
 

@@ -23,7 +23,6 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
-
 from local_server import LocalServer
 
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
@@ -140,7 +139,9 @@ class FakeHub(LocalServer):
         authorized = auth == f"Bearer {self.token}"
         write = handler.command == "POST"
         with self._lock:
-            self.requests.append({"method": handler.command, "path": path, "authorized": authorized, "write": write})
+            self.requests.append(
+                {"method": handler.command, "path": path, "authorized": authorized, "write": write}
+            )
             try:
                 if auth is not None and not authorized:
                     raise HubError(401, "Invalid credentials in Authorization header")
@@ -186,8 +187,15 @@ class FakeHub(LocalServer):
 
     def _on_repo_info(self, query, body, repo, rev=None) -> Reply:
         commit = self._snapshot(repo, rev or "main")
-        return json_reply({"id": repo, "_id": repo, "sha": commit.oid, "private": False,
-                           "siblings": [{"rfilename": p} for p in sorted(commit.files)]})
+        return json_reply(
+            {
+                "id": repo,
+                "_id": repo,
+                "sha": commit.oid,
+                "private": False,
+                "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+            }
+        )
 
     def _on_tree(self, query, body, repo, rev, path=None) -> Reply:
         files = self._snapshot(repo, rev).files
@@ -197,24 +205,40 @@ class FakeHub(LocalServer):
         for name, content in files.items():
             if not name.startswith(prefix):
                 continue
-            parts = name[len(prefix):].split("/")
+            parts = name[len(prefix) :].split("/")
             for depth in range(1, len(parts) if recursive else 1):  # folders on the way
                 folder = prefix + "/".join(parts[:depth])
-                entries[folder] = {"type": "directory", "oid": git_oid(folder.encode()), "size": 0, "path": folder}
+                entries[folder] = {
+                    "type": "directory",
+                    "oid": git_oid(folder.encode()),
+                    "size": 0,
+                    "path": folder,
+                }
             if recursive or len(parts) == 1:
                 entries[name] = {"type": "file", "oid": git_oid(content), "size": len(content), "path": name}
             else:
                 folder = prefix + parts[0]
-                entries[folder] = {"type": "directory", "oid": git_oid(folder.encode()), "size": 0, "path": folder}
+                entries[folder] = {
+                    "type": "directory",
+                    "oid": git_oid(folder.encode()),
+                    "size": 0,
+                    "path": folder,
+                }
         if prefix and not entries:
             raise HubError(404, f"{path} does not exist", "EntryNotFound")
         return json_reply([entries[k] for k in sorted(entries)])
 
     def _on_preupload(self, query, body, repo, rev) -> Reply:
         files = self._snapshot(repo, rev).files
-        answer = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                   "oid": git_oid(files[f["path"]]) if f["path"] in files else None}
-                  for f in json.loads(body)["files"]]
+        answer = [
+            {
+                "path": f["path"],
+                "uploadMode": "regular",
+                "shouldIgnore": False,
+                "oid": git_oid(files[f["path"]]) if f["path"] in files else None,
+            }
+            for f in json.loads(body)["files"]
+        ]
         return json_reply({"files": answer, "commitOid": self.repos[repo][-1].oid})
 
     def _on_commit(self, query, body, repo, rev) -> Reply:
@@ -240,13 +264,26 @@ class FakeHub(LocalServer):
             else:  # lfsFile: the stand-in never asks for LFS uploads
                 raise HubError(400, f"the stand-in does not accept {key!r} operations")
         oid = self._new_commit(repo, files, header["summary"])
-        return json_reply({"success": True, "commitOid": oid, "commitUrl": f"{self.url}/datasets/{repo}/commit/{oid}",
-                           "hookOutput": ""})
+        return json_reply(
+            {
+                "success": True,
+                "commitOid": oid,
+                "commitUrl": f"{self.url}/datasets/{repo}/commit/{oid}",
+                "hookOutput": "",
+            }
+        )
 
     def _on_resolve(self, query, body, repo, rev, path) -> Reply:
         commit = self._snapshot(repo, rev)
         if path not in commit.files:
             raise HubError(404, "Entry not found", "EntryNotFound")
         content = commit.files[path]
-        return Reply(200, content, {"ETag": f'"{git_oid(content)}"', "X-Repo-Commit": commit.oid,
-                                    "Content-Type": "application/octet-stream"})
+        return Reply(
+            200,
+            content,
+            {
+                "ETag": f'"{git_oid(content)}"',
+                "X-Repo-Commit": commit.oid,
+                "Content-Type": "application/octet-stream",
+            },
+        )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
-from typing import Callable
 
 from local_server import LocalServer
 
@@ -53,7 +53,11 @@ class FakeLLM(LocalServer):
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                request = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+                request = {
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
                 with fake._lock:
                     fake.requests.append(request)
                     answer = fake.answers.pop(0) if fake.answers else fake.default
@@ -65,8 +69,13 @@ class FakeLLM(LocalServer):
                     time.sleep(answer.delay)
                 anthropic = self.path.rstrip("/").endswith("/messages")
                 if answer.status != 200:
-                    payload = ({"type": "error", "error": {"type": "api_error", "message": answer.error}} if anthropic
-                               else {"error": {"message": answer.error, "type": "invalid_request_error", "code": None}})
+                    payload = (
+                        {"type": "error", "error": {"type": "api_error", "message": answer.error}}
+                        if anthropic
+                        else {
+                            "error": {"message": answer.error, "type": "invalid_request_error", "code": None}
+                        }
+                    )
                 else:
                     payload = fake._body(anthropic, body, answer)
                 data = json.dumps(payload).encode()
@@ -87,21 +96,39 @@ class FakeLLM(LocalServer):
     def _body(anthropic: bool, body: dict, answer: Answer) -> dict:
         prompt = json.dumps(body.get("messages", [])) + str(body.get("system", ""))
         if anthropic:
-            return {"id": "msg_test", "type": "message", "role": "assistant", "model": body.get("model"),
-                    "content": [{"type": "text", "text": answer.text}], "stop_reason": answer.finish or "end_turn",
-                    "stop_sequence": None,
-                    "usage": {"input_tokens": _tokens(prompt), "output_tokens": _tokens(answer.text)}}
-        return {"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "finish_reason": answer.finish or "stop"}],
-                "usage": {"prompt_tokens": _tokens(prompt), "completion_tokens": _tokens(answer.text),
-                          "total_tokens": _tokens(prompt) + _tokens(answer.text)}}
+            return {
+                "id": "msg_test",
+                "type": "message",
+                "role": "assistant",
+                "model": body.get("model"),
+                "content": [{"type": "text", "text": answer.text}],
+                "stop_reason": answer.finish or "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": _tokens(prompt), "output_tokens": _tokens(answer.text)},
+            }
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.text},
+                    "finish_reason": answer.finish or "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": _tokens(prompt),
+                "completion_tokens": _tokens(answer.text),
+                "total_tokens": _tokens(prompt) + _tokens(answer.text),
+            },
+        }
 
     def base_url(self, provider: str) -> str:
         """What to give the SDK: OpenAI clients want the /v1 prefix, Anthropic's adds it itself."""
         return self.url + "/v1" if provider == "openai" else self.url
 
-    def script(self, *answers) -> "FakeLLM":
+    def script(self, *answers) -> FakeLLM:
         self.answers.extend(answers)
         return self
-

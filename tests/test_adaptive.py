@@ -4,6 +4,7 @@ noisy-machine warnings."""
 import json
 
 import pytest
+from conftest import FIXTURES
 
 from isobench.adaptive import available_memory_mb, decide_interleave
 from isobench.jsonio import validate
@@ -11,9 +12,7 @@ from isobench.measure import Settings, measure_commit
 from isobench.report import format_summary
 from isobench.stats import describe, noise_warnings
 
-from conftest import FIXTURES
-
-TEST = '''
+TEST = """
 import json
 import toy
 
@@ -35,7 +34,7 @@ def load_result(path):
 
 def check_equivalence(reference, current):
     assert reference == current
-'''
+"""
 QUICK = dict(warmup=1, warmup_ms=0, repeat=3, timeout_s=60)
 
 
@@ -50,7 +49,8 @@ def measure(tmp_path, revisions, settings, ballast=0, **kw):
 
 def faster_head(revisions):
     (revisions[1].worktree / "toy.py").write_text(
-        "VERSION = 'head'\n\ndef work(n):\n    return (n - 1) * n // 2\n")  # the same result, no loop
+        "VERSION = 'head'\n\ndef work(n):\n    return (n - 1) * n // 2\n"
+    )  # the same result, no loop
 
 
 def test_auto_decision_from_memory_facts():
@@ -60,8 +60,14 @@ def test_auto_decision_from_memory_facts():
     d = decide_interleave("auto", "functions", [{"peak_rss_mb": 3000.0}], 3, 0.5, available_mb=8000)
     assert d["chosen"] == "rounds" and "> 50% of 8,000 MiB" in d["reason"]
     gpu = [{"peak_rss_mb": 500.0, "gpu_peak_mb": 30000.0, "gpu_device": 0}]
-    assert decide_interleave("auto", "functions", gpu, 3, 0.5, available_mb=1e6, gpu_free=80000)["chosen"] == "rounds"
-    assert decide_interleave("auto", "functions", gpu, 3, 0.9, available_mb=1e6, gpu_free=140000)["chosen"] == "calls"
+    assert (
+        decide_interleave("auto", "functions", gpu, 3, 0.5, available_mb=1e6, gpu_free=80000)["chosen"]
+        == "rounds"
+    )
+    assert (
+        decide_interleave("auto", "functions", gpu, 3, 0.9, available_mb=1e6, gpu_free=140000)["chosen"]
+        == "calls"
+    )
     assert decide_interleave("auto", "isobench_cli", small, 3, 0.5, available_mb=8000)["chosen"] == "rounds"
     assert decide_interleave("rounds", "functions", small, 3, 0.5)["reason"] == "set in the config"
     assert available_memory_mb() > 0
@@ -71,15 +77,23 @@ def test_auto_picks_lockstep_when_three_processes_fit(tmp_path, revisions):
     t = measure(tmp_path, revisions, Settings(rounds=3, max_rounds=3, **QUICK))
     decision = t["base"]["interleave_decision"]
     assert t["base"]["interleave"] == t["head"]["interleave"] == "calls", decision
-    assert decision["setting"] == "auto" and decision["peak_rss_mb"] > 1 and "MiB available" in decision["reason"]
+    assert (
+        decision["setting"] == "auto"
+        and decision["peak_rss_mb"] > 1
+        and "MiB available" in decision["reason"]
+    )
 
 
 def test_auto_falls_back_to_rounds_when_memory_cannot_be_tripled(tmp_path, revisions):
     # 300 MiB held per process; three of them are more than 1% of what this machine has free
     available = available_memory_mb()
     fraction = round(3 * 300 / available / 2, 6)
-    t = measure(tmp_path, revisions, Settings(rounds=3, max_rounds=3, auto_memory_fraction=fraction, **QUICK),
-                ballast=300 * 2 ** 20)
+    t = measure(
+        tmp_path,
+        revisions,
+        Settings(rounds=3, max_rounds=3, auto_memory_fraction=fraction, **QUICK),
+        ballast=300 * 2**20,
+    )
     decision = t["head"]["interleave_decision"]
     assert t["head"]["interleave"] == "rounds" and decision["chosen"] == "rounds", decision
     assert decision["peak_rss_mb"] >= 300 and "peak RSS >" in decision["reason"]
@@ -95,18 +109,32 @@ def test_a_clear_case_costs_the_minimum(tmp_path, revisions):
 
 
 def test_undecided_runs_to_max_rounds_and_precise_stops_early(tmp_path, revisions):
-    strict = {"min_effect": 1e-6, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 200, "seed": 0}  # never decided
-    t = measure(tmp_path, revisions, Settings(rounds=3, max_rounds=5, precision=1e-9, **QUICK), analysis=strict)
+    strict = {
+        "min_effect": 1e-6,
+        "alpha": 0.01,
+        "ci_level": 0.95,
+        "bootstrap": 200,
+        "seed": 0,
+    }  # never decided
+    t = measure(
+        tmp_path, revisions, Settings(rounds=3, max_rounds=5, precision=1e-9, **QUICK), analysis=strict
+    )
     assert t["head"]["rounds_stop"]["reason"] == "max_rounds" and len(t["head"]["rounds_ms"]) == 5
-    t = measure(tmp_path, revisions, Settings(rounds=3, max_rounds=5, precision=2.0, **QUICK), analysis=strict)
+    t = measure(
+        tmp_path, revisions, Settings(rounds=3, max_rounds=5, precision=2.0, **QUICK), analysis=strict
+    )
     stop = t["head"]["rounds_stop"]
     assert stop["reason"] == "precise" and stop["rounds"] == 3 and stop["ci_half_width_log"] <= 2.0
 
 
 def test_the_time_budget_stops_adding_rounds(tmp_path, revisions):
     strict = {"min_effect": 1e-6, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 200, "seed": 0}
-    t = measure(tmp_path, revisions, Settings(rounds=2, max_rounds=40, precision=1e-9, job_timeout_s=3, **QUICK),
-                analysis=strict)
+    t = measure(
+        tmp_path,
+        revisions,
+        Settings(rounds=2, max_rounds=40, precision=1e-9, job_timeout_s=3, **QUICK),
+        analysis=strict,
+    )
     stop = t["head"]["rounds_stop"]
     assert stop["reason"] == "job_timeout" and 2 <= stop["rounds"] < 40
     assert any("job time limit" in w for w in t["head"]["warnings"])
@@ -126,7 +154,9 @@ def test_noisy_machine_warnings():
 
 def test_summary_names_a_noisy_machine():
     rows = [json.loads(line) for line in (FIXTURES / "demo_dataset.jsonl").read_text().splitlines()]
-    rows[0]["revisions"]["head"]["warnings"] = ["noisy machine: the round medians fall into two speed modes (…)"]
+    rows[0]["revisions"]["head"]["warnings"] = [
+        "noisy machine: the round medians fall into two speed modes (…)"
+    ]
     table = format_summary(rows)
     assert "notes" in table.splitlines()[0] and "head: noisy (speed modes)" in table.splitlines()[2]
 
@@ -134,4 +164,6 @@ def test_summary_names_a_noisy_machine():
 @pytest.mark.parametrize("name", ["calls", "rounds"])
 def test_explicit_choices_stay(tmp_path, revisions, name):
     t = measure(tmp_path, revisions, Settings(rounds=2, max_rounds=2, interleave=name, **QUICK))
-    assert t["main"]["interleave"] == name and t["main"]["interleave_decision"]["reason"] == "set in the config"
+    assert (
+        t["main"]["interleave"] == name and t["main"]["interleave_decision"]["reason"] == "set in the config"
+    )

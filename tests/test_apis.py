@@ -1,9 +1,9 @@
 import json
 
+from conftest import FIXTURES
+
 from isobench import apis
 from isobench.cli import main
-
-from conftest import FIXTURES
 
 
 def test_changed_lines():

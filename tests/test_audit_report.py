@@ -11,15 +11,28 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import snakemake
 
 from isobench.dataset import read_dataset
 
-from conftest import snakemake
-
 pytestmark = pytest.mark.slow
-GSO_FIELDS = {"instance_id", "repo", "base_commit", "opt_commit", "api", "prob_script", "tests", "hints_text",
-              "setup_commands", "install_commands", "created_at", "gt_commit_message", "gt_diff", "arch",
-              "instance_image_tag"}
+GSO_FIELDS = {
+    "instance_id",
+    "repo",
+    "base_commit",
+    "opt_commit",
+    "api",
+    "prob_script",
+    "tests",
+    "hints_text",
+    "setup_commands",
+    "install_commands",
+    "created_at",
+    "gt_commit_message",
+    "gt_diff",
+    "arch",
+    "instance_image_tag",
+}
 
 
 @pytest.fixture
@@ -31,8 +44,14 @@ def work(demo_run, tmp_path) -> Path:
 
 
 def isobench(work: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "isobench.cli", *args], cwd=work, capture_output=True, text=True,
-                          timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "isobench.cli", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def audit_json(work: Path, *args: str, env: dict | None = None) -> tuple[int, dict]:
@@ -94,9 +113,16 @@ def _plant_escaped_key(work):
     return path
 
 
-@pytest.mark.parametrize("tamper,kind", [(_tamper_generator, "integrity"), (_tamper_timing, "integrity"),
-                                         (_tamper_dataset_line, "integrity"), (_plant_key, "secret"),
-                                         (_plant_escaped_key, "secret")])
+@pytest.mark.parametrize(
+    "tamper,kind",
+    [
+        (_tamper_generator, "integrity"),
+        (_tamper_timing, "integrity"),
+        (_tamper_dataset_line, "integrity"),
+        (_plant_key, "secret"),
+        (_plant_escaped_key, "secret"),
+    ],
+)
 def test_audit_fails_naming_the_tampered_artifact(work, tamper, kind):
     path = tamper(work)
     proc = isobench(work, "audit")
@@ -104,7 +130,9 @@ def test_audit_fails_naming_the_tampered_artifact(work, tamper, kind):
     assert "verdict: FAILED" in proc.stdout and str(path.relative_to(work)) in proc.stdout
     code, report = audit_json(work)
     assert code == 1 and not report["ok"]
-    assert [f["kind"] for f in report["findings"] if f["artifact"].startswith(str(path.relative_to(work)))] == [kind]
+    assert [
+        f["kind"] for f in report["findings"] if f["artifact"].startswith(str(path.relative_to(work)))
+    ] == [kind]
 
 
 def test_a_key_of_this_environment_is_found_anywhere_we_wrote(work):
@@ -124,8 +152,11 @@ def test_stale_and_missing_records_are_listed(work):
     code, report = audit_json(work)
     assert code == 0 and report["ok"]  # nothing was tampered with: reported, not failed
     assert report["counts"]["stale"] == 6 and report["counts"]["missing"] == 1
-    assert all("changed since the record was built" in f["detail"] for f in report["findings"]
-               if f["kind"] == "stale")
+    assert all(
+        "changed since the record was built" in f["detail"]
+        for f in report["findings"]
+        if f["kind"] == "stale"
+    )
     code, _ = audit_json(work, "--strict")
     assert code == 1
 
@@ -152,8 +183,12 @@ def test_summary_report_and_run_summary(demo_run, work):
     proc = snakemake(work, "--report", "report.html")
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (work / "report.html").read_text()
-    files = {name: base64.b64decode(data).decode() for name, data in re.findall(
-        r'"data_uri": "data:[a-z/+]+;charset=utf8;filename=([\w.]+);base64,([A-Za-z0-9+/=]+)"', html)}
+    files = {
+        name: base64.b64decode(data).decode()
+        for name, data in re.findall(
+            r'"data_uri": "data:[a-z/+]+;charset=utf8;filename=([\w.]+);base64,([A-Za-z0-9+/=]+)"', html
+        )
+    }
     assert set(files) == {"speedups.svg", "samples.svg", "summary.html"}
     assert "<svg" in files["speedups.svg"] and "word_frequencies" in files["speedups.svg"]
     assert "<svg" in files["samples.svg"] and "main" in files["samples.svg"]
@@ -174,13 +209,18 @@ def test_export_round_trips_through_datasets(work, tmp_path):
     by_id = {r["instance_id"]: r for r in rows}
     for g in gso.to_list():
         r = by_id[g["instance_id"]]
-        assert (g["opt_commit"], g["gt_diff"], g["prob_script"]) == (r["head_commit"], r["patch"],
-                                                                      r["efficiency_test"][0])
+        assert (g["opt_commit"], g["gt_diff"], g["prob_script"]) == (
+            r["head_commit"],
+            r["patch"],
+            r["efficiency_test"][0],
+        )
     perf = Dataset.from_parquet(str(tmp_path / "out" / "swe-perf" / "test.parquet")).to_list()
     assert len(perf) == len(ok)
     for p in perf:
         r = by_id[p["instance_id"]]
-        assert p["human_performance"] == r["human_performance"] and p["efficiency_test"] == r["efficiency_test"]
+        assert (
+            p["human_performance"] == r["human_performance"] and p["efficiency_test"] == r["efficiency_test"]
+        )
         assert p["duration_changes"][0]["head"] == r["duration_changes"][0]["head"]
 
 
@@ -188,7 +228,9 @@ def test_stale_when_main_moved_or_settings_changed(work, demo):
     mirror = work / "results" / "demo" / "_git" / "mirror.git"
     subprocess.run(["git", "update-ref", "refs/heads/main", demo[1]["rename"]], cwd=mirror, check=True)
     config = work / "config" / "config.yaml"
-    config.write_text(config.read_text().replace("    main_ref: main\n", "    main_ref: main\n    measure: {rounds: 9}\n"))
+    config.write_text(
+        config.read_text().replace("    main_ref: main\n", "    main_ref: main\n    measure: {rounds: 9}\n")
+    )
     code, report = audit_json(work)
     assert code == 0 and report["ok"]
     details = [f["detail"] for f in report["findings"] if f["kind"] == "stale"]

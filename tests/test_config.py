@@ -2,12 +2,11 @@ import copy
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from isobench.errors import IsobenchError
 from isobench.sandbox import SandboxSettings
 from isobench.workflow import check_config, llm_settings, measure_settings
-
-from conftest import ROOT
 
 SCHEMA = ROOT / "config" / "schema.yaml"
 
@@ -21,19 +20,36 @@ def test_shipped_config_is_valid(config):
     check_config(config, SCHEMA)
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda c: c.setdefault("measure", {}).update(rounds="five"), "field measure.rounds: expected integer, got str"),
-    (lambda c: c.setdefault("measure", {}).update(rounds=0), "field measure.rounds: 0 is less than the minimum of 1"),
-    (lambda c: c.setdefault("measure", {}).update(interleave="lockstep"),
-     "field measure.interleave: 'lockstep' is not one of ['auto', 'rounds', 'calls']"),
-    (lambda c: c["sources"]["demo"].update(repo=""), "field sources.demo.repo"),
-    (lambda c: c["sources"]["demo"].update(colour="red"), "field sources.demo: Additional properties"),
-    (lambda c: c.pop("sources"), "'sources' is a required property"),
-    (lambda c: c["sources"].update({"bad name": {"repo": "x"}}), "field sources"),
-    (lambda c: c["llm"].update(provider="gemini"), "field llm.provider: 'gemini' is not one of ['openai', 'anthropic']"),
-    (lambda c: c["llm"].update(api_key="sk-123"), "field llm: Additional properties are not allowed ('api_key'"),
-    (lambda c: c["sources"]["demo"].update(llm={"repairs": -1}), "field sources.demo.llm.repairs"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda c: c.setdefault("measure", {}).update(rounds="five"),
+            "field measure.rounds: expected integer, got str",
+        ),
+        (
+            lambda c: c.setdefault("measure", {}).update(rounds=0),
+            "field measure.rounds: 0 is less than the minimum of 1",
+        ),
+        (
+            lambda c: c.setdefault("measure", {}).update(interleave="lockstep"),
+            "field measure.interleave: 'lockstep' is not one of ['auto', 'rounds', 'calls']",
+        ),
+        (lambda c: c["sources"]["demo"].update(repo=""), "field sources.demo.repo"),
+        (lambda c: c["sources"]["demo"].update(colour="red"), "field sources.demo: Additional properties"),
+        (lambda c: c.pop("sources"), "'sources' is a required property"),
+        (lambda c: c["sources"].update({"bad name": {"repo": "x"}}), "field sources"),
+        (
+            lambda c: c["llm"].update(provider="gemini"),
+            "field llm.provider: 'gemini' is not one of ['openai', 'anthropic']",
+        ),
+        (
+            lambda c: c["llm"].update(api_key="sk-123"),
+            "field llm: Additional properties are not allowed ('api_key'",
+        ),
+        (lambda c: c["sources"]["demo"].update(llm={"repairs": -1}), "field sources.demo.llm.repairs"),
+    ],
+)
 def test_bad_config_is_one_line(config, mutate, message):
     cfg = copy.deepcopy(config)
     mutate(cfg)
@@ -46,9 +62,23 @@ def test_bad_config_is_one_line(config, mutate, message):
 def test_measure_settings_layering(config):
     # the demo sets nothing: the schema's defaults
     got = measure_settings(config, "demo", SCHEMA)
-    assert got == {"rounds": 8, "max_rounds": 30, "precision": None, "auto_memory_fraction": 0.5, "warmup": 2,
-                   "warmup_ms": 100, "repeat": 10, "timeout_s": 600, "job_timeout_s": 3600, "flush_l2": False,
-                   "no_cuda": False, "interleave": "auto", "contract": "auto", "exclusive": True, "epoch": 0}
+    assert got == {
+        "rounds": 8,
+        "max_rounds": 30,
+        "precision": None,
+        "auto_memory_fraction": 0.5,
+        "warmup": 2,
+        "warmup_ms": 100,
+        "repeat": 10,
+        "timeout_s": 600,
+        "job_timeout_s": 3600,
+        "flush_l2": False,
+        "no_cuda": False,
+        "interleave": "auto",
+        "contract": "auto",
+        "exclusive": True,
+        "epoch": 0,
+    }
     config["measure"] = {"rounds": 12, "repeat": 4}
     config["sources"]["demo"]["measure"] = {"rounds": 5}
     got = measure_settings(config, "demo", SCHEMA)
@@ -59,18 +89,35 @@ def test_analysis_settings_defaults_from_schema(config):
     from isobench.workflow import analysis_settings
 
     config.pop("analysis")
-    assert analysis_settings(config, SCHEMA) == {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95,
-                                                 "bootstrap": 2000, "seed": 0}
+    assert analysis_settings(config, SCHEMA) == {
+        "min_effect": 0.05,
+        "alpha": 0.01,
+        "ci_level": 0.95,
+        "bootstrap": 2000,
+        "seed": 0,
+    }
     config["analysis"] = {"alpha": 0.05}
     assert analysis_settings(config, SCHEMA)["alpha"] == 0.05
 
 
-@pytest.mark.parametrize("source, message", [
-    ({"runner": {"kind": "docker"}}, "field sources.demo.runner.image: runner docker needs an image"),
-    ({"env": {"mode": "image"}}, "field sources.demo.env.mode: mode image needs runner kind docker, podman or apptainer"),
-    ({"env": {"mode": "venv"}, "runner": {"kind": "apptainer", "image": "x.sif"}}, "with runner apptainer use mode image"),
-    ({"runner": {"kind": "docker", "image": "x"}}, "mode none uses this machine's Python; with runner docker"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ({"runner": {"kind": "docker"}}, "field sources.demo.runner.image: runner docker needs an image"),
+        (
+            {"env": {"mode": "image"}},
+            "field sources.demo.env.mode: mode image needs runner kind docker, podman or apptainer",
+        ),
+        (
+            {"env": {"mode": "venv"}, "runner": {"kind": "apptainer", "image": "x.sif"}},
+            "with runner apptainer use mode image",
+        ),
+        (
+            {"runner": {"kind": "docker", "image": "x"}},
+            "mode none uses this machine's Python; with runner docker",
+        ),
+    ],
+)
 def test_runner_and_env_mode_must_fit(config, source, message):
     from isobench.workflow import check_runners
 

@@ -14,6 +14,8 @@ import time
 
 import pytest
 import yaml
+from conftest import container_image_build, copy_workflow, processes_with, snakemake, without_timings
+from test_sandbox import SECRET, TEST
 
 from isobench.containers import Runner, runner_prefix
 from isobench.dataset import read_dataset
@@ -21,9 +23,6 @@ from isobench.envs import build_env
 from isobench.jsonio import validate
 from isobench.measure import Settings, measure_commit, smoke_run
 from isobench.sandbox import SandboxSettings
-
-from conftest import container_image_build, copy_workflow, processes_with, snakemake, without_timings
-from test_sandbox import SECRET, TEST
 
 pytestmark = pytest.mark.slow
 FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=20, interleave="rounds")
@@ -49,15 +48,23 @@ def in_image(revisions, image):
 
 
 def containers_named(prefix="isobench-"):
-    out = subprocess.run(["podman", "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.Names}}"], capture_output=True, text=True
+    ).stdout
     return [n for n in out.split() if n.startswith(prefix)]
 
 
 def measure(tmp_path, revisions, hook, settings=FAST, sandbox=None):
     gen = tmp_path / "generator.py"
     gen.write_text(TEST.replace("HOOK", hook))
-    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings, sandbox=sandbox,
-                             runner=Runner(kind="podman", image=revisions[0].image))
+    timings = measure_commit(
+        gen,
+        revisions,
+        tmp_path / "scratch",
+        settings,
+        sandbox=sandbox,
+        runner=Runner(kind="podman", image=revisions[0].image),
+    )
     for t in timings.values():
         validate(t, "timing", t["revision"])
     assert timings["base"]["status"] == "ok", (timings["base"]["error"], timings["base"]["stderr_tail"])
@@ -69,10 +76,14 @@ def test_a_good_test_runs_in_the_container(tmp_path, in_image, image):
     t = measure(tmp_path, in_image, 'assert sys.executable.startswith("/usr/bin/python3"), sys.executable')
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
     box = t["sandbox"]
-    assert box["runner"] == "podman" and box["pid_namespace"] and box["network_isolated"] and box["own_loopback"]
+    assert (
+        box["runner"] == "podman" and box["pid_namespace"] and box["network_isolated"] and box["own_loopback"]
+    )
     c = box["container"]
     assert c["engine"] == "podman" and c["image"] == image and c["network"] == "none" and c["read_only_root"]
-    assert str(in_image[1].worktree.resolve()) in c["read_only_mounts"] and c["gpu_flags"] == []  # no GPU here
+    assert (
+        str(in_image[1].worktree.resolve()) in c["read_only_mounts"] and c["gpu_flags"] == []
+    )  # no GPU here
     assert c["user"] == f"{os.getuid()}:{os.getgid()}"
     assert t["env"]["python_executable"] == "/usr/bin/python3"  # the image's Python, not this machine's
 
@@ -90,7 +101,7 @@ def test_secrets_never_reach_the_container(tmp_path, in_image, monkeypatch):
 
 def test_no_network_out_own_loopback_in(tmp_path, in_image):
     host = socket.create_server(("127.0.0.1", 0))
-    hook = f'''import threading
+    hook = f"""import threading
         srv = socket.create_server(("127.0.0.1", 0))
         threading.Thread(target=lambda: srv.accept()[0].sendall(b"engine up"), daemon=True).start()
         assert socket.create_connection(srv.getsockname(), timeout=5).recv(64) == b"engine up"
@@ -99,7 +110,7 @@ def test_no_network_out_own_loopback_in(tmp_path, in_image):
                 socket.create_connection(where, timeout=3)
                 raise AssertionError("reached %s" % (where,))
             except OSError as exc:
-                assert not isinstance(exc, socket.timeout), exc'''
+                assert not isinstance(exc, socket.timeout), exc"""
     t = measure(tmp_path, in_image, hook)
     host.close()
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
@@ -115,8 +126,10 @@ def test_writing_into_the_worktree_is_refused(tmp_path, in_image):
 
 def test_processes_left_behind_are_killed(tmp_path, in_image):
     marker = "4545.454545"
-    hook = (f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
-            f'        time.sleep(0.2)')
+    hook = (
+        f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
+        f"        time.sleep(0.2)"
+    )
     t = measure(tmp_path, in_image, hook)
     assert (t["status"], t["category"]) == ("failed", "sandbox_violation") and "left 1 process" in t["error"]
     time.sleep(0.5)
@@ -124,8 +137,12 @@ def test_processes_left_behind_are_killed(tmp_path, in_image):
 
 
 def test_100_mb_of_output_is_cut(tmp_path, in_image):
-    t = measure(tmp_path, in_image, 'sys.stdout.write("x" * 100_000_000)\n        sys.stdout.flush()',
-                sandbox=SandboxSettings(output_cap_mb=1))
+    t = measure(
+        tmp_path,
+        in_image,
+        'sys.stdout.write("x" * 100_000_000)\n        sys.stdout.flush()',
+        sandbox=SandboxSettings(output_cap_mb=1),
+    )
     assert (t["status"], t["category"]) == ("failed", "sandbox_violation") and "output cap" in t["error"]
 
 
@@ -153,31 +170,56 @@ def test_gpu_flags_only_with_a_gpu(tmp_path):
     mounts = [(tmp_path, False)]
     for kind, flags in (("docker", ["--gpus", "device=3"]), ("podman", ["--device", "nvidia.com/gpu=3"])):
         runner = Runner(kind=kind, image="img:{sha12}")
-        with_gpu = runner_prefix(runner, tmp_path, mounts, {"CUDA_VISIBLE_DEVICES": "3"}, "isolate",
-                                 image=runner.image_for("ab" * 20), device="3")
-        assert with_gpu[with_gpu.index(flags[0]):with_gpu.index(flags[0]) + 2] == flags
-        assert with_gpu[-1] == "img:" + "ab" * 6 and "CUDA_VISIBLE_DEVICES=3" not in with_gpu  # the container's only GPU
+        with_gpu = runner_prefix(
+            runner,
+            tmp_path,
+            mounts,
+            {"CUDA_VISIBLE_DEVICES": "3"},
+            "isolate",
+            image=runner.image_for("ab" * 20),
+            device="3",
+        )
+        assert with_gpu[with_gpu.index(flags[0]) : with_gpu.index(flags[0]) + 2] == flags
+        assert (
+            with_gpu[-1] == "img:" + "ab" * 6 and "CUDA_VISIBLE_DEVICES=3" not in with_gpu
+        )  # the container's only GPU
         without = runner_prefix(runner, tmp_path, mounts, {}, "isolate", image="img:x", device=None)
         assert "--gpus" not in without and "--device" not in without
-        never = runner_prefix(dataclasses.replace(runner, gpus=None), tmp_path, mounts, {}, "isolate", image="img:x",
-                              device="3")
+        never = runner_prefix(
+            dataclasses.replace(runner, gpus=None), tmp_path, mounts, {}, "isolate", image="img:x", device="3"
+        )
         assert "--gpus" not in never and "--device" not in never
 
 
 def test_bad_images_are_env_failed(tmp_path, image, monkeypatch):
     def build(runner):
-        return build_env(sha="ab" * 20, worktree=tmp_path, env_dir=tmp_path / "env", cfg={"mode": "image"},
-                         setup_commands=[], install_commands=[], runner=runner, log_path=tmp_path / "env.log")
+        return build_env(
+            sha="ab" * 20,
+            worktree=tmp_path,
+            env_dir=tmp_path / "env",
+            cfg={"mode": "image"},
+            setup_commands=[],
+            install_commands=[],
+            runner=runner,
+            log_path=tmp_path / "env.log",
+        )
 
     ok = build(Runner(kind="podman", image=image))
-    assert ok["status"] == "ok" and ok["image_id"] and ok["engine"] == "podman" and ok["python_version"].startswith("3.")
+    assert (
+        ok["status"] == "ok"
+        and ok["image_id"]
+        and ok["engine"] == "podman"
+        and ok["python_version"].startswith("3.")
+    )
     missing = build(Runner(kind="podman", image="isobench-test:{sha12}"))
     assert missing["status"] == "failed" and f"image isobench-test:{'ab' * 6} not found" in missing["error"]
     empty = build(Runner(kind="podman", image="isobench-test:empty"))
     assert empty["status"] == "failed" and "cannot run python3" in empty["error"]
     monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
-    assert build(Runner(kind="docker", image=image))["error"] == \
-        "runner docker: the docker command is not installed on this host"
+    assert (
+        build(Runner(kind="docker", image=image))["error"]
+        == "runner docker: the docker command is not installed on this host"
+    )
 
 
 def test_workflow_in_containers_matches_a_local_run(tmp_path, demo, demo_run, image):
@@ -190,23 +232,33 @@ def test_workflow_in_containers_matches_a_local_run(tmp_path, demo, demo_run, im
     for path in [*(work / "demo" / "extractions").iterdir(), *(work / "demo" / "generators").iterdir()]:
         if not any(path.name.startswith((sha, sha[:8])) for sha in keep):
             path.unlink()  # the same folders as the local run, so that the provenance is the same
-    parent = {sha: subprocess.run(["git", "rev-parse", f"{sha}^"], cwd=repo, capture_output=True, text=True,
-                                  check=True).stdout.strip() for sha in keep}
+    parent = {
+        sha: subprocess.run(
+            ["git", "rev-parse", f"{sha}^"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for sha in keep
+    }
     tagged = {shas["release"], *(parent[s] for s in keep), *(shas[k] for k in keys)}  # not wordfreq's head
     template = "isobench-test-rev:{sha12}"
     for sha in tagged:
         subprocess.run(["podman", "tag", image, template.replace("{sha12}", sha[:12])], check=True)
     try:
         config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-        config["sources"]["demo"].update(runner={"kind": "podman", "image": template}, env={"mode": "image"},
-                                         measure={"rounds": 3, "max_rounds": 3})
+        config["sources"]["demo"].update(
+            runner={"kind": "podman", "image": template},
+            env={"mode": "image"},
+            measure={"rounds": 3, "max_rounds": 3},
+        )
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
         proc = snakemake(work, timeout=900)
     finally:
         for sha in tagged:
             subprocess.run(["podman", "untag", image, "localhost/" + template.replace("{sha12}", sha[:12])])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    local = {r["head_commit"]: r for r in read_dataset(demo_run[0].with_name(demo_run[0].name + ".first-dataset.jsonl"))}
+    local = {
+        r["head_commit"]: r
+        for r in read_dataset(demo_run[0].with_name(demo_run[0].name + ".first-dataset.jsonl"))
+    }
     rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
     assert sorted(rows) == sorted(keep)
     for key in keys:
@@ -219,7 +271,9 @@ def test_workflow_in_containers_matches_a_local_run(tmp_path, demo, demo_run, im
             r["provenance"].pop("measure_settings")  # 3 rounds here, to keep the suite short
         assert mine == theirs, key
         for name in ("base", "head", "main"):
-            t = json.loads((work / "results" / "demo" / row["head_commit"] / f"timing_{name}.json").read_text())
+            t = json.loads(
+                (work / "results" / "demo" / row["head_commit"] / f"timing_{name}.json").read_text()
+            )
             renv = t["revision_env"]
             assert renv["engine"] == "podman" and renv["image"] == template.replace("{sha12}", t["sha"][:12])
             assert renv["image_id"] and t["env"]["python_executable"] == "/usr/bin/python3"

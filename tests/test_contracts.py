@@ -11,7 +11,7 @@ from isobench.measure import Settings, measure_commit
 
 SETTINGS = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=1, timeout_s=3)
 
-ISOBENCH_STYLE = '''
+ISOBENCH_STYLE = """
 import argparse, json, os, signal, sys, time
 import toy
 
@@ -44,9 +44,9 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
-GSO_STYLE = '''
+GSO_STYLE = """
 import argparse, json, timeit
 import toy
 
@@ -89,7 +89,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 GOOD_LINE = 'f"Execution time: {execution_time:.6f}s\\n"'
 
 
@@ -115,8 +115,19 @@ def test_detect():
 
 def test_flags(tmp_path):
     m, p, o = tmp_path / "t.py", tmp_path / "ref", tmp_path / "out.txt"
-    assert contracts.command("isobench_cli", m, "reference", p, o) == [str(m), "--prefix", str(p), "--reference"]
-    assert contracts.command("gso_cli", m, "eqcheck", p, o) == [str(m), str(o), "--file_prefix", str(p), "--eqcheck"]
+    assert contracts.command("isobench_cli", m, "reference", p, o) == [
+        str(m),
+        "--prefix",
+        str(p),
+        "--reference",
+    ]
+    assert contracts.command("gso_cli", m, "eqcheck", p, o) == [
+        str(m),
+        str(o),
+        "--file_prefix",
+        str(p),
+        "--eqcheck",
+    ]
     assert contracts.command("gso_cli", m, "time", p, o) == [str(m), str(o), "--file_prefix", str(p)]
 
 
@@ -134,17 +145,20 @@ def test_gso_style_end_to_end(tmp_path, revisions):
     assert t["main"]["contract"] == "gso_cli" and len(t["main"]["samples_ms"]) == 2
 
 
-@pytest.mark.parametrize("hook, category", [
-    ('report["avg_ms"] = float("inf")', "bad_output"),  # printed as Infinity
-    ('report = "garbage"', "bad_output"),
-    ('report["avg_ms"] = "12 ms"', "bad_output"),
-    ('report["error"] = "CUDA not available"', "experiment_error"),
-    ('report["target_resolved"] = False', "target_not_resolved"),
-    ('report["opt_path_hit"] = toy.VERSION == "base"', "opt_path_missed"),
-    ("os.kill(os.getpid(), signal.SIGSEGV)", "crash"),
-    ("time.sleep(60)", "timeout"),
-    ('sys.exit(3)', "experiment_error"),
-])
+@pytest.mark.parametrize(
+    "hook, category",
+    [
+        ('report["avg_ms"] = float("inf")', "bad_output"),  # printed as Infinity
+        ('report = "garbage"', "bad_output"),
+        ('report["avg_ms"] = "12 ms"', "bad_output"),
+        ('report["error"] = "CUDA not available"', "experiment_error"),
+        ('report["target_resolved"] = False', "target_not_resolved"),
+        ('report["opt_path_hit"] = toy.VERSION == "base"', "opt_path_missed"),
+        ("os.kill(os.getpid(), signal.SIGSEGV)", "crash"),
+        ("time.sleep(60)", "timeout"),
+        ("sys.exit(3)", "experiment_error"),
+    ],
+)
 def test_isobench_style_failures_at_head(tmp_path, revisions, hook, category):
     guarded = f'if toy.VERSION == "head":\n        {hook}' if "opt_path_hit" not in hook else hook
     t = measure(tmp_path, revisions, ISOBENCH_STYLE.replace("HOOK", guarded))
@@ -154,16 +168,21 @@ def test_isobench_style_failures_at_head(tmp_path, revisions, hook, category):
 
 
 def test_isobench_style_not_equivalent(tmp_path, revisions):
-    (revisions[1].worktree / "toy.py").write_text("VERSION = 'head'\n\ndef work(n):\n    return sum(range(n)) + 1\n")
+    (revisions[1].worktree / "toy.py").write_text(
+        "VERSION = 'head'\n\ndef work(n):\n    return sum(range(n)) + 1\n"
+    )
     t = measure(tmp_path, revisions, ISOBENCH_STYLE.replace("HOOK", "pass"))
     assert status(t)["head"] == ("failed", "not_equivalent") and t["head"]["equivalent"] is False
 
 
-@pytest.mark.parametrize("line, category", [
-    ('f"Execution time: {execution_time * 1e3:.3f}ms\\n"', "bad_output"),  # wrong units
-    ('"Execution time: infs\\n"', "bad_output"),
-    ('"Elapsed: 1.0\\n"', "bad_output"),
-])
+@pytest.mark.parametrize(
+    "line, category",
+    [
+        ('f"Execution time: {execution_time * 1e3:.3f}ms\\n"', "bad_output"),  # wrong units
+        ('"Execution time: infs\\n"', "bad_output"),
+        ('"Elapsed: 1.0\\n"', "bad_output"),
+    ],
+)
 def test_gso_style_bad_lines(tmp_path, revisions, line, category):
     t = measure(tmp_path, revisions, GSO_STYLE.replace("HOOK", "pass").replace("LINE", line))
     assert status(t)["base"] == ("failed", category)
@@ -188,7 +207,7 @@ def test_parsers():
 
 # ISO-Bench's real scripts: a reference file named from IMPL_TAG/COMMIT_HASH, and a check skipped when that
 # file is missing (`if eqcheck and os.path.exists(ref_file)`).
-ISO_SHAPED = '''
+ISO_SHAPED = """
 import argparse, json, os, sys
 import toy
 
@@ -209,7 +228,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 def iso_shaped(store="True", checked="ref_file", hook="pass"):
@@ -225,7 +244,10 @@ def test_equivalent_only_when_the_check_read_base_reference(tmp_path, revisions)
 def test_no_reference_stored_is_never_equivalent(tmp_path, revisions):
     t = measure(tmp_path, revisions, iso_shaped(store="False"))
     assert status(t)["base"] == ("failed", "store_error")
-    for name in ("head", "main"):  # run without --eqcheck: their time is kept, their equivalence is not claimed
+    for name in (
+        "head",
+        "main",
+    ):  # run without --eqcheck: their time is kept, their equivalence is not claimed
         assert status(t)[name] == ("failed", "no_reference") and t[name]["equivalent"] is not True
         assert "nothing to check against" in t[name]["error"] and len(t[name]["rounds_ms"]) == 1
 
@@ -238,23 +260,48 @@ def test_eqcheck_that_never_reads_the_reference(tmp_path, revisions):
     assert "_child_abc_reference.json" in t["head"]["error"]
 
 
-@pytest.mark.parametrize("hook, category, error", [
-    # what ISO-Bench's scripts print where vllm or CUDA is missing, before exiting non-zero
-    ('print(json.dumps({"target_resolved": False, "error": "No module named \'vllm\'"})); sys.exit(1)',
-     "target_not_resolved", "No module named 'vllm'"),
-    ('print(json.dumps({"target_resolved": True, "error": "op requires CUDA device", "error_code": 2, '
-     '"error_name": "CAPABILITY_UNSUPPORTED"})); sys.exit(2)', "capability_unsupported", "op requires CUDA device"),
-    ('print(json.dumps({"error_code": 2, "error_message": "FP8 not supported on this hardware"})); sys.exit(2)',
-     "capability_unsupported", "FP8 not supported on this hardware"),
-    ('print(json.dumps({"target_resolved": True, "error": "only CI files", "error_code": 3, '
-     '"error_name": "OPT_PATH_NOT_TRIGGERED"})); sys.exit(3)', "opt_path_missed", "only CI files"),
-    # target_resolved: false is checked before the error's name
-    ('print(json.dumps({"error_code": 6, "error_name": "INVALID_CONFIG", "error_message": "bad dims", '
-     '"target_resolved": False})); sys.exit(6)', "target_not_resolved", "bad dims"),
-    ('print(json.dumps({"error_code": 6, "error_name": "INVALID_CONFIG", "error_message": "bad dims"})); sys.exit(6)',
-     "experiment_error", "bad dims"),
-    ('import vllm', "import_error", "ModuleNotFoundError: No module named 'vllm'"),
-])
+@pytest.mark.parametrize(
+    "hook, category, error",
+    [
+        # what ISO-Bench's scripts print where vllm or CUDA is missing, before exiting non-zero
+        (
+            'print(json.dumps({"target_resolved": False, "error": "No module named \'vllm\'"})); sys.exit(1)',
+            "target_not_resolved",
+            "No module named 'vllm'",
+        ),
+        (
+            'print(json.dumps({"target_resolved": True, "error": "op requires CUDA device", "error_code": 2, '
+            '"error_name": "CAPABILITY_UNSUPPORTED"})); sys.exit(2)',
+            "capability_unsupported",
+            "op requires CUDA device",
+        ),
+        (
+            'print(json.dumps({"error_code": 2, "error_message": "FP8 not supported on this hardware"})); sys.exit(2)',
+            "capability_unsupported",
+            "FP8 not supported on this hardware",
+        ),
+        (
+            'print(json.dumps({"target_resolved": True, "error": "only CI files", "error_code": 3, '
+            '"error_name": "OPT_PATH_NOT_TRIGGERED"})); sys.exit(3)',
+            "opt_path_missed",
+            "only CI files",
+        ),
+        # target_resolved: false is checked before the error's name
+        (
+            'print(json.dumps({"error_code": 6, "error_name": "INVALID_CONFIG", "error_message": "bad dims", '
+            '"target_resolved": False})); sys.exit(6)',
+            "target_not_resolved",
+            "bad dims",
+        ),
+        (
+            'print(json.dumps({"error_code": 6, "error_name": "INVALID_CONFIG", "error_message": "bad dims"}));'
+            " sys.exit(6)",
+            "experiment_error",
+            "bad dims",
+        ),
+        ("import vllm", "import_error", "ModuleNotFoundError: No module named 'vllm'"),
+    ],
+)
 def test_script_failures_keep_their_reason(tmp_path, revisions, hook, category, error):
     t = measure(tmp_path, revisions, iso_shaped(hook=hook))
     for name in ("base", "head", "main"):
@@ -268,12 +315,20 @@ def test_script_failures_keep_their_reason(tmp_path, revisions, hook, category, 
 def test_stated_failure():
     assert contracts.stated_failure({"avg_ms": 1.0, "opt_path_hit": True}) is None
     assert contracts.stated_failure({"target_resolved": False}) == (
-        "target_not_resolved", "the script could not resolve the API under test")
+        "target_not_resolved",
+        "the script could not resolve the API under test",
+    )
     assert contracts.stated_failure({"error_name": "CAPABILITY_UNSUPPORTED"})[0] == "capability_unsupported"
-    assert contracts.stated_failure({"error_name": "SOMETHING_ELSE", "error_code": 2})[0] == "experiment_error"
+    assert (
+        contracts.stated_failure({"error_name": "SOMETHING_ELSE", "error_code": 2})[0] == "experiment_error"
+    )
     # the report is read whatever the exit code; without one, stderr decides
     assert contracts.parse_isobench('{"target_resolved": false, "error": "x"}\n', "base", 1)[1:3] == (
-        "target_not_resolved", "x")
+        "target_not_resolved",
+        "x",
+    )
     assert contracts.parse_isobench("", "base", 1, "Traceback\nValueError: boom")[1:3] == (
-        "experiment_error", "exit code 1: ValueError: boom")
+        "experiment_error",
+        "exit code 1: ValueError: boom",
+    )
     assert contracts.parse_isobench('{"avg_ms": 2.0}', "head", 0)[0] == 2.0

@@ -1,11 +1,11 @@
 import json
 
+from conftest import ROOT
+
 from isobench import apis, git
 from isobench.demo import build_demo_repo, measured_steps
 from isobench.demo.history import STEPS
 from isobench.generators import check_script, find_pregenerated
-
-from conftest import ROOT
 
 # The demo's history is fixed: these SHAs are the same on every machine.
 EXPECTED = {

@@ -1,19 +1,20 @@
 import json
 
 import pytest
+from conftest import FIXTURES, SHARED_FIXTURES
 
 from isobench.errors import IsobenchError
 from isobench.extraction import commit_id_of_file, detect_format, is_test_file, normalize, read_extraction
 from isobench.jsonio import validate
-
-from conftest import FIXTURES, SHARED_FIXTURES
 
 PR_FILE = FIXTURES / "pr_analysis_demokit_4c442c6e53dfef740b17f99fa3d40736e33f7800.json"
 COMMIT_FILE = FIXTURES / "b4810b61e1ebebf853a8d70b094c09e99200bd69.json"
 
 
 def norm(mirror, commit, path):
-    return normalize(source="demo", repo_name="isobench/demokit", mirror=mirror, commit=commit, extraction_file=path)
+    return normalize(
+        source="demo", repo_name="isobench/demokit", mirror=mirror, commit=commit, extraction_file=path
+    )
 
 
 def test_is_test_file():
@@ -82,10 +83,14 @@ def write(tmp_path, name, obj):
     [
         ('{"commit_hash": "abc', "invalid JSON at line 1"),
         ([1, 2], "expected a JSON object"),
-        ({"commit_hash": "b4810b61", "parent_hash": "d8b3dfa7", "message": "m", "files_changed": "x"},
-         "field files_changed: expected array, got str"),
-        ({"commit_hash": "zzz", "parent_hash": "d8b3dfa7", "message": "m", "files_changed": []},
-         "field commit_hash: 'zzz' does not match"),
+        (
+            {"commit_hash": "b4810b61", "parent_hash": "d8b3dfa7", "message": "m", "files_changed": "x"},
+            "field files_changed: expected array, got str",
+        ),
+        (
+            {"commit_hash": "zzz", "parent_hash": "d8b3dfa7", "message": "m", "files_changed": []},
+            "field commit_hash: 'zzz' does not match",
+        ),
         ({"something": "else"}, "unsupported extraction format"),
     ],
 )
@@ -99,7 +104,9 @@ def test_malformed_files_are_one_line_errors(tmp_path, content, message):
 
 def test_commit_missing_from_repo(mirror, tmp_path):
     sha = "1234567" + "0" * 33
-    path = write(tmp_path, f"{sha}.json", {"commit_hash": sha, "parent_hash": sha, "message": "m", "files_changed": []})
+    path = write(
+        tmp_path, f"{sha}.json", {"commit_hash": sha, "parent_hash": sha, "message": "m", "files_changed": []}
+    )
     with pytest.raises(IsobenchError, match=f"commit {sha} not found in the repository of source demo"):
         norm(mirror, sha, path)
 

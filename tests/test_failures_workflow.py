@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 import yaml
+from conftest import ROOT, copy_workflow, snakemake
 
 from isobench.cli import main as cli
 from isobench.dataset import read_dataset
 from isobench.jsonio import load_json, validate, write_json
-
-from conftest import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +25,9 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     gen.mkdir()
     for key in ("primes", "regex", "topk"):
         shutil.copy(ROOT / "demo" / "extractions" / f"{shas[key]}.json", ext)
-    shutil.copy(ROOT / "demo" / "extractions" / f"{shas['regex']}.json", ext / f"{shas['regex'][:8]}-old.json")
+    shutil.copy(
+        ROOT / "demo" / "extractions" / f"{shas['regex']}.json", ext / f"{shas['regex'][:8]}-old.json"
+    )
     (ext / f"{shas['wordfreq']}.json").write_text(json.dumps({"commit_hash": shas["wordfreq"], "hello": 1}))
     (ext / f"{shas['histogram']}.json").write_text('{"commit_hash": "' + shas["histogram"] + '", "parent_')
     (ext / "extraction_summary.json").write_text(json.dumps({"total": 5}))
@@ -36,8 +37,9 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     (gen / f"{shas['topk'][:8]}_test_case_generator.py").write_text("def setup(:\n    pass\n")
     (work / "blocker").write_text("a file where the measurement cache folder should be")
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config["sources"]["demo"].update(extractions="bad/extractions", generators="bad/generators",
-                                     commits=["no-such-ref"])
+    config["sources"]["demo"].update(
+        extractions="bad/extractions", generators="bad/generators", commits=["no-such-ref"]
+    )
     config["sources"]["demo"].setdefault("measure", {}).update(rounds=3, max_rounds=3, repeat=2)
     config["measure_cache_dir"] = "blocker/measure"
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
@@ -45,17 +47,23 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     proc = snakemake(work)  # no --keep-going needed: no job fails
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr
-    before_work = err[:err.index("Building DAG")]  # every planning problem, one line each, before any work
-    for needle in ("extraction_summary.json: not an extraction",
-                   f"-old.json and bad/extractions/{shas['regex']}.json both name commit",
-                   "commit no-such-ref is not in the repository"):
+    before_work = err[: err.index("Building DAG")]  # every planning problem, one line each, before any work
+    for needle in (
+        "extraction_summary.json: not an extraction",
+        f"-old.json and bad/extractions/{shas['regex']}.json both name commit",
+        "commit no-such-ref is not in the repository",
+    ):
         assert sum(needle in line for line in before_work.splitlines()) == 1, needle
     rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
     for r in rows.values():
         validate(r, "record", r["head_commit"])
-    expected = {shas["regex"]: "duplicate_extraction", shas["wordfreq"]: "extraction_invalid",
-                shas["histogram"]: "extraction_invalid", shas["topk"]: "invalid_script",
-                "no-such-ref": "commit_not_found"}
+    expected = {
+        shas["regex"]: "duplicate_extraction",
+        shas["wordfreq"]: "extraction_invalid",
+        shas["histogram"]: "extraction_invalid",
+        shas["topk"]: "invalid_script",
+        "no-such-ref": "commit_not_found",
+    }
     assert set(rows) == {shas["primes"], *expected}
     for key, category in expected.items():
         r = rows[key]
@@ -66,7 +74,7 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     assert rows[shas["topk"]]["efficiency_test"] == ["def setup(:\n    pass\n"]  # the script is kept, not run
     assert rows["no-such-ref"]["base_commit"] is None
     assert rows[shas["primes"]]["status"] == "ok"
-    summary = err[err.index("isobench run summary"):]
+    summary = err[err.index("isobench run summary") :]
     for category in set(expected.values()):
         assert category in summary
     # the cache could not be written: a warning, and the timings were kept
@@ -82,8 +90,18 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     assert record["revisions"]["head"]["category"] == "tampered" and record["status"] == "failed"
     assert cli(["audit", "-d", str(work)]) == 1
     assert "tampered" in capsys.readouterr().out
-    proc = snakemake(work, "--forcerun", "measure", "--allowed-rules", "measure", "record", "dataset",
-                     "llm_summary", "report_figures", "all")  # the documented way back: measure again
+    proc = snakemake(
+        work,
+        "--forcerun",
+        "measure",
+        "--allowed-rules",
+        "measure",
+        "record",
+        "dataset",
+        "llm_summary",
+        "report_figures",
+        "all",
+    )  # the documented way back: measure again
     assert load_json(primes / "record.json")["status"] == "ok", proc.stderr[-2000:]
 
     # A truncated record is set aside and rebuilt; the dataset is never lost meanwhile.

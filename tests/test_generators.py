@@ -4,8 +4,10 @@ from isobench.errors import IsobenchError
 from isobench.generators import check_script, find_pregenerated
 
 SHA = "4c442c6e53dfef740b17f99fa3d40736e33f7800"
-GOOD = "\n".join(f"def {n}(*a):\n    pass\n" for n in
-                 ("setup", "experiment", "store_result", "load_result", "check_equivalence"))
+GOOD = "\n".join(
+    f"def {n}(*a):\n    pass\n"
+    for n in ("setup", "experiment", "store_result", "load_result", "check_equivalence")
+)
 
 
 def test_full_hash_wins_over_hash8(tmp_path):

@@ -16,7 +16,7 @@ from isobench.gpu import GpuSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HOLDER = '''
+HOLDER = """
 import json, sys, time
 sys.path.insert(0, {root!r})
 from isobench import gpu
@@ -28,7 +28,7 @@ with gpu.slot(settings, "job " + sys.argv[1], environ={{}}) as held:
     end = time.time()
 print(json.dumps({{"job": sys.argv[1], "device": held["device"], "start": start, "end": end,
                   "env": held["env"], "waited": held["waited_s"]}}), flush=True)
-'''
+"""
 
 
 def holder(tmp_path, devices):
@@ -39,8 +39,10 @@ def holder(tmp_path, devices):
 
 def test_jobs_never_share_a_device(tmp_path):
     script = holder(tmp_path, ["0", "1", "2"])
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), "0.6"], stdout=subprocess.PIPE, text=True)
-             for i in range(7)]
+    procs = [
+        subprocess.Popen([sys.executable, str(script), str(i), "0.6"], stdout=subprocess.PIPE, text=True)
+        for i in range(7)
+    ]
     runs = [json.loads(p.communicate(timeout=120)[0].splitlines()[-1]) for p in procs]
     assert {r["device"] for r in runs} == {"0", "1", "2"}  # every slot was used
     for r in runs:
@@ -99,13 +101,17 @@ def test_under_a_scheduler_its_allocation_is_the_slot(tmp_path):
 
 # What nvidia-smi prints for these queries on a real box (an H100 here), played by a script of the same name: there is
 # no NVIDIA driver on this machine. The parsing and the other-process warning are what is tested.
-NVIDIA_SMI = r'''#!/bin/sh
+NVIDIA_SMI = r"""#!/bin/sh
 case "$1" in
   --query-gpu=index) printf '0\n1\n' ;;
-  --query-gpu=*) echo "0, GPU-5b2e6c1d-8f0a-4a7e-9a55-0c3f1f2b7d11, NVIDIA H100 80GB HBM3, 550.54.15, 00000000:18:00.0, 1980, 2619, 1980, 2619, 71.23, 700.00, 34, P0, 0, 1, 81559" ;;
-  --query-compute-apps=*) if [ -e "$OTHER" ]; then echo "4242, GPU-5b2e6c1d-8f0a-4a7e-9a55-0c3f1f2b7d11, 2048, python3"; echo "99, GPU-ffffffff-0000-0000-0000-000000000000, 10, other-gpu"; fi ;;
+  --query-gpu=*) printf '%s, %s\n' "0, GPU-5b2e6c1d-8f0a-4a7e-9a55-0c3f1f2b7d11, NVIDIA H100 80GB HBM3, 550.54.15" \
+                   "00000000:18:00.0, 1980, 2619, 1980, 2619, 71.23, 700.00, 34, P0, 0, 1, 81559" ;;
+  --query-compute-apps=*) if [ -e "$OTHER" ]; then
+                            echo "4242, GPU-5b2e6c1d-8f0a-4a7e-9a55-0c3f1f2b7d11, 2048, python3"
+                            echo "99, GPU-ffffffff-0000-0000-0000-000000000000, 10, other-gpu"
+                          fi ;;
 esac
-'''
+"""
 
 
 def test_gpu_state_from_nvidia_smi(tmp_path, monkeypatch):
@@ -125,17 +131,25 @@ def test_gpu_state_from_nvidia_smi(tmp_path, monkeypatch):
     env, facts = gpu.on_gpu(settings, "measure", work)
     assert env == {"CUDA_VISIBLE_DEVICES": "0"}
     state = facts["gpu_state"]
-    assert state["available"] and state["name"] == "NVIDIA H100 80GB HBM3" and state["driver_version"] == "550.54.15"
+    assert (
+        state["available"]
+        and state["name"] == "NVIDIA H100 80GB HBM3"
+        and state["driver_version"] == "550.54.15"
+    )
     assert state["before"]["clocks_sm"] == 1980 and state["before"]["power_limit"] == 700.0
     assert state["before"]["temperature_gpu"] == 34 and state["before"]["processes"] == []
     assert [p["pid"] for p in state["after"]["processes"]] == [4242]  # only the processes on this device
-    assert facts["warnings"] == ["another process was on GPU 0 after the measurement: pid 4242 (python3, 2048 MiB)"]
+    assert facts["warnings"] == [
+        "another process was on GPU 0 after the measurement: pid 4242 (python3, 2048 MiB)"
+    ]
 
 
 def test_the_run_says_which_gpus_it_has():
     settings = GpuSettings(devices=("0", "1", "2", "3"))
-    assert gpu.start_line(settings, 8, {}) == ("isobench: GPUs: 4 slot(s), device(s) 0, 1, 2, 3 (gpu.devices); "
-                                               "--resources gpu=8 but 4 GPU(s): jobs beyond them wait for a free one")
+    assert gpu.start_line(settings, 8, {}) == (
+        "isobench: GPUs: 4 slot(s), device(s) 0, 1, 2, 3 (gpu.devices); "
+        "--resources gpu=8 but 4 GPU(s): jobs beyond them wait for a free one"
+    )
     assert "give --resources gpu=4" in gpu.start_line(settings, None, {})
     assert gpu.start_line(settings, 4, {}).endswith("(gpu.devices)")
     assert gpu.start_line(GpuSettings(devices=()), 1, {}) is None  # no GPU, nothing to say

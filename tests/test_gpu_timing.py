@@ -73,7 +73,9 @@ class FakeCuda:
 
 @pytest.fixture
 def fake_torch(monkeypatch):
-    torch = types.SimpleNamespace(__version__="stand-in", cuda=FakeCuda(), version=types.SimpleNamespace(cuda="12.4"))
+    torch = types.SimpleNamespace(
+        __version__="stand-in", cuda=FakeCuda(), version=types.SimpleNamespace(cuda="12.4")
+    )
     monkeypatch.setitem(sys.modules, "torch", torch)
     return torch
 
@@ -96,7 +98,10 @@ def test_every_device_the_test_used_is_synchronized(fake_torch, monkeypatch):
     cuda.synced.clear()
     _, ms = timer(lambda: cuda.launch(1, 0.05))
     assert sorted(set(cuda.synced)) == [0, 1] and ms >= 45
-    assert [d["visible_as"] for d in timer.describe()] == ["5", "7"]  # named as CUDA_VISIBLE_DEVICES names them
+    assert [d["visible_as"] for d in timer.describe()] == [
+        "5",
+        "7",
+    ]  # named as CUDA_VISIBLE_DEVICES names them
 
 
 def test_the_test_s_own_device_not_device_0(fake_torch, monkeypatch):
@@ -116,7 +121,7 @@ def test_cpu_timer_while_cuda_is_unused(fake_torch):
     assert env["gpu"] is None and not fake_torch.cuda.initialized  # describing never initializes CUDA
 
 
-LATE = '''
+LATE = """
 import json
 
 def setup():
@@ -135,7 +140,7 @@ def load_result(path):
 
 def check_equivalence(a, b):
     assert a == b
-'''
+"""
 
 
 def test_a_test_that_imports_torch_late_is_still_synchronized(fake_torch, tmp_path, monkeypatch):
@@ -158,8 +163,18 @@ def test_a_test_that_imports_torch_late_is_still_synchronized(fake_torch, tmp_pa
     module = tmp_path / "t.py"
     module.write_text(LATE)
     out = tmp_path / "r.json"
-    args = types.SimpleNamespace(module=str(module), mode="reference", reference=str(tmp_path / "ref"), warmup=1,
-                                 warmup_ms=0.0, repeat=3, flush_l2=False, no_cuda=False, control=None, out=str(out))
+    args = types.SimpleNamespace(
+        module=str(module),
+        mode="reference",
+        reference=str(tmp_path / "ref"),
+        warmup=1,
+        warmup_ms=0.0,
+        repeat=3,
+        flush_l2=False,
+        no_cuda=False,
+        control=None,
+        out=str(out),
+    )
     report = harness.run(args)
     assert report["status"] == "ok", report
     assert report["timer"] == "cuda_sync_wall" and min(report["samples_ms"]) >= 25

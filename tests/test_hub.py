@@ -8,21 +8,26 @@ import io
 import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset
+from hub_server import FakeHub
 
 from isobench.errors import IsobenchError
 from isobench.hub import format_push, push_to_hub
-
-from hub_server import FakeHub
 
 REPO_ID = "isobench/perf-bench"
 SHARD = "data/test-00000-of-00001.parquet"
 
 
 def row(n: int, performance: float = 1.0, **extra) -> dict:
-    return {"repo": "org/proj", "head_commit": f"{n:040x}", "created_at": f"2024-01-{n:02d}T00:00:00Z",
-            "instance_id": f"org__proj-{n}", "human_performance": performance,
-            "duration_changes": [{"base": [1.0], "head": [0.5], "main": [0.5]}], "provenance": {"source": "x"},
-            **extra}
+    return {
+        "repo": "org/proj",
+        "head_commit": f"{n:040x}",
+        "created_at": f"2024-01-{n:02d}T00:00:00Z",
+        "instance_id": f"org__proj-{n}",
+        "human_performance": performance,
+        "duration_changes": [{"base": [1.0], "head": [0.5], "main": [0.5]}],
+        "provenance": {"source": "x"},
+        **extra,
+    }
 
 
 def parquet_bytes(rows: list[dict]) -> bytes:
@@ -48,8 +53,13 @@ def hub(monkeypatch, tmp_path):
 @pytest.fixture
 def seeded(hub):
     """The Hub holding rows 1-3 of the test split in two shards, as `datasets.push_to_hub` could leave them."""
-    hub.add_commit(REPO_ID, {"data/test-00000-of-00002.parquet": parquet_bytes([row(1), row(2)]),
-                             "data/test-00001-of-00002.parquet": parquet_bytes([row(3)])})
+    hub.add_commit(
+        REPO_ID,
+        {
+            "data/test-00000-of-00002.parquet": parquet_bytes([row(1), row(2)]),
+            "data/test-00001-of-00002.parquet": parquet_bytes([row(3)]),
+        },
+    )
     return hub
 
 
@@ -58,7 +68,12 @@ def test_push_to_an_empty_hub_creates_the_repo_and_one_parquet(hub):
     summary = push_to_hub(rows, REPO_ID)
     assert summary["pushed"] and summary["commit"] == hub.commits(REPO_ID)[-1].oid
     assert summary["added"] == ["org__proj-1", "org__proj-2", "org__proj-3"]
-    assert (summary["hub_rows"], summary["local_rows"], summary["replaced"], summary["kept"]) == (0, 3, [], [])
+    assert (summary["hub_rows"], summary["local_rows"], summary["replaced"], summary["kept"]) == (
+        0,
+        3,
+        [],
+        [],
+    )
     assert any(r["path"] == "/api/repos/create" for r in hub.requests)
     assert sorted(hub.files(REPO_ID)) == [".gitattributes", SHARD]
     assert rows_at(hub, SHARD) == [row(1), row(2), row(3)]
@@ -110,7 +125,10 @@ def test_dry_run_writes_nothing_and_says_what_would_change(seeded, monkeypatch, 
     summary = push_to_hub([row(2, performance=0.25), row(4)], REPO_ID, dry_run=True)
     assert not summary["pushed"] and summary["commit"] is None
     assert (summary["added"], summary["replaced"], summary["kept"]) == (
-        ["org__proj-4"], ["org__proj-2"], ["org__proj-1", "org__proj-3"])
+        ["org__proj-4"],
+        ["org__proj-2"],
+        ["org__proj-1", "org__proj-3"],
+    )
     assert seeded.writes() == []
     assert all(r["authorized"] == with_token for r in seeded.requests)
     assert seeded.files(REPO_ID) == before and len(seeded.commits(REPO_ID)) == commits
@@ -186,8 +204,13 @@ def test_the_isobench_push_command_on_the_demo_dataset(hub, tmp_path):
     dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     def push(*args):
-        return subprocess.run([sys.executable, "-m", "isobench.cli", "push", REPO_ID, "--dataset", str(dataset),
-                               *args], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+        return subprocess.run(
+            [sys.executable, "-m", "isobench.cli", "push", REPO_ID, "--dataset", str(dataset), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ),
+        )
 
     dry = push("--dry-run")
     assert dry.returncode == 0, dry.stderr
@@ -202,8 +225,10 @@ def test_the_isobench_push_command_on_the_demo_dataset(hub, tmp_path):
 def test_split_sizes_in_the_dataset_card_are_dropped_with_the_push(hub):
     """A card written by `datasets.push_to_hub` records each split's size; after our push it would be wrong
     (and `load_dataset` would refuse the split), so the same commit removes `dataset_info`."""
-    card = (b"---\nlicense: mit\ndataset_info:\n  splits:\n  - name: test\n    num_examples: 1\n---\n"
-            b"# bench\nSome words.\n")
+    card = (
+        b"---\nlicense: mit\ndataset_info:\n  splits:\n  - name: test\n    num_examples: 1\n---\n"
+        b"# bench\nSome words.\n"
+    )
     hub.add_commit(REPO_ID, {"data/test-00000-of-00001.parquet": parquet_bytes([row(1)]), "README.md": card})
     summary = push_to_hub([row(1), row(2)], REPO_ID)
     assert summary["pushed"] and len(hub.commits(REPO_ID)) == 2 + 1

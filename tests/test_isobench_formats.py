@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, ROOT
 
 from isobench import contracts, git, workflow
 from isobench.errors import IsobenchError
@@ -17,21 +18,35 @@ from isobench.generators import check_script, find_pregenerated
 from isobench.measure import Revision, Settings, not_run
 from isobench.record import build_record
 
-from conftest import FIXTURES, ROOT
-
 REAL = ROOT.parent / "shared" / "fixtures" / "isobench-real"
 OWN = FIXTURES / "formats"
 BUNDLE = OWN / "pr_bundle.jsonl"
 COLLECTION = OWN / "collection_d8b3dfa732c62d10731f499260fc0b29f213a000.json"
 ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 100, "seed": 0}
-HASHES = {k: "0" for k in ("extraction", "template", "prompt", "generator", "llm_transcript", "timing_base",
-                           "timing_head", "timing_main")}
+HASHES = {
+    k: "0"
+    for k in (
+        "extraction",
+        "template",
+        "prompt",
+        "generator",
+        "llm_transcript",
+        "timing_base",
+        "timing_head",
+        "timing_main",
+    )
+}
 META = {"origin": "pregenerated:x", "status": "pregenerated", "error": None, "llm": None}
-NOT_RUN = {n: not_run(Revision(n, "a" * 40, Path(".")), "env_failed", "x", Settings()) for n in ("base", "head", "main")}
+NOT_RUN = {
+    n: not_run(Revision(n, "a" * 40, Path(".")), "env_failed", "x", Settings())
+    for n in ("base", "head", "main")
+}
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason="../shared/fixtures/isobench-real not present")
-REAL_FORMATS = (("vllm/extractions-commit", "commit_extractions_with_apis", 63),
-                ("vllm/extractions-pr", "pr_analysis", 99),
-                ("single-commit", "commit_collection", 3))
+REAL_FORMATS = (
+    ("vllm/extractions-commit", "commit_extractions_with_apis", 63),
+    ("vllm/extractions-pr", "pr_analysis", 99),
+    ("single-commit", "commit_collection", 3),
+)
 
 
 @pytest.fixture
@@ -97,22 +112,32 @@ def test_every_real_script_is_found_detected_and_checked():
 def test_a_folder_as_iso_bench_leaves_it_plans_63_commits_and_warns_once(in_tmp, demo, capsys):
     folder = in_tmp / "extractions"
     shutil.copytree(REAL / "vllm" / "extractions-commit", folder)
-    (folder / "extraction_summary.json").write_text(json.dumps(
-        {"total": 65, "successful": 63, "commits": [{"commit_hash": "0" * 40}]}))
-    plans = workflow.plan_sources({"prompt_template": str(ROOT / "prompts" / "test_generator.md"),
-                                   "sources": {"vllm": demo_source(str(folder))}}, prepare=True)
+    (folder / "extraction_summary.json").write_text(
+        json.dumps({"total": 65, "successful": 63, "commits": [{"commit_hash": "0" * 40}]})
+    )
+    plans = workflow.plan_sources(
+        {
+            "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
+            "sources": {"vllm": demo_source(str(folder))},
+        },
+        prepare=True,
+    )
     assert len(plans["vllm"].commits) == 63  # (their commits are not in this repository: each fails alone)
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert sum("extraction_summary.json" in line for line in warnings) == 1
     assert "extraction_summary.json: not an extraction" in warnings[0]
     # the commits are vLLM's, not this repository's: each is named once, before any work, as a failed record
-    assert sum("is not in the repository of source vllm" in line for line in warnings) == 63 == len(warnings) - 1
+    assert (
+        sum("is not in the repository of source vllm" in line for line in warnings) == 63 == len(warnings) - 1
+    )
 
 
 def test_own_files_of_every_format_are_read():
     assert read_extraction(COLLECTION)[0] == "commit_collection"
-    assert read_extraction(FIXTURES / "b4810b61e1ebebf853a8d70b094c09e99200bd69.json")[0] == \
-        "commit_extractions_with_apis"
+    assert (
+        read_extraction(FIXTURES / "b4810b61e1ebebf853a8d70b094c09e99200bd69.json")[0]
+        == "commit_extractions_with_apis"
+    )
     assert read_extraction(next(FIXTURES.glob("pr_analysis_*.json")))[0] == "pr_analysis"
     entries, warnings = bundle_lines(BUNDLE)
     assert [(n, c[:8]) for n, c, _ in entries] == [(1, "f38af463"), (3, "f7db9fce")]
@@ -125,8 +150,13 @@ def test_plan_a_folder_and_a_bundle(in_tmp, demo, capsys):
     folder.mkdir()
     shutil.copy(COLLECTION, folder)
     shutil.copy(OWN / "extraction_summary.json", folder)
-    plans = workflow.plan_sources({"prompt_template": str(ROOT / "prompts" / "test_generator.md"),
-                                   "sources": {"demo": demo_source([str(folder), str(BUNDLE)])}}, prepare=True)
+    plans = workflow.plan_sources(
+        {
+            "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
+            "sources": {"demo": demo_source([str(folder), str(BUNDLE)])},
+        },
+        prepare=True,
+    )
     plan = plans["demo"]
     assert set(plan.commits) == {shas["primes"], shas["wordfreq"], shas["regex"]}
     err = capsys.readouterr().err.splitlines()
@@ -137,24 +167,46 @@ def test_plan_a_folder_and_a_bundle(in_tmp, demo, capsys):
     split = Path(wordfreq.extraction_file)
     assert split.parent == Path("results/demo/_extractions") and json.loads(split.read_text())["pr_date"]
     mtime = split.stat().st_mtime_ns
-    workflow.plan_sources({"prompt_template": str(ROOT / "prompts" / "test_generator.md"),
-                           "sources": {"demo": demo_source(str(BUNDLE))}}, prepare=True)
+    workflow.plan_sources(
+        {
+            "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
+            "sources": {"demo": demo_source(str(BUNDLE))},
+        },
+        prepare=True,
+    )
     assert split.stat().st_mtime_ns == mtime  # an unchanged line is not rewritten: nothing reruns
 
     mirror = plan.mirror
-    data = normalize(source="demo", repo_name="o/demokit", mirror=mirror, commit=shas["wordfreq"],
-                     extraction_file=split, origin=wordfreq.origin)
+    data = normalize(
+        source="demo",
+        repo_name="o/demokit",
+        mirror=mirror,
+        commit=shas["wordfreq"],
+        extraction_file=split,
+        origin=wordfreq.origin,
+    )
     assert data["extraction_file"] == f"{BUNDLE}:1" and data["format"] == "pr_analysis"
     assert "models" not in data["extra"] and data["extra"]["perf_command"]  # ["N/A"]: not model-specific
     assert data["pr_number"] == 3
     assert data["patch_functions"] == ["demokit/text.py::word_frequencies"]
     assert data["test_functions"] == ["tests/test_text.py::test_word_frequencies_keeps_first_seen_order"]
     regex = plan.commits[shas["regex"]]
-    data = normalize(source="demo", repo_name="o/demokit", mirror=mirror, commit=shas["regex"],
-                     extraction_file=regex.extraction_file, origin=regex.origin)
+    data = normalize(
+        source="demo",
+        repo_name="o/demokit",
+        mirror=mirror,
+        commit=shas["regex"],
+        extraction_file=regex.extraction_file,
+        origin=regex.origin,
+    )
     assert data["extra"]["models"] == ["org/tiny-model"]
-    primes = normalize(source="demo", repo_name="o/demokit", mirror=mirror, commit=shas["primes"],
-                       extraction_file=str(folder / COLLECTION.name))
+    primes = normalize(
+        source="demo",
+        repo_name="o/demokit",
+        mirror=mirror,
+        commit=shas["primes"],
+        extraction_file=str(folder / COLLECTION.name),
+    )
     assert primes["format"] == "commit_collection" and primes["affected_apis"] == ["primes_below"]
     assert primes["warnings"] == [] and primes["pr_number"] is None
 
@@ -162,23 +214,42 @@ def test_plan_a_folder_and_a_bundle(in_tmp, demo, capsys):
 def test_broken_bundle_lines_fail_their_commit_naming_file_and_line(in_tmp, demo):
     _, shas = demo
     bundle = in_tmp / "broken.jsonl"
-    bundle.write_text(json.dumps({"commit_hash": shas["wordfreq"], "commit_subject": 5}) + "\n"
-                      + '{"commit_hash": "' + shas["regex"] + '", "commit_sub\n' + "not json at all\n")
+    bundle.write_text(
+        json.dumps({"commit_hash": shas["wordfreq"], "commit_subject": 5})
+        + "\n"
+        + '{"commit_hash": "'
+        + shas["regex"]
+        + '", "commit_sub\n'
+        + "not json at all\n"
+    )
     plan = workflow.plan_source("demo", demo_source(str(bundle)), prepare=True)
     assert set(plan.commits) == {shas["wordfreq"], shas["regex"]}
     assert plan.warnings == [f"{bundle}:3: not an extraction of any known format (no commit_hash); skipped"]
-    for key, message in ((shas["wordfreq"], f"{bundle}:1: field commit_subject: expected string"),
-                         (shas["regex"], f"{bundle}:2: invalid JSON")):
+    for key, message in (
+        (shas["wordfreq"], f"{bundle}:1: field commit_subject: expected string"),
+        (shas["regex"], f"{bundle}:2: invalid JSON"),
+    ):
         c = plan.commits[key]
         with pytest.raises(IsobenchError) as exc:
-            normalize(source="demo", repo_name="r", mirror=plan.mirror, commit=key, extraction_file=c.extraction_file,
-                      origin=c.origin)
+            normalize(
+                source="demo",
+                repo_name="r",
+                mirror=plan.mirror,
+                commit=key,
+                extraction_file=c.extraction_file,
+                origin=c.origin,
+            )
         assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
 
 
 def test_pr_from_a_merge_commit_on_the_ancestry_path(tmp_path):
     repo = tmp_path / "r"
-    run = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()  # noqa: E731
+
+    def run(*a):
+        return subprocess.run(
+            ["git", *a], cwd=repo, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
     repo.mkdir()
     run("init", "-q", "-b", "main")
     run("config", "user.email", "t@t")
@@ -201,6 +272,16 @@ def test_pr_from_a_merge_commit_on_the_ancestry_path(tmp_path):
     assert git.merged_pr(mirror, head, head) is None  # not merged into that main
     data = normalize(source="s", repo_name="org/proj", mirror=mirror, commit=head, extraction_file=None)
     assert data["pr_number"] is None and data["patch_functions"] == ["m.py::f"]
-    record = build_record(extraction=data, source_cfg={}, generator_text="x", timings=NOT_RUN, main_sha=main,
-                          hashes=HASHES, generator_meta=META, template="t", analysis=ANALYSIS, merged_pr=42)
+    record = build_record(
+        extraction=data,
+        source_cfg={},
+        generator_text="x",
+        timings=NOT_RUN,
+        main_sha=main,
+        hashes=HASHES,
+        generator_meta=META,
+        template="t",
+        analysis=ANALYSIS,
+        merged_pr=42,
+    )
     assert record["instance_id"] == "org__proj-PR-42" and record["provenance"]["pr_from"] == "merge_commit"

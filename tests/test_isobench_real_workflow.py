@@ -11,11 +11,10 @@ import shutil
 
 import pytest
 import yaml
+from conftest import FIXTURES, ROOT, copy_workflow, snakemake
 
 from isobench.dataset import read_dataset
 from isobench.jsonio import load_json, validate
-
-from conftest import FIXTURES, ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 REAL_SCRIPTS = ROOT.parent / "shared" / "fixtures" / "isobench-real" / "vllm" / "generators"
@@ -25,12 +24,19 @@ OWN = FIXTURES / "formats"
 def scripts():
     """(script text, expected error) of the target-not-resolved and the capability cases."""
     if REAL_SCRIPTS.is_dir():
-        return ((REAL_SCRIPTS / "015069b0_test_case_generator.py").read_text(), "No module named 'vllm'",
-                (REAL_SCRIPTS / "0ec82edd_test_case_generator.py").read_text(),
-                "moe_align_block_size requires CUDA device")
+        return (
+            (REAL_SCRIPTS / "015069b0_test_case_generator.py").read_text(),
+            "No module named 'vllm'",
+            (REAL_SCRIPTS / "0ec82edd_test_case_generator.py").read_text(),
+            "moe_align_block_size requires CUDA device",
+        )
     own = FIXTURES / "cli_scripts"
-    return ((own / "target_not_resolved.py").read_text(), "No module named 'demokit_gpu_ops'",
-            (own / "capability_unsupported.py").read_text(), "fused_histogram requires CUDA device")
+    return (
+        (own / "target_not_resolved.py").read_text(),
+        "No module named 'demokit_gpu_ops'",
+        (own / "capability_unsupported.py").read_text(),
+        "fused_histogram requires CUDA device",
+    )
 
 
 def test_real_scripts_through_the_workflow(tmp_path, demo):
@@ -48,7 +54,9 @@ def test_real_scripts_through_the_workflow(tmp_path, demo):
     name = f"{shas['primes'][:8]}_test_case_generator.py"
     shutil.copy(ROOT / "demo" / "generators" / name, generators / name)
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config["sources"]["demo"].update(extractions=["iso/extractions", "iso/pr_bundle.jsonl"], generators="iso/generators")
+    config["sources"]["demo"].update(
+        extractions=["iso/extractions", "iso/pr_bundle.jsonl"], generators="iso/generators"
+    )
     config["sources"]["demo"].setdefault("measure", {}).update(rounds=3, max_rounds=3, repeat=3)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
@@ -62,8 +70,10 @@ def test_real_scripts_through_the_workflow(tmp_path, demo):
     assert set(rows) == {shas["primes"], shas["wordfreq"], shas["regex"]}
     for r in rows.values():
         validate(r, "record", r["instance_id"])
-    cases = ((shas["wordfreq"], "target_not_resolved", unresolved_error),
-             (shas["regex"], "capability_unsupported", capability_error))
+    cases = (
+        (shas["wordfreq"], "target_not_resolved", unresolved_error),
+        (shas["regex"], "capability_unsupported", capability_error),
+    )
     for sha, category, error in cases:
         r = rows[sha]
         assert r["status"] == "failed" and r["test_failed"] == "Yes"
@@ -74,19 +84,30 @@ def test_real_scripts_through_the_workflow(tmp_path, demo):
         timing = load_json(work / "results" / "demo" / sha / "timing_base.json")
         assert timing["contract"] == "isobench_cli" and error in timing["stdout_tail"]
         assert timing["script_report"]["error"] == error
-        assert r["provenance"]["extraction_file"] == "iso/pr_bundle.jsonl:" + ("1" if sha == shas["wordfreq"] else "3")
+        assert r["provenance"]["extraction_file"] == "iso/pr_bundle.jsonl:" + (
+            "1" if sha == shas["wordfreq"] else "3"
+        )
     # the record of a bundle line carries the PR from its pr_url
     assert rows[shas["wordfreq"]]["instance_id"] == "isobench__demokit-PR-3"
 
     primes = rows[shas["primes"]]  # intact beside them
     assert primes["status"] == "ok" and primes["test_failed"] == "No"
-    assert primes["revisions"]["head"]["equivalent"] is True and primes["comparisons"]["base_head"]["speedup"] > 1
+    assert (
+        primes["revisions"]["head"]["equivalent"] is True
+        and primes["comparisons"]["base_head"]["speedup"] > 1
+    )
     assert primes["instance_id"] == f"isobench__demokit-{shas['primes'][:7]}"
     assert primes["patch_functions"] == ["demokit/numbers.py::primes_below"]
-    assert primes["version"].startswith("python3.") and primes["version"].endswith(f"-worktree@{shas['primes'][:12]}")
-    assert primes["provenance"]["extraction_file"].endswith("collection_d8b3dfa732c62d10731f499260fc0b29f213a000.json")
-    assert json.loads((work / "results" / "demo" / shas["primes"] / "extraction.json").read_text())["format"] == \
-        "commit_collection"
+    assert primes["version"].startswith("python3.") and primes["version"].endswith(
+        f"-worktree@{shas['primes'][:12]}"
+    )
+    assert primes["provenance"]["extraction_file"].endswith(
+        "collection_d8b3dfa732c62d10731f499260fc0b29f213a000.json"
+    )
+    assert (
+        json.loads((work / "results" / "demo" / shas["primes"] / "extraction.json").read_text())["format"]
+        == "commit_collection"
+    )
 
     again = snakemake(work)  # nothing changed: nothing runs, the split bundle lines are not rewritten
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -4,11 +4,10 @@ import json
 
 import pytest
 import yaml
+from conftest import copy_workflow, demo_subset, processes_with, snakemake
 
 from isobench.dataset import read_dataset
 from isobench.jsonio import validate
-
-from conftest import copy_workflow, demo_subset, processes_with, snakemake
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-test-SECRET-isolation-2718281828"
@@ -48,13 +47,24 @@ def test_venv_per_sha_and_a_hostile_test(tmp_path, demo, monkeypatch):
     main = shas["release"]
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["sources"]["demo"].update(
-        extractions="iso/extractions", generators="iso/generators",
-        measure={"rounds": 2, "warmup": 1, "warmup_ms": 0, "repeat": 2, "timeout_s": 60, "interleave": "rounds"},
-        env={"mode": "venv", "verify_command": "{python} -c \"import demokit\""},
+        extractions="iso/extractions",
+        generators="iso/generators",
+        measure={
+            "rounds": 2,
+            "warmup": 1,
+            "warmup_ms": 0,
+            "repeat": 2,
+            "timeout_s": 60,
+            "interleave": "rounds",
+        },
+        env={"mode": "venv", "verify_command": '{python} -c "import demokit"'},
         setup_commands=["{python} -m pip install --quiet wheel"],
         # main's install fails on purpose: its revision is env_failed, everything else goes on
-        install_commands=[f"test {{sha}} != {main}",
-                          "{python} -m pip install --quiet --no-deps --no-build-isolation --no-index {worktree}"])
+        install_commands=[
+            f"test {{sha}} != {main}",
+            "{python} -m pip install --quiet --no-deps --no-build-isolation --no-index {worktree}",
+        ],
+    )
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
     proc = snakemake(work)
@@ -62,12 +72,15 @@ def test_venv_per_sha_and_a_hostile_test(tmp_path, demo, monkeypatch):
     envs = sorted((work / "results" / "demo" / "_envs").glob("*.json"))
     needed = {shas["primes"], shas["histogram"], main} | {
         json.loads((work / "results" / "demo" / shas[k] / "extraction.json").read_text())["base_commit"]
-        for k in ("primes", "histogram")}
+        for k in ("primes", "histogram")
+    }
     assert {p.stem for p in envs} == needed  # one environment per SHA, main's shared by both commits
     assert proc.stderr.count("rule env:") == len(needed)
     markers = {p.stem: json.loads(p.read_text()) for p in envs}
     assert markers[main]["status"] == "failed" and "install command exited with 1" in markers[main]["error"]
-    assert all(m["status"] == "ok" and "/venv/bin/python" in m["python"] for s, m in markers.items() if s != main)
+    assert all(
+        m["status"] == "ok" and "/venv/bin/python" in m["python"] for s, m in markers.items() if s != main
+    )
 
     rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
     for r in rows.values():

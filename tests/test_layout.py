@@ -1,7 +1,10 @@
-"""The package's import graph has no circles: counted with every import, those inside functions too (an import
-moved into a function to dodge a circle still closes it)."""
+"""The package's import graph has no circles (counted with every import, those inside functions too: an import
+moved into a function to dodge a circle still closes it), and the Python code is linted and formatted (ruff,
+configured in pyproject.toml)."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "isobench"
@@ -21,12 +24,16 @@ def imports_of(path: Path, modules: set[str]) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
-            candidates = submodules or [target]  # `from . import files` imports the submodule, not the package
+            submodules = [
+                f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules
+            ]
+            candidates = submodules or [
+                target
+            ]  # `from . import files` imports the submodule, not the package
         elif isinstance(node, ast.Import):
             candidates = [alias.name for alias in node.names]
         else:
@@ -49,7 +56,7 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == "open":
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -69,3 +76,10 @@ def test_no_import_circles():
 
 def test_the_check_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_ruff_lint_and_format():
+    root = PACKAGE.parent
+    for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=root, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]

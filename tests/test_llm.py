@@ -5,16 +5,18 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from isobench import llm
-from isobench.generate import Cache, Generator, Policy, check_candidate, extract_code
-from isobench.measure import smoke_run
-from isobench.errors import IsobenchError
-
 from conftest import ROOT
 from llm_server import FakeLLM, error, reply
 
-KEYS = {"OPENAI_API_KEY": "sk-test-SECRET-openai-0123456789", "ANTHROPIC_API_KEY": "sk-ant-SECRET-anthropic-98765"}
+from isobench import llm
+from isobench.errors import IsobenchError
+from isobench.generate import Cache, Generator, Policy, check_candidate, extract_code
+from isobench.measure import smoke_run
+
+KEYS = {
+    "OPENAI_API_KEY": "sk-test-SECRET-openai-0123456789",
+    "ANTHROPIC_API_KEY": "sk-ant-SECRET-anthropic-98765",
+}
 PROVIDERS = ("openai", "anthropic")
 
 GOOD = textwrap.dedent("""\
@@ -45,7 +47,7 @@ GOOD = textwrap.dedent("""\
         assert reference == current, (reference, current)
     """)
 CRASHES = GOOD.replace("return toy.work(n)", "return toy.no_such_function(n)")
-NO_CHECK = GOOD[:GOOD.index("def check_equivalence")]
+NO_CHECK = GOOD[: GOOD.index("def check_equivalence")]
 
 
 def fenced(code: str, before: str = "", after: str = "") -> str:
@@ -66,7 +68,6 @@ def keys(monkeypatch):
 
 
 def generator(fake, tmp_path, revisions, provider="openai", smoke=True, settings=None, **policy):
-    head = revisions[1].worktree
     counter = tmp_path / "candidate"
 
     def run_smoke(script: str):
@@ -75,12 +76,19 @@ def generator(fake, tmp_path, revisions, provider="openai", smoke=True, settings
         counter.write_text(str(int(counter.read_text() or 0) + 1) if counter.exists() else "1")
         return smoke_run(path, revisions[1], tmp_path / "smoke", timeout_s=30)
 
-    settings = settings or llm.LLMSettings(provider=provider, model="test-model", base_url=fake.base_url(provider),
-                                           timeout_s=10, max_retries=2)
+    settings = settings or llm.LLMSettings(
+        provider=provider, model="test-model", base_url=fake.base_url(provider), timeout_s=10, max_retries=2
+    )
     system = (ROOT / "prompts" / "system.md").read_text()
     repair = (ROOT / "prompts" / "repair.md").read_text()
-    return Generator(settings, Policy(**policy), Cache(tmp_path / "cache"), system, repair,
-                     smoke=run_smoke if smoke else None)
+    return Generator(
+        settings,
+        Policy(**policy),
+        Cache(tmp_path / "cache"),
+        system,
+        repair,
+        smoke=run_smoke if smoke else None,
+    )
 
 
 def kinds(outcome):
@@ -99,7 +107,12 @@ def no_secret_in(folder: Path):
 def test_good_script_then_cache(fake, tmp_path, revisions, provider):
     fake.script(reply(fenced(GOOD)))
     out = generator(fake, tmp_path, revisions, provider).generate("write a test for toy.work")
-    assert out.status == "accepted" and out.script == GOOD and out.contract == "functions" and out.origin == "llm"
+    assert (
+        out.status == "accepted"
+        and out.script == GOOD
+        and out.contract == "functions"
+        and out.origin == "llm"
+    )
     assert len(fake.requests) == 1 and kinds(out) == ["initial"]
     attempt = out.transcript["attempts"][0]
     assert attempt["smoke_run"] == "passed" and attempt["accepted"] and attempt["http_statuses"] == [200]
@@ -107,7 +120,10 @@ def test_good_script_then_cache(fake, tmp_path, revisions, provider):
     assert out.totals["api_requests"] == 1 and out.totals["output_tokens"] > 0
     sent = fake.requests[0]
     if provider == "openai":
-        assert sent["path"] == "/v1/chat/completions" and sent["headers"]["authorization"] == f"Bearer {KEYS['OPENAI_API_KEY']}"
+        assert (
+            sent["path"] == "/v1/chat/completions"
+            and sent["headers"]["authorization"] == f"Bearer {KEYS['OPENAI_API_KEY']}"
+        )
         assert sent["body"]["messages"][0]["role"] == "system" and sent["body"]["max_tokens"] == 8192
     else:
         auth = sent["headers"].get("x-api-key") or sent["headers"]["authorization"]  # SDK versions differ
@@ -152,7 +168,9 @@ def test_smoke_run_failure_is_repaired_with_the_traceback(fake, tmp_path, revisi
     out = generator(fake, tmp_path, revisions).generate("p")
     assert out.status == "accepted" and out.script == GOOD and kinds(out) == ["initial", "repair"]
     first = out.transcript["attempts"][0]
-    assert first["smoke_run"] == "failed" and first["error"].startswith("smoke run: experiment_error (reference run)")
+    assert first["smoke_run"] == "failed" and first["error"].startswith(
+        "smoke run: experiment_error (reference run)"
+    )
     repair = fake.requests[1]["body"]["messages"][-1]["content"]
     assert "no_such_function" in repair and "Traceback" in repair
     assert (tmp_path / "candidate").read_text() == "2"  # both candidates were smoke-run
@@ -200,7 +218,9 @@ def test_budgets_then_failure_and_a_rerun_pays_nothing(fake, tmp_path, revisions
     out = generator(fake, tmp_path, revisions, regenerations=1, repairs=2).generate("p")
     assert out.status == "generation_failed" and len(fake.requests) == 4
     assert kinds(out) == ["initial", "repair", "repair", "regeneration"]
-    assert out.error.startswith("no usable script after 4 replies; last: validation: the script: syntax error")
+    assert out.error.startswith(
+        "no usable script after 4 replies; last: validation: the script: syntax error"
+    )
     again = generator(fake, tmp_path, revisions, regenerations=1, repairs=2).generate("p")
     assert again.status == "generation_failed" and len(fake.requests) == 4  # every reply came from the cache
     assert again.totals["cached_replies"] == 4 and again.totals["api_requests"] == 0
@@ -218,23 +238,40 @@ def test_cache_bypass_asks_again(fake, tmp_path, revisions):
 
 def test_reasoning_model_quirks_and_refused_parameters(fake, tmp_path, revisions):
     fake.default = reply(fenced(GOOD))
-    settings = llm.LLMSettings(model="o4-mini", temperature=0.3, base_url=fake.base_url("openai"), max_retries=0)
+    settings = llm.LLMSettings(
+        model="o4-mini", temperature=0.3, base_url=fake.base_url("openai"), max_retries=0
+    )
     generator(fake, tmp_path, revisions, settings=settings, smoke=False).generate("p")
     body = fake.requests[-1]["body"]
     assert body["max_completion_tokens"] == 8192 and "max_tokens" not in body and "temperature" not in body
 
-    fake.script(error(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                           "Use 'max_completion_tokens' instead."),
-                error(400, "Unsupported value: 'temperature' does not support 0.3 with this model."))
-    settings = llm.LLMSettings(model="new-model", temperature=0.3, base_url=fake.base_url("openai"), max_retries=0)
+    fake.script(
+        error(
+            400,
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead.",
+        ),
+        error(400, "Unsupported value: 'temperature' does not support 0.3 with this model."),
+    )
+    settings = llm.LLMSettings(
+        model="new-model", temperature=0.3, base_url=fake.base_url("openai"), max_retries=0
+    )
     out = generator(fake, tmp_path, revisions, settings=settings, smoke=False).generate("p")
     assert out.status == "accepted"
-    assert out.transcript["attempts"][0]["adapted"] == ["max_tokens -> max_completion_tokens", "temperature dropped"]
+    assert out.transcript["attempts"][0]["adapted"] == [
+        "max_tokens -> max_completion_tokens",
+        "temperature dropped",
+    ]
     sent = [r["body"] for r in fake.requests[-3:]]
-    assert [("max_tokens" in b, "temperature" in b) for b in sent] == [(True, True), (False, True), (False, False)]
+    assert [("max_tokens" in b, "temperature" in b) for b in sent] == [
+        (True, True),
+        (False, True),
+        (False, False),
+    ]
 
-    settings = llm.LLMSettings(provider="anthropic", model="claude-x", temperature=0.3,
-                               base_url=fake.base_url("anthropic"))
+    settings = llm.LLMSettings(
+        provider="anthropic", model="claude-x", temperature=0.3, base_url=fake.base_url("anthropic")
+    )
     generator(fake, tmp_path, revisions, settings=settings, smoke=False).generate("p")
     assert fake.requests[-1]["body"]["temperature"] == 0.3 and fake.requests[-1]["body"]["max_tokens"] == 8192
 
@@ -254,7 +291,9 @@ def test_setup_mistakes_fail_the_job_so_that_a_rerun_retries(fake, tmp_path, rev
     settings = llm.LLMSettings(model="gpt-4o")  # the real endpoint: it must not be called
     with pytest.raises(IsobenchError, match="OPENAI_API_KEY is not set"):
         generator(fake, tmp_path, revisions, settings=settings).generate("p")
-    with pytest.raises(IsobenchError, match="config: field llm.model: not set, so a commit without a pre-generated"):
+    with pytest.raises(
+        IsobenchError, match="config: field llm.model: not set, so a commit without a pre-generated"
+    ):
         generator(fake, tmp_path, revisions, settings=llm.LLMSettings()).generate("p")
     assert not fake.requests
     monkeypatch.setenv("OPENAI_API_KEY", KEYS["OPENAI_API_KEY"])
@@ -305,12 +344,18 @@ def test_extract_code():
     assert extract_code("  \n") == ""
 
 
-@pytest.mark.parametrize("code, message", [
-    (GOOD.replace("    return toy.work(n)", "    pass"), "experiment does nothing"),
-    (GOOD.replace("    return 20000", "    raise NotImplementedError"), "setup does nothing"),
-    (GOOD.replace("    return toy.work(n)", "    return n"), r"experiment\(\) calls nothing"),
-    (GOOD.replace("import json\n", "").replace("import toy\n", "").replace("json.", "str"), "imports nothing"),
-])
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        (GOOD.replace("    return toy.work(n)", "    pass"), "experiment does nothing"),
+        (GOOD.replace("    return 20000", "    raise NotImplementedError"), "setup does nothing"),
+        (GOOD.replace("    return toy.work(n)", "    return n"), r"experiment\(\) calls nothing"),
+        (
+            GOOD.replace("import json\n", "").replace("import toy\n", "").replace("json.", "str"),
+            "imports nothing",
+        ),
+    ],
+)
 def test_trivial_scripts_are_refused(code, message):
     with pytest.raises(IsobenchError, match=message):
         check_candidate(code)

@@ -7,12 +7,11 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT, copy_workflow, snakemake
+from llm_server import FakeLLM, reply
 
 from isobench.dataset import read_dataset
 from isobench.jsonio import validate
-
-from conftest import ROOT, copy_workflow, snakemake
-from llm_server import FakeLLM, reply
 
 pytestmark = pytest.mark.slow
 SECRET = "sk-test-SECRET-workflow-4242424242"
@@ -28,13 +27,18 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
     _, shas = demo
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     work = copy_workflow(tmp_path)
-    histogram_script = (ROOT / "demo" / "generators" / f"{shas['histogram'][:8]}_test_case_generator.py").read_text()
+    histogram_script = (
+        ROOT / "demo" / "generators" / f"{shas['histogram'][:8]}_test_case_generator.py"
+    ).read_text()
     for key in ("histogram", "regex"):
         (work / "demo" / "generators" / f"{shas[key][:8]}_test_case_generator.py").unlink()
 
     def answer(request):
-        prompt = request["body"]["messages"][-1]["content"] if len(request["body"]["messages"]) < 3 else \
-            request["body"]["messages"][1]["content"]
+        prompt = (
+            request["body"]["messages"][-1]["content"]
+            if len(request["body"]["messages"]) < 3
+            else request["body"]["messages"][1]["content"]
+        )
         if shas["histogram"] in prompt:
             return reply(f"Here is the test.\n\n```python\n{histogram_script}```\n")
         return reply("I am sorry, I cannot write this test.")
@@ -44,8 +48,15 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
     try:
         config = yaml.safe_load((work / "config" / "config.yaml").read_text())
         config["sources"]["demo"].setdefault("measure", {}).update(rounds=2, max_rounds=2, repeat=2)
-        config["llm"] = {"provider": "openai", "model": "test-model", "base_url": fake.base_url("openai"),
-                         "max_retries": 0, "regenerations": 0, "repairs": 1, "cache_dir": "cache/llm"}
+        config["llm"] = {
+            "provider": "openai",
+            "model": "test-model",
+            "base_url": fake.base_url("openai"),
+            "max_retries": 0,
+            "regenerations": 0,
+            "repairs": 1,
+            "cache_dir": "cache/llm",
+        }
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
         proc = snakemake(work, "--resources", "llm=2")
@@ -73,17 +84,26 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         assert regex["status"] == "generation_failed" and regex["efficiency_test"] == []
         assert {regex["revisions"][n]["category"] for n in ("base", "head", "main")} == {"generation_failed"}
         assert "no usable script after 2 replies" in regex["provenance"]["generation_error"]
-        regex_transcript = json.loads((work / "results" / "demo" / shas["regex"] / "llm_transcript.json").read_text())
+        regex_transcript = json.loads(
+            (work / "results" / "demo" / shas["regex"] / "llm_transcript.json").read_text()
+        )
         assert [a["kind"] for a in regex_transcript["attempts"]] == ["initial", "repair"]
 
         summary = json.loads((work / "results" / "llm_summary.json").read_text())["totals"]
-        assert summary["api_requests"] == 3 and summary["generated"] == 2 and summary["generation_failed"] == 1
+        assert (
+            summary["api_requests"] == 3 and summary["generated"] == 2 and summary["generation_failed"] == 1
+        )
         assert summary["pregenerated"] == 5
         no_secret_under(work / "results")
         no_secret_under(work / "cache")
         # the audit agrees: every chain intact (a generation_failed record included), and no key anywhere
-        audit = subprocess.run([sys.executable, "-m", "isobench.cli", "audit", "--json"], cwd=work,
-                               capture_output=True, text=True, timeout=300)
+        audit = subprocess.run(
+            [sys.executable, "-m", "isobench.cli", "audit", "--json"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         report = json.loads(audit.stdout)
         assert audit.returncode == 0 and report["ok"], report["findings"]
         assert report["counts"]["secret"] == 0 and report["failures"]["generation_failed"] == {"commit": 1}
@@ -93,22 +113,32 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         step = work / "scripts" / "generator.py"
         step.write_text(step.read_text() + "# edited\n")
         (work / "results" / "demo" / shas["histogram"] / "generator.py").unlink()
-        proc = snakemake(work, "--resources", "llm=2", "--forcerun",
-                         f"results/demo/{shas['regex']}/generator.py")
+        proc = snakemake(
+            work, "--resources", "llm=2", "--forcerun", f"results/demo/{shas['regex']}/generator.py"
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert len(fake.requests) == 3
         assert "isobench LLM use (this run): 0 API requests" in proc.stderr
         meta = json.loads((work / "results" / "demo" / shas["histogram"] / "generator.json").read_text())
         assert meta["origin"] == "cache:openai/test-model" and meta["llm"]["cache_hit"]
-        assert (work / "results" / "demo" / shas["histogram"] / "generator.py").read_text() == histogram_script
+        assert (
+            work / "results" / "demo" / shas["histogram"] / "generator.py"
+        ).read_text() == histogram_script
         regex_meta = json.loads((work / "results" / "demo" / shas["regex"] / "generator.json").read_text())
         assert regex_meta["status"] == "generation_failed" and regex_meta["llm"]["cached_replies"] == 2
 
         # The documented way back for a generation_failed commit: ask again (the server answers well now).
-        regex_script = (ROOT / "demo" / "generators" / f"{shas['regex'][:8]}_test_case_generator.py").read_text()
+        regex_script = (
+            ROOT / "demo" / "generators" / f"{shas['regex'][:8]}_test_case_generator.py"
+        ).read_text()
         fake.default = lambda request: reply(f"```python\n{regex_script}```\n")
-        retry = subprocess.run([sys.executable, "-m", "isobench.cli", "retry-generation"], cwd=work,
-                               capture_output=True, text=True, timeout=300)
+        retry = subprocess.run(
+            [sys.executable, "-m", "isobench.cli", "retry-generation"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert retry.returncode == 0 and "2 cached replies dropped" in retry.stdout, retry.stderr
         proc = snakemake(work, "--resources", "llm=2")
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,7 +8,7 @@ from isobench.sandbox import SandboxSettings
 
 LOCK = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="calls")
 
-TEST = '''
+TEST = """
 import json, os, sys, time
 import toy
 
@@ -33,15 +33,16 @@ def load_result(path):
 
 def check_equivalence(ref, cur):
     assert ref == cur, f"{{ref}} != {{cur}}"
-'''
+"""
 
 
 def measure(tmp_path, revisions, hook="pass", store="pass", settings=LOCK):
     log = tmp_path / "calls.txt"
     gen = tmp_path / "generator.py"
     gen.write_text(TEST.format(log=str(log)).replace("HOOK", hook).replace("STORE", store))
-    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings,
-                             sandbox=SandboxSettings(write_allow=(str(tmp_path),)))  # the log
+    timings = measure_commit(
+        gen, revisions, tmp_path / "scratch", settings, sandbox=SandboxSettings(write_allow=(str(tmp_path),))
+    )  # the log
     for t in timings.values():
         validate(t, "timing", t["revision"])
     return timings, log
@@ -63,14 +64,22 @@ def test_timed_calls_alternate(tmp_path, revisions):
     assert t["head"]["equivalent"] is True
 
 
-@pytest.mark.parametrize("hook, category", [
-    ("if toy.VERSION == 'head' and os.path.getsize(LOG) > 40: raise ValueError('late failure')", "experiment_error"),
-    ("if toy.VERSION == 'head' and os.path.getsize(LOG) > 40: time.sleep(60)", "timeout"),
-    ("if toy.VERSION == 'head' and os.path.getsize(LOG) > 40: os._exit(7)", "crash"),
-    ("if toy.VERSION == 'head': data += 1", "not_equivalent"),
-])
+@pytest.mark.parametrize(
+    "hook, category",
+    [
+        (
+            "if toy.VERSION == 'head' and os.path.getsize(LOG) > 40: raise ValueError('late failure')",
+            "experiment_error",
+        ),
+        ("if toy.VERSION == 'head' and os.path.getsize(LOG) > 40: time.sleep(60)", "timeout"),
+        ("if toy.VERSION == 'head' and os.path.getsize(LOG) > 40: os._exit(7)", "crash"),
+        ("if toy.VERSION == 'head': data += 1", "not_equivalent"),
+    ],
+)
 def test_failures_at_head(tmp_path, revisions, hook, category):
-    settings = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=4, interleave="calls")
+    settings = Settings(
+        rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=4, interleave="calls"
+    )
     t, _ = measure(tmp_path, revisions, hook=hook.replace("data += 1", "data = data + 1"), settings=settings)
     assert status(t)["head"] == ("failed", category), t["head"]["error"]
     assert status(t)["base"] == ("ok", None) and len(t["base"]["samples_ms"]) == 6
@@ -78,5 +87,8 @@ def test_failures_at_head(tmp_path, revisions, hook, category):
 
 def test_failing_base_leaves_no_reference(tmp_path, revisions):
     t, _ = measure(tmp_path, revisions, store="raise OSError('disk full')")
-    assert status(t) == {"base": ("failed", "store_error"), "head": ("failed", "no_reference"),
-                         "main": ("failed", "no_reference")}
+    assert status(t) == {
+        "base": ("failed", "store_error"),
+        "head": ("failed", "no_reference"),
+        "main": ("failed", "no_reference"),
+    }

@@ -20,7 +20,9 @@ def script(tmp_path, body: str, **overrides) -> str:
         "check_equivalence": "def check_equivalence(ref, cur):\n    assert ref == cur, f'{ref} != {cur}'\n",
     }
     parts.update({k: textwrap.dedent(v) for k, v in overrides.items()})
-    text = "import json, os, sys, time\nimport toy\n" + textwrap.dedent(body) + "\n" + "\n".join(parts.values())
+    text = (
+        "import json, os, sys, time\nimport toy\n" + textwrap.dedent(body) + "\n" + "\n".join(parts.values())
+    )
     path = tmp_path / "generator.py"
     path.write_text(text)
     return path
@@ -49,26 +51,39 @@ def test_all_ok(tmp_path, revisions):
         assert len(t[name]["rounds_ms"]) == FAST.rounds
         assert t[name]["stats"]["n"] == 6 and t[name]["timer"] == "perf_counter_ns"
         assert t[name]["env"]["python"] and t[name]["env"]["cpu_count"]
-    assert t["base"]["equivalent"] is None and t["head"]["equivalent"] is True and t["main"]["equivalent"] is True
+    assert (
+        t["base"]["equivalent"] is None
+        and t["head"]["equivalent"] is True
+        and t["main"]["equivalent"] is True
+    )
 
 
 def test_reference_is_written_before_head_runs(tmp_path, revisions):
     # head's setup asserts that base's reference exists already.
     body = "REF = os.path.join(os.path.dirname(os.path.dirname(os.getcwd())), 'reference.out')\n"
-    t = run(tmp_path, revisions, body=body, setup="""
+    t = run(
+        tmp_path,
+        revisions,
+        body=body,
+        setup="""
         def setup():
             if toy.VERSION != 'base':
                 assert os.path.exists(REF), REF
             return 100
-        """)
+        """,
+    )
     assert statuses(t)["head"] == ("ok", None)
 
 
 def test_not_equivalent(tmp_path, revisions):
-    t = run(tmp_path, revisions, experiment="""
+    t = run(
+        tmp_path,
+        revisions,
+        experiment="""
         def experiment(data):
             return toy.work(data) + (1 if toy.VERSION == 'head' else 0)
-        """)
+        """,
+    )
     assert statuses(t) == {"base": ("ok", None), "head": ("failed", "not_equivalent"), "main": ("ok", None)}
     assert t["head"]["equivalent"] is False and t["head"]["samples_ms"] == []
     assert "!=" in t["head"]["error"]
@@ -82,29 +97,57 @@ def test_import_error_at_main(tmp_path, revisions):
     assert statuses(t)["head"] == ("ok", None)
 
 
-@pytest.mark.parametrize("fn, code, category", [
-    ("setup", "def setup():\n    if toy.VERSION == 'head':\n        raise RuntimeError('no data')\n    return 5\n",
-     "setup_error"),
-    ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        raise KeyError('x')\n    return 1\n",
-     "experiment_error"),
-    ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        time.sleep(60)\n    return 1\n",
-     "timeout"),
-    ("experiment", "def experiment(data):\n    if toy.VERSION == 'head':\n        os._exit(3)\n    return 1\n", "crash"),
-])
+@pytest.mark.parametrize(
+    "fn, code, category",
+    [
+        (
+            "setup",
+            "def setup():\n    if toy.VERSION == 'head':\n        raise RuntimeError('no data')\n    return 5\n",
+            "setup_error",
+        ),
+        (
+            "experiment",
+            "def experiment(data):\n    if toy.VERSION == 'head':\n        raise KeyError('x')\n    return 1\n",
+            "experiment_error",
+        ),
+        (
+            "experiment",
+            "def experiment(data):\n    if toy.VERSION == 'head':\n        time.sleep(60)\n    return 1\n",
+            "timeout",
+        ),
+        (
+            "experiment",
+            "def experiment(data):\n    if toy.VERSION == 'head':\n        os._exit(3)\n    return 1\n",
+            "crash",
+        ),
+    ],
+)
 def test_failures_at_head_only(tmp_path, revisions, fn, code, category):
-    t = run(tmp_path, revisions, settings=Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=3), **{fn: code})
+    t = run(
+        tmp_path,
+        revisions,
+        settings=Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=3),
+        **{fn: code},
+    )
     assert statuses(t) == {"base": ("ok", None), "head": ("failed", category), "main": ("ok", None)}
     assert category in CATEGORIES and t["head"]["error"]
 
 
 def test_failing_base_leaves_no_reference(tmp_path, revisions):
-    t = run(tmp_path, revisions, store_result="""
+    t = run(
+        tmp_path,
+        revisions,
+        store_result="""
         def store_result(result, path):
             if toy.VERSION == 'base':
                 raise OSError('disk full')
-        """)
-    assert statuses(t) == {"base": ("failed", "store_error"), "head": ("failed", "no_reference"),
-                           "main": ("failed", "no_reference")}
+        """,
+    )
+    assert statuses(t) == {
+        "base": ("failed", "store_error"),
+        "head": ("failed", "no_reference"),
+        "main": ("failed", "no_reference"),
+    }
 
 
 def test_invalid_script(tmp_path, revisions):
@@ -122,21 +165,32 @@ def test_stderr_tail_is_kept(tmp_path, revisions):
 
 def test_rounds_interleave_base_head_main(tmp_path, revisions):
     order = tmp_path / "order.txt"
-    t = run(tmp_path, revisions, settings=Settings(rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20,
-                                                   interleave="rounds"),
-            writable=tmp_path, setup=f"""
+    t = run(
+        tmp_path,
+        revisions,
+        settings=Settings(
+            rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20, interleave="rounds"
+        ),
+        writable=tmp_path,
+        setup=f"""
         def setup():
             with open({str(order)!r}, "a") as fh:
                 fh.write(toy.VERSION + "\\n")
             return 10
-        """)
+        """,
+    )
     assert statuses(t)["main"] == ("ok", None)
     assert order.read_text().split() == ["base", "head", "main"] * 3
 
 
 def test_job_time_limit_keeps_what_was_measured(tmp_path, revisions):
-    t = run(tmp_path, revisions, settings=Settings(rounds=50, max_rounds=50, warmup=1, warmup_ms=0, repeat=1, timeout_s=20,
-                                                   job_timeout_s=0.5))
+    t = run(
+        tmp_path,
+        revisions,
+        settings=Settings(
+            rounds=50, max_rounds=50, warmup=1, warmup_ms=0, repeat=1, timeout_s=20, job_timeout_s=0.5
+        ),
+    )
     assert statuses(t)["head"] == ("ok", None)
     assert 1 <= len(t["head"]["rounds_ms"]) < 50
     assert any("job time limit" in w for w in t["head"]["warnings"])
@@ -144,14 +198,19 @@ def test_job_time_limit_keeps_what_was_measured(tmp_path, revisions):
 
 def test_time_based_warmup(tmp_path, revisions):
     calls = tmp_path / "calls.txt"
-    run(tmp_path, revisions, settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=300, repeat=1, timeout_s=20),
-        writable=tmp_path, experiment=f"""
+    run(
+        tmp_path,
+        revisions,
+        settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=300, repeat=1, timeout_s=20),
+        writable=tmp_path,
+        experiment=f"""
         def experiment(data):
             with open({str(calls)!r}, "a") as fh:
                 fh.write("x")
             time.sleep(0.01)
             return 1
-        """)
+        """,
+    )
     # three revisions, each warming up for >= 300 ms of 10 ms calls, then one timed call
     assert len(calls.read_text()) > 3 * 20
 

@@ -5,14 +5,13 @@ import os
 import types
 
 import pytest
+from conftest import ROOT
 
 from isobench import workflow
 from isobench.cli import main
 from isobench.errors import IsobenchError
 from isobench.jsonio import load_json, write_json
 from isobench.steps import run_step
-
-from conftest import ROOT
 
 
 @pytest.fixture
@@ -22,8 +21,12 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def source(**kw):
-    cfg = {"repo": "isobench:demo", "extractions": str(ROOT / "demo" / "extractions"), "commits": [],
-           "main_ref": "main"}
+    cfg = {
+        "repo": "isobench:demo",
+        "extractions": str(ROOT / "demo" / "extractions"),
+        "commits": [],
+        "main_ref": "main",
+    }
     cfg.update(kw)
     return cfg
 

@@ -1,10 +1,9 @@
 import pytest
+from conftest import ROOT
 
 from isobench.errors import IsobenchError
 from isobench.extraction import normalize
 from isobench.prompt import budget_diff, render
-
-from conftest import ROOT
 
 TEMPLATE = ROOT / "prompts" / "test_generator.md"
 
@@ -12,15 +11,29 @@ TEMPLATE = ROOT / "prompts" / "test_generator.md"
 @pytest.fixture(scope="module")
 def extraction(mirror, demo):
     _, shas = demo
-    return normalize(source="demo", repo_name="isobench/demokit", mirror=mirror, commit=shas["moving-average"],
-                     extraction_file=None)
+    return normalize(
+        source="demo",
+        repo_name="isobench/demokit",
+        mirror=mirror,
+        commit=shas["moving-average"],
+        extraction_file=None,
+    )
 
 
 def test_prompt_holds_contract_commit_and_diff(extraction):
     text, facts = render(TEMPLATE, extraction, 30000)
-    for needle in ("setup()", "experiment(data)", "store_result(result, path)", "load_result(path)",
-                   "check_equivalence(reference, current)", extraction["head_commit"], extraction["subject"],
-                   "- demokit/series.py (modified", "- moving_average", "+    total = sum(values[: window - 1])"):
+    for needle in (
+        "setup()",
+        "experiment(data)",
+        "store_result(result, path)",
+        "load_result(path)",
+        "check_equivalence(reference, current)",
+        extraction["head_commit"],
+        extraction["subject"],
+        "- demokit/series.py (modified",
+        "- moving_average",
+        "+    total = sum(values[: window - 1])",
+    ):
         assert needle in text, needle
     assert "{{" not in text and facts["diff_truncated"] is False
 

@@ -1,61 +1,122 @@
-import json
-
 import pytest
 
 from isobench.dataset import merge, read_dataset, write_dataset
 from isobench.errors import IsobenchError
 from isobench.jsonio import dumps, validate, write_json
-from isobench.stats import describe
 from isobench.record import build_record, human_performance
+from isobench.stats import describe
 
 ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 500, "seed": 0}
 SHA = {"base": "a" * 40, "head": "b" * 40, "main": "c" * 40}
 
 
 def timing(name, samples, status="ok", category=None):
-    return {"schema_version": 1, "revision": name, "sha": SHA[name], "status": status, "category": category,
-            "error": None if status == "ok" else "boom", "traceback": None,
-            "equivalent": None if name == "base" else status == "ok",
-            "samples_ms": samples, "rounds_ms": [samples], "stats": describe([samples]) if samples else None,
-            "warnings": [], "unit": "ms", "contract": "functions",
-            "timer": "perf_counter_ns", "device": "cpu", "env": {"python": "3.11", "host": "h"},
-            "settings": {}, "harness_version": "1", "stderr_tail": ""}
+    return {
+        "schema_version": 1,
+        "revision": name,
+        "sha": SHA[name],
+        "status": status,
+        "category": category,
+        "error": None if status == "ok" else "boom",
+        "traceback": None,
+        "equivalent": None if name == "base" else status == "ok",
+        "samples_ms": samples,
+        "rounds_ms": [samples],
+        "stats": describe([samples]) if samples else None,
+        "warnings": [],
+        "unit": "ms",
+        "contract": "functions",
+        "timer": "perf_counter_ns",
+        "device": "cpu",
+        "env": {"python": "3.11", "host": "h"},
+        "settings": {},
+        "harness_version": "1",
+        "stderr_tail": "",
+    }
 
 
 PREGENERATED = {"origin": "pregenerated:x", "status": "pregenerated", "error": None, "llm": None}
 
 
-def record(timings, head=SHA["head"], repo="org/repo", created="2024-01-01T00:00:00+00:00", meta=PREGENERATED,
-           pr=None, source_cfg=None):
-    extraction = {"repo": repo, "head_commit": head, "base_commit": SHA["base"], "created_at": created,
-                  "patch": "p", "test_patch": "", "affected_apis": ["f", "g"], "message": "msg",
-                  "source": "s", "extraction_file": None, "extraction_sha256": None, "warnings": [],
-                  "patch_functions": ["pkg/m.py::C.f"], "test_functions": [], "pr_number": pr}
-    hashes = {"extraction": "1", "template": "2", "prompt": "3", "generator": "4",
-              "timing_base": "5", "timing_head": "6", "timing_main": "7"}
-    return build_record(extraction=extraction, source_cfg=source_cfg or {"setup_commands": ["x"]}, generator_text="code",
-                        timings=timings, main_sha=SHA["main"], hashes=hashes, generator_meta=meta,
-                        template="t.md", analysis=ANALYSIS)
+def record(
+    timings,
+    head=SHA["head"],
+    repo="org/repo",
+    created="2024-01-01T00:00:00+00:00",
+    meta=PREGENERATED,
+    pr=None,
+    source_cfg=None,
+):
+    extraction = {
+        "repo": repo,
+        "head_commit": head,
+        "base_commit": SHA["base"],
+        "created_at": created,
+        "patch": "p",
+        "test_patch": "",
+        "affected_apis": ["f", "g"],
+        "message": "msg",
+        "source": "s",
+        "extraction_file": None,
+        "extraction_sha256": None,
+        "warnings": [],
+        "patch_functions": ["pkg/m.py::C.f"],
+        "test_functions": [],
+        "pr_number": pr,
+    }
+    hashes = {
+        "extraction": "1",
+        "template": "2",
+        "prompt": "3",
+        "generator": "4",
+        "timing_base": "5",
+        "timing_head": "6",
+        "timing_main": "7",
+    }
+    return build_record(
+        extraction=extraction,
+        source_cfg=source_cfg or {"setup_commands": ["x"]},
+        generator_text="code",
+        timings=timings,
+        main_sha=SHA["main"],
+        hashes=hashes,
+        generator_meta=meta,
+        template="t.md",
+        analysis=ANALYSIS,
+    )
 
 
 def test_record_ok_validates():
-    r = record({"base": timing("base", [10.0, 12.0]), "head": timing("head", [2.0, 3.0]),
-                "main": timing("main", [2.0])})
+    r = record(
+        {
+            "base": timing("base", [10.0, 12.0]),
+            "head": timing("head", [2.0, 3.0]),
+            "main": timing("main", [2.0]),
+        }
+    )
     validate(r, "record", "r")
     assert r["human_performance"] == 11.0 / 2.5
     assert r["duration_changes"] == [{"base": [10.0, 12.0], "head": [2.0, 3.0], "main": [2.0]}]
     assert r["api"] == "f, g" and r["status"] == "ok" and r["efficiency_test"] == ["code"]
     assert r["instance_id"] == "org__repo-" + SHA["head"][:7]
-    assert r["test_failed"] == "No" and r["patch_functions"] == ["pkg/m.py::C.f"] and r["test_functions"] == []
+    assert (
+        r["test_failed"] == "No" and r["patch_functions"] == ["pkg/m.py::C.f"] and r["test_functions"] == []
+    )
 
 
 def test_iso_bench_fields():
-    ok = {"base": timing("base", [10.0, 12.0, 30.0]), "head": timing("head", [2.0, 3.0, 4.0]), "main": timing("main", [2.0])}
+    ok = {
+        "base": timing("base", [10.0, 12.0, 30.0]),
+        "head": timing("head", [2.0, 3.0, 4.0]),
+        "main": timing("main", [2.0]),
+    }
     r = record(ok, pr=21079)
     validate(r, "record", "r")
     assert r["instance_id"] == "org__repo-PR-21079" and r["pr_number"] == 21079
     # isobench's ratio is of medians; ISO-Bench's (mean over mean) is kept beside it
-    assert r["human_performance"] == 12.0 / 3.0 and r["human_performance_mean"] == pytest.approx((52 / 3) / 3.0)
+    assert r["human_performance"] == 12.0 / 3.0 and r["human_performance_mean"] == pytest.approx(
+        (52 / 3) / 3.0
+    )
     # no version in the config: composed from what was measured (Python, arch, environment, installed SHA)
     ok["head"]["env"] = {"python": "3.11.9", "machine": "x86_64"}
     ok["head"]["revision_env"] = {"mode": "venv", "image": None, "python": "/v/bin/python"}
@@ -70,8 +131,13 @@ def test_iso_bench_fields():
 
 
 def test_failed_revision_has_empty_list_and_no_ratio():
-    r = record({"base": timing("base", [10.0]), "head": timing("head", [1.0], "failed", "not_equivalent"),
-                "main": timing("main", [], "failed", "import_error")})
+    r = record(
+        {
+            "base": timing("base", [10.0]),
+            "head": timing("head", [1.0], "failed", "not_equivalent"),
+            "main": timing("main", [], "failed", "import_error"),
+        }
+    )
     validate(r, "record", "r")
     assert r["human_performance"] is None and r["status"] == "failed"
     assert r["duration_changes"] == [{"base": [10.0], "head": [], "main": []}]
@@ -97,8 +163,9 @@ def test_invalid_record_is_a_one_line_error():
 def test_dataset_order_merge_and_datasets_loading(tmp_path):
     ok = {"base": timing("base", [2.0]), "head": timing("head", [1.0]), "main": timing("main", [1.0])}
     paths = []
-    for i, (repo, created, head) in enumerate([("b/r", "2024-01-01", "d" * 40), ("a/r", "2024-02-01", "e" * 40),
-                                               ("a/r", "2024-01-01", "f" * 40)]):
+    for i, (repo, created, head) in enumerate(
+        [("b/r", "2024-01-01", "d" * 40), ("a/r", "2024-02-01", "e" * 40), ("a/r", "2024-01-01", "f" * 40)]
+    ):
         p = tmp_path / f"r{i}.json"
         write_json(p, record(ok, head=head, repo=repo, created=created))
         paths.append(p)

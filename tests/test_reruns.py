@@ -11,14 +11,21 @@ import sys
 
 import pytest
 import yaml
-
-from isobench.dataset import read_dataset
-
 from conftest import ROOT, copy_workflow
 from llm_server import FakeLLM, reply
 
+from isobench.dataset import read_dataset
+
 pytestmark = pytest.mark.slow
-FAST = {"rounds": 1, "max_rounds": 1, "warmup": 1, "warmup_ms": 0, "repeat": 1, "timeout_s": 60, "interleave": "rounds"}
+FAST = {
+    "rounds": 1,
+    "max_rounds": 1,
+    "warmup": 1,
+    "warmup_ms": 0,
+    "repeat": 1,
+    "timeout_s": 60,
+    "interleave": "rounds",
+}
 
 
 class Counter:
@@ -32,7 +39,10 @@ class Counter:
         calls = len(self.fake.requests) - self.requests
         self.requests = len(self.fake.requests)
         fresh = proc.stderr.count("measurement: fresh")
-        jobs = {rule: len(re.findall(rf"^(?:local)?rule {rule}:", proc.stderr, re.M)) for rule in ("generator", "measure")}
+        jobs = {
+            rule: len(re.findall(rf"^(?:local)?rule {rule}:", proc.stderr, re.M))
+            for rule in ("generator", "measure")
+        }
         return calls, fresh, jobs, proc.stderr
 
 
@@ -43,9 +53,11 @@ def setup(tmp_path, demo):
     shutil.copytree(repo_src, repo)
     (tmp_path / "wf").mkdir()
     work = copy_workflow(tmp_path / "wf")
-    scripts = {sha: (ROOT / "demo" / "generators" / f"{sha[:8]}_test_case_generator.py").read_text()
-               for sha in shas.values()
-               if (ROOT / "demo" / "generators" / f"{sha[:8]}_test_case_generator.py").exists()}
+    scripts = {
+        sha: (ROOT / "demo" / "generators" / f"{sha[:8]}_test_case_generator.py").read_text()
+        for sha in shas.values()
+        if (ROOT / "demo" / "generators" / f"{sha[:8]}_test_case_generator.py").exists()
+    }
 
     def answer(request):
         prompt = request["body"]["messages"][1]["content"]
@@ -61,10 +73,20 @@ def setup(tmp_path, demo):
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
     config["sources"] = {
         "a": {**source, "measure": dict(FAST), "commits": [shas["primes"], shas["histogram"]]},
-        "b": {**source, "measure": dict(FAST), "commits": [shas["regex"]], "prompt_template": "prompts/other.md"},
+        "b": {
+            **source,
+            "measure": dict(FAST),
+            "commits": [shas["regex"]],
+            "prompt_template": "prompts/other.md",
+        },
     }
-    config["llm"] = {"provider": "openai", "model": "test-model", "base_url": fake.base_url("openai"),
-                     "max_retries": 0, "cache_dir": str(tmp_path / "cache" / "llm")}
+    config["llm"] = {
+        "provider": "openai",
+        "model": "test-model",
+        "base_url": fake.base_url("openai"),
+        "max_retries": 0,
+        "cache_dir": str(tmp_path / "cache" / "llm"),
+    }
     config["measure_cache_dir"] = str(tmp_path / "cache" / "measure")
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     yield work, repo, shas, Counter(work, fake), config
@@ -119,8 +141,12 @@ def test_rerun_semantics(setup, monkeypatch):
     # main advanced: no LLM call, the new main measured, records and dataset updated
     (repo / "NEWS.md").write_text("a new release\n")
     subprocess.run(["git", "add", "NEWS.md"], cwd=repo, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "news"], cwd=repo, check=True)
-    new_main = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "news"], cwd=repo, check=True
+    )
+    new_main = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     calls, fresh, jobs, _ = counter.run()
     assert (calls, fresh) == (0, 3) and jobs["generator"] == 0
     rows = read_dataset(work / config["dataset"])

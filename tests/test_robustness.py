@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES, ROOT
 
 from isobench import git, sandbox, workflow
 from isobench.audit import refuse_secrets
@@ -23,10 +24,8 @@ from isobench.mcache import MeasurementCache
 from isobench.measure import Settings, measure_commit
 from isobench.sandbox import SandboxSettings
 
-from conftest import FIXTURES, ROOT
-
 FAST = Settings(rounds=3, max_rounds=3, warmup=0, warmup_ms=0, repeat=2, timeout_s=60)
-FUNCTIONS = '''
+FUNCTIONS = """
 import json, os, random
 import toy
 
@@ -44,7 +43,7 @@ def load_result(path):
 
 def check_equivalence(reference, current):
     assert reference == current, (reference, current)
-'''
+"""
 
 
 def measure(tmp_path, revisions, result="toy.work(n)", **kw):
@@ -89,10 +88,14 @@ def test_invalid_cache_entries_are_misses(tmp_path, revisions):
     cache.put(key, timings)
     assert cache.get(key) == timings
     path = tmp_path / "cache" / key[:2] / f"{key}.json"
-    for bad in ({"cache_version": 1, "timings": {}},
-                {"cache_version": 1, "timings": {**timings, "head": {**timings["head"], "status": "maybe"}}},
-                {"cache_version": 1, "timings": {n: {k: v for k, v in x.items() if k != "measurement"}
-                                                 for n, x in timings.items()}}):
+    for bad in (
+        {"cache_version": 1, "timings": {}},
+        {"cache_version": 1, "timings": {**timings, "head": {**timings["head"], "status": "maybe"}}},
+        {
+            "cache_version": 1,
+            "timings": {n: {k: v for k, v in x.items() if k != "measurement"} for n, x in timings.items()},
+        },
+    ):
         write_json(path, bad)
         assert cache.get(key) is None
     path.write_text("{truncated")
@@ -120,7 +123,9 @@ def test_a_mirror_follows_its_source_repo(tmp_path, capsys):
     assert git.resolve(mirror, b) == b and git.resolve(mirror, a) is None
     assert "mirroring it afresh" in capsys.readouterr().err
     moved = tmp_path / "b-moved"
-    (tmp_path / "b").rename(moved)  # same source (identity), new place: the remote follows, nothing is re-cloned
+    (tmp_path / "b").rename(
+        moved
+    )  # same source (identity), new place: the remote follows, nothing is re-cloned
     git.ensure_mirror(str(moved), mirror, identity=str(tmp_path / "b"))
     assert "afresh" not in capsys.readouterr().err
     assert git.git("config", "--get", "remote.origin.url", cwd=mirror).strip() == str(moved.resolve())
@@ -145,7 +150,7 @@ def test_without_isolation_no_test_runs_unless_allowed(tmp_path, revisions, monk
 def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisions):
     """A job process born with a key in its environment (as Snakemake's jobs are) measures a test that scans every
     /proc/<pid>/environ for it; the same scan outside the sandbox finds it (the probe works)."""
-    probe = textwrap.dedent('''
+    probe = textwrap.dedent("""
         import glob
         def scan():
             found = []
@@ -156,12 +161,15 @@ def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisi
                 except OSError:
                     pass
             return found
-    ''')
+    """)
     gen = tmp_path / "probe.py"
-    gen.write_text(FUNCTIONS.replace("RESULT", "toy.work(n)").replace(
-        "def setup():\n", probe + "\ndef setup():\n    assert not scan(), scan()\n"))
+    gen.write_text(
+        FUNCTIONS.replace("RESULT", "toy.work(n)").replace(
+            "def setup():\n", probe + "\ndef setup():\n    assert not scan(), scan()\n"
+        )
+    )
     (tmp_path / "scan.py").write_text(probe + "\nprint(len(scan()))\n")
-    driver = textwrap.dedent(f'''
+    driver = textwrap.dedent(f"""
         import json, subprocess, sys
         from pathlib import Path
         from isobench.measure import Revision, Settings, measure_commit
@@ -172,7 +180,7 @@ def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisi
         seen = subprocess.run([sys.executable, {str(tmp_path / "scan.py")!r}], capture_output=True, text=True)
         print(json.dumps({{"base": [t["base"]["status"], t["base"]["error"], t["base"]["sandbox"]],
                           "unsandboxed_finds": int(seen.stdout)}}))
-    ''')
+    """)
     env = {**os.environ, "OPENAI_API_KEY": "sk-test-PARENT-ENVIRON-0123456789", "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", driver], env=env, capture_output=True, text=True, timeout=300)
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -215,7 +223,9 @@ def test_files_get_the_umasks_mode(tmp_path, umask, mode):
 def test_unwritable_places_are_one_line(tmp_path):
     blocker = tmp_path / "results"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(IsobenchError, match=r"results/x.json: cannot write \(File exists\); check the folder"):
+    with pytest.raises(
+        IsobenchError, match=r"results/x.json: cannot write \(File exists\); check the folder"
+    ):
         write_json(blocker / "x.json", {})
 
 
@@ -231,14 +241,20 @@ def test_config_errors_name_the_file_and_line(tmp_path):
     wrong.write_text("measure:\n  rounds: many\n")
     with pytest.raises(IsobenchError) as exc:
         workflow.load_config(base, schema, [wrong])
-    assert str(exc.value).startswith(f"{wrong}: field measure.rounds")  # the file that set it, not config.yaml
+    assert str(exc.value).startswith(
+        f"{wrong}: field measure.rounds"
+    )  # the file that set it, not config.yaml
 
 
 def test_no_commit_to_measure_is_an_error_before_any_work(tmp_path, monkeypatch, demo):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
-    cfg = {"prompt_template": str(ROOT / "prompts" / "test_generator.md"),
-           "sources": {"demo": {"repo": "isobench:demo", "extractions": "empty", "commits": [], "main_ref": "main"}}}
+    cfg = {
+        "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
+        "sources": {
+            "demo": {"repo": "isobench:demo", "extractions": "empty", "commits": [], "main_ref": "main"}
+        },
+    }
     with pytest.raises(IsobenchError, match="no commit to measure .* the dataset was left as it is"):
         workflow.plan_sources(cfg, prepare=True)
 
@@ -246,21 +262,34 @@ def test_no_commit_to_measure_is_an_error_before_any_work(tmp_path, monkeypatch,
 def test_a_missing_model_is_caught_at_planning(tmp_path, monkeypatch, demo):
     monkeypatch.chdir(tmp_path)
     _, shas = demo
-    cfg = {"prompt_template": str(ROOT / "prompts" / "test_generator.md"), "llm": {"model": None},
-           "sources": {"demo": {"repo": "isobench:demo", "commits": [shas["primes"]], "main_ref": "main",
-                                "generators": str(ROOT / "demo" / "generators")}}}
+    cfg = {
+        "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
+        "llm": {"model": None},
+        "sources": {
+            "demo": {
+                "repo": "isobench:demo",
+                "commits": [shas["primes"]],
+                "main_ref": "main",
+                "generators": str(ROOT / "demo" / "generators"),
+            }
+        },
+    }
     plans = workflow.plan_sources(cfg, prepare=True)
     workflow.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")  # it has a pre-generated script
     cfg["sources"]["demo"]["commits"].append(shas["docs-dev"])
     plans = workflow.plan_sources(cfg, prepare=True)
-    with pytest.raises(IsobenchError, match=r"config: field llm.model: not set, and 1 commit\(s\) of source demo"):
+    with pytest.raises(
+        IsobenchError, match=r"config: field llm.model: not set, and 1 commit\(s\) of source demo"
+    ):
         workflow.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")
 
 
 def test_anthropic_base_url_works_however_it_is_written():
     for url in ("http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"):
         assert sdk_base_url(LLMSettings(provider="anthropic", model="m", base_url=url)) == "http://h:1"
-    assert sdk_base_url(LLMSettings(provider="openai", model="m", base_url="http://h:1/v1")) == "http://h:1/v1"
+    assert (
+        sdk_base_url(LLMSettings(provider="openai", model="m", base_url="http://h:1/v1")) == "http://h:1/v1"
+    )
 
 
 def test_damaged_records_are_set_aside_and_the_dataset_kept(tmp_path, capsys):

@@ -7,18 +7,17 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import processes_with
 
+from isobench.containers import Runner, runner_prefix
 from isobench.jsonio import validate
 from isobench.measure import Settings, measure_commit
-from isobench.containers import Runner, runner_prefix
 from isobench.sandbox import SandboxSettings, allowed_env, namespace_prefix
-
-from conftest import processes_with
 
 SECRET = "sk-test-SECRET-sandbox-31415926"
 FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=5)
 
-TEST = '''
+TEST = """
 import json, os, socket, subprocess, sys, time
 import toy
 
@@ -38,7 +37,7 @@ def load_result(path):
 
 def check_equivalence(ref, cur):
     assert ref == cur
-'''
+"""
 
 
 def measure(tmp_path, revisions, hook, settings=FAST, sandbox=None):
@@ -61,15 +60,23 @@ def test_secrets_never_reach_the_test(tmp_path, revisions, monkeypatch):
     hook = 'key = os.environ["OPENAI_API_KEY"]\n        print(key)\n        open("key.txt", "w").write(key)'
     t = measure(tmp_path, revisions, hook)
     assert (t["status"], t["category"]) == ("failed", "setup_error") and "OPENAI_API_KEY" in t["error"]
-    hook = 'print(sorted(os.environ))\n        print(os.environ.get("AWS_SECRET_ACCESS_KEY"), file=sys.stderr)\n        1/0'
+    hook = (
+        'print(sorted(os.environ))\n        print(os.environ.get("AWS_SECRET_ACCESS_KEY"), file=sys.stderr)\n'
+        "        1/0"
+    )
     t = measure(tmp_path, revisions, hook)
-    assert "AWS_SECRET" not in t["stderr_tail"] and "OPENAI" not in t["stderr_tail"] and "None" in t["stderr_tail"]
+    assert (
+        "AWS_SECRET" not in t["stderr_tail"]
+        and "OPENAI" not in t["stderr_tail"]
+        and "None" in t["stderr_tail"]
+    )
     assert t["sandbox"]["env_allowlist"] is True
     for path in files_under(tmp_path):
         assert SECRET.encode() not in path.read_bytes(), path
-    assert allowed_env(SandboxSettings(env_allow=("MY_*", "GITHUB_TOKEN")),
-                       {"MY_FLAG": "1", "MY_API_KEY": "x", "GITHUB_TOKEN": "y", "PATH": "/bin", "HOME": "/root"}) \
-        == {"MY_FLAG": "1", "PATH": "/bin"}  # secret-looking names never pass, even when allowed
+    assert allowed_env(
+        SandboxSettings(env_allow=("MY_*", "GITHUB_TOKEN")),
+        {"MY_FLAG": "1", "MY_API_KEY": "x", "GITHUB_TOKEN": "y", "PATH": "/bin", "HOME": "/root"},
+    ) == {"MY_FLAG": "1", "PATH": "/bin"}  # secret-looking names never pass, even when allowed
 
 
 def test_no_network(tmp_path, revisions):
@@ -83,11 +90,13 @@ def test_no_network(tmp_path, revisions):
         while time.monotonic() < deadline:
             try:
                 accepted.append(server.accept())
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
 
     threading.Thread(target=serve, daemon=True).start()
-    t = measure(tmp_path, revisions, f'socket.create_connection(("127.0.0.1", {port}), timeout=3).sendall(b"hi")')
+    t = measure(
+        tmp_path, revisions, f'socket.create_connection(("127.0.0.1", {port}), timeout=3).sendall(b"hi")'
+    )
     server.close()
     assert (t["status"], t["category"]) == ("failed", "setup_error"), t["error"]
     assert not accepted
@@ -96,15 +105,21 @@ def test_no_network(tmp_path, revisions):
 
 
 def test_sleeping_forever_is_a_timeout(tmp_path, revisions):
-    t = measure(tmp_path, revisions, "time.sleep(10 ** 6)", settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=0,
-                                                                              repeat=1, timeout_s=2))
+    t = measure(
+        tmp_path,
+        revisions,
+        "time.sleep(10 ** 6)",
+        settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=0, repeat=1, timeout_s=2),
+    )
     assert (t["status"], t["category"]) == ("failed", "timeout")
 
 
 def test_a_child_that_outlives_the_test_is_killed_and_reported(tmp_path, revisions):
     marker = "4242.424242"
-    hook = (f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
-            f'        time.sleep(0.2)')
+    hook = (
+        f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
+        f"        time.sleep(0.2)"
+    )
     t = measure(tmp_path, revisions, hook)
     assert (t["status"], t["category"]) == ("failed", "sandbox_violation"), t["error"]
     assert "left 1 process(es) running" in t["error"]
@@ -114,17 +129,28 @@ def test_a_child_that_outlives_the_test_is_killed_and_reported(tmp_path, revisio
 
 def test_a_child_that_outlives_a_timeout_is_killed(tmp_path, revisions):
     marker = "4343.434343"
-    hook = (f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
-            f'        time.sleep(10 ** 6)')
-    t = measure(tmp_path, revisions, hook, settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=0, repeat=1, timeout_s=2))
+    hook = (
+        f'if os.fork() == 0:\n            os.setsid()\n            os.execvp("sleep", ["sleep", "{marker}"])\n'
+        f"        time.sleep(10 ** 6)"
+    )
+    t = measure(
+        tmp_path,
+        revisions,
+        hook,
+        settings=Settings(rounds=1, max_rounds=1, warmup=1, warmup_ms=0, repeat=1, timeout_s=2),
+    )
     assert t["category"] == "timeout"
     time.sleep(0.2)
     assert processes_with(marker) == []
 
 
 def test_100_mb_of_output_is_cut(tmp_path, revisions):
-    t = measure(tmp_path, revisions, 'sys.stdout.write("x" * 100_000_000)\n        sys.stdout.flush()',
-                sandbox=SandboxSettings(output_cap_mb=1))
+    t = measure(
+        tmp_path,
+        revisions,
+        'sys.stdout.write("x" * 100_000_000)\n        sys.stdout.flush()',
+        sandbox=SandboxSettings(output_cap_mb=1),
+    )
     assert (t["status"], t["category"]) == ("failed", "sandbox_violation")
     assert "printed 100.0 MB, over the output cap of 1 MiB" in t["error"]
     biggest = max(p.stat().st_size for p in files_under(tmp_path / "scratch"))
@@ -148,29 +174,56 @@ def test_protections_are_recorded(tmp_path, revisions):
     t = measure(tmp_path, revisions, "pass")
     assert t["status"] == "ok"
     p = t["sandbox"]
-    assert p["runner"] == "local" and p["own_home"] and p["kills_process_group"] and p["output_cap_bytes"] == 8 << 20
-    assert set(p) >= {"network_isolated", "tcp_blocked", "pid_namespace", "fs_write_restricted", "env_allowlist"}
+    assert (
+        p["runner"] == "local"
+        and p["own_home"]
+        and p["kills_process_group"]
+        and p["output_cap_bytes"] == 8 << 20
+    )
+    assert set(p) >= {
+        "network_isolated",
+        "tcp_blocked",
+        "pid_namespace",
+        "fs_write_restricted",
+        "env_allowlist",
+    }
 
 
 def test_container_commands():
     work, code, data, wt = Path("/w/r0"), Path("/s/code"), Path("/s/data"), Path("/wt/abc")
     mounts = [(code, False), (data, True), (wt, False)]
-    docker = runner_prefix(Runner(kind="docker", image="vllm/vllm-openai:v0.6.0", options=("--shm-size", "8g")),
-                           work, mounts, {"PYTHONPATH": "/wt/abc", "HOME": "/w/r0/home"}, "isolate")
+    docker = runner_prefix(
+        Runner(kind="docker", image="vllm/vllm-openai:v0.6.0", options=("--shm-size", "8g")),
+        work,
+        mounts,
+        {"PYTHONPATH": "/wt/abc", "HOME": "/w/r0/home"},
+        "isolate",
+    )
     assert docker[:4] == ["docker", "run", "--rm", "--init"]
     assert docker[-3:] == ["--shm-size", "8g", "vllm/vllm-openai:v0.6.0"]
     assert "--gpus" not in docker  # the job holds no GPU: none is given
     text = " ".join(docker)
-    for part in ("--read-only", "--network none", "--workdir /w/r0", "--volume /s/code:/s/code:ro",
-                 "--volume /s/data:/s/data:rw", "--volume /wt/abc:/wt/abc:ro", "--env PYTHONPATH=/wt/abc",
-                 f"--user {os.getuid()}:{os.getgid()}"):
+    for part in (
+        "--read-only",
+        "--network none",
+        "--workdir /w/r0",
+        "--volume /s/code:/s/code:ro",
+        "--volume /s/data:/s/data:rw",
+        "--volume /wt/abc:/wt/abc:ro",
+        "--env PYTHONPATH=/wt/abc",
+        f"--user {os.getuid()}:{os.getgid()}",
+    ):
         assert part in text
-    app = runner_prefix(Runner(kind="apptainer", image="/img/vllm.sif", gpus=None), work, mounts, {"A": "1"}, "allow")
+    app = runner_prefix(
+        Runner(kind="apptainer", image="/img/vllm.sif", gpus=None), work, mounts, {"A": "1"}, "allow"
+    )
     assert app[:2] == ["apptainer", "exec"] and app[-1] == "/img/vllm.sif"
     text = " ".join(app)
     assert "--containall --cleanenv --no-home" in text and "--bind /s/data:/s/data:rw" in text
     assert "--nv" not in app and "--network" not in app and "--env A=1" in text
-    assert "--nv" in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate", device="0")
+    assert "--nv" in runner_prefix(
+        Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate", device="0"
+    )
     assert "--nv" not in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate")
     assert runner_prefix(Runner(), work, mounts, {}, "isolate") == []
 
@@ -182,7 +235,7 @@ def test_own_loopback_inside_the_host_unreachable(tmp_path, revisions):
         pytest.skip("no network namespace on this host: TCP is blocked altogether instead")
     host = socket.create_server(("127.0.0.1", 0))
     host_port = host.getsockname()[1]
-    hook = f'''import threading
+    hook = f"""import threading
         srv = socket.create_server(("127.0.0.1", 0))
         threading.Thread(target=lambda: srv.accept()[0].sendall(b"engine up"), daemon=True).start()
         reply = socket.create_connection(srv.getsockname(), timeout=5).recv(64)
@@ -196,11 +249,13 @@ def test_own_loopback_inside_the_host_unreachable(tmp_path, revisions):
             socket.create_connection(("93.184.216.34", 80), timeout=3)
             raise AssertionError("reached the outside")
         except OSError as exc:
-            assert "unreachable" in str(exc), exc'''
+            assert "unreachable" in str(exc), exc"""
     t = measure(tmp_path, revisions, hook)
     host.close()
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
-    assert t["sandbox"]["network_isolated"] and t["sandbox"]["own_loopback"] and not t["sandbox"]["tcp_blocked"]
+    assert (
+        t["sandbox"]["network_isolated"] and t["sandbox"]["own_loopback"] and not t["sandbox"]["tcp_blocked"]
+    )
 
 
 def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
@@ -212,7 +267,7 @@ def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", SECRET)
     monkeypatch.setenv("HF_API_KEY", SECRET)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    hook = f'''e = os.environ
+    hook = f"""e = os.environ
         assert e.get("HF_HOME") == {str(tmp_path / "hf-home")!r}, e.get("HF_HOME")
         assert e["HF_HUB_CACHE"] == e["TRANSFORMERS_CACHE"] == {str(models)!r}
         assert e["HF_HUB_OFFLINE"] == "1"
@@ -224,38 +279,65 @@ def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
             open(os.path.join(e["HF_HUB_CACHE"], "written"), "w")
             raise AssertionError("the model cache is writable")
         except PermissionError:
-            pass'''
+            pass"""
     gen = tmp_path / "generator.py"
     gen.write_text(TEST.replace("HOOK", hook))
-    timings = measure_commit(gen, revisions, tmp_path / "scratch", FAST, sandbox=SandboxSettings(model_cache=str(models)),
-                             device_env={"CUDA_VISIBLE_DEVICES": "3"})
+    timings = measure_commit(
+        gen,
+        revisions,
+        tmp_path / "scratch",
+        FAST,
+        sandbox=SandboxSettings(model_cache=str(models)),
+        device_env={"CUDA_VISIBLE_DEVICES": "3"},
+    )
     t = timings["head"]
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
     assert t["sandbox"]["model_cache"] == str(models) and t["sandbox"]["hf_offline"] == "1"
-    env = {"HF_HOME": "/h", "HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_CACHE": "/t", "HF_TOKEN": "x",
-           "HF_TOKEN_PATH": "/x", "HUGGING_FACE_HUB_TOKEN": "x"}
+    env = {
+        "HF_HOME": "/h",
+        "HF_HUB_CACHE": "/c",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_CACHE": "/t",
+        "HF_TOKEN": "x",
+        "HF_TOKEN_PATH": "/x",
+        "HUGGING_FACE_HUB_TOKEN": "x",
+    }
     assert allowed_env(SandboxSettings(env_allow=("HF_*",)), env) == {
-        "HF_HOME": "/h", "HF_HUB_CACHE": "/c", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_CACHE": "/t"}
+        "HF_HOME": "/h",
+        "HF_HUB_CACHE": "/c",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_CACHE": "/t",
+    }
 
 
 def test_compile_caches_persist_across_rounds_per_revision(tmp_path, revisions):
     """Each round is a fresh process with a fresh HOME; the compile caches are the revision's own and outlive it."""
-    hook = '''for name in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
+    hook = """for name in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR"):
             folder = os.environ[name]
             assert "/head/compile_cache/" in folder, folder
             os.makedirs(folder, exist_ok=True)
             seen = len(os.listdir(folder))
-            open(os.path.join(folder, "kernel%d" % seen), "w").write("compiled")'''
+            open(os.path.join(folder, "kernel%d" % seen), "w").write("compiled")"""
     gen = tmp_path / "generator.py"
     gen.write_text(TEST.replace("HOOK", hook))
-    three = Settings(rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=2, timeout_s=5, interleave="rounds")
+    three = Settings(
+        rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=2, timeout_s=5, interleave="rounds"
+    )
     timings = measure_commit(gen, revisions, tmp_path / "scratch", three)
     assert timings["head"]["status"] == "ok", timings["head"]["error"]
     triton = tmp_path / "scratch" / "data" / "head" / "compile_cache" / "triton"
-    assert sorted(p.name for p in triton.iterdir()) == ["kernel0", "kernel1", "kernel2"]  # one per round, kept
+    assert sorted(p.name for p in triton.iterdir()) == [
+        "kernel0",
+        "kernel1",
+        "kernel2",
+    ]  # one per round, kept
     facts = timings["head"]["sandbox"]["compile_cache"]
-    assert facts["persistent_across_rounds"] and facts["files"] == 6 and "TRITON_CACHE_DIR" in facts["variables"]
+    assert (
+        facts["persistent_across_rounds"] and facts["files"] == 6 and "TRITON_CACHE_DIR" in facts["variables"]
+    )
     assert timings["base"]["sandbox"]["compile_cache"]["files"] == 0  # never shared with another revision
-    timings = measure_commit(gen, revisions, tmp_path / "scratch2", three, sandbox=SandboxSettings(compile_cache=False))
+    timings = measure_commit(
+        gen, revisions, tmp_path / "scratch2", three, sandbox=SandboxSettings(compile_cache=False)
+    )
     assert timings["head"]["category"] == "setup_error" and "TRITON_CACHE_DIR" in timings["head"]["error"]
     assert timings["head"]["sandbox"]["compile_cache"] is None

@@ -18,25 +18,38 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, copy_workflow, without_timings
 
 from isobench.dataset import read_dataset
-
-from conftest import ROOT, copy_workflow, without_timings
 
 pytestmark = pytest.mark.slow
 CLUSTER_DIR = Path(tempfile.gettempdir()) / "isobench-slurm-tests"
 # What a one-node test cluster (2 CPUs, a few GB) needs on top of profiles/slurm: the site values a user
 # would set for their own cluster, and a short wait before the first status check.
-SITE = ["--slurm-init-seconds-before-status-checks", "2", "--set-threads", "measure=2", "env=1",
-        "--set-resources", "measure:mem_mb=2000", "env:mem_mb=1000", "--local-cores", "2"]
+SITE = [
+    "--slurm-init-seconds-before-status-checks",
+    "2",
+    "--set-threads",
+    "measure=2",
+    "env=1",
+    "--set-resources",
+    "measure:mem_mb=2000",
+    "env:mem_mb=1000",
+    "--local-cores",
+    "2",
+]
 TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """PATH entry holding the cluster's client wrappers; the cluster is stopped afterwards."""
-    start = subprocess.run([str(ROOT / "tests" / "slurm" / "start.sh"), str(CLUSTER_DIR)], capture_output=True,
-                           text=True, timeout=900)
+    start = subprocess.run(
+        [str(ROOT / "tests" / "slurm" / "start.sh"), str(CLUSTER_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     reason = (start.stderr.strip().splitlines() or ["start.sh failed without a message"])[-1]
     if start.returncode == 77:  # this machine cannot run one (no root, no apt-get, SLURM's ports taken)
         print(f"SLURM test skipped: {reason}", file=sys.stderr)
@@ -49,8 +62,15 @@ def cluster():
 def bounded(cmd: list[str], cwd: Path, env: dict, limit_s: int) -> subprocess.CompletedProcess:
     """``cmd`` in a process group of its own, killed whole after ``limit_s``: a SLURM status check that never
     sees a job end makes Snakemake wait forever, and its children would keep the pipes open."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=limit_s)
     except subprocess.TimeoutExpired:
@@ -74,8 +94,13 @@ def on_slurm(work: Path, bindir: str, *args: str) -> subprocess.CompletedProcess
 
 
 def scontrol_job(bindir: str, job_id: str) -> dict:
-    out = subprocess.run([f"{bindir}/scontrol", "show", "job", "--oneliner", job_id], capture_output=True,
-                         text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [f"{bindir}/scontrol", "show", "job", "--oneliner", job_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     return dict(item.split("=", 1) for item in out.split() if "=" in item)
 
 
@@ -94,13 +119,22 @@ def test_demo_on_slurm_matches_a_local_run(cluster, demo_run, tmp_path):
         slurm = ran_on["slurm"]
         assert slurm and slurm["node"] and slurm["gpus"] is not None, ran_on
         for name in ("base", "head", "main"):
-            timing = json.loads((work / "results" / "demo" / row["head_commit"] / f"timing_{name}.json").read_text())
+            timing = json.loads(
+                (work / "results" / "demo" / row["head_commit"] / f"timing_{name}.json").read_text()
+            )
             assert timing["measurement"]["ran_on"] == ran_on
         job = scontrol_job(cluster, slurm["job_id"])
         assert job["JobState"] == "COMPLETED", job
         assert job["Comment"] == f"rule_measure_wildcards_demo_{row['head_commit']}"
         assert "gpu:1" in job["TresPerJob"] and job["OverSubscribe"] == "NO", job  # --gpus=1 --exclusive
-        log = work / ".snakemake" / "slurm_logs" / "rule_measure" / f"demo_{row['head_commit']}" / f"{slurm['job_id']}.log"
+        log = (
+            work
+            / ".snakemake"
+            / "slurm_logs"
+            / "rule_measure"
+            / f"demo_{row['head_commit']}"
+            / f"{slurm['job_id']}.log"
+        )
         assert log.exists(), log
     measured = {r["provenance"]["measurement"]["ran_on"]["slurm"]["job_id"] for r in rows}
     assert len(measured) == 7
@@ -123,7 +157,9 @@ FAKES = {  # a cluster that lists one default partition, knows no jobs and refus
     "sacctmgr": "echo lab",  # the user's accounts
     "sshare": "exit 1",
 }
-ONE_COMMIT = "results/demo/4c442c6e53dfef740b17f99fa3d40736e33f7800/timing_base.json"  # the demo's histogram commit
+ONE_COMMIT = (
+    "results/demo/4c442c6e53dfef740b17f99fa3d40736e33f7800/timing_base.json"  # the demo's histogram commit
+)
 
 
 def sbatch_calls(work: Path, *args: str) -> tuple[dict[str, str], str]:
@@ -135,9 +171,24 @@ def sbatch_calls(work: Path, *args: str) -> tuple[dict[str, str], str]:
     for name, body in FAKES.items():
         (fake / name).write_text(f"#!/bin/sh\n{body}\n")
         (fake / name).chmod(0o755)
-    proc = bounded([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--retries", "0",
-                    "--slurm-init-seconds-before-status-checks", "1", ONE_COMMIT, *args], work, clean_env(str(fake)),
-                   600)
+    proc = bounded(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "profiles/slurm",
+            "--retries",
+            "0",
+            "--slurm-init-seconds-before-status-checks",
+            "1",
+            ONE_COMMIT,
+            *args,
+        ],
+        work,
+        clean_env(str(fake)),
+        600,
+    )
     assert proc.returncode != 0, proc.stderr[-3000:]
     calls = {}
     for line in re.findall(r"^\s*(sbatch --parsable .*)$", proc.stdout + proc.stderr, re.M):
@@ -161,7 +212,8 @@ def test_measurement_job_sbatch_line(tmp_path):
     assert set(calls) == {"measure"}, log[-3000:]  # everything else ran here, the measurements were refused
     assert calls["measure"] == (
         "sbatch --parsable --job-name RUN --output LOG --export=ALL --comment rule_measure -p debug -t 240 --mem 64000 "
-        "--cpus-per-task=8 --exclusive -D WORKDIR --gpus=1")
+        "--cpus-per-task=8 --exclusive -D WORKDIR --gpus=1"
+    )
     for rule in ("extraction", "generator", "worktree", "env"):
         assert f"localrule {rule}:" in log, rule
 
@@ -171,7 +223,8 @@ def test_cpu_job_sbatch_line(refused):
     assert set(calls) == {"env"}, log[-3000:]  # `cluster_rules: [env]`: environments built on the cluster
     assert calls["env"] == (
         "sbatch --parsable --job-name RUN --output LOG --export=ALL --comment rule_env -p debug -t 120 --mem 8000 "
-        "--ntasks=1 --cpus-per-task=4 -D WORKDIR")
+        "--ntasks=1 --cpus-per-task=4 -D WORKDIR"
+    )
 
 
 def test_gpu_model_partition_and_shared_nodes(tmp_path):
@@ -179,11 +232,23 @@ def test_gpu_model_partition_and_shared_nodes(tmp_path):
     shares the node."""
     work = copy_workflow(tmp_path)
     (work / "shared.yaml").write_text("measure:\n  exclusive: false\n")
-    calls, log = sbatch_calls(work, "--default-resources", "slurm_partition=a100q",
-                              "slurm_account=lab", "runtime=30", "mem_mb=1000", "--set-resources",
-                              "measure:gpu_model=a100", "measure:mem_mb=64000", "measure:runtime=240",
-                              "--configfile", "config/config.yaml", "shared.yaml")
+    calls, log = sbatch_calls(
+        work,
+        "--default-resources",
+        "slurm_partition=a100q",
+        "slurm_account=lab",
+        "runtime=30",
+        "mem_mb=1000",
+        "--set-resources",
+        "measure:gpu_model=a100",
+        "measure:mem_mb=64000",
+        "measure:runtime=240",
+        "--configfile",
+        "config/config.yaml",
+        "shared.yaml",
+    )
     assert "measure" in calls, log[-3000:]
     assert calls["measure"] == (
         "sbatch --parsable --job-name RUN --output LOG --export=ALL --comment rule_measure -A lab -p a100q -t 240 "
-        "--mem 64000 --cpus-per-task=8 -D WORKDIR --gpus=a100:1"), log[-3000:]
+        "--mem 64000 --cpus-per-task=8 -D WORKDIR --gpus=a100:1"
+    ), log[-3000:]

@@ -64,14 +64,17 @@ def test_ragged_rounds_work():
     assert 1.5 < lo <= hi < 2.5
 
 
-@pytest.mark.parametrize("s, ci, pf, ps, expected", [
-    (1.30, (1.2, 1.4), 0.001, 0.99, "faster"),
-    (0.80, (0.7, 0.9), 0.99, 0.001, "slower"),
-    (1.01, (0.97, 1.05), 0.3, 0.7, "no_change"),
-    (1.03, (1.01, 1.05), 0.001, 0.99, "no_change"),  # significant, but smaller than the minimum effect
-    (1.30, (0.9, 1.8), 0.2, 0.8, "inconclusive"),  # large estimate, not significant
-    (1.00, (0.7, 1.4), 0.5, 0.5, "inconclusive"),  # too wide to rule out an effect
-])
+@pytest.mark.parametrize(
+    "s, ci, pf, ps, expected",
+    [
+        (1.30, (1.2, 1.4), 0.001, 0.99, "faster"),
+        (0.80, (0.7, 0.9), 0.99, 0.001, "slower"),
+        (1.01, (0.97, 1.05), 0.3, 0.7, "no_change"),
+        (1.03, (1.01, 1.05), 0.001, 0.99, "no_change"),  # significant, but smaller than the minimum effect
+        (1.30, (0.9, 1.8), 0.2, 0.8, "inconclusive"),  # large estimate, not significant
+        (1.00, (0.7, 1.4), 0.5, 0.5, "inconclusive"),  # too wide to rule out an effect
+    ],
+)
 def test_verdicts(s, ci, pf, ps, expected):
     assert verdict(s, ci, pf, ps, min_effect=0.05, alpha=0.01) == expected
 

@@ -5,12 +5,11 @@ import shutil
 
 import pytest
 import yaml
+from conftest import ROOT, copy_workflow, demo_subset, snakemake
 
 from isobench.dataset import read_dataset
 from isobench.demo.history import STEPS
 from isobench.jsonio import validate
-
-from conftest import ROOT, copy_workflow, demo_subset, snakemake
 
 pytestmark = pytest.mark.slow
 KIND = {s.key: s.kind for s in STEPS}
@@ -22,21 +21,29 @@ def test_demo_dataset(demo_run, demo):
     by_sha = {v: k for k, v in shas.items()}
     rows = read_dataset(work / "results" / "dataset.jsonl")
     assert sorted(by_sha[r["head_commit"]] for r in rows) == sorted(
-        s.key for s in STEPS if s.kind in ("perf", "wrong", "noop"))
+        s.key for s in STEPS if s.kind in ("perf", "wrong", "noop")
+    )
     for r in rows:
         validate(r, "record", r["instance_id"])
         assert r["main_commit"] == shas["release"]
         record = json.loads((work / "results" / "demo" / r["head_commit"] / "record.json").read_text())
         assert record == r
         for name in ("base", "head", "main"):
-            validate(json.loads((work / "results" / "demo" / r["head_commit"] / f"timing_{name}.json").read_text()),
-                     "timing", name)
+            validate(
+                json.loads(
+                    (work / "results" / "demo" / r["head_commit"] / f"timing_{name}.json").read_text()
+                ),
+                "timing",
+                name,
+            )
     rows = {by_sha[r["head_commit"]]: r for r in rows}
     for key, r in rows.items():
         if KIND[key] == "perf":
             assert r["human_performance"] > 1.2, (key, r["human_performance"])
-            assert r["status"] == "ok" and len(r["duration_changes"][0]["base"]) == len(
-                r["duration_changes"][0]["head"]) >= 8 * 10  # the defaults: at least 8 rounds of 10 calls
+            assert (
+                r["status"] == "ok"
+                and len(r["duration_changes"][0]["base"]) == len(r["duration_changes"][0]["head"]) >= 8 * 10
+            )  # the defaults: at least 8 rounds of 10 calls
             assert r["comparisons"]["base_head"]["verdict"] == "faster", (key, r["comparisons"])
             assert r["comparisons"]["base_head"]["ci_low"] > 1
     topk = rows["topk"]
@@ -53,7 +60,9 @@ def test_demo_dataset(demo_run, demo):
 
 def test_dataset_loads_with_datasets(demo_run):
     datasets = pytest.importorskip("datasets")
-    ds = datasets.load_dataset("json", data_files=str(demo_run[0] / "results" / "dataset.jsonl"), split="train")
+    ds = datasets.load_dataset(
+        "json", data_files=str(demo_run[0] / "results" / "dataset.jsonl"), split="train"
+    )
     assert ds.num_rows == 7
 
 
@@ -92,7 +101,7 @@ def test_lint_and_format(demo_run):
 
 def _isobench_lines(text):
     # (another process may have written part of a line just before ours on the shared stderr)
-    return [line[line.index("isobench: "):] for line in text.splitlines() if "isobench: " in line]
+    return [line[line.index("isobench: ") :] for line in text.splitlines() if "isobench: " in line]
 
 
 def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
@@ -102,12 +111,16 @@ def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
     ext, gen = demo_subset(work, shas, "bad", keys, keys)
     (ext / f"{shas['wordfreq']}.json").write_text('{"commit_hash": "%s", "parent_hash": ' % shas["wordfreq"])
     missing = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"
-    (ext / f"{missing}.json").write_text(json.dumps(
-        {"commit_hash": missing, "parent_hash": missing, "message": "m", "files_changed": []}))
+    (ext / f"{missing}.json").write_text(
+        json.dumps({"commit_hash": missing, "parent_hash": missing, "message": "m", "files_changed": []})
+    )
     (gen / f"{shas['regex'][:8]}_test_case_generator.py").write_text("def setup(:\n    pass\n")
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config["sources"]["demo"].update(extractions="bad/extractions", generators="bad/generators",
-                                     measure={"rounds": 2, "max_rounds": 2, "warmup": 1, "repeat": 2, "timeout_s": 60})
+    config["sources"]["demo"].update(
+        extractions="bad/extractions",
+        generators="bad/generators",
+        measure={"rounds": 2, "max_rounds": 2, "warmup": 1, "repeat": 2, "timeout_s": 60},
+    )
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
     proc = snakemake(work)  # every commit ends as a record: no job fails, the dataset is written
@@ -115,11 +128,17 @@ def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
     lines = _isobench_lines(proc.stderr)
     assert any(f"{shas['wordfreq']}.json: invalid JSON at line 1" in line for line in lines), lines
     assert any(f"commit {missing} is not in the repository of source demo" in line for line in lines), lines
-    assert any(f"{shas['regex'][:8]}_test_case_generator.py: syntax error at line 1" in line for line in lines), lines
+    assert any(
+        f"{shas['regex'][:8]}_test_case_generator.py: syntax error at line 1" in line for line in lines
+    ), lines
     assert "Traceback" not in proc.stderr
     rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
-    assert {k: rows[shas[k]]["status"] for k in keys} == {"primes": "ok", "histogram": "ok", "regex": "failed",
-                                                          "wordfreq": "failed"}
+    assert {k: rows[shas[k]]["status"] for k in keys} == {
+        "primes": "ok",
+        "histogram": "ok",
+        "regex": "failed",
+        "wordfreq": "failed",
+    }
     assert rows[missing]["revisions"]["head"]["category"] == "commit_not_found"
     before = {p: p.read_bytes() for p in (work / "results").glob("**/*.json*")}
 
@@ -127,7 +146,8 @@ def test_bad_inputs_are_one_line_errors_and_others_go_on(tmp_path, demo):
     proc = snakemake(work, "--config", "diff_budget_chars=5")
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1] == (
-        "isobench: config: field diff_budget_chars: 5 is less than the minimum of 1000")
+        "isobench: config: field diff_budget_chars: 5 is less than the minimum of 1000"
+    )
     assert {p: p.read_bytes() for p in before} == before
 
 
@@ -153,10 +173,15 @@ def test_isobench_and_gso_style_scripts_through_the_workflow(tmp_path, demo):
         shutil.copy(ROOT / "demo" / "extractions" / f"{shas[key]}.json", ext)
     shutil.copytree(ROOT / "tests" / "fixtures" / "contract_generators", work / "cli" / "generators")
     config = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    config["sources"]["demo"].update(extractions="cli/extractions", generators="cli/generators",
-                                     measure={"rounds": 5, "max_rounds": 5, "warmup": 1, "repeat": 1, "timeout_s": 60,
-                                              "exclusive": False})
-    config["gpu"] = {"devices": [0, 1, 2], "lock_dir": str(tmp_path / "gpu-locks")}  # three GPUs, as named by a user
+    config["sources"]["demo"].update(
+        extractions="cli/extractions",
+        generators="cli/generators",
+        measure={"rounds": 5, "max_rounds": 5, "warmup": 1, "repeat": 1, "timeout_s": 60, "exclusive": False},
+    )
+    config["gpu"] = {
+        "devices": [0, 1, 2],
+        "lock_dir": str(tmp_path / "gpu-locks"),
+    }  # three GPUs, as named by a user
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(work, gpus=2)
     assert proc.returncode == 0, proc.stderr[-3000:]
