@@ -55,8 +55,8 @@ rule prompts:
 
 
 onsuccess:
-    iw.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
+    ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
 
 
 onerror:
-    iw.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
+    ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)

@@ -21,22 +21,22 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .config import (
+    RECORDED_SOURCE_KEYS,
+    analysis_settings,
+    llm_settings,
+    measure_settings,
+    public_source_config,
+    template_for,
+)
 from .dataset import read_dataset
 from .errors import IsobenchError
 from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file, validate
 from .measure import REVISIONS
+from .plan import plan_sources
 from .record import efficiency_test, recorded_samples, tampered_timings
 from .report import failures, format_failures
-from .workflow import (
-    RECORDED_SOURCE_KEYS,
-    analysis_settings,
-    llm_settings,
-    measure_settings,
-    plan_sources,
-    public_source_config,
-    template_for,
-)
 
 INTEGRITY = ("integrity", "schema", "secret")
 SECRET_PATTERNS = {

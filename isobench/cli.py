@@ -32,7 +32,7 @@ def _demo_repo(args) -> None:
 
 
 def _config(args) -> dict:
-    from .workflow import load_config
+    from .config import load_config
 
     return load_config("config/config.yaml", Path(args.schema), args.configfile)
 
@@ -100,9 +100,10 @@ def _retry_generation(args) -> None:
     """Make the next run ask the LLM again for the commits whose generation failed: their failed replies leave
     the reply cache (else a rerun would replay them for free, and fail the same way) and their generator outputs
     go (so Snakemake runs the generator, and then measure and record, again)."""
+    from .config import llm_settings
     from .generate import Cache
     from .jsonio import load_json
-    from .workflow import llm_settings, plan_sources
+    from .plan import plan_sources
 
     config = _config(args)
     found = 0

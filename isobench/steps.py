@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from . import generators, git, gpu
+from .config import llm_settings
 from .containers import Runner
 from .costs import llm_summary, summary_line
 from .dataset import write_dataset
@@ -25,7 +26,6 @@ from .measure import REVISIONS, Revision, Settings, measure_commit, not_run, smo
 from .prompt import render
 from .record import build_record, tampered_timings
 from .sandbox import SandboxSettings, isolation_refusal
-from .workflow import llm_settings
 
 log = logging.getLogger("isobench")
 

@@ -8,7 +8,8 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)
 
-from isobench import workflow as iw
+from isobench import config as ic
+from isobench import plan as ip
 from isobench.errors import IsobenchError
 from isobench.generators import find_pregenerated
 from isobench.gpu import GpuSettings, gpu_environment
@@ -17,24 +18,24 @@ from isobench.gpu import start_line as gpu_start_line
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
 
 try:
-    iw.prepare_config(config, SCHEMA)
+    ic.prepare_config(config, SCHEMA)
 except IsobenchError as exc:
-    iw.fail(str(exc))
+    ic.fail(str(exc))
 
 try:
-    PLAN = iw.plan_sources(config, prepare=workflow.is_main_process)
+    PLAN = ip.plan_sources(config, prepare=workflow.is_main_process)
 except IsobenchError as exc:
-    iw.fail(str(exc))
+    ic.fail(str(exc))
 except OSError as exc:  # e.g. a read-only results/: one line, never a traceback
-    iw.fail(
+    ic.fail(
         f"{exc.filename or 'results'}: {exc.strerror}; check the folder's permissions and free space"
     )
 
 if workflow.is_main_process:
     try:
-        iw.start_of_run(config, PLAN, SCHEMA)
+        ip.start_of_run(config, PLAN, SCHEMA)
     except IsobenchError as exc:
-        iw.fail(str(exc))
+        ic.fail(str(exc))
     # The jobs' GPU slots (isobench/gpu.py): at most --resources gpu=N devices; on a cluster, the scheduler's.
     os.environ.update(
         gpu_environment(workflow.global_resources.get("gpu"), workflow.non_local_exec)
@@ -82,7 +83,7 @@ def extraction_file(wildcards):
 
 
 def template_of(wildcards):
-    return iw.template_for(config, wildcards.source)
+    return ic.template_for(config, wildcards.source)
 
 
 def revision_shas(wildcards):
@@ -124,7 +125,7 @@ def measure_slurm_extra(wildcards):
 
 
 def measure_settings(wildcards):
-    return iw.measure_settings(config, wildcards.source, SCHEMA)
+    return ic.measure_settings(config, wildcards.source, SCHEMA)
 
 
 def pregenerated_of(wildcards):
@@ -140,7 +141,7 @@ def llm_params(wildcards):
     are read by the step from the config, so changing them re-measures nothing."""
     if pregenerated_of(wildcards):
         return None
-    return iw.llm_shaping(iw.llm_settings(config, wildcards.source, SCHEMA))
+    return ic.llm_shaping(ic.llm_settings(config, wildcards.source, SCHEMA))
 
 
 def generator_inputs(wildcards):
@@ -151,7 +152,7 @@ def generator_inputs(wildcards):
     found = pregenerated_of(wildcards)
     if found:
         return {"pregenerated": str(found)}
-    cfg = iw.llm_settings(config, wildcards.source, SCHEMA)
+    cfg = ic.llm_settings(config, wildcards.source, SCHEMA)
     inputs = {
         "prompt": f"results/{wildcards.source}/{wildcards.commit}/prompt.txt",
         "prompt_meta": f"results/{wildcards.source}/{wildcards.commit}/prompt.json",
@@ -168,6 +169,6 @@ def generator_inputs(wildcards):
 def sandbox_params(wildcards):
     """Sandbox and runner settings of a source (the smoke run and the measurement use both)."""
     return {
-        "sandbox": iw.layered(config, wildcards.source, SCHEMA, "sandbox"),
-        "runner": iw.layered(config, wildcards.source, SCHEMA, "runner"),
+        "sandbox": ic.layered(config, wildcards.source, SCHEMA, "sandbox"),
+        "runner": ic.layered(config, wildcards.source, SCHEMA, "runner"),
     }

@@ -11,8 +11,8 @@ rule env:
         "../envs/isobench.yaml"
     params:
         mirror=lambda wc: str(PLAN[wc.source].mirror),
-        env=lambda wc: iw.layered(config, wc.source, SCHEMA, "env"),
-        runner=lambda wc: iw.layered(config, wc.source, SCHEMA, "runner"),
+        env=lambda wc: ic.layered(config, wc.source, SCHEMA, "env"),
+        runner=lambda wc: ic.layered(config, wc.source, SCHEMA, "runner"),
         setup_commands=lambda wc: config["sources"][wc.source].get("setup_commands", []),
         install_commands=lambda wc: config["sources"][wc.source].get(
             "install_commands", []

@@ -23,7 +23,7 @@ rule measure:
         main_sha=lambda wc: PLAN[wc.source].main_sha,
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         settings=measure_settings,
-        analysis=iw.analysis_settings(config, SCHEMA),
+        analysis=ic.analysis_settings(config, SCHEMA),
         python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
         scratch=f"{COMMIT_DIR}/scratch",
         isolation=sandbox_params,

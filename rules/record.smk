@@ -18,8 +18,8 @@ rule record:
     conda:
         "../envs/isobench.yaml"
     params:
-        source_cfg=lambda wc: iw.public_source_config(config, wc.source),
-        analysis=iw.analysis_settings(config, SCHEMA),
+        source_cfg=lambda wc: ic.public_source_config(config, wc.source),
+        analysis=ic.analysis_settings(config, SCHEMA),
         mirror=lambda wc: str(PLAN[wc.source].mirror),
     script:
         "../scripts/record.py"

@@ -4,9 +4,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from isobench.config import check_config, llm_settings, measure_settings
 from isobench.errors import IsobenchError
 from isobench.sandbox import SandboxSettings
-from isobench.workflow import check_config, llm_settings, measure_settings
 
 SCHEMA = ROOT / "config" / "schema.yaml"
 
@@ -86,7 +86,7 @@ def test_measure_settings_layering(config):
 
 
 def test_analysis_settings_defaults_from_schema(config):
-    from isobench.workflow import analysis_settings
+    from isobench.config import analysis_settings
 
     config.pop("analysis")
     assert analysis_settings(config, SCHEMA) == {
@@ -119,7 +119,7 @@ def test_analysis_settings_defaults_from_schema(config):
     ],
 )
 def test_runner_and_env_mode_must_fit(config, source, message):
-    from isobench.workflow import check_runners
+    from isobench.config import check_runners
 
     config["sources"]["demo"].update(source)
     check_config(config, SCHEMA)
@@ -138,7 +138,7 @@ def test_llm_settings_layering(config):
 def test_vllm_example_config_is_valid():
     example = yaml.safe_load((ROOT / "config" / "examples" / "vllm.yaml").read_text())
     check_config(example, SCHEMA)
-    from isobench.workflow import check_runners
+    from isobench.config import check_runners
 
     check_runners(example, SCHEMA)
     sandbox = SandboxSettings.from_config(example["sources"]["vllm"]["sandbox"])

@@ -1,4 +1,4 @@
-"""Parse-time planning (isobench.workflow) and the step runner's error handling."""
+"""Parse-time planning (isobench.plan) and the step runner's error handling."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import types
 import pytest
 from conftest import ROOT
 
-from isobench import workflow
+from isobench import plan as planning
 from isobench.cli import main
 from isobench.errors import IsobenchError
 from isobench.jsonio import load_json, write_json
@@ -33,7 +33,7 @@ def source(**kw):
 
 def test_plan_demo_source(in_tmp, demo):
     _, shas = demo
-    plan = workflow.plan_source("demo", source(commits=[shas["topk"][:9], "no-such-ref"]), prepare=True)
+    plan = planning.plan_source("demo", source(commits=[shas["topk"][:9], "no-such-ref"]), prepare=True)
     assert plan.main_sha == shas["release"]
     assert (in_tmp / "results" / "demo" / "_git" / "mirror.git" / "HEAD").exists()
     assert plan.commits[shas["wordfreq"]].base == shas["readme-usage"]
@@ -48,17 +48,17 @@ def test_plan_demo_source(in_tmp, demo):
 
 def test_plan_errors_name_the_field(in_tmp, demo):
     with pytest.raises(IsobenchError, match="field sources.demo.main_ref: 'trunk' is not a commit"):
-        workflow.plan_source("demo", source(main_ref="trunk"), prepare=True)
+        planning.plan_source("demo", source(main_ref="trunk"), prepare=True)
     with pytest.raises(IsobenchError, match="field sources.demo.extractions: nowhere is not a directory"):
-        workflow.plan_source("demo", source(extractions="nowhere"), prepare=True)
+        planning.plan_source("demo", source(extractions="nowhere"), prepare=True)
     with pytest.raises(IsobenchError, match="field sources.x.repo: .*no such path"):
-        workflow.plan_source("x", source(repo=str(in_tmp / "missing")), prepare=True)
+        planning.plan_source("x", source(repo=str(in_tmp / "missing")), prepare=True)
     with pytest.raises(IsobenchError, match="field sources.demo.generators: nope is not a directory"):
-        workflow.plan_source("demo", source(generators="nope"), prepare=True)
+        planning.plan_source("demo", source(generators="nope"), prepare=True)
     with pytest.raises(IsobenchError, match="field sources.demo.prompt_template: t.md is not a file"):
-        workflow.plan_source("demo", source(prompt_template="t.md"), prepare=True)
+        planning.plan_source("demo", source(prompt_template="t.md"), prepare=True)
     with pytest.raises(IsobenchError, match="config: field prompt_template: p.md is not a file"):
-        workflow.plan_sources({"prompt_template": "p.md", "sources": {"demo": source()}}, prepare=True)
+        planning.plan_sources({"prompt_template": "p.md", "sources": {"demo": source()}}, prepare=True)
 
 
 def test_plan_reads_commit_and_parent_from_file_contents(in_tmp, demo):
@@ -67,7 +67,7 @@ def test_plan_reads_commit_and_parent_from_file_contents(in_tmp, demo):
     ext.mkdir()
     data = json.loads((ROOT / "demo" / "extractions" / f"{shas['primes']}.json").read_text())
     (ext / "some-name.json").write_text(json.dumps(data))
-    plan = workflow.plan_source("demo", source(extractions=str(ext)), prepare=True)
+    plan = planning.plan_source("demo", source(extractions=str(ext)), prepare=True)
     assert list(plan.commits) == [shas["primes"]]
     assert plan.commits[shas["primes"]].base == shas["changelog"]
 

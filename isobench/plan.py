@@ -1,69 +1,38 @@
-"""What the Snakefile needs at parse time: config checks and the plan of sources and commits.
+"""The plan of a run, made once per run in the main Snakemake process, and what that process does at its start
+and end.
 
-The plan is made once per run in the main Snakemake process: each source's mirror
-is fetched, ``main_ref`` is resolved to one SHA, and every commit's head and base
-SHAs are resolved in a few git processes. A commit that cannot be resolved stays in
-the plan (its extraction step reports the error for that commit alone).
+Each source's mirror is fetched, ``main_ref`` is resolved to one SHA, and every commit's head and base SHAs are
+resolved in a few git processes. A commit that cannot be resolved stays in the plan (its extraction step reports
+the error for that commit alone).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
-import jsonschema
-import yaml
-
 from . import git
+from .config import layered, llm_settings
 from .containers import Runner
 from .dataset import damaged_records
+from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
 from .generators import find_pregenerated
-from .jsonio import _describe, _where, write_text_atomic
+from .jsonio import write_text_atomic
 from .report import run_summary
 from .sandbox import SandboxSettings, isolation_gaps
 
 DEMO_REPO = "isobench:demo"
+
+
 RESULTS = Path("results")
+
+
 _PARENT_RE = re.compile(r'"parent_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
-
-
-def fail(message: str) -> None:
-    """Stop the Snakefile with one line on stderr (no traceback)."""
-    sys.stderr.write(f"isobench: {message}\n")
-    sys.exit(1)
-
-
-@cache
-def load_schema(path: str) -> dict:
-    """The config schema, parsed once per process (input functions ask for its defaults per job)."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
-def check_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
-    """One-line error for the first schema violation (snakemake.utils.validate then applies defaults)."""
-    schema = load_schema(str(schema_path))
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
-    if error is not None:
-        raise IsobenchError(f"{config_name}: field {_where(error)}: {_describe(error)}")
-
-
-def measure_settings(config: dict, source: str, schema_path: str | Path) -> dict:
-    """Schema defaults, then the global ``measure``, then the source's ``measure``."""
-    return layered(config, source, schema_path, "measure")
-
-
-def analysis_settings(config: dict, schema_path: str | Path) -> dict:
-    """min_effect, alpha, ci_level, bootstrap and seed: the schema's defaults, then the config's."""
-    props = load_schema(str(schema_path))["properties"]["analysis"]["properties"]
-    return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
 
 
 def print_run_summary(dataset: str, per_commit, since: float) -> None:
@@ -79,32 +48,6 @@ def print_run_summary(dataset: str, per_commit, since: float) -> None:
         )
         + "\n"
     )
-
-
-def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dict:
-    """A settings block: the schema's defaults, then the global ``key``, then the source's ``key``."""
-    defaults = load_schema(str(schema_path))["properties"][key]["default"]
-    return {**defaults, **(config.get(key) or {}), **(config["sources"][source].get(key) or {})}
-
-
-def llm_settings(config: dict, source: str, schema_path: str | Path) -> dict:
-    return layered(config, source, schema_path, "llm")
-
-
-def check_runners(config: dict, schema_path: str | Path) -> None:
-    """Environment modes and runners that cannot work together are config errors (one line)."""
-    for name in config["sources"]:
-        runner, env = layered(config, name, schema_path, "runner"), layered(config, name, schema_path, "env")
-        where = f"config: field sources.{name}"
-        if runner["kind"] != "local" and not runner.get("image"):
-            raise IsobenchError(f"{where}.runner.image: runner {runner['kind']} needs an image")
-        if env["mode"] == "image" and runner["kind"] == "local":
-            raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker, podman or apptainer")
-        if env["mode"] != "image" and runner["kind"] != "local":
-            raise IsobenchError(
-                f"{where}.env.mode: mode {env['mode']} uses this machine's Python; with runner "
-                f"{runner['kind']} use mode image"
-            )
 
 
 def start_of_run(config: dict, plans: dict, schema_path: str | Path) -> None:
@@ -154,23 +97,6 @@ def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
                 "because sandbox.require_isolation is false"
             )
     return lines
-
-
-LLM_SHAPING = (
-    "provider",
-    "model",
-    "temperature",
-    "max_output_tokens",
-    "reasoning",
-    "regenerations",
-    "repairs",
-    "smoke_run",
-)
-
-
-def llm_shaping(settings: dict) -> dict:
-    """The LLM settings that change which script a commit gets (the others only change how it is fetched)."""
-    return {k: settings[k] for k in LLM_SHAPING}
 
 
 @dataclass
@@ -267,8 +193,6 @@ def source_repo(name: str, cfg: dict, prepare: bool) -> str:
     if repo == DEMO_REPO:
         path = RESULTS / "_demo" / "demokit"
         if prepare:
-            from .demo import build_demo_repo
-
             build_demo_repo(path)
         return str(path)
     return repo
@@ -344,77 +268,3 @@ def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:
             "listed); nothing was done and the dataset was left as it is"
         )
     return plans
-
-
-def template_for(config: dict, source: str) -> str:
-    return config["sources"][source].get("prompt_template") or config["prompt_template"]
-
-
-RECORDED_SOURCE_KEYS = ("version", "setup_commands", "install_commands", "notes")
-
-
-def public_source_config(config: dict, source: str) -> dict:
-    """What a record copies from its source's config. Only these keys: a record job's params must not
-    change when another commit is added to the source (nor hold its whole commit list)."""
-    cfg = config["sources"][source]
-    return {k: copy.deepcopy(cfg.get(k)) for k in RECORDED_SOURCE_KEYS}
-
-
-def load_config(path: str | Path, schema_path: str | Path, overrides: list[str | Path] = ()) -> dict:
-    """A config file (and later ones merged over it, as Snakemake's --configfile does), checked against the
-    schema with its defaults applied: what a run of the workflow in this folder sees."""
-    from snakemake.utils import update_config
-
-    config: dict = {}
-    layers: list[tuple[str, dict]] = []
-    for name in (path, *overrides):
-        try:
-            with open(name, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise IsobenchError(f"{name}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise IsobenchError(
-                f"{name}: not YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
-            ) from None
-        if not isinstance(data, dict):
-            raise IsobenchError(f"{name}: expected a mapping of settings, got {type(data).__name__}")
-        layers.append((str(name), data))
-        update_config(config, data)
-    try:
-        prepare_config(config, schema_path, str(path))
-    except IsobenchError as exc:  # name the file that set the field, not always the first one
-        raise IsobenchError(_blame(str(exc), layers)) from None
-    return config
-
-
-def _blame(message: str, layers: list[tuple[str, dict]]) -> str:
-    """``message`` ("FILE: field a.b.c: ...") naming the last of ``layers`` that sets the field a.b.c."""
-    m = re.match(r"^(.*?): field (\S+): ", message)
-    if not m:
-        return message
-    parts = m.group(2).split(".")
-    for name, data in reversed(layers):
-        node = data
-        for part in parts:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                break
-        else:
-            return f"{name}{message[len(m.group(1)) :]}"
-    return message
-
-
-def prepare_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
-    """Check ``config`` (one-line errors), fill in the schema's defaults, check the runners: what the
-    workflow does with its config before planning, and what `isobench audit` does with the same files."""
-    from snakemake.utils import validate
-
-    check_config(config, schema_path, config_name)
-    validate(config, str(schema_path))
-    check_runners(config, schema_path)
