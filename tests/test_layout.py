@@ -83,3 +83,17 @@ def test_ruff_lint_and_format():
     for args in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         proc = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=root, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-1000:]
+
+
+def test_every_relative_import_names_a_module_of_the_package():
+    """Also the imports inside functions, which only fail when their function runs."""
+    files = [p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
+    modules = {module_name(p) for p in files}
+    for path in files:
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+                assert target in modules, f"{path.name}:{node.lineno}: no module {target}"

@@ -1,0 +1,160 @@
+"""The generator rule: a pre-generated script taken as it is, or a test written by an LLM (smoke-run at head,
+holding a GPU slot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import generators, gpu
+from ..config import llm_settings
+from ..containers import Runner
+from ..errors import IsobenchError
+from ..generate import Cache, Generator, Policy
+from ..gpu import GpuSettings
+from ..jsonio import load_json, sha256_file, write_json, write_text_atomic
+from ..llm import LLMSettings, redact, secrets
+from ..measure import smoke_run
+from ..sandbox import SandboxSettings, isolation_refusal
+from .common import log, schema_of
+from .measurement import revision_of
+
+
+def _write_generator(smk, text: str, meta: dict) -> None:
+    """generator.py, generator.json and an empty transcript of a test that no LLM wrote."""
+    write_text_atomic(smk.output.generator, text)
+    write_json(
+        smk.output.transcript,
+        {"schema_version": 1, "status": meta["status"], "origin": meta["origin"], "attempts": []},
+    )
+    write_json(smk.output.meta, {**meta, "sha256": sha256_file(smk.output.generator)})
+
+
+def generator_step(smk) -> None:
+    p = smk.params
+    pre = generators.find_pregenerated(p.generators, p.commit) if p.commit else None
+    if pre is None:
+        skipped = load_json(smk.input.prompt_meta).get("skipped")
+        if skipped:  # the extraction failed: nothing to ask an LLM about
+            _write_generator(
+                smk,
+                f"# isobench: no test: the commit's inputs are unusable ({skipped}).\n",
+                {
+                    "origin": "none",
+                    "status": "not_generated",
+                    "contract": None,
+                    "error": skipped,
+                    "llm": None,
+                },
+            )
+            log.info("generator: not generated (%s)", skipped)
+            return
+        return _generate_with_llm(smk)
+    text = pre.read_text(encoding="utf-8", errors="replace")
+    origin = f"pregenerated:{pre}"
+    try:
+        contract = generators.check_script(text, str(pre))
+    except IsobenchError as exc:  # kept as it is (the record shows it) and never run: category invalid_script
+        _write_generator(
+            smk,
+            text,
+            {"origin": origin, "status": "invalid_script", "contract": None, "error": str(exc), "llm": None},
+        )
+        log.error("isobench: %s (invalid_script: the commit's record says so; the other commits go on)", exc)
+        return
+    _write_generator(
+        smk,
+        text,
+        {"origin": origin, "status": "pregenerated", "contract": contract, "error": None, "llm": None},
+    )
+    log.info("generator: pre-generated %s (%s contract)", pre, contract)
+
+
+def _generate_with_llm(smk) -> None:
+    p = smk.params
+    cfg = {**llm_settings(smk.config, p.source, schema_of(smk)), **p.llm}
+    smoke = None
+    refusal = isolation_refusal(
+        SandboxSettings.from_config(p.isolation["sandbox"]), Runner.from_config(p.isolation["runner"])
+    )
+    if refusal and cfg["smoke_run"]:
+        log.warning("warning: no smoke run of the generated test: %s", refusal)
+    if cfg["smoke_run"] and p.commit and not refusal:
+        head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, smk.input.env_head)
+        candidate = Path(p.scratch + ".candidate.py")
+
+        def smoke(script: str) -> str | None:  # a smoke run holds a GPU slot too (never beside a measurement)
+            write_text_atomic(candidate, script)
+            try:
+                return gpu.on_gpu(
+                    GpuSettings.from_config(smk.config.get("gpu")),
+                    f"smoke run {p.commit[:12]}",
+                    lambda device_env: smoke_run(
+                        candidate,
+                        head,
+                        Path(p.scratch),
+                        cfg["smoke_timeout_s"],
+                        extra_path=tuple(p.python_path),
+                        sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
+                        runner=Runner.from_config(p.isolation["runner"]),
+                        device_env=device_env,
+                    ),
+                )[0]
+            finally:
+                candidate.unlink(missing_ok=True)
+
+    gen = Generator(
+        LLMSettings.from_config(cfg),
+        Policy.from_config(cfg),
+        Cache(cfg["cache_dir"], read=cfg["cache"]),
+        system=Path(smk.input.system_prompt).read_text(encoding="utf-8"),
+        repair_template=Path(smk.input.repair_prompt).read_text(encoding="utf-8"),
+        smoke=smoke,
+    )
+    try:
+        outcome = gen.generate(Path(smk.input.prompt).read_text(encoding="utf-8"))
+    except BaseException:
+        # Snakemake deletes a failed job's outputs: what was paid for stays on record beside the log.
+        crash = Path(smk.log[0]).with_name("generator.failed_transcript.json")
+        write_json(crash, redact({"attempts": gen.attempts, "written_at": "failure"}, secrets(gen.settings)))
+        raise
+    if outcome.script is not None:
+        write_text_atomic(smk.output.generator, outcome.script)
+    else:  # an explicit marker, never mistaken for a test: the record says generation_failed
+        reason = (outcome.error or "").splitlines()[0] if outcome.error else "unknown"
+        write_text_atomic(
+            smk.output.generator,
+            f"# isobench: no usable test was generated for this commit.\n"
+            f"# {reason[:300]}\n# See llm_transcript.json beside this file.\n",
+        )
+    write_json(smk.output.transcript, outcome.transcript)
+    status = outcome.status
+    meta = {
+        "origin": f"{outcome.origin}:{cfg['provider']}/{cfg['model']}",
+        "status": status,
+        "contract": outcome.contract,
+        "sha256": sha256_file(smk.output.generator),
+        "error": outcome.error,
+        "llm": {
+            "provider": cfg["provider"],
+            "model": cfg["model"],
+            "base_url": cfg["base_url"],
+            "accepted_key": outcome.transcript.get("accepted_key"),
+            "transcript_sha256": sha256_file(smk.output.transcript),
+            **outcome.totals,
+        },
+    }
+    write_json(smk.output.meta, meta)
+    t = outcome.totals
+    log.info(
+        "generator: %s via %s/%s: %d API requests, %d cached replies%s, %d+%d tokens",
+        status,
+        cfg["provider"],
+        cfg["model"],
+        t["api_requests"],
+        t["cached_replies"],
+        " (accepted script from cache)" if t["cache_hit"] else "",
+        t["input_tokens"],
+        t["output_tokens"],
+    )
+    if outcome.error:
+        log.warning("generation failed: %s", outcome.error)

@@ -1,0 +1,187 @@
+"""The measure rule: the three revisions of a commit measured in one job (or restored from the measurement
+cache), each on its worktree and environment, holding a GPU slot; the timing files and their seal."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .. import git, gpu
+from ..containers import Runner
+from ..errors import IsobenchError
+from ..gpu import GpuSettings
+from ..jsonio import load_json, sha256_file, validate, write_json
+from ..llm import redact, secrets
+from ..mcache import MeasurementCache, fingerprint, measurement_key, ran_on
+from ..measure import REVISIONS, Revision, Settings, measure_commit, not_run
+from ..sandbox import SandboxSettings
+from .common import log, now_iso
+
+
+def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env_marker: str) -> Revision:
+    """A revision ready to run: its worktree (made again if deleted) and its environment."""
+    marker = load_json(worktree_marker)
+    if marker["sha"] != sha:
+        raise IsobenchError(f"{worktree_marker}: {name} is {sha} but its worktree holds {marker['sha']}")
+    path = git.ensure_worktree(mirror, sha, Path(marker["path"]))
+    env = load_json(env_marker)
+    error = None if env["status"] == "ok" else f"{env['error']} (log: {env['log']})"
+    return Revision(
+        name,
+        sha,
+        path,
+        python=env["python"],
+        env_error=error,
+        read_only=tuple(Path(x) for x in [env.get("path")] if x),
+        on_path=env["worktree_on_path"],
+        image=env.get("image"),
+    )
+
+
+def not_measurable(extraction: dict, generator_meta: dict) -> tuple[str, str] | None:
+    """(category, error) of a commit that cannot be measured: unusable inputs, no test, an invalid script.
+    (A ``not_generated`` test only follows a failed extraction, caught first.)"""
+    if extraction.get("status") == "failed":
+        return extraction["category"], extraction["error"]
+    if generator_meta["status"] in ("generation_failed", "invalid_script"):
+        return generator_meta["status"], generator_meta["error"] or "no test"
+    return None
+
+
+def measure_step(smk) -> None:
+    p = smk.params
+    extraction = load_json(smk.input.extraction)
+    shas = {"base": extraction["base_commit"], "head": extraction["head_commit"], "main": p.main_sha}
+    settings = Settings.from_config(p.settings)
+    generator_meta = load_json(smk.input.generator_meta)
+    unusable = not_measurable(extraction, generator_meta)
+    if unusable:
+        category, error = unusable
+        for name in REVISIONS:
+            t = not_run(Revision(name, shas[name], Path(".")), category, error, settings)
+            validate(t, "timing", f"timing_{name}")
+            write_json(getattr(smk.output, name), t)
+        write_seal(smk)
+        log.info("not measured: %s: %s", category, error)
+        return
+    # A marker may outlive its folder (deleted by hand): revision_of makes sure the checkout is there and clean.
+    revisions = [
+        revision_of(
+            name,
+            shas[name],
+            Path(p.mirror),
+            getattr(smk.input, f"worktree_{name}"),
+            getattr(smk.input, f"env_{name}"),
+        )
+        for name in REVISIONS
+    ]
+    cache = MeasurementCache(
+        smk.config.get("measure_cache_dir", ".isobench-cache/measure"),
+        read=smk.config.get("measure_cache", True),
+    )
+    envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
+    key = None
+    if all(r.env_error is None for r in revisions):
+        key = measurement_key(
+            generator_sha256=sha256_file(smk.input.generator),
+            shas=shas,
+            fingerprints={name: fingerprint(envs[name]) for name in REVISIONS},
+            settings={**settings.as_dict(), "analysis": dict(p.analysis)},
+            contract=p.settings.get("contract", "auto"),
+            python_path=list(p.python_path),
+            epoch=p.settings.get("epoch", 0),
+        )
+    timings = cache.get(key) if key else None
+    if timings is not None:
+        log.info("measurement: from the measurement cache (key %s; measure.epoch forces a new one)", key[:16])
+        timings = {
+            name: {**t, "measurement": {**t["measurement"], "cached": True}} for name, t in timings.items()
+        }
+    else:
+        log.info(
+            "measurement: fresh, %s: %d to %d rounds x (%d warm-up + %d timed calls) per revision, "
+            "interleave %s",
+            shas["head"][:12],
+            settings.rounds,
+            max(settings.rounds, settings.max_rounds),
+            settings.warmup,
+            settings.repeat,
+            settings.interleave,
+        )
+        timings, placed = gpu.on_gpu(
+            GpuSettings.from_config(smk.config.get("gpu")),
+            f"measure {shas['head'][:12]}",
+            lambda device_env: measure_commit(
+                Path(smk.input.generator),
+                revisions,
+                Path(p.scratch),
+                settings,
+                extra_path=tuple(p.python_path),
+                contract=p.settings.get("contract", "auto"),
+                sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
+                runner=Runner.from_config(p.isolation["runner"]),
+                analysis=dict(p.analysis),
+                device_env=device_env,
+            ),
+        )
+        for warning in placed["warnings"]:
+            log.warning("warning: %s", warning)
+        stamp = {
+            "key": key,
+            "cached": False,
+            "measured_at": now_iso(),
+            "epoch": p.settings.get("epoch", 0),
+            "ran_on": ran_on(),
+        }
+        timings = {
+            name: {
+                **redact(t, secrets()),
+                "measurement": stamp,
+                "gpu_slot": placed["gpu_slot"],
+                "gpu_state": placed["gpu_state"],
+                "warnings": t["warnings"] + placed["warnings"],
+            }
+            for name, t in timings.items()
+        }
+        if key:
+            cache.put(key, timings)
+    for name in REVISIONS:
+        timings[name]["revision_env"] = {key: envs[name].get(key) for key in REVISION_ENV}
+        t = redact(
+            timings[name], secrets()
+        )  # a key the sandbox did not let in cannot be printed, but be sure
+        validate(t, "timing", f"timing_{name}")
+        write_json(getattr(smk.output, name), t)
+        if t["status"] == "ok":
+            log.info(
+                "  %s %s: median %.3f ms (n=%d)", name, t["sha"][:12], t["stats"]["median"], t["stats"]["n"]
+            )
+        else:
+            log.info("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
+    write_seal(smk)
+    shutil.rmtree(p.scratch, ignore_errors=True)
+
+
+REVISION_ENV = (
+    "mode",
+    "python",
+    "image",
+    "image_id",
+    "image_digest",
+    "engine",
+    "engine_version",
+    "python_version",
+)
+
+
+def write_seal(smk) -> None:
+    """timing_seal.json: the sha256 of each timing file as this measure job wrote it. A record is built only from
+    timing files that still match (a hand-edited one makes its revision ``tampered``; the audit checks it too)."""
+    write_json(
+        smk.output.seal,
+        {
+            "schema_version": 1,
+            "written_at": now_iso(),
+            "sha256": {name: sha256_file(getattr(smk.output, name)) for name in REVISIONS},
+        },
+    )
