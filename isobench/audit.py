@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,28 +32,14 @@ from .dataset import read_dataset
 from .errors import IsobenchError
 from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file, validate
+from .llm import LLMSettings
 from .measure import REVISIONS
 from .plan import plan_sources
 from .record import efficiency_test, recorded_samples, tampered_timings
 from .report import failures, format_failures
+from .secrecy import KEY_ENVS, known_values, secret_hits
 
 INTEGRITY = ("integrity", "schema", "secret")
-SECRET_PATTERNS = {
-    "Anthropic key": r"sk-ant-[A-Za-z0-9_-]{20,}",
-    "OpenAI key": r"sk-(?!ant-)(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",
-    "Hugging Face token": r"hf_[A-Za-z0-9]{30,}",
-    "GitHub token": r"(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})",
-    "AWS access key": r"(?:AKIA|ASIA)(?!IOSFODNN7EXAMPLE)[0-9A-Z]{16}",  # not the documentation's example key
-    "Slack token": r"xox[abposr]-[A-Za-z0-9-]{10,}",
-    "Google API key": r"AIza[0-9A-Za-z_-]{35}",
-    "private key": r"-----BEGIN (?:RSA |EC |OPENSSH |DSA )?PRIVATE KEY-----",
-    "bearer token": r"[Aa]uthorization: *[Bb]earer +[A-Za-z0-9._~+/-]{16,}",
-}
-_SECRETS = re.compile(
-    "|".join(f"(?<![A-Za-z0-9_])(?P<p{i}>{p})" for i, p in enumerate(SECRET_PATTERNS.values())).encode()
-)
-# JSON escapes (\n, \t, ...) are read as separators, so a key starting a line inside a JSON string is found.
-_ESCAPE = re.compile(rb'\\[nrtbf"\\/]')
 # Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
 _NOT_OURS = ("_git", "_demo")
 _NOT_OURS_CHILD_DIRS = ("_worktrees", "_envs")
@@ -225,33 +210,15 @@ def _ours(results: Path):
 def key_variables(config: dict, schema: Path) -> list[str]:
     """Environment variables that hold keys for this config: the LLM providers' (and any source's
     api_key_env) and HF_TOKEN."""
-    from .llm import KEY_ENVS, LLMSettings
-
     names = set(KEY_ENVS) | {"HF_TOKEN"}
     for source in config.get("sources", {}):
         names.add(LLMSettings.from_config(llm_settings(config, source, schema)).key_env)
     return sorted(names)
 
 
-def secret_hits(data: bytes, known: dict[str, bytes]) -> dict[str, int]:
-    """What in ``data`` looks like a key -> its first byte offset (no part of the value is kept)."""
-    hits: dict[str, int] = {}
-    for text in (data, _ESCAPE.sub(b"  ", data)):  # two bytes for two: offsets stay those of the file
-        for m in _SECRETS.finditer(text):
-            hits.setdefault(list(SECRET_PATTERNS)[int(m.lastgroup[1:])], m.start())
-    for name, value in known.items():
-        if value in data:
-            hits.setdefault(f"the value of {name} (set in this environment)", data.index(value))
-    return hits
-
-
-def _known_values(variables) -> dict[str, bytes]:
-    return {name: os.environ[name].encode() for name in variables if len(os.environ.get(name, "")) >= 8}
-
-
 def find_secrets(results: Path, variables: list[str] = ()) -> list[Finding]:
     found = []
-    known = _known_values(variables)
+    known = known_values(variables)
     for path in _ours(results):
         try:
             data = path.read_bytes()
@@ -262,19 +229,6 @@ def find_secrets(results: Path, variables: list[str] = ()) -> list[Finding]:
             where = ", ".join(f"{kind} at byte {at}" for kind, at in sorted(hits.items()))
             found.append(Finding("secret", str(path), f"looks like: {where}"))
     return found
-
-
-def refuse_secrets(rows: list[dict], where: str, variables: list[str]) -> None:
-    """Nothing that the secret scan flags is published: one line naming the first record and what it looks like."""
-    known = _known_values(variables)
-    for number, row in enumerate(rows, 1):
-        hits = secret_hits(json.dumps(row, ensure_ascii=False).encode(), known)
-        if hits:
-            kinds = ", ".join(sorted(hits))
-            raise IsobenchError(
-                f"{where}: line {number} ({row.get('instance_id')}): looks like a secret ({kinds}); "
-                "nothing was published (remove it, or rebuild the record, then run isobench audit)"
-            )
 
 
 def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:

@@ -70,8 +70,8 @@ def _summary(args) -> None:
 
 def _publishable(args) -> list[dict]:
     """The dataset's records, refused whole when the secret scan flags one (export and push)."""
-    from .audit import key_variables, refuse_secrets
-    from .llm import KEY_ENVS
+    from .audit import key_variables
+    from .secrecy import KEY_ENVS, refuse_secrets
 
     rows = _rows(args)
     try:

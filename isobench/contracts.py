@@ -20,6 +20,8 @@ import math
 import re
 from pathlib import Path
 
+from .errors import IsobenchError
+
 CONTRACTS = ("functions", "isobench_cli", "gso_cli")
 _GSO_LINE = re.compile(r"^Execution time:\s*(\S+?)s\s*$")
 _GSO_ANY = re.compile(r"^Execution time:")
@@ -199,3 +201,24 @@ def parse_gso(text: str) -> tuple[float | None, str | None, str | None]:
     if ms is None:
         return None, "bad_output", f"the reported time is not a finite non-negative number: {m.group(1)!r}"
     return ms, None, None
+
+
+CONTRACT = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
+
+
+def check_script(text: str, where: str) -> str:
+    """The script parses and follows a contract (returned); the functions contract needs its five functions."""
+    try:
+        tree = ast.parse(text, filename=where)
+    except SyntaxError as exc:
+        raise IsobenchError(f"{where}: syntax error at line {exc.lineno}: {exc.msg}") from None
+    contract = detect(text)
+    if contract != "functions":
+        return contract
+    defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    missing = [name for name in CONTRACT if name not in defined]
+    if missing:
+        raise IsobenchError(
+            f"{where}: the test does not define {', '.join(missing)} (contract: {', '.join(CONTRACT)})"
+        )
+    return contract

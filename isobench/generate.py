@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import llm
+from .contracts import CONTRACT, check_script
 from .errors import IsobenchError
-from .generators import CONTRACT, check_script
 from .jsonio import load_json, sha256_bytes, write_json
+from .secrecy import redact, secret_values
 from .settings import from_config
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
@@ -251,7 +252,9 @@ class Generator:
                 error=f"API: {exc}",
             )
             raise
-        reply.text = llm.redact(reply.text, llm.secrets(self.settings))  # a key echoed back goes nowhere
+        reply.text = redact(
+            reply.text, secret_values([self.settings.key_env])
+        )  # a key echoed back goes nowhere
         usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
         attempt.update(
             **reply.http,
@@ -298,7 +301,7 @@ class Generator:
             return None, None, "empty" if no_code else "invalid"
         if self.policy.smoke_run and self.smoke is not None:
             problem = self.smoke(script)
-            problem = llm.redact(problem, llm.secrets(self.settings)) if problem else problem
+            problem = redact(problem, secret_values([self.settings.key_env])) if problem else problem
             attempt["smoke_run"] = "failed" if problem else "passed"
             if problem:
                 attempt["error"] = f"smoke run: {problem}"
@@ -373,7 +376,7 @@ class Generator:
             "created_at": _now(),
             "attempts": self.attempts,
         }
-        transcript = llm.redact(transcript, llm.secrets(self.settings))
+        transcript = redact(transcript, secret_values([self.settings.key_env]))
         outcome = Outcome(
             status, script, contract, transcript["error"], "llm", transcript, totals(self.attempts)
         )

@@ -13,14 +13,13 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import IsobenchError
+from .secrecy import KEY_ENVS, REDACTED  # noqa: F401  (KEY_ENVS, REDACTED: part of llm's API)
 from .settings import from_config
 
 PROVIDERS = ("openai", "anthropic")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-KEY_ENVS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 # OpenAI's reasoning models reject `temperature` and `max_tokens` (they take `max_completion_tokens`).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.I)
-REDACTED = "[REDACTED]"
 
 
 @dataclass(frozen=True)
@@ -58,25 +57,6 @@ class LLMSettings:
             "max_output_tokens": self.max_output_tokens,
             "reasoning": self.is_reasoning(),
         }
-
-
-def secrets(settings: LLMSettings | None = None) -> list[str]:
-    """The API key values present in the environment: never to be written anywhere."""
-    names = set(KEY_ENVS) | ({settings.key_env} if settings else set())
-    return [v for v in (os.environ.get(n, "") for n in sorted(names)) if len(v) >= 4]
-
-
-def redact(obj, values: list[str]):
-    """``obj`` (str, list, dict) with every secret value replaced by [REDACTED]."""
-    if isinstance(obj, str):
-        for v in values:
-            obj = obj.replace(v, REDACTED)
-        return obj
-    if isinstance(obj, list):
-        return [redact(x, values) for x in obj]
-    if isinstance(obj, dict):
-        return {k: redact(v, values) for k, v in obj.items()}
-    return obj
 
 
 @dataclass

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import socket
 import subprocess
 from functools import cache
 from pathlib import Path
 
 from .errors import IsobenchError
-from .harness import HARNESS_VERSION, cpu_model
+from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_bytes, validate, write_json
+from .machine import machine
 
 log = logging.getLogger("isobench")
 
@@ -33,39 +31,6 @@ _PACKAGES = (
     "import json, sys, importlib.metadata as m; print(json.dumps({'python': sys.version, "
     "'packages': sorted('%s==%s' % (d.metadata['Name'], d.version) for d in m.distributions())}))"
 )
-
-
-@cache
-def machine() -> dict:
-    """What makes timings of one machine comparable with another's: CPU model and GPU names."""
-    gpus: list[str] = []
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            ).stdout
-            gpus = [line.strip() for line in out.splitlines() if line.strip()]
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return {"cpu": cpu_model(), "gpus": gpus}
-
-
-def ran_on() -> dict:
-    """Where this measurement job runs, for the audit trail: the host and, under SLURM, the job, node,
-    partition and the GPUs it was given (what `scontrol show job` would tell while the job is known)."""
-    env = os.environ
-    out: dict = {"host": socket.gethostname(), "slurm": None}
-    if env.get("SLURM_JOB_ID"):
-        out["slurm"] = {
-            "job_id": env["SLURM_JOB_ID"],
-            "node": env.get("SLURMD_NODENAME"),
-            "partition": env.get("SLURM_JOB_PARTITION"),
-            "gpus": env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES"),
-        }
-    return out
 
 
 @cache

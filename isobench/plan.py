@@ -21,8 +21,8 @@ from .dataset import damaged_records
 from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
-from .generators import find_pregenerated
 from .jsonio import write_text_atomic
+from .pregenerated import find_pregenerated
 from .report import run_summary
 from .sandbox import SandboxSettings, isolation_gaps
 

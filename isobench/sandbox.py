@@ -21,7 +21,6 @@ What was in force is recorded in every timing file (``sandbox``). Runners ``dock
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,6 +35,7 @@ from . import containers, sandbox_exec
 from .containers import Runner
 from .errors import IsobenchError
 from .jsonio import load_json
+from .secrecy import looks_secret
 from .settings import from_config
 
 SAFE_ENV = (
@@ -66,18 +66,6 @@ SAFE_ENV = (
         "HF_DATASETS_OFFLINE",
     ),
 )
-# Hugging Face variables that name a cache folder or say "offline": no secret in them (HF_TOKEN never passes).
-NOT_SECRET = frozenset(
-    (
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HF_HUB_OFFLINE",
-        "TRANSFORMERS_CACHE",
-        "TRANSFORMERS_OFFLINE",
-        "HF_DATASETS_CACHE",
-        "HF_DATASETS_OFFLINE",
-    )
-)
 # The compile caches kept across the rounds of one job, one folder per revision (a variable -> its folder's name).
 COMPILE_CACHES = {
     "TRITON_CACHE_DIR": "triton",
@@ -85,11 +73,6 @@ COMPILE_CACHES = {
     "CUDA_CACHE_PATH": "cuda",
     "VLLM_CACHE_ROOT": "vllm",
 }
-_SECRET = re.compile(
-    r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|^AWS_|^AZURE_|^GOOGLE_|^GCP_|^GH_|"
-    r"^GITHUB_|^HF_|^HUGGING|^OPENAI|^ANTHROPIC|^WANDB",
-    re.I,
-)
 
 
 @dataclass(frozen=True)
@@ -120,7 +103,7 @@ def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
     def wanted(name: str) -> bool:
         return any(name == a or (a.endswith("*") and name.startswith(a[:-1])) for a in allow)
 
-    return {k: v for k, v in environ.items() if wanted(k) and (k in NOT_SECRET or not _SECRET.search(k))}
+    return {k: v for k, v in environ.items() if wanted(k) and not looks_secret(k)}
 
 
 def compile_cache_env(folder: Path) -> dict:

@@ -11,7 +11,7 @@ sys.path.insert(0, workflow.basedir)
 from isobench import config as ic
 from isobench import plan as ip
 from isobench.errors import IsobenchError
-from isobench.generators import find_pregenerated
+from isobench.pregenerated import find_pregenerated
 from isobench.gpu import GpuSettings, gpu_environment
 from isobench.gpu import start_line as gpu_start_line
 

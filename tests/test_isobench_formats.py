@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT
 
-from isobench import contracts, git, workflow
+from isobench import contracts, git
+from isobench import plan as planning
+from isobench.contracts import check_script
 from isobench.errors import IsobenchError
 from isobench.extraction import _format_facts, bundle_lines, normalize, read_extraction
-from isobench.generators import check_script, find_pregenerated
 from isobench.measure import Revision, Settings, not_run
+from isobench.pregenerated import find_pregenerated
 from isobench.record import build_record
 
 REAL = ROOT.parent / "shared" / "fixtures" / "isobench-real"
@@ -115,7 +117,7 @@ def test_a_folder_as_iso_bench_leaves_it_plans_63_commits_and_warns_once(in_tmp,
     (folder / "extraction_summary.json").write_text(
         json.dumps({"total": 65, "successful": 63, "commits": [{"commit_hash": "0" * 40}]})
     )
-    plans = workflow.plan_sources(
+    plans = planning.plan_sources(
         {
             "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
             "sources": {"vllm": demo_source(str(folder))},
@@ -150,7 +152,7 @@ def test_plan_a_folder_and_a_bundle(in_tmp, demo, capsys):
     folder.mkdir()
     shutil.copy(COLLECTION, folder)
     shutil.copy(OWN / "extraction_summary.json", folder)
-    plans = workflow.plan_sources(
+    plans = planning.plan_sources(
         {
             "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
             "sources": {"demo": demo_source([str(folder), str(BUNDLE)])},
@@ -167,7 +169,7 @@ def test_plan_a_folder_and_a_bundle(in_tmp, demo, capsys):
     split = Path(wordfreq.extraction_file)
     assert split.parent == Path("results/demo/_extractions") and json.loads(split.read_text())["pr_date"]
     mtime = split.stat().st_mtime_ns
-    workflow.plan_sources(
+    planning.plan_sources(
         {
             "prompt_template": str(ROOT / "prompts" / "test_generator.md"),
             "sources": {"demo": demo_source(str(BUNDLE))},
@@ -222,7 +224,7 @@ def test_broken_bundle_lines_fail_their_commit_naming_file_and_line(in_tmp, demo
         + '", "commit_sub\n'
         + "not json at all\n"
     )
-    plan = workflow.plan_source("demo", demo_source(str(bundle)), prepare=True)
+    plan = planning.plan_source("demo", demo_source(str(bundle)), prepare=True)
     assert set(plan.commits) == {shas["wordfreq"], shas["regex"]}
     assert plan.warnings == [f"{bundle}:3: not an extraction of any known format (no commit_hash); skipped"]
     for key, message in (

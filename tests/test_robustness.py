@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT
 
-from isobench import git, sandbox, workflow
-from isobench.audit import refuse_secrets
+from isobench import config, git, sandbox
+from isobench import plan as planning
 from isobench.cli import main as cli
 from isobench.dataset import damaged_records, write_dataset
 from isobench.errors import IsobenchError
@@ -23,6 +23,7 @@ from isobench.llm import LLMSettings, sdk_base_url
 from isobench.mcache import MeasurementCache
 from isobench.measure import Settings, measure_commit
 from isobench.sandbox import SandboxSettings
+from isobench.secrecy import refuse_secrets
 
 FAST = Settings(rounds=3, max_rounds=3, warmup=0, warmup_ms=0, repeat=2, timeout_s=60)
 FUNCTIONS = """
@@ -141,10 +142,10 @@ def test_without_isolation_no_test_runs_unless_allowed(tmp_path, revisions, monk
     allowed = measure(tmp_path, revisions, sandbox=SandboxSettings(require_isolation=False))
     assert all(x["status"] == "ok" for x in allowed.values())
     config = {"sources": {"s": {"repo": "x"}}}
-    lines = workflow.isolation_lines(config, ROOT / "config" / "schema.yaml")
+    lines = planning.isolation_lines(config, ROOT / "config" / "schema.yaml")
     assert len(lines) == 1 and "isolation unavailable on this host" in lines[0]
     config["sandbox"] = {"require_isolation": False}
-    assert "WITHOUT isolation" in workflow.isolation_lines(config, ROOT / "config" / "schema.yaml")[0]
+    assert "WITHOUT isolation" in planning.isolation_lines(config, ROOT / "config" / "schema.yaml")[0]
 
 
 def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisions):
@@ -236,11 +237,11 @@ def test_config_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("measure:\n  rounds: [1\n  warmup: 2\n")
     with pytest.raises(IsobenchError, match=r"bad.yaml: not YAML at line \d+, column \d+"):
-        workflow.load_config(base, schema, [bad])
+        config.load_config(base, schema, [bad])
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text("measure:\n  rounds: many\n")
     with pytest.raises(IsobenchError) as exc:
-        workflow.load_config(base, schema, [wrong])
+        config.load_config(base, schema, [wrong])
     assert str(exc.value).startswith(
         f"{wrong}: field measure.rounds"
     )  # the file that set it, not config.yaml
@@ -256,7 +257,7 @@ def test_no_commit_to_measure_is_an_error_before_any_work(tmp_path, monkeypatch,
         },
     }
     with pytest.raises(IsobenchError, match="no commit to measure .* the dataset was left as it is"):
-        workflow.plan_sources(cfg, prepare=True)
+        planning.plan_sources(cfg, prepare=True)
 
 
 def test_a_missing_model_is_caught_at_planning(tmp_path, monkeypatch, demo):
@@ -274,14 +275,14 @@ def test_a_missing_model_is_caught_at_planning(tmp_path, monkeypatch, demo):
             }
         },
     }
-    plans = workflow.plan_sources(cfg, prepare=True)
-    workflow.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")  # it has a pre-generated script
+    plans = planning.plan_sources(cfg, prepare=True)
+    planning.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")  # it has a pre-generated script
     cfg["sources"]["demo"]["commits"].append(shas["docs-dev"])
-    plans = workflow.plan_sources(cfg, prepare=True)
+    plans = planning.plan_sources(cfg, prepare=True)
     with pytest.raises(
         IsobenchError, match=r"config: field llm.model: not set, and 1 commit\(s\) of source demo"
     ):
-        workflow.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")
+        planning.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")
 
 
 def test_anthropic_base_url_works_however_it_is_written():

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import generators, gpu
+from .. import gpu
 from ..config import llm_settings
 from ..containers import Runner
+from ..contracts import check_script
 from ..errors import IsobenchError
 from ..generate import Cache, Generator, Policy
 from ..gpu import GpuSettings
 from ..jsonio import load_json, sha256_file, write_json, write_text_atomic
-from ..llm import LLMSettings, redact, secrets
+from ..llm import LLMSettings
 from ..measure import smoke_run
+from ..pregenerated import find_pregenerated
 from ..sandbox import SandboxSettings, isolation_refusal
+from ..secrecy import redact, secret_values
 from .common import log, schema_of
 from .measurement import revision_of
 
@@ -31,7 +34,7 @@ def _write_generator(smk, text: str, meta: dict) -> None:
 
 def generator_step(smk) -> None:
     p = smk.params
-    pre = generators.find_pregenerated(p.generators, p.commit) if p.commit else None
+    pre = find_pregenerated(p.generators, p.commit) if p.commit else None
     if pre is None:
         skipped = load_json(smk.input.prompt_meta).get("skipped")
         if skipped:  # the extraction failed: nothing to ask an LLM about
@@ -52,7 +55,7 @@ def generator_step(smk) -> None:
     text = pre.read_text(encoding="utf-8", errors="replace")
     origin = f"pregenerated:{pre}"
     try:
-        contract = generators.check_script(text, str(pre))
+        contract = check_script(text, str(pre))
     except IsobenchError as exc:  # kept as it is (the record shows it) and never run: category invalid_script
         _write_generator(
             smk,
@@ -115,7 +118,12 @@ def _generate_with_llm(smk) -> None:
     except BaseException:
         # Snakemake deletes a failed job's outputs: what was paid for stays on record beside the log.
         crash = Path(smk.log[0]).with_name("generator.failed_transcript.json")
-        write_json(crash, redact({"attempts": gen.attempts, "written_at": "failure"}, secrets(gen.settings)))
+        write_json(
+            crash,
+            redact(
+                {"attempts": gen.attempts, "written_at": "failure"}, secret_values([gen.settings.key_env])
+            ),
+        )
         raise
     if outcome.script is not None:
         write_text_atomic(smk.output.generator, outcome.script)

@@ -11,10 +11,11 @@ from ..containers import Runner
 from ..errors import IsobenchError
 from ..gpu import GpuSettings
 from ..jsonio import load_json, sha256_file, validate, write_json
-from ..llm import redact, secrets
-from ..mcache import MeasurementCache, fingerprint, measurement_key, ran_on
+from ..machine import ran_on
+from ..mcache import MeasurementCache, fingerprint, measurement_key
 from ..measure import REVISIONS, Revision, Settings, measure_commit, not_run
 from ..sandbox import SandboxSettings
+from ..secrecy import redact, secret_values
 from .common import log, now_iso
 
 
@@ -135,7 +136,7 @@ def measure_step(smk) -> None:
         }
         timings = {
             name: {
-                **redact(t, secrets()),
+                **redact(t, secret_values()),
                 "measurement": stamp,
                 "gpu_slot": placed["gpu_slot"],
                 "gpu_state": placed["gpu_state"],
@@ -148,7 +149,7 @@ def measure_step(smk) -> None:
     for name in REVISIONS:
         timings[name]["revision_env"] = {key: envs[name].get(key) for key in REVISION_ENV}
         t = redact(
-            timings[name], secrets()
+            timings[name], secret_values()
         )  # a key the sandbox did not let in cannot be printed, but be sure
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)
