@@ -11,7 +11,7 @@ real job does it: base, head and main, each in fresh processes, through the sand
 - 2x speedup: base is a copy whose histogram() bins every value twice; head is the original. The measured
   speedup should be within 10% of 2.
 Trials of every kind and both settings are interleaved, so that the machine's swings hit all alike.
-Prints one line per trial and a table (README, "Statistics").
+Prints one line per trial and a table (docs/measurement.md, "Statistics").
 """
 
 from __future__ import annotations
