@@ -24,9 +24,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from synthetic import make_repo  # noqa: E402
+from workflow_copy import copy_workflow  # noqa: E402
 
 BARE = """
 import json
@@ -120,19 +121,7 @@ def setup(tmp: Path, n: int) -> tuple[Path, Path]:
     heads = history[1:]
     ours = tmp / "ours"
     ours.mkdir()
-    for part in (
-        "Snakefile",
-        "rules",
-        "scripts",
-        "isobench",
-        "prompts",
-        "config",
-        "envs",
-        "profiles",
-        "report",
-    ):
-        src = ROOT / part
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, ours / part)
+    copy_workflow(ours)
     gens = ours / "generators"
     gens.mkdir()
     for sha in heads:

@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from workflow_copy import copy_workflow  # noqa: E402
 
 from isobench import gpu, harness  # noqa: E402
 from isobench.measure import Revision, Settings, measure_commit  # noqa: E402
@@ -289,19 +291,7 @@ def case_workflow(tmp: Path, gpus: int) -> None:
     sha = "fcefefa521ff7d97797fbcb2a3c37b20075c4b20"  # the demo's "[Perf] Vectorize pairwise_sq_dists" commit
     work = tmp / "wf"
     work.mkdir()
-    for part in (
-        "Snakefile",
-        "rules",
-        "scripts",
-        "isobench",
-        "prompts",
-        "config",
-        "demo",
-        "envs",
-        "profiles",
-        "report",
-    ):
-        subprocess.run(["cp", "-r", str(ROOT / part), str(work / part)], check=True)
+    copy_workflow(work)
     (work / "gpu" / "extractions").mkdir(parents=True)
     subprocess.run(
         ["cp", str(ROOT / "demo" / "extractions" / f"{sha}.json"), str(work / "gpu" / "extractions")],

@@ -28,7 +28,6 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from llm_server import FakeLLM, reply  # noqa: E402
+from workflow_copy import copy_workflow  # noqa: E402
 
 from isobench import git, llm  # noqa: E402
 from isobench.generate import Cache, Generator, Policy  # noqa: E402
@@ -136,19 +136,7 @@ def make_repo(path: Path, n: int, device_ms: float) -> list[str]:
 def workflow(tmp: Path, repo: Path, shas: list[str], fake: FakeLLM, extra: list[str], gpus: int) -> dict:
     work = tmp / "wf"
     work.mkdir()
-    for part in (
-        "Snakefile",
-        "rules",
-        "scripts",
-        "isobench",
-        "prompts",
-        "config",
-        "envs",
-        "profiles",
-        "report",
-    ):
-        src = ROOT / part
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, work / part)
+    copy_workflow(work)
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["sources"] = {"t": {"repo": str(repo), "commits": shas, "measure": MEASURE}}
     if gpus:

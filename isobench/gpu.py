@@ -78,7 +78,7 @@ class GpuSettings:
         )
 
 
-def _nvidia_smi(*args: str) -> str | None:
+def nvidia_smi(*args: str) -> str | None:
     """nvidia-smi's stdout, or None where it is missing or fails."""
     exe = shutil.which("nvidia-smi")
     if not exe:
@@ -107,7 +107,7 @@ def pool(settings: GpuSettings, environ=None) -> tuple[list[str], str]:
     elif _visible(environ) is not None:
         devices, source = _visible(environ), "CUDA_VISIBLE_DEVICES"
     else:
-        listed = _nvidia_smi("--query-gpu=index", "--format=csv,noheader")
+        listed = nvidia_smi("--query-gpu=index", "--format=csv,noheader")
         devices = [line.strip() for line in (listed or "").splitlines() if line.strip()]
         source = "nvidia-smi" if listed is not None else "none (no nvidia-smi)"
     budget = environ.get(BUDGET_ENV)
@@ -211,7 +211,7 @@ def _rows(text: str, names: tuple[str, ...]) -> list[dict]:
 
 def snapshot(device: str) -> dict:
     """The device's state now, as nvidia-smi reports it; ``available`` false (and why) where it cannot."""
-    text = _nvidia_smi("--query-gpu=" + ",".join(QUERY), "--format=csv,noheader,nounits", "-i", device)
+    text = nvidia_smi("--query-gpu=" + ",".join(QUERY), "--format=csv,noheader,nounits", "-i", device)
     if text is None:
         why = (
             "nvidia-smi not found"
@@ -224,7 +224,7 @@ def snapshot(device: str) -> dict:
         return {"available": False, "reason": f"nvidia-smi listed no device {device}"}
     gpu = rows[0]
     apps = _rows(
-        _nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS
+        nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS
     )
     gpu["processes"] = [a for a in apps if a["gpu_uuid"] == gpu["uuid"]]
     return {"available": True, "taken_at": time.time(), **gpu}

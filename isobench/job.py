@@ -211,12 +211,9 @@ class Job:
             return failed("crash", f"the harness was killed by signal {-code} and wrote no report")
         return failed("crash", f"the harness exited with code {code} and wrote no report")
 
-    def run_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
-        """One fresh harness process for one revision (function contract); returns the harness report."""
-        out = workdir / "report.json"
-        out.unlink(missing_ok=True)
-        cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
-        proc, returncode, wall = self.sandbox.run(
+    def run_sandboxed(self, rev: Revision, cmd: list[str], workdir: Path):
+        """``cmd`` of one revision in the sandbox, to its end or the round's time limit."""
+        return self.sandbox.run(
             cmd,
             workdir,
             self.extra_env(rev),
@@ -225,6 +222,13 @@ class Job:
             self.settings.timeout_s,
             image=rev.image,
         )
+
+    def run_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
+        """One fresh harness process for one revision (function contract); returns the harness report."""
+        out = workdir / "report.json"
+        out.unlink(missing_ok=True)
+        cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
+        proc, returncode, wall = self.run_sandboxed(rev, cmd, workdir)
         if returncode is None:
             report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
         elif out.exists():
@@ -267,15 +271,7 @@ class Job:
             "--",
             *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file),
         ]
-        proc, returncode, wall = self.sandbox.run(
-            cmd,
-            workdir,
-            self.extra_env(rev),
-            self.read_only(rev),
-            rev.python,
-            self.settings.timeout_s,
-            image=rev.image,
-        )
+        proc, returncode, wall = self.run_sandboxed(rev, cmd, workdir)
         stderr = _tail(workdir / "stderr.txt")
         base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
         report_line = None

@@ -7,29 +7,18 @@ during a measurement is ``gpu.snapshot``."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 from functools import cache
 
+from .gpu import nvidia_smi
 from .harness import cpu_model
 
 
 @cache
 def machine() -> dict:
     """What makes timings of one machine comparable with another's: CPU model and GPU names."""
-    gpus: list[str] = []
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            ).stdout
-            gpus = [line.strip() for line in out.splitlines() if line.strip()]
-        except (OSError, subprocess.TimeoutExpired):
-            pass
+    out = nvidia_smi("--query-gpu=name", "--format=csv,noheader") or ""
+    gpus = [line.strip() for line in out.splitlines() if line.strip()]
     return {"cpu": cpu_model(), "gpus": gpus}
 
 

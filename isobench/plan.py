@@ -9,6 +9,7 @@ the error for that commit alone).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from .dataset import damaged_records
 from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
+from .gpu import GpuSettings, gpu_environment
+from .gpu import start_line as gpu_start_line
 from .jsonio import write_text_atomic
 from .pregenerated import find_pregenerated
 from .report import run_summary
@@ -50,11 +53,19 @@ def print_run_summary(dataset: str, per_commit, since: float) -> None:
     )
 
 
-def start_of_run(config: dict, plans: dict, schema_path: str | Path) -> None:
+def start_of_run(
+    config: dict, plans: dict, schema_path: str | Path, gpu_budget=None, cluster: bool = False
+) -> None:
     """What the main Snakemake process does once, before any job: a missing model is an error; the sandbox's
-    state is said; damaged records are set aside so that this run rebuilds them."""
+    state is said; the jobs learn the run's GPU count (``--resources gpu=N``, ``gpu_budget``) and whether a
+    cluster scheduler allocates GPUs (isobench/gpu.py), and the GPUs are named; damaged records are set aside
+    so that this run rebuilds them."""
     check_llm_work(config, plans, schema_path)
     for line in isolation_lines(config, schema_path):
+        sys.stderr.write(line + "\n")
+    os.environ.update(gpu_environment(gpu_budget, cluster))  # local jobs and sbatch inherit it
+    line = gpu_start_line(GpuSettings.from_config(config.get("gpu")), gpu_budget)
+    if line:
         sys.stderr.write(line + "\n")
     damaged_records(
         [RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],

@@ -35,7 +35,7 @@ from . import containers, sandbox_exec
 from .containers import Runner
 from .errors import IsobenchError
 from .jsonio import load_json
-from .secrecy import looks_secret
+from .secrecy import NOT_SECRET, looks_secret
 from .settings import from_config
 
 SAFE_ENV = (
@@ -56,15 +56,7 @@ SAFE_ENV = (
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "CUBLAS_WORKSPACE_CONFIG",
-    *(
-        "HF_HOME",
-        "HF_HUB_CACHE",
-        "HF_HUB_OFFLINE",
-        "TRANSFORMERS_CACHE",
-        "TRANSFORMERS_OFFLINE",
-        "HF_DATASETS_CACHE",
-        "HF_DATASETS_OFFLINE",
-    ),
+    *sorted(NOT_SECRET),  # the Hugging Face cache and offline variables
 )
 # The compile caches kept across the rounds of one job, one folder per revision (a variable -> its folder's name).
 COMPILE_CACHES = {
@@ -388,7 +380,8 @@ class Sandbox:
             or (self.own_loopback and self.runner.kind != "local"),
             "compile_cache": self.settings.compile_cache,
             "model_cache": self.settings.model_cache,
-            "hf_offline": self.environment(workdir, {}).get("HF_HUB_OFFLINE"),
+            "hf_offline": os.environ.get("HF_HUB_OFFLINE")
+            or ("1" if self.settings.network == "isolate" else None),
             "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind in containers.OCI,
             "fs_write_restricted": bool(state.get("fs_write_restricted")),
             "own_home": True,

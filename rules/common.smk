@@ -1,6 +1,5 @@
 # Helpers shared by the .smk files: config checks, the per-run plan, input functions.
 # The isobench package is imported from the workflow folder (steps import it the same way, see scripts/).
-import os
 import sys
 from pathlib import Path
 
@@ -12,8 +11,6 @@ from isobench import config as ic
 from isobench import plan as ip
 from isobench.errors import IsobenchError
 from isobench.pregenerated import find_pregenerated
-from isobench.gpu import GpuSettings, gpu_environment
-from isobench.gpu import start_line as gpu_start_line
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
 
@@ -33,17 +30,15 @@ except OSError as exc:  # e.g. a read-only results/: one line, never a traceback
 
 if workflow.is_main_process:
     try:
-        ip.start_of_run(config, PLAN, SCHEMA)
+        ip.start_of_run(
+            config,
+            PLAN,
+            SCHEMA,
+            gpu_budget=workflow.global_resources.get("gpu"),
+            cluster=workflow.non_local_exec,
+        )
     except IsobenchError as exc:
         ic.fail(str(exc))
-    # The jobs' GPU slots (isobench/gpu.py): at most --resources gpu=N devices; on a cluster, the scheduler's.
-    os.environ.update(
-        gpu_environment(workflow.global_resources.get("gpu"), workflow.non_local_exec)
-    )
-    if line := gpu_start_line(
-        GpuSettings.from_config(config["gpu"]), workflow.global_resources.get("gpu")
-    ):
-        print(line, file=sys.stderr)
 
 COMMIT_DIR = "results/{source}/{commit}"
 

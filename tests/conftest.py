@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from workflow_copy import copy_workflow  # noqa: F401  (the tests' way to a copy of the project)
 
 from isobench import git
 from isobench.demo import build_demo_repo
@@ -17,18 +18,6 @@ from isobench.measure import Revision
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "isobench-extractions"
-WORKFLOW_PARTS = (
-    "Snakefile",
-    "rules",
-    "scripts",
-    "isobench",
-    "prompts",
-    "config",
-    "demo",
-    "envs",
-    "profiles",
-    "report",
-)
 
 
 @pytest.fixture(scope="session")
@@ -64,17 +53,6 @@ def revisions(tmp_path):
         (root / "toy.py").write_text(f"VERSION = {name!r}\n\ndef work(n):\n    return sum(range(n))\n")
         revs.append(Revision(name, f"{i}" * 40, root))
     return revs
-
-
-def copy_workflow(dest: Path) -> Path:
-    """A copy of the workflow (no results) in ``dest``, as a user's fresh checkout would have."""
-    for part in WORKFLOW_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(src, dest / part)
-    return dest
 
 
 def demo_subset(work: Path, shas: dict, folder: str, extractions, generators) -> tuple[Path, Path]:
