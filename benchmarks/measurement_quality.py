@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from isobench import git  # noqa: E402
 from isobench.demo import build_demo_repo  # noqa: E402
-from isobench.measure import Revision, Settings, measure_commit  # noqa: E402
-from isobench.stats import compare  # noqa: E402
+from isobench.measure.rounds import Revision, Settings, measure_commit  # noqa: E402
+from isobench.measure.stats import compare  # noqa: E402
 
 PATCH_OLD = "    counts = [0] * (len(edges) + 1)\n"
 

@@ -30,10 +30,10 @@ from .config import (
 )
 from .dataset import read_dataset
 from .errors import IsobenchError
-from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file, validate
 from .llm import LLMSettings
-from .measure import REVISIONS
+from .measure.harness import HARNESS_VERSION
+from .measure.rounds import REVISIONS
 from .plan import plan_sources
 from .record import efficiency_test, recorded_samples, tampered_timings
 from .report import failures, format_failures

@@ -12,7 +12,7 @@ Modes:
   Python runs the test, with its packages, and the worktree (mounted read-only) on PYTHONPATH. The image
   may name the revision (``myorg/vllm:{sha}``); it must exist and run its Python before anything is
   measured (else the marker says failed, with one line: engine missing, image not found, no Python), and
-  the marker records its ID and digest and the engine (isobench/containers.py).
+  the marker records its ID and digest and the engine (isobench/measure/containers.py).
 
 An optional verify_command (same placeholders; run outside the worktree, so that it imports what
 was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes
@@ -28,8 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .containers import Runner, inspect_image, runner_prefix
 from .errors import IsobenchError
+from .measure.containers import Runner, inspect_image, runner_prefix
 
 MODES = ("none", "venv", "image")
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import llm
-from .contracts import CONTRACT, check_script
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_bytes, write_json
+from .measure.contracts import CONTRACT, check_script
 from .secrecy import redact, secret_values
 from .settings import from_config
 

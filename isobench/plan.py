@@ -17,17 +17,17 @@ from pathlib import Path
 
 from . import git
 from .config import layered, llm_settings
-from .containers import Runner
 from .dataset import damaged_records
 from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
-from .gpu import GpuSettings, gpu_environment
-from .gpu import start_line as gpu_start_line
 from .jsonio import write_text_atomic
+from .measure.containers import Runner
+from .measure.gpu import GpuSettings, gpu_environment
+from .measure.gpu import start_line as gpu_start_line
+from .measure.sandbox import SandboxSettings, isolation_gaps
 from .pregenerated import find_pregenerated
 from .report import run_summary
-from .sandbox import SandboxSettings, isolation_gaps
 
 DEMO_REPO = "isobench:demo"
 
@@ -58,7 +58,7 @@ def start_of_run(
 ) -> None:
     """What the main Snakemake process does once, before any job: a missing model is an error; the sandbox's
     state is said; the jobs learn the run's GPU count (``--resources gpu=N``, ``gpu_budget``) and whether a
-    cluster scheduler allocates GPUs (isobench/gpu.py), and the GPUs are named; damaged records are set aside
+    cluster scheduler allocates GPUs (isobench/measure/gpu.py), and the GPUs are named; damaged records are set aside
     so that this run rebuilds them."""
     check_llm_work(config, plans, schema_path)
     for line in isolation_lines(config, schema_path):

@@ -6,10 +6,10 @@ import re
 
 from . import __version__
 from .errors import IsobenchError
-from .harness import HARNESS_VERSION
 from .jsonio import load_json, sha256_file
-from .measure import REVISIONS
-from .stats import compare
+from .measure.harness import HARNESS_VERSION
+from .measure.rounds import REVISIONS
+from .measure.stats import compare
 
 ENV_KEYS = (
     "python",

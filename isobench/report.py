@@ -11,7 +11,7 @@ from pathlib import Path
 from .costs import llm_summary, summary_line
 from .dataset import read_dataset
 from .jsonio import load_json
-from .measure import REVISIONS
+from .measure.rounds import REVISIONS
 
 COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "notes")
 

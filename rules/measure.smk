@@ -17,7 +17,7 @@ rule measure:
         "../envs/isobench.yaml"
     threads: measure_threads  # measure.exclusive: nothing else runs beside a measurement
     resources:
-        gpu=1,  # --resources gpu=N: N jobs at once, each on a GPU of its own (isobench/gpu.py); SLURM: --gpus=1
+        gpu=1,  # --resources gpu=N: N jobs at once, each on a GPU of its own (isobench/measure/gpu.py); SLURM: --gpus=1
         slurm_extra=measure_slurm_extra,
     params:
         main_sha=lambda wc: PLAN[wc.source].main_sha,

@@ -6,11 +6,11 @@ import json
 import pytest
 from conftest import FIXTURES
 
-from isobench.adaptive import available_memory_mb, decide_interleave
 from isobench.jsonio import validate
-from isobench.measure import Settings, measure_commit
+from isobench.measure.adaptive import available_memory_mb, decide_interleave
+from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.stats import describe, noise_warnings
 from isobench.report import format_summary
-from isobench.stats import describe, noise_warnings
 
 TEST = """
 import json

@@ -6,7 +6,7 @@ from conftest import ROOT
 
 from isobench.config import check_config, llm_settings, measure_settings
 from isobench.errors import IsobenchError
-from isobench.sandbox import SandboxSettings
+from isobench.measure.sandbox import SandboxSettings
 
 SCHEMA = ROOT / "config" / "schema.yaml"
 

@@ -17,12 +17,12 @@ import yaml
 from conftest import container_image_build, copy_workflow, processes_with, snakemake, without_timings
 from test_sandbox import SECRET, TEST
 
-from isobench.containers import Runner, runner_prefix
 from isobench.dataset import read_dataset
 from isobench.envs import build_env
 from isobench.jsonio import validate
-from isobench.measure import Settings, measure_commit, smoke_run
-from isobench.sandbox import SandboxSettings
+from isobench.measure.containers import Runner, runner_prefix
+from isobench.measure.rounds import Settings, measure_commit, smoke_run
+from isobench.measure.sandbox import SandboxSettings
 
 pytestmark = pytest.mark.slow
 FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=20, interleave="rounds")

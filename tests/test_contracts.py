@@ -5,9 +5,9 @@ import textwrap
 
 import pytest
 
-from isobench import contracts
 from isobench.jsonio import validate
-from isobench.measure import Settings, measure_commit
+from isobench.measure import contracts
+from isobench.measure.rounds import Settings, measure_commit
 
 SETTINGS = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=1, timeout_s=3)
 

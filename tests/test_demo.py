@@ -3,9 +3,9 @@ import json
 from conftest import ROOT
 
 from isobench import apis, git
-from isobench.contracts import check_script
 from isobench.demo import build_demo_repo, measured_steps
 from isobench.demo.history import STEPS
+from isobench.measure.contracts import check_script
 from isobench.pregenerated import find_pregenerated
 
 # The demo's history is fixed: these SHAs are the same on every machine.

@@ -5,8 +5,8 @@ import subprocess
 import pytest
 
 from isobench import git
-from isobench.containers import Runner
 from isobench.envs import build_env, expand
+from isobench.measure.containers import Runner
 
 # setuptools < 70 (a fresh venv of Python 3.11) builds wheels only with `wheel` installed: a setup step.
 SETUP = "{python} -m pip install --quiet wheel && echo set up {sha}"

@@ -1,7 +1,7 @@
 import pytest
 
-from isobench.contracts import check_script
 from isobench.errors import IsobenchError
+from isobench.measure.contracts import check_script
 from isobench.pregenerated import find_pregenerated
 
 SHA = "4c442c6e53dfef740b17f99fa3d40736e33f7800"

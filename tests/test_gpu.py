@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from isobench import gpu
-from isobench.gpu import GpuSettings
+from isobench.measure import gpu
+from isobench.measure.gpu import GpuSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 HOLDER = """
 import json, sys, time
 sys.path.insert(0, {root!r})
-from isobench import gpu
+from isobench.measure import gpu
 settings = gpu.GpuSettings.from_config({{"devices": {devices!r}, "lock_dir": {lock_dir!r}}})
 with gpu.slot(settings, "job " + sys.argv[1], environ={{}}) as held:
     start = time.time()

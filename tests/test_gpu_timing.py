@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from isobench import harness
+from isobench.measure import harness
 
 
 class FakeCuda:

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT
 
-from isobench import contracts, git
+from isobench import git
 from isobench import plan as planning
-from isobench.contracts import check_script
 from isobench.errors import IsobenchError
 from isobench.extraction import _format_facts, bundle_lines, normalize, read_extraction
-from isobench.measure import Revision, Settings, not_run
+from isobench.measure import contracts
+from isobench.measure.contracts import check_script
+from isobench.measure.rounds import Revision, Settings, not_run
 from isobench.pregenerated import find_pregenerated
 from isobench.record import build_record
 

@@ -11,7 +11,7 @@ from llm_server import FakeLLM, error, reply
 from isobench import llm
 from isobench.errors import IsobenchError
 from isobench.generate import Cache, Generator, Policy, check_candidate, extract_code
-from isobench.measure import smoke_run
+from isobench.measure.rounds import smoke_run
 
 KEYS = {
     "OPENAI_API_KEY": "sk-test-SECRET-openai-0123456789",

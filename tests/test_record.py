@@ -3,8 +3,8 @@ import pytest
 from isobench.dataset import merge, read_dataset, write_dataset
 from isobench.errors import IsobenchError
 from isobench.jsonio import dumps, validate, write_json
+from isobench.measure.stats import describe
 from isobench.record import build_record, human_performance
-from isobench.stats import describe
 
 ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 500, "seed": 0}
 SHA = {"base": "a" * 40, "head": "b" * 40, "main": "c" * 40}

@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT
 
-from isobench import config, git, sandbox
+from isobench import config, git
 from isobench import plan as planning
 from isobench.cli import main as cli
 from isobench.dataset import damaged_records, write_dataset
 from isobench.errors import IsobenchError
 from isobench.jsonio import validate, write_json
 from isobench.llm import LLMSettings, sdk_base_url
-from isobench.mcache import MeasurementCache
-from isobench.measure import Settings, measure_commit
-from isobench.sandbox import SandboxSettings
+from isobench.measure import sandbox
+from isobench.measure.cache import MeasurementCache
+from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.sandbox import SandboxSettings
 from isobench.secrecy import refuse_secrets
 
 FAST = Settings(rounds=3, max_rounds=3, warmup=0, warmup_ms=0, repeat=2, timeout_s=60)
@@ -173,7 +174,7 @@ def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisi
     driver = textwrap.dedent(f"""
         import json, subprocess, sys
         from pathlib import Path
-        from isobench.measure import Revision, Settings, measure_commit
+        from isobench.measure.rounds import Revision, Settings, measure_commit
         revs = [Revision(n, str(i) * 40, Path({str(revisions[0].worktree.parent)!r}) / n)
                 for i, n in enumerate(("base", "head", "main"))]
         t = measure_commit(Path({str(gen)!r}), revs, Path({str(tmp_path / "scratch")!r}),

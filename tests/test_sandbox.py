@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import processes_with
 
-from isobench.containers import Runner, runner_prefix
 from isobench.jsonio import validate
-from isobench.measure import Settings, measure_commit
-from isobench.sandbox import SandboxSettings, allowed_env, namespace_prefix
+from isobench.measure.containers import Runner, runner_prefix
+from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.sandbox import SandboxSettings, allowed_env, namespace_prefix
 
 SECRET = "sk-test-SECRET-sandbox-31415926"
 FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=5)

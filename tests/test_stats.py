@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import mannwhitneyu
 
-from isobench.stats import compare, describe, round_p_values, speedup_ci, verdict
+from isobench.measure.stats import compare, describe, round_p_values, speedup_ci, verdict
 
 
 def rounds(center, k=8, m=10, seed=0, spread=0.01):
@@ -95,7 +95,7 @@ def test_compare_end_to_end():
 def test_paired_analysis_cancels_shared_noise():
     from scipy.stats import wilcoxon
 
-    from isobench.stats import is_paired, paired_p_values
+    from isobench.measure.stats import is_paired, paired_p_values
 
     rng = np.random.default_rng(11)
     drift = [list(1 + 0.3 * rng.random() * np.ones(10)) for _ in range(10)]  # the machine's speed, shared

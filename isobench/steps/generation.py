@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import gpu
 from ..config import llm_settings
-from ..containers import Runner
-from ..contracts import check_script
 from ..errors import IsobenchError
 from ..generate import Cache, Generator, Policy
-from ..gpu import GpuSettings
 from ..jsonio import load_json, sha256_file, write_json, write_text_atomic
 from ..llm import LLMSettings
-from ..measure import smoke_run
+from ..measure import gpu
+from ..measure.containers import Runner
+from ..measure.contracts import check_script
+from ..measure.gpu import GpuSettings
+from ..measure.rounds import smoke_run
+from ..measure.sandbox import SandboxSettings, isolation_refusal
 from ..pregenerated import find_pregenerated
-from ..sandbox import SandboxSettings, isolation_refusal
 from ..secrecy import redact, secret_values
 from .common import log, schema_of
 from .measurement import revision_of

@@ -6,14 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import git
-from ..containers import Runner
 from ..costs import llm_summary, summary_line
 from ..dataset import write_dataset
 from ..envs import build_env
 from ..errors import CommitFailure, IsobenchError
 from ..extraction import failed_extraction, normalize
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
-from ..measure import REVISIONS
+from ..measure.containers import Runner
+from ..measure.rounds import REVISIONS
 from ..prompt import render
 from ..record import build_record, tampered_timings
 from .common import log, schema_of

@@ -6,15 +6,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import git, gpu
-from ..containers import Runner
+from .. import git
 from ..errors import IsobenchError
-from ..gpu import GpuSettings
 from ..jsonio import load_json, sha256_file, validate, write_json
-from ..machine import ran_on
-from ..mcache import MeasurementCache, fingerprint, measurement_key
-from ..measure import REVISIONS, Revision, Settings, measure_commit, not_run
-from ..sandbox import SandboxSettings
+from ..measure import gpu
+from ..measure.cache import MeasurementCache, fingerprint, measurement_key
+from ..measure.containers import Runner
+from ..measure.gpu import GpuSettings
+from ..measure.machine import ran_on
+from ..measure.rounds import REVISIONS, Revision, Settings, measure_commit, not_run
+from ..measure.sandbox import SandboxSettings
 from ..secrecy import redact, secret_values
 from .common import log, now_iso
 

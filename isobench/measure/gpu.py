@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import from_config
+from ..settings import from_config
 
 log = logging.getLogger(__name__)
 

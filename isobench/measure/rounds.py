@@ -13,9 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
+from ..categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
 from . import harness
 from .adaptive import decide_interleave, stop_reason
-from .categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
 from .containers import Runner
 from .job import Job, Revision, Settings  # noqa: F401  (Revision, Settings: the types of measure's API)
 from .sandbox import SandboxSettings, isolation_refusal
@@ -52,9 +52,9 @@ def measure_commit(
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}.
 
     Rounds go on from ``settings.rounds`` up to ``settings.max_rounds`` until the comparison is decided or
-    precise (isobench.adaptive, with ``analysis``: min_effect, alpha, ...); with ``interleave: auto`` the
+    precise (isobench.measure.adaptive, with ``analysis``: min_effect, alpha, ...); with ``interleave: auto`` the
     check round's memory facts choose lockstep or one process at a time for the timed rounds. ``device_env``
-    (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.gpu) goes to every run of the test."""
+    (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.measure.gpu) goes to every run of the test."""
     job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner, device_env)
     state = {
         r.name: {

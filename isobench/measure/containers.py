@@ -1,10 +1,10 @@
 """Container runners: a revision's tests run inside its image (docker, podman, apptainer).
 
-The sandboxed command (isobench/sandbox.py) is appended to the engine's command line: the test's code and
+The sandboxed command (isobench/measure/sandbox.py) is appended to the engine's command line: the test's code and
 the worktree mounted read-only, its data folder read-write, only the sandbox's environment variables passed
 (``--env``), no network under ``network: isolate`` (the container's own loopback only), the host's user, a
 read-only root file system, ``--init`` as PID 1, and a name per run so that a run past its time limit is
-removed with everything in it. GPU flags appear only when the job holds a GPU (isobench/gpu.py): docker
+removed with everything in it. GPU flags appear only when the job holds a GPU (isobench/measure/gpu.py): docker
 ``--gpus device=N``, podman's CDI device ``nvidia.com/gpu=N``, apptainer ``--nv``; never on a box without one.
 
 ``image`` may name the revision: ``myorg/vllm:{sha}`` (the 40-hex SHA) or ``{sha12}``; the environment step
@@ -20,8 +20,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import IsobenchError
-from .settings import from_config
+from ..errors import IsobenchError
+from ..settings import from_config
 
 KINDS = ("local", "docker", "podman", "apptainer")
 OCI = ("docker", "podman")  # docker's command line

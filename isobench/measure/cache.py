@@ -14,9 +14,9 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-from .errors import IsobenchError
+from ..errors import IsobenchError
+from ..jsonio import load_json, sha256_bytes, validate, write_json
 from .harness import HARNESS_VERSION
-from .jsonio import load_json, sha256_bytes, validate, write_json
 from .machine import machine
 
 log = logging.getLogger("isobench")

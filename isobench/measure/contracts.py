@@ -20,7 +20,7 @@ import math
 import re
 from pathlib import Path
 
-from .errors import IsobenchError
+from ..errors import IsobenchError
 
 CONTRACTS = ("functions", "isobench_cli", "gso_cli")
 _GSO_LINE = re.compile(r"^Execution time:\s*(\S+?)s\s*$")

@@ -15,7 +15,7 @@
 - output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped.
 
 What was in force is recorded in every timing file (``sandbox``). Runners ``docker``, ``podman`` and
-``apptainer`` put the same command in the revision's container (isobench/containers.py).
+``apptainer`` put the same command in the revision's container (isobench/measure/containers.py).
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from ..errors import IsobenchError
+from ..jsonio import load_json
+from ..secrecy import NOT_SECRET, looks_secret
+from ..settings import from_config
 from . import containers, sandbox_exec
 from .containers import Runner
-from .errors import IsobenchError
-from .jsonio import load_json
-from .secrecy import NOT_SECRET, looks_secret
-from .settings import from_config
 
 SAFE_ENV = (
     "PATH",
@@ -190,7 +190,9 @@ class Sandbox:
         self, settings: SandboxSettings, runner: Runner, code: Path, data: Path, device: str | None = None
     ):
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
-        self.device = device  # the GPU the job holds (isobench/gpu.py): a container gets it, and only it
+        self.device = (
+            device  # the GPU the job holds (isobench/measure/gpu.py): a container gets it, and only it
+        )
         shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
         self.namespaces = namespace_prefix(settings.network == "isolate") if runner.kind == "local" else ()
 

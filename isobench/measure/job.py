@@ -15,17 +15,17 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..jsonio import load_json
+from ..settings import from_config
 from . import contracts, harness, script_runner
 from .containers import Runner
-from .jsonio import load_json
 from .lockstep import PIN_CPU, lockstep_round
 from .sandbox import COMPILE_CACHES, Sandbox, SandboxSettings, compile_cache_env
-from .settings import from_config
 
 
 @dataclass(frozen=True)
 class Settings:
-    rounds: int = 8  # the minimum (isobench.adaptive)
+    rounds: int = 8  # the minimum (isobench.measure.adaptive)
     max_rounds: int = 30
     precision: float | None = None  # target CI half-width in log space; None: analysis min_effect / 2
     warmup: int = 2
@@ -35,7 +35,9 @@ class Settings:
     job_timeout_s: float = 3600.0
     flush_l2: bool = False
     no_cuda: bool = False
-    interleave: str = "auto"  # "calls" (lockstep, isobench.lockstep), "rounds", or auto: calls when they fit
+    interleave: str = (
+        "auto"  # "calls" (lockstep, isobench.measure.lockstep), "rounds", or auto: calls when they fit
+    )
     auto_memory_fraction: float = 0.5
 
     @classmethod
@@ -55,7 +57,9 @@ class Revision:
     env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
     read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
     on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
-    image: str | None = None  # the revision's container image (env mode image; isobench/containers.py)
+    image: str | None = (
+        None  # the revision's container image (env mode image; isobench/measure/containers.py)
+    )
 
 
 STDERR_TAIL = 4000

@@ -17,7 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .jsonio import load_json
+from ..jsonio import load_json
 from .sandbox import Sandbox
 
 # The same core for every process of a round, so that calls compared with each other also share a core
