@@ -1,5 +1,5 @@
 """Read ISO-Bench extraction files (three formats, one file each or a JSON Lines bundle) and normalize them
-with git facts.
+with git facts. ``isobench.extraction_writer`` beside it writes the first format (``isobench extract``).
 
 Formats:
 - ``commit_extractions_with_apis``: ``commit_hash``, ``parent_hash``, ``message``,

@@ -2,7 +2,7 @@ import json
 
 from conftest import ROOT
 
-from isobench import apis, git
+from isobench import extraction_writer, git
 from isobench.demo import build_demo_repo, measured_steps
 from isobench.demo.history import STEPS
 from isobench.measure.contracts import check_script
@@ -58,7 +58,7 @@ def test_shipped_extractions_and_generators_match_the_history(demo, tmp_path):
         assert script is not None, sha
         check_script(script.read_text(), str(script))
     # The shipped files are exactly what `isobench extract` writes.
-    apis.write_extractions(path, want, tmp_path)
+    extraction_writer.write_extractions(path, want, tmp_path)
     for p in shipped:
         assert json.loads(p.read_text()) == json.loads((tmp_path / p.name).read_text()), p.name
 

@@ -5,6 +5,7 @@ from conftest import FIXTURES, SHARED_FIXTURES
 
 from isobench.errors import IsobenchError
 from isobench.extraction import commit_id_of_file, detect_format, is_test_file, normalize, read_extraction
+from isobench.extraction_writer import write_extractions
 from isobench.jsonio import validate
 
 PR_FILE = FIXTURES / "pr_analysis_demokit_4c442c6e53dfef740b17f99fa3d40736e33f7800.json"
@@ -53,6 +54,16 @@ def test_normalize_commit_format(mirror, demo):
     assert "tests/test_series.py" in data["test_patch"] and "demokit/series.py" not in data["test_patch"]
     assert data["affected_apis"] == ["moving_average"]
     assert data["warnings"] == []
+
+
+def test_what_the_writer_writes_the_reader_reads_back(mirror, demo, tmp_path):
+    path, shas = demo
+    (written,) = write_extractions(path, [shas["moving-average"]], tmp_path, with_old_content=True)
+    fmt, data = read_extraction(written)
+    assert fmt == "commit_extractions_with_apis" and data["affected_apis"] == ["moving_average"]
+    normalized = norm(mirror, shas["moving-average"], written)
+    assert normalized["base_commit"] == shas["primes"] and normalized["parent_from"] == "extraction"
+    assert normalized["affected_apis"] == ["moving_average"] and normalized["warnings"] == []
 
 
 def test_normalize_pr_format_resolves_parent_from_git(mirror, demo):

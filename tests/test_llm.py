@@ -9,8 +9,9 @@ from conftest import ROOT
 from llm_server import FakeLLM, error, reply
 
 from isobench import llm
+from isobench.candidate import check_candidate, extract_code
 from isobench.errors import IsobenchError
-from isobench.generate import Cache, Generator, Policy, check_candidate, extract_code
+from isobench.generate import Cache, Generator, Policy
 from isobench.measure.rounds import smoke_run
 
 KEYS = {
@@ -111,7 +112,7 @@ def test_good_script_then_cache(fake, tmp_path, revisions, provider):
         out.status == "accepted"
         and out.script == GOOD
         and out.contract == "functions"
-        and out.origin == "llm"
+        and out.generator == {"source": "llm", "provider": provider, "model": "test-model", "path": None}
     )
     assert len(fake.requests) == 1 and kinds(out) == ["initial"]
     attempt = out.transcript["attempts"][0]
@@ -132,7 +133,8 @@ def test_good_script_then_cache(fake, tmp_path, revisions, provider):
     assert "temperature" not in sent["body"]  # none configured: the provider's default
 
     again = generator(fake, tmp_path, revisions, provider).generate("write a test for toy.work")
-    assert again.origin == "cache" and again.script == GOOD and len(fake.requests) == 1
+    assert again.script == GOOD and len(fake.requests) == 1
+    assert again.generator == {"source": "cache", "provider": provider, "model": "test-model", "path": None}
     assert again.totals["api_requests"] == 0 and again.totals["cache_hit"]
     no_secret_in(tmp_path)
 
@@ -197,6 +199,7 @@ def test_server_error_every_time_fails_the_generation(fake, tmp_path, revisions,
     fake.default = error(500, "overloaded")
     out = generator(fake, tmp_path, revisions, provider).generate("p")
     assert out.status == "generation_failed" and out.script is None
+    assert out.generator == {"source": "llm", "provider": provider, "model": "test-model", "path": None}
     assert len(fake.requests) == 3  # the first request and the SDK's 2 retries
     assert "InternalServerError (HTTP 500)" in out.error and "overloaded" in out.error
     attempt = out.transcript["attempts"][0]
@@ -231,7 +234,7 @@ def test_cache_bypass_asks_again(fake, tmp_path, revisions):
     generator(fake, tmp_path, revisions).generate("p")
     gen = generator(fake, tmp_path, revisions)
     gen.cache = Cache(tmp_path / "cache", read=False)
-    assert gen.generate("p").origin == "llm" and len(fake.requests) == 2
+    assert gen.generate("p").generator["source"] == "llm" and len(fake.requests) == 2
     generator(fake, tmp_path, revisions).generate("another prompt")
     assert len(fake.requests) == 3  # another prompt is other content
 
@@ -331,7 +334,8 @@ def test_cache_entries_of_another_version_are_misses(fake, tmp_path, revisions):
         entry = json.loads(path.read_text())
         entry["cache_version"] = 0
         path.write_text(json.dumps(entry))
-    assert generator(fake, tmp_path, revisions).generate("p").origin == "llm" and len(fake.requests) == 2
+    again = generator(fake, tmp_path, revisions).generate("p")
+    assert again.generator["source"] == "llm" and len(fake.requests) == 2
 
 
 def test_extract_code():

@@ -69,10 +69,15 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
             validate(r, "record", r["instance_id"])
 
         primes, hist, regex = rows[shas["primes"]], rows[shas["histogram"]], rows[shas["regex"]]
-        assert primes["provenance"]["generator_origin"].startswith("pregenerated:")
+        pre = primes["provenance"]["generator"]
+        assert pre["source"] == "pregenerated" and pre["path"].endswith("_test_case_generator.py")
+        # the deprecated string, derived from the structure
+        assert primes["provenance"]["generator_origin"] == f"pregenerated:{pre['path']}"
         assert primes["provenance"]["llm"] is None
         assert hist["status"] == "ok" and hist["efficiency_test"] == [histogram_script]
         assert hist["comparisons"]["base_head"]["speedup"] > 1
+        by_llm = {"source": "llm", "provider": "openai", "model": "test-model", "path": None}
+        assert hist["provenance"]["generator"] == by_llm
         assert hist["provenance"]["generator_origin"] == "llm:openai/test-model"
         llm_info = hist["provenance"]["llm"]
         assert llm_info["api_requests"] == 1 and llm_info["output_tokens"] > 0 and not llm_info["cache_hit"]
@@ -82,6 +87,7 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         assert hist["provenance"]["llm_transcript_sha256"] == llm_info["transcript_sha256"]
 
         assert regex["status"] == "generation_failed" and regex["efficiency_test"] == []
+        assert regex["provenance"]["generator"] == by_llm  # asked, and no usable test came back
         assert {regex["revisions"][n]["category"] for n in ("base", "head", "main")} == {"generation_failed"}
         assert "no usable script after 2 replies" in regex["provenance"]["generation_error"]
         regex_transcript = json.loads(
@@ -120,7 +126,10 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         assert len(fake.requests) == 3
         assert "isobench LLM use (this run): 0 API requests" in proc.stderr
         meta = json.loads((work / "results" / "demo" / shas["histogram"] / "generator.json").read_text())
-        assert meta["origin"] == "cache:openai/test-model" and meta["llm"]["cache_hit"]
+        assert meta["generator"] == {**by_llm, "source": "cache"} and meta["llm"]["cache_hit"]
+        assert meta["origin"] == "cache:openai/test-model"
+        for path in (work / "results" / "demo").glob("*/generator.json"):
+            validate(json.loads(path.read_text()), "generator", str(path))
         assert (
             work / "results" / "demo" / shas["histogram"] / "generator.py"
         ).read_text() == histogram_script

@@ -2,8 +2,9 @@ import pytest
 
 from isobench.dataset import merge, read_dataset, write_dataset
 from isobench.errors import IsobenchError
-from isobench.jsonio import dumps, validate, write_json
+from isobench.jsonio import dumps, schema, validate, write_json
 from isobench.measure.stats import describe
+from isobench.provenance import generator_of, generator_provenance, origin_string, parse_origin
 from isobench.record import build_record, human_performance
 
 ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 500, "seed": 0}
@@ -35,7 +36,23 @@ def timing(name, samples, status="ok", category=None):
     }
 
 
-PREGENERATED = {"origin": "pregenerated:x", "status": "pregenerated", "error": None, "llm": None}
+PREGENERATED = {
+    "generator": {"source": "pregenerated", "provider": None, "model": None, "path": "x"},
+    "origin": "pregenerated:x",
+    "status": "pregenerated",
+    "error": None,
+    "llm": None,
+}
+LLM_META = {
+    "generator": {"source": "llm", "provider": "anthropic", "model": "org/model-1", "path": None},
+    "origin": "llm:anthropic/org/model-1",
+    "status": "accepted",
+    "contract": "functions",
+    "sha256": "0" * 64,
+    "error": None,
+    "llm": {"provider": "anthropic", "model": "org/model-1", "api_requests": 1},
+}
+OK = {"base": ("base", [2.0]), "head": ("head", [1.0]), "main": ("main", [1.0])}
 
 
 def record(
@@ -180,3 +197,94 @@ def test_dataset_order_merge_and_datasets_loading(tmp_path):
     datasets = pytest.importorskip("datasets")
     ds = datasets.load_dataset("json", data_files=str(out), split="train")
     assert ds.num_rows == 3 and ds[0]["duration_changes"][0]["base"] == [2.0]
+
+
+def ok_timings():
+    return {name: timing(*args) for name, args in OK.items()}
+
+
+def test_the_generator_provenance_is_copied_and_the_origin_string_derived():
+    r = record(ok_timings(), meta=LLM_META)
+    validate(r, "record", "r")
+    prov = r["provenance"]
+    assert prov["generator"] == LLM_META["generator"] and prov["llm"] == LLM_META["llm"]
+    assert prov["generator_origin"] == "llm:anthropic/org/model-1"  # deprecated, derived from generator
+    pre = record(ok_timings())["provenance"]
+    assert pre["generator"] == PREGENERATED["generator"] and pre["generator_origin"] == "pregenerated:x"
+
+
+@pytest.mark.parametrize(
+    "origin,generator",
+    [
+        ("llm:openai/gpt-4.1", generator_provenance("llm", "openai", "gpt-4.1")),
+        ("cache:anthropic/org/model-1", generator_provenance("cache", "anthropic", "org/model-1")),
+        (
+            "pregenerated:demo/generators/ab12_test.py",
+            generator_provenance("pregenerated", path="demo/generators/ab12_test.py"),
+        ),
+        ("none", generator_provenance("none")),
+    ],
+)
+def test_an_old_origin_string_gives_the_structure_and_back(origin, generator):
+    assert parse_origin(origin) == generator and origin_string(generator) == origin
+    assert generator_of({"generator_origin": origin}) == generator  # an older record's provenance
+    assert generator_of({"origin": origin}) == generator  # an older generator.json
+    assert generator_of({"generator": generator, "generator_origin": "llm:other/model"}) == generator
+    validate(
+        {
+            **LLM_META,
+            "generator": generator,
+            "origin": origin,
+            "llm": LLM_META["llm"] if generator["source"] in ("llm", "cache") else None,
+        },
+        "generator",
+        "generator.json",
+    )
+
+
+@pytest.mark.parametrize(
+    "origin", [None, "", "llm:", "llm:openai", "pregenerated:", "cached:openai/m", "nothing"]
+)
+def test_an_unknown_origin_string_gives_no_structure(origin):
+    assert parse_origin(origin) is None and generator_of({"generator_origin": origin}) is None
+
+
+def test_a_record_of_an_older_generator_json_gets_the_structure():
+    old = {k: v for k, v in LLM_META.items() if k != "generator"}  # only the origin string
+    r = record(ok_timings(), meta=old)
+    validate(r, "record", "r")
+    assert r["provenance"]["generator"] == LLM_META["generator"]
+    assert r["provenance"]["generator_origin"] == LLM_META["origin"]
+
+
+def test_an_older_record_with_only_the_origin_string_validates():
+    r = record(ok_timings(), meta=LLM_META)
+    del r["provenance"]["generator"]
+    validate(r, "record", "r")
+
+
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (dict(source="gpt"), "source"),
+        (dict(model=None), "model"),  # an LLM's test names its model
+        (dict(provider=""), "provider"),
+        (dict(path="x.py"), "path"),  # a path only for a pre-generated test
+        (dict(model=3), "model"),
+    ],
+)
+def test_a_wrong_generator_provenance_is_a_schema_error(change, field):
+    meta = {**LLM_META, "generator": {**LLM_META["generator"], **change}}
+    with pytest.raises(IsobenchError, match=f"field provenance.generator.{field}"):
+        validate(record(ok_timings(), meta=meta), "record", "rec.json")
+    with pytest.raises(IsobenchError, match=f"field generator.{field}"):
+        validate(meta, "generator", "generator.json")
+
+
+def test_generator_json_and_record_share_one_definition_of_the_provenance():
+    assert schema("generator")["$defs"]["generator"] == schema("record")["$defs"]["generator"]
+    extra = {**LLM_META, "generator": {**LLM_META["generator"], "base_url": "http://x"}}
+    with pytest.raises(IsobenchError, match="field generator"):
+        validate(extra, "generator", "generator.json")
+    with pytest.raises(IsobenchError, match="field llm"):  # the LLM's block belongs to LLM-made tests only
+        validate({**PREGENERATED, "contract": "functions", "sha256": "0" * 64, "llm": {}}, "generator", "g")
