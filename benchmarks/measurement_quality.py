@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from isobench import git  # noqa: E402
 from isobench.demo import build_demo_repo  # noqa: E402
 from isobench.measure.rounds import Revision, Settings, measure_commit  # noqa: E402
-from isobench.measure.stats import compare  # noqa: E402
+from isobench.measure.stats import Analysis, compare  # noqa: E402
 
 PATCH_OLD = "    counts = [0] * (len(edges) + 1)\n"
 
@@ -49,7 +49,7 @@ DEFAULTS = Settings()  # what a source that sets nothing gets (the schema's defa
 BEFORE = Settings(
     rounds=10, max_rounds=10, interleave="rounds"
 )  # the defaults before adaptive rounds and auto
-ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 2000, "seed": 0}
+ANALYSIS = Analysis()  # the schema's defaults
 
 
 def prepare(tmp: Path) -> tuple[dict[str, Path], Path]:
@@ -88,11 +88,7 @@ def trial(generator: Path, trees: dict, kind: str, settings: Settings, scratch: 
     cmp = compare(
         t["base"]["rounds_ms"],
         t["head"]["rounds_ms"],
-        min_effect=ANALYSIS["min_effect"],
-        alpha=ANALYSIS["alpha"],
-        level=ANALYSIS["ci_level"],
-        n_boot=ANALYSIS["bootstrap"],
-        seed=ANALYSIS["seed"],
+        analysis=ANALYSIS,
         paired=paired,
     )
     noisy = any(w.startswith("noisy machine") for x in t.values() for w in x["warnings"])
@@ -137,7 +133,7 @@ def main() -> None:
     print()
     print(
         f"{args.trials} trials of each kind and setting, {time.monotonic() - started:.0f} s in all; "
-        f"min_effect {ANALYSIS['min_effect']}, alpha {ANALYSIS['alpha']}"
+        f"min_effect {ANALYSIS.min_effect}, alpha {ANALYSIS.alpha}"
     )
     header = (
         f"{'settings':<17}{'A/A faster|slower':>18}{'A/A no_change':>15}{'10% slower found':>18}"

@@ -8,11 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
+from .config import SCHEMA
 from .errors import IsobenchError
 
 
 def _extract(args) -> None:
-    from .apis import commits_matching, write_extractions
+    from .extraction_writer import commits_matching, write_extractions
 
     repo = Path(args.repo)
     commits = list(args.commits or [])
@@ -148,7 +149,7 @@ def _workflow_options(p) -> None:
         default=[],
         help="config file(s) merged over config/config.yaml, as snakemake --configfile does",
     )
-    p.add_argument("--schema", default="config/schema.yaml", help=argparse.SUPPRESS)
+    p.add_argument("--schema", default=str(SCHEMA), help=argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,9 @@ import yaml
 from .errors import IsobenchError
 from .jsonio import _describe, _where
 
+# The configuration's schema: every field, its check and its default (the typed settings take theirs from here).
+SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
 
 def fail(message: str) -> None:
     """Stop the Snakefile with one line on stderr (no traceback)."""
@@ -30,7 +33,7 @@ def load_schema(path: str) -> dict:
         return yaml.safe_load(fh)
 
 
-def check_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
+def check_config(config: dict, schema_path: str | Path = SCHEMA, config_name: str = "config") -> None:
     """One-line error for the first schema violation (snakemake.utils.validate then applies defaults)."""
     schema = load_schema(str(schema_path))
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
@@ -38,12 +41,12 @@ def check_config(config: dict, schema_path: str | Path, config_name: str = "conf
         raise IsobenchError(f"{config_name}: field {_where(error)}: {_describe(error)}")
 
 
-def measure_settings(config: dict, source: str, schema_path: str | Path) -> dict:
+def measure_settings(config: dict, source: str, schema_path: str | Path = SCHEMA) -> dict:
     """Schema defaults, then the global ``measure``, then the source's ``measure``."""
     return layered(config, source, schema_path, "measure")
 
 
-def analysis_settings(config: dict, schema_path: str | Path) -> dict:
+def analysis_settings(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """min_effect, alpha, ci_level, bootstrap and seed: the schema's defaults, then the config's."""
     props = load_schema(str(schema_path))["properties"]["analysis"]["properties"]
     return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
@@ -55,11 +58,11 @@ def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dic
     return {**defaults, **(config.get(key) or {}), **(config["sources"][source].get(key) or {})}
 
 
-def llm_settings(config: dict, source: str, schema_path: str | Path) -> dict:
+def llm_settings(config: dict, source: str, schema_path: str | Path = SCHEMA) -> dict:
     return layered(config, source, schema_path, "llm")
 
 
-def check_runners(config: dict, schema_path: str | Path) -> None:
+def check_runners(config: dict, schema_path: str | Path = SCHEMA) -> None:
     """Environment modes and runners that cannot work together are config errors (one line)."""
     for name in config["sources"]:
         runner, env = layered(config, name, schema_path, "runner"), layered(config, name, schema_path, "env")
@@ -106,7 +109,7 @@ def public_source_config(config: dict, source: str) -> dict:
     return {k: copy.deepcopy(cfg.get(k)) for k in RECORDED_SOURCE_KEYS}
 
 
-def load_config(path: str | Path, schema_path: str | Path, overrides: list[str | Path] = ()) -> dict:
+def load_config(path: str | Path, schema_path: str | Path = SCHEMA, overrides: list[str | Path] = ()) -> dict:
     """A config file (and later ones merged over it, as Snakemake's --configfile does), checked against the
     schema with its defaults applied: what a run of the workflow in this folder sees."""
     from snakemake.utils import update_config
@@ -156,7 +159,7 @@ def _blame(message: str, layers: list[tuple[str, dict]]) -> str:
     return message
 
 
-def prepare_config(config: dict, schema_path: str | Path, config_name: str = "config") -> None:
+def prepare_config(config: dict, schema_path: str | Path = SCHEMA, config_name: str = "config") -> None:
     """Check ``config`` (one-line errors), fill in the schema's defaults, check the runners: what the
     workflow does with its config before planning, and what `isobench audit` does with the same files."""
     from snakemake.utils import validate

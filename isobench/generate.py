@@ -1,7 +1,7 @@
 """Generate one commit's performance test with an LLM: ask, check, smoke-run, repair, cache.
 
-Flow: the prompt is sent (``initial``); the reply's Python block is checked (parses, follows a
-contract, is not trivial) and smoke-run once at head. An empty reply or one without code is asked
+Flow: the prompt is sent (``initial``); the reply's Python block is checked (``isobench.candidate``:
+parses, follows a contract, is not trivial) and smoke-run once at head. An empty reply or one without code is asked
 again (``regeneration``); a script that fails a check or the smoke run goes back to the model with
 the exact error (``repair``). Each kind has its own budget; when one is spent the other is used.
 
@@ -14,37 +14,32 @@ Two caches make sure nothing is paid twice for the same content:
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import llm
+from .candidate import check_candidate, extract_code, parses
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_bytes, write_json
-from .measure.contracts import CONTRACT, check_script
+from .provenance import generator_provenance
 from .secrecy import redact, secret_values
-from .settings import from_config
+from .settings import schema_settings
 
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.S | re.M)
-_PY = {"python", "py", "python3"}
 TRANSCRIPT_VERSION = 1
 CACHE_VERSION = 1
 
 
-@dataclass(frozen=True)
+@schema_settings("llm")
 class Policy:
-    regenerations: int = 2
-    repairs: int = 2
-    smoke_run: bool = True
-    cache: bool = True
+    """How hard generation tries (part of the config's ``llm`` block; defaults in the schema)."""
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> Policy:
-        return from_config(cls, cfg)
+    regenerations: int  # fresh requests after a failed one
+    repairs: int  # repair requests per candidate that failed a check
+    smoke_run: bool  # run each candidate once at head before accepting it
+    cache: bool  # reuse replies and accepted scripts of the same content
 
 
 @dataclass
@@ -53,68 +48,9 @@ class Outcome:
     script: str | None
     contract: str | None
     error: str | None
-    origin: str  # "llm" or "cache"
+    generator: dict  # its provenance (isobench.provenance): source "llm" (asked now) or "cache"
     transcript: dict
     totals: dict = field(default_factory=dict)
-
-
-def extract_code(reply: str) -> str:
-    """The reply's Python fenced block (the longest if several), else any fenced block, else the reply."""
-    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(reply)]
-    for wanted in (lambda lang: lang in _PY, lambda lang: lang == ""):
-        chosen = [body for lang, body in blocks if wanted(lang)]
-        if chosen:
-            return max(chosen, key=len).strip("\n") + "\n"
-    text = reply.strip()
-    opened = re.match(r"^```[\w+.-]*[^\n]*\n", text)  # a reply cut short: the fence never closes
-    if opened:
-        text = text[opened.end() :]
-    return (text + "\n") if text else ""
-
-
-def _parses(text: str) -> bool:
-    try:
-        ast.parse(text)
-        return True
-    except (SyntaxError, ValueError):
-        return False
-
-
-def _trivial_body(fn: ast.FunctionDef) -> bool:
-    body = [n for n in fn.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    if not body:
-        return True  # only a docstring or `...`
-    if all(isinstance(n, ast.Pass) for n in body):
-        return True
-    return len(body) == 1 and isinstance(body[0], ast.Raise) and "NotImplementedError" in ast.unparse(body[0])
-
-
-def check_candidate(text: str) -> str:
-    """The contract of a usable script; raises IsobenchError (the message goes into a repair request)."""
-    if not text.strip():
-        raise IsobenchError("the reply contains no code")
-    contract = check_script(text, "the script")
-    tree = ast.parse(text)
-    if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree)):
-        raise IsobenchError("the script imports nothing, so it cannot exercise the repository's code")
-    if contract == "functions":
-        asynchronous = [
-            n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef) and n.name in CONTRACT
-        ]
-        if asynchronous:
-            raise IsobenchError(
-                f"{', '.join(asynchronous)} must be plain functions, not async def: the harness "
-                "calls them directly"
-            )
-        fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-        empty = [name for name in CONTRACT if _trivial_body(fns[name])]
-        if empty:
-            raise IsobenchError(
-                f"the script is trivial: {', '.join(empty)} does nothing (empty, pass or NotImplementedError)"
-            )
-        if not any(isinstance(n, ast.Call) for n in ast.walk(fns["experiment"])):
-            raise IsobenchError("the script is trivial: experiment() calls nothing, so it measures nothing")
-    return contract
 
 
 def _key(doc: dict) -> str:
@@ -292,7 +228,7 @@ class Generator:
         except IsobenchError as exc:
             cut = " (the reply was cut at max_output_tokens)" if reply.finish_reason == "length" else ""
             # prose without any code (no fence, and not Python either) is asked again, like an empty reply
-            no_code = not script.strip() or ("```" not in reply.text and not _parses(script))
+            no_code = not script.strip() or ("```" not in reply.text and not parses(script))
             attempt["error"] = (
                 "validation: the reply contains no code"
                 if no_code and script.strip() and not cut
@@ -308,6 +244,9 @@ class Generator:
                 return None, None, "smoke"
         return script, contract, ""
 
+    def _provenance(self, source: str) -> dict:
+        return generator_provenance(source, self.settings.provider, self.settings.model)
+
     def generate(self, prompt: str) -> Outcome:
         key = self.accepted_key(prompt)
         hit = self.cache.get("accepted", key)
@@ -318,7 +257,7 @@ class Generator:
                 hit["script"],
                 hit["contract"],
                 None,
-                "cache",
+                self._provenance("cache"),
                 transcript,
                 totals(transcript["attempts"], cache_hit=True),
             )
@@ -378,7 +317,13 @@ class Generator:
         }
         transcript = redact(transcript, secret_values([self.settings.key_env]))
         outcome = Outcome(
-            status, script, contract, transcript["error"], "llm", transcript, totals(self.attempts)
+            status,
+            script,
+            contract,
+            transcript["error"],
+            self._provenance("llm"),
+            transcript,
+            totals(self.attempts),
         )
         if script is not None:
             self.cache.put(

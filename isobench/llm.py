@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .errors import IsobenchError
 from .secrecy import KEY_ENVS, REDACTED  # noqa: F401  (KEY_ENVS, REDACTED: part of llm's API)
-from .settings import from_config
+from .settings import schema_settings
 
 PROVIDERS = ("openai", "anthropic")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -22,21 +22,19 @@ DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.I)
 
 
-@dataclass(frozen=True)
+@schema_settings("llm")
 class LLMSettings:
-    provider: str = "openai"
-    model: str | None = None
-    temperature: float | None = None  # None: the provider's default (newer models accept nothing else)
-    max_output_tokens: int = 8192
-    base_url: str | None = None
-    api_key_env: str | None = None
-    timeout_s: float = 300.0
-    max_retries: int = 4
-    reasoning: object = "auto"  # "auto", True or False
+    """How the model is asked (part of the config's ``llm`` block; defaults in the schema)."""
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> LLMSettings:
-        return from_config(cls, cfg)
+    provider: str
+    model: str | None
+    temperature: float | None  # None: the provider's default (newer models accept nothing else)
+    max_output_tokens: int
+    base_url: str | None
+    api_key_env: str | None
+    timeout_s: float
+    max_retries: int
+    reasoning: object  # "auto", True or False
 
     @property
     def key_env(self) -> str:

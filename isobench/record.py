@@ -9,7 +9,8 @@ from .errors import IsobenchError
 from .jsonio import load_json, sha256_file
 from .measure.harness import HARNESS_VERSION
 from .measure.rounds import REVISIONS
-from .measure.stats import compare
+from .measure.stats import Analysis, compare
+from .provenance import generator_of, origin_string
 
 ENV_KEYS = (
     "python",
@@ -77,14 +78,7 @@ def comparisons(timings: dict, analysis: dict) -> dict:
             continue
         paired = base.get("interleave") == t.get("interleave") == "calls"
         out[f"base_{other}"] = compare(
-            base["rounds_ms"],
-            t["rounds_ms"],
-            min_effect=analysis["min_effect"],
-            alpha=analysis["alpha"],
-            level=analysis["ci_level"],
-            n_boot=analysis["bootstrap"],
-            seed=analysis["seed"],
-            paired=paired,
+            base["rounds_ms"], t["rounds_ms"], analysis=Analysis.from_config(analysis), paired=paired
         )
     return out
 
@@ -136,6 +130,7 @@ def build_record(
     pr = extraction.get("pr_number") or merged_pr
     pr_from = None if pr is None else ("extraction" if extraction.get("pr_number") else "merge_commit")
     generated = generator_meta["status"] not in ("generation_failed", "not_generated")
+    generator = generator_of(generator_meta)  # derived from the origin string of an older generator.json
     revisions = {}
     for name in REVISIONS:
         t = timings[name]
@@ -191,7 +186,8 @@ def build_record(
             "template_sha256": hashes["template"],
             "prompt_sha256": hashes["prompt"],
             "generator_sha256": hashes["generator"],
-            "generator_origin": generator_meta["origin"],
+            "generator": generator,
+            "generator_origin": origin_string(generator) if generator else generator_meta.get("origin"),
             "generator_status": generator_meta["status"],
             "generation_error": generator_meta.get("error"),
             "llm": generator_meta.get("llm"),

@@ -10,9 +10,10 @@ sys.path.insert(0, workflow.basedir)
 from isobench import config as ic
 from isobench import plan as ip
 from isobench.errors import IsobenchError
+from isobench.measure.job import Settings as MeasureSettings
 from isobench.pregenerated import find_pregenerated
 
-SCHEMA = Path(workflow.basedir) / "config" / "schema.yaml"
+SCHEMA = ic.SCHEMA
 
 try:
     ic.prepare_config(config, SCHEMA)
@@ -106,7 +107,10 @@ def measure_threads(wildcards):
     """A quiet machine: with measure.exclusive a local measure job takes every core Snakemake has. On a
     cluster the job asks for a whole node instead (measure_slurm_extra); its CPU count comes from the
     profile (`set-threads`), since Snakemake's --cores means nothing there."""
-    if not measure_settings(wildcards)["exclusive"] or workflow.non_local_exec:
+    if (
+        not MeasureSettings.from_config(measure_settings(wildcards)).exclusive
+        or workflow.non_local_exec
+    ):
         return 1
     try:
         return workflow.cores
@@ -116,7 +120,11 @@ def measure_threads(wildcards):
 
 def measure_slurm_extra(wildcards):
     """sbatch options of a measure job (ignored outside SLURM): a node of its own with measure.exclusive."""
-    return "--exclusive" if measure_settings(wildcards)["exclusive"] else ""
+    return (
+        "--exclusive"
+        if MeasureSettings.from_config(measure_settings(wildcards)).exclusive
+        else ""
+    )
 
 
 def measure_settings(wildcards):

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,9 @@ def pytest_collection_finish(session):
     """Start building the container tests' image (apt, debootstrap: minutes the first time) as soon as the run
     knows it has container tests, so that it overlaps with the tests that come before them."""
     if any(item.nodeid.startswith("tests/test_containers.py") for item in session.items) and not _image_build:
-        log = Path(session.config.cache.mkdir("isobench-image")) / "image.log"
+        cache = getattr(session.config, "cache", None)  # None under -p no:cacheprovider
+        folder = cache.mkdir("isobench-image") if cache else Path(tempfile.mkdtemp(prefix="isobench-image-"))
+        log = Path(folder) / "image.log"
         out = open(log.with_suffix(".out"), "w")
         _image_build["proc"] = subprocess.Popen(
             ["bash", str(IMAGE_SH)], stdout=out, stderr=open(log, "w"), text=True

@@ -9,7 +9,7 @@ from conftest import FIXTURES
 from isobench.jsonio import validate
 from isobench.measure.adaptive import available_memory_mb, decide_interleave
 from isobench.measure.rounds import Settings, measure_commit
-from isobench.measure.stats import describe, noise_warnings
+from isobench.measure.stats import Analysis, describe, noise_warnings
 from isobench.report import format_summary
 
 TEST = """
@@ -109,13 +109,7 @@ def test_a_clear_case_costs_the_minimum(tmp_path, revisions):
 
 
 def test_undecided_runs_to_max_rounds_and_precise_stops_early(tmp_path, revisions):
-    strict = {
-        "min_effect": 1e-6,
-        "alpha": 0.01,
-        "ci_level": 0.95,
-        "bootstrap": 200,
-        "seed": 0,
-    }  # never decided
+    strict = Analysis(min_effect=1e-6, bootstrap=200)  # never decided
     t = measure(
         tmp_path, revisions, Settings(rounds=3, max_rounds=5, precision=1e-9, **QUICK), analysis=strict
     )
@@ -128,7 +122,7 @@ def test_undecided_runs_to_max_rounds_and_precise_stops_early(tmp_path, revision
 
 
 def test_the_time_budget_stops_adding_rounds(tmp_path, revisions):
-    strict = {"min_effect": 1e-6, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 200, "seed": 0}
+    strict = Analysis(min_effect=1e-6, bootstrap=200)
     t = measure(
         tmp_path,
         revisions,

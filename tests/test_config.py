@@ -4,11 +4,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from isobench.config import check_config, llm_settings, measure_settings
+from isobench.config import SCHEMA, check_config, llm_settings, measure_settings
 from isobench.errors import IsobenchError
 from isobench.measure.sandbox import SandboxSettings
-
-SCHEMA = ROOT / "config" / "schema.yaml"
 
 
 @pytest.fixture
@@ -145,3 +143,77 @@ def test_vllm_example_config_is_valid():
     # an engine can live in it: own loopback (network isolate), models from a read-only cache, kernels kept
     assert sandbox.network == "isolate" and sandbox.model_cache and sandbox.compile_cache
     assert not any(name.startswith(("HF_", "TRITON", "TORCHINDUCTOR")) for name in sandbox.env_allow)
+
+
+def _typed_settings():
+    from isobench.generate import Policy
+    from isobench.llm import LLMSettings
+    from isobench.measure.containers import Runner
+    from isobench.measure.gpu import GpuSettings
+    from isobench.measure.job import Settings
+    from isobench.measure.stats import Analysis
+
+    return [
+        (Settings, "measure"),
+        (SandboxSettings, "sandbox"),
+        (Runner, "runner"),
+        (GpuSettings, "gpu"),
+        (LLMSettings, "llm"),
+        (Policy, "llm"),
+        (Analysis, "analysis"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_typed_settings_take_every_default_from_the_schema(index):
+    from dataclasses import fields
+
+    from isobench.settings import block_defaults
+
+    cls, block = _typed_settings()[index]
+    schema = yaml.safe_load(SCHEMA.read_text())
+    block_props = schema["properties"][block]
+    names = set(schema["$defs"].get(block, block_props).get("properties", {}))
+    defaults = block_defaults(block)
+    for f in fields(cls):
+        assert f.name in names, f"{cls.__name__}.{f.name} is not a field of the schema's {block}"
+        want = defaults[f.name]
+        assert f.default == (tuple(want) if isinstance(want, list) else want), f"{cls.__name__}.{f.name}"
+    # measure: every setting of the block reaches the job through the typed settings (contract, epoch, ...)
+    if block == "measure":
+        assert {f.name for f in fields(cls)} == names
+
+
+def test_a_settings_field_without_a_schema_default_is_refused():
+    from isobench.settings import schema_settings
+
+    with pytest.raises(TypeError, match="no default for colour"):
+
+        @schema_settings("measure")
+        class Broken:
+            rounds: int
+            colour: str
+
+
+def test_a_default_changed_in_the_schema_changes_the_code(tmp_path, monkeypatch):
+    """One source: the dataclass reads the schema it is given, it holds no copy of its own."""
+    from isobench import config as ic
+    from isobench import settings
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    schema["properties"]["measure"]["default"]["rounds"] = 13
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(schema))
+    monkeypatch.setattr(settings, "SCHEMA", path)
+    settings.block_defaults.cache_clear()
+    try:
+
+        @settings.schema_settings("measure")
+        class Measure:
+            rounds: int
+            max_rounds: int
+
+        assert Measure().rounds == 13 and Measure().max_rounds == 30
+    finally:
+        settings.block_defaults.cache_clear()
+    assert ic.SCHEMA == SCHEMA

@@ -16,6 +16,7 @@ from conftest import FIXTURES, ROOT
 from isobench import config, git
 from isobench import plan as planning
 from isobench.cli import main as cli
+from isobench.config import SCHEMA
 from isobench.dataset import damaged_records, write_dataset
 from isobench.errors import IsobenchError
 from isobench.jsonio import validate, write_json
@@ -143,10 +144,10 @@ def test_without_isolation_no_test_runs_unless_allowed(tmp_path, revisions, monk
     allowed = measure(tmp_path, revisions, sandbox=SandboxSettings(require_isolation=False))
     assert all(x["status"] == "ok" for x in allowed.values())
     config = {"sources": {"s": {"repo": "x"}}}
-    lines = planning.isolation_lines(config, ROOT / "config" / "schema.yaml")
+    lines = planning.isolation_lines(config, SCHEMA)
     assert len(lines) == 1 and "isolation unavailable on this host" in lines[0]
     config["sandbox"] = {"require_isolation": False}
-    assert "WITHOUT isolation" in planning.isolation_lines(config, ROOT / "config" / "schema.yaml")[0]
+    assert "WITHOUT isolation" in planning.isolation_lines(config, SCHEMA)[0]
 
 
 def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisions):
@@ -232,7 +233,7 @@ def test_unwritable_places_are_one_line(tmp_path):
 
 
 def test_config_errors_name_the_file_and_line(tmp_path):
-    schema = ROOT / "config" / "schema.yaml"
+    schema = SCHEMA
     base = tmp_path / "config.yaml"
     base.write_text((ROOT / "config" / "config.yaml").read_text())
     bad = tmp_path / "bad.yaml"
@@ -277,13 +278,13 @@ def test_a_missing_model_is_caught_at_planning(tmp_path, monkeypatch, demo):
         },
     }
     plans = planning.plan_sources(cfg, prepare=True)
-    planning.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")  # it has a pre-generated script
+    planning.check_llm_work(cfg, plans, SCHEMA)  # it has a pre-generated script
     cfg["sources"]["demo"]["commits"].append(shas["docs-dev"])
     plans = planning.plan_sources(cfg, prepare=True)
     with pytest.raises(
         IsobenchError, match=r"config: field llm.model: not set, and 1 commit\(s\) of source demo"
     ):
-        planning.check_llm_work(cfg, plans, ROOT / "config" / "schema.yaml")
+        planning.check_llm_work(cfg, plans, SCHEMA)
 
 
 def test_anthropic_base_url_works_however_it_is_written():

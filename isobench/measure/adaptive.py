@@ -20,9 +20,7 @@ import os
 import subprocess
 import time
 
-from .stats import compare
-
-DEFAULT_ANALYSIS = {"min_effect": 0.05, "alpha": 0.01, "ci_level": 0.95, "bootstrap": 2000, "seed": 0}
+from .stats import Analysis, compare
 
 
 def available_memory_mb(meminfo: str = "/proc/meminfo") -> float | None:
@@ -116,19 +114,19 @@ def decide_interleave(
 
 
 def stop_reason(
-    state: dict,
+    state: dict,  # revision name -> isobench.measure.rounds.RevisionState
     *,
     minimum: int,
     maximum: int,
     done: int,
     deadline: float,
     paired: bool,
-    analysis: dict | None = None,
+    analysis: Analysis | None = None,
     precision: float | None = None,
 ) -> tuple[str | None, dict]:
     """After ``done`` rounds: (why to stop now or None to run another round, what the decision looked at)."""
-    analysis = {**DEFAULT_ANALYSIS, **(analysis or {})}
-    active = [name for name, st in state.items() if st["failed"] is None]
+    analysis = analysis or Analysis()
+    active = [name for name, st in state.items() if st.active]
     if not active:
         return "failed", {}
     late = time.monotonic() > deadline
@@ -139,16 +137,12 @@ def stop_reason(
         return "no_comparison", {}
     # exactly the comparison the record will make (same bootstrap, same seed): "decided" here is decided there
     cmp = compare(
-        state["base"]["rounds"],
-        state[other]["rounds"],
-        min_effect=analysis["min_effect"],
-        alpha=analysis["alpha"],
-        level=analysis["ci_level"],
-        n_boot=int(analysis["bootstrap"]),
-        seed=analysis["seed"],
+        state["base"].rounds,
+        state[other].rounds,
+        analysis=analysis,
         paired=paired,
     )
-    target = precision if precision is not None else analysis["min_effect"] / 2
+    target = precision if precision is not None else analysis.min_effect / 2
     half = None
     if cmp["ci_low"] and cmp["ci_high"] and cmp["ci_low"] > 0:
         half = (math.log(cmp["ci_high"]) - math.log(cmp["ci_low"])) / 2
@@ -161,7 +155,7 @@ def stop_reason(
     }
     if cmp["verdict"] != "inconclusive":
         return "decided", facts
-    band = 1 + analysis["min_effect"]
+    band = 1 + analysis.min_effect
     beyond = cmp["ci_low"] is not None and (cmp["ci_high"] < 1 / band or cmp["ci_low"] > band)
     if half is not None and half <= target and not beyond:  # beyond the band, significance is on its way
         return "precise", facts

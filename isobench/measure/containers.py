@@ -17,28 +17,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import IsobenchError
-from ..settings import from_config
+from ..settings import schema_settings
 
 KINDS = ("local", "docker", "podman", "apptainer")
 OCI = ("docker", "podman")  # docker's command line
 
 
-@dataclass(frozen=True)
+@schema_settings("runner")
 class Runner:
-    kind: str = "local"
-    image: str | None = None  # may hold {sha} or {sha12}: an image per revision
-    gpus: str | None = (
-        "all"  # "all": give the container the GPU the job holds (none when it holds none); null: never
-    )
-    options: tuple[str, ...] = ()
+    """Where tests run (the config's ``runner`` block; defaults in the schema)."""
 
-    @classmethod
-    def from_config(cls, cfg: dict | None) -> Runner:
-        return from_config(cls, cfg)
+    kind: str  # local, docker, podman or apptainer
+    image: str | None  # may hold {sha} or {sha12}: an image per revision
+    gpus: str | None  # "all": the container gets the GPU the job holds (none when it holds none); null: never
+    options: tuple[str, ...]
 
     @property
     def engine(self) -> str | None:

@@ -27,10 +27,9 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..settings import from_config
+from ..settings import from_config, schema_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +56,13 @@ QUERY = (
 APPS = ("pid", "gpu_uuid", "used_memory", "process_name")
 
 
-@dataclass(frozen=True)
+@schema_settings("gpu")
 class GpuSettings:
-    devices: tuple[str, ...] | None = None  # None: CUDA_VISIBLE_DEVICES, else what nvidia-smi lists
-    lock_dir: str | None = None  # None: a folder per user in the system's temporary folder
-    wait_log_s: float = 60.0  # how often a job waiting for a free GPU says so
+    """Which GPU a job holds (the config's ``gpu`` block; defaults in the schema)."""
+
+    devices: tuple[str, ...] | None  # None: CUDA_VISIBLE_DEVICES, else what nvidia-smi lists
+    lock_dir: str | None  # None: a folder per user in the system's temporary folder
+    wait_log_s: float  # how often a job waiting for a free GPU says so
 
     @classmethod
     def from_config(cls, cfg: dict | None) -> GpuSettings:

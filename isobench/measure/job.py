@@ -16,36 +16,41 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..jsonio import load_json
-from ..settings import from_config
+from ..settings import schema_settings
 from . import contracts, harness, script_runner
 from .containers import Runner
 from .lockstep import PIN_CPU, lockstep_round
+from .process import Run
 from .sandbox import COMPILE_CACHES, Sandbox, SandboxSettings, compile_cache_env
 
 
-@dataclass(frozen=True)
+@schema_settings("measure")
 class Settings:
-    rounds: int = 8  # the minimum (isobench.measure.adaptive)
-    max_rounds: int = 30
-    precision: float | None = None  # target CI half-width in log space; None: analysis min_effect / 2
-    warmup: int = 2
-    warmup_ms: float = 100.0
-    repeat: int = 10
-    timeout_s: float = 600.0
-    job_timeout_s: float = 3600.0
-    flush_l2: bool = False
-    no_cuda: bool = False
-    interleave: str = (
-        "auto"  # "calls" (lockstep, isobench.measure.lockstep), "rounds", or auto: calls when they fit
-    )
-    auto_memory_fraction: float = 0.5
+    """A measure job's settings (the config's ``measure`` block; defaults in the schema)."""
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> Settings:
-        return from_config(cls, cfg)
+    rounds: int  # the minimum (isobench.measure.adaptive)
+    max_rounds: int
+    precision: float | None  # target CI half-width in log space; None: analysis min_effect / 2
+    warmup: int
+    warmup_ms: float
+    repeat: int
+    timeout_s: float
+    job_timeout_s: float
+    flush_l2: bool
+    no_cuda: bool
+    interleave: str  # "calls" (lockstep, isobench.measure.lockstep), "rounds", or auto: calls when they fit
+    auto_memory_fraction: float
+    contract: str  # "auto" (detected from the script), "functions", "isobench_cli" or "gso_cli"
+    epoch: int | str  # part of the measurement cache's key only
+    exclusive: bool  # a measure job takes every core (scheduling only: rules/common.smk)
 
     def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """What shapes the timed calls: the timing file's ``settings`` and part of the cache key (contract and
+        epoch enter the key on their own; exclusive only schedules the job)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in NOT_TIMING}
+
+
+NOT_TIMING = ("contract", "epoch", "exclusive")
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,6 @@ class Job:
         generator: Path,
         scratch: Path,
         settings: Settings,
-        contract: str = "auto",
         extra_path: tuple[str, ...] = (),
         sandbox: SandboxSettings | None = None,
         runner: Runner | None = None,
@@ -113,7 +117,7 @@ class Job:
         self.code.mkdir(parents=True)
         self.data.mkdir()
         text = Path(generator).read_text(encoding="utf-8", errors="replace")
-        self.contract = contracts.detect(text) if contract == "auto" else contract
+        self.contract = contracts.detect(text) if settings.contract == "auto" else settings.contract
         self.module = self.code / "perf_test.py"
         shutil.copyfile(generator, self.module)  # generator.py itself is never touched
         shutil.copyfile(harness.__file__, self.code / "harness.py")
@@ -186,36 +190,25 @@ class Job:
         ]
         return cmd + (["--no-cuda"] if s.no_cuda else []) + (["--flush-l2"] if s.flush_l2 else [])
 
-    def _finish(self, report: dict, proc, workdir: Path) -> dict:
+    def _finish(self, report: dict, run: Run) -> dict:
         """Add what the sandbox saw: a broken rule fails an otherwise good round."""
-        seen = self.sandbox.outcome(proc, workdir)
-        report["sandbox"] = seen["protections"]
-        if seen["violation"]:
+        seen = run.outcome()
+        report["sandbox"] = seen.protections
+        if seen.violation:
             if report["status"] == "ok":
                 report = {
-                    **failed("sandbox_violation", seen["violation"]),
-                    "sandbox": seen["protections"],
+                    **failed("sandbox_violation", seen.violation),
+                    "sandbox": seen.protections,
                     "env": report.get("env"),
                     "timer": report.get("timer"),
                 }
             else:
-                report.setdefault("warnings", []).append(seen["violation"])
-        report["stderr_tail"] = _tail(workdir / "stderr.txt")
-        report["stdout_tail"] = _tail(workdir / "stdout.txt")
+                report.setdefault("warnings", []).append(seen.violation)
+        report["stderr_tail"] = _tail(run.workdir / "stderr.txt")
+        report["stdout_tail"] = _tail(run.workdir / "stdout.txt")
         return report
 
-    def _exit_code(self, returncode: int, proc, workdir: Path) -> int:
-        """The test process's own status (the sandbox launcher reports a signal as 128 + signal)."""
-        inner = self.sandbox.outcome(proc, workdir)["returncode"]
-        return inner if inner is not None else (128 - returncode if returncode > 128 else returncode)
-
-    def _no_report(self, returncode: int | None, proc, workdir: Path) -> dict:
-        code = self._exit_code(returncode, proc, workdir)
-        if code < 0:
-            return failed("crash", f"the harness was killed by signal {-code} and wrote no report")
-        return failed("crash", f"the harness exited with code {code} and wrote no report")
-
-    def run_sandboxed(self, rev: Revision, cmd: list[str], workdir: Path):
+    def run_sandboxed(self, rev: Revision, cmd: list[str], workdir: Path) -> Run:
         """``cmd`` of one revision in the sandbox, to its end or the round's time limit."""
         return self.sandbox.run(
             cmd,
@@ -227,20 +220,27 @@ class Job:
             image=rev.image,
         )
 
-    def run_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
+    def run(self, rev: Revision, mode: str, workdir: Path) -> dict:
+        """One round of one revision under the job's contract (mode: reference, eqcheck or time); its report."""
+        if self.contract == "functions":
+            return self.run_function_round(rev, mode, workdir)
+        return self.run_script_round(rev, mode, workdir)
+
+    def run_function_round(self, rev: Revision, mode: str, workdir: Path) -> dict:
         """One fresh harness process for one revision (function contract); returns the harness report."""
         out = workdir / "report.json"
         out.unlink(missing_ok=True)
-        cmd = self.harness_cmd(rev, mode) + ["--out", str(out)]
-        proc, returncode, wall = self.run_sandboxed(rev, cmd, workdir)
-        if returncode is None:
+        run = self.run_sandboxed(rev, self.harness_cmd(rev, mode) + ["--out", str(out)], workdir)
+        if run.returncode is None:
             report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
         elif out.exists():
             report = load_json(out)
+        elif (code := run.exit_code()) < 0:
+            report = failed("crash", f"the harness was killed by signal {-code} and wrote no report")
         else:
-            report = self._no_report(returncode, proc, workdir)
-        report["wall_s"] = wall
-        return self._finish(report, proc, workdir)
+            report = failed("crash", f"the harness exited with code {code} and wrote no report")
+        report["wall_s"] = run.wall_s
+        return self._finish(report, run)
 
     def _stored_references(self) -> list[Path]:
         return sorted(p for p in self.data.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
@@ -275,17 +275,15 @@ class Job:
             "--",
             *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file),
         ]
-        proc, returncode, wall = self.run_sandboxed(rev, cmd, workdir)
+        run = self.run_sandboxed(rev, cmd, workdir)
         stderr = _tail(workdir / "stderr.txt")
-        base = {"wall_s": wall, "env": harness.environment(), "timer": f"script:{self.contract}"}
+        base = {"wall_s": run.wall_s, "env": harness.environment(), "timer": f"script:{self.contract}"}
         report_line = None
-        if returncode is None:
+        if run.returncode is None:
             return self._finish(
-                {**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base},
-                proc,
-                workdir,
+                {**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base}, run
             )
-        code = self._exit_code(returncode, proc, workdir) if returncode else 0
+        code = run.exit_code() if run.returncode else 0
         warnings: list[str] = []
         if self.contract == "isobench_cli":
             stdout = _tail(workdir / "stdout.txt", 65536)
@@ -326,7 +324,7 @@ class Job:
                 **base,
             }
         report["script_report"] = report_line
-        return self._finish(report, proc, workdir)
+        return self._finish(report, run)
 
     def lockstep(self, active: list[Revision], modes: dict, workdirs: dict) -> dict:
         def starter(rev: Revision):
@@ -345,5 +343,5 @@ class Job:
             )
 
         procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
-        reports, popens = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)
-        return {name: self._finish(rep, popens[name], workdirs[name]) for name, rep in reports.items()}
+        reports, runs = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)
+        return {name: self._finish(rep, runs[name]) for name, rep in reports.items()}

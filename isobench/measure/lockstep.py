@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..jsonio import load_json
-from .sandbox import Sandbox
+from .process import Run
 
 # The same core for every process of a round, so that calls compared with each other also share a core
 # (vCPUs of a shared machine differ in speed). None where affinity cannot be set.
@@ -31,7 +31,8 @@ class _Proc:
         self.name, self.workdir, self.out = name, workdir, workdir / "report.json"
         if self.out.exists():
             self.out.unlink()
-        self.popen = start()
+        self.run: Run = start()
+        self.popen = self.run.popen
         self.samples: list[float] = []
         self.outcome: str | None = None  # None while running; "ok", "failed", "timeout" or "crash" at the end
 
@@ -56,7 +57,7 @@ class _Proc:
             return False
 
     def kill(self) -> None:
-        Sandbox.kill(self.popen)
+        self.run.kill()
 
     def finish(self, outcome: str, deadline: float) -> None:
         if outcome in ("timeout", "crash"):
@@ -67,7 +68,7 @@ class _Proc:
             self.kill()
             self.popen.wait()
             outcome = "timeout" if outcome == "ok" else outcome
-        Sandbox.close(self.popen)
+        self.run.close()
         self.outcome = outcome
 
 
@@ -114,7 +115,7 @@ def _report(p: _Proc, timeout_s: float) -> dict:
 def lockstep_round(procs: list[tuple[str, object, Path]], repeat: int, timeout_s: float) -> tuple[dict, dict]:
     """Run one round; ``procs`` holds (revision, start function, workdir), base first.
 
-    Returns ({revision: harness report}, {revision: process})."""
+    Returns ({revision: harness report}, {revision: its sandboxed run})."""
     started = time.monotonic()
     deadline = started + timeout_s
     first = _Proc(*procs[0])
@@ -148,4 +149,4 @@ def lockstep_round(procs: list[tuple[str, object, Path]], repeat: int, timeout_s
         report = _report(p, timeout_s)
         report["wall_s"] = wall
         reports[p.name] = report
-    return reports, {p.name: p.popen for p in [first, *rest]}
+    return reports, {p.name: p.run for p in [first, *rest]}

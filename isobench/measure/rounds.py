@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
@@ -19,7 +20,7 @@ from .adaptive import decide_interleave, stop_reason
 from .containers import Runner
 from .job import Job, Revision, Settings  # noqa: F401  (Revision, Settings: the types of measure's API)
 from .sandbox import SandboxSettings, isolation_refusal
-from .stats import describe
+from .stats import Analysis, describe
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,70 @@ REVISIONS = ("base", "head", "main")
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
 
-def _progress(name: str, st: dict, k: int) -> str:
-    """One revision's part of a round's progress line: the round's median, or why it stopped."""
-    if st["failed"] is not None:
-        return f"{name} {st['failed'].get('category') or 'failed'}"
-    if len(st["rounds"]) <= k or not st["rounds"][k]:
-        return f"{name} -"
-    samples = sorted(st["rounds"][k])
-    return f"{name} {samples[len(samples) // 2]:.4g} ms"
+@dataclass
+class RevisionState:
+    """What a job has learned of one revision so far, round by round."""
+
+    rounds: list[list[float]] = field(default_factory=list)  # the samples of each round (ms)
+    events: list[list[float]] = field(default_factory=list)  # CUDA event times beside them (GPU tests)
+    failed: dict | None = None  # the report that stopped it (category, error, ...); None while it runs
+    equivalent: bool | None = None  # head/main: its result matched base's (round 1's check)
+    env: dict | None = None
+    timer: str | None = None
+    gpu_devices: list | None = None
+    sandbox: dict | None = None  # the protections in force
+    script_report: dict | None = None  # an ISO-Bench script's own report line
+    wall_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    stderr_tail: str = ""
+    stdout_tail: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.failed is None
+
+    def fail(self, category: str, error: str) -> None:
+        self.failed = {"category": category, "error": error}
+
+    def take(self, name: str, k: int, rep: dict) -> None:
+        """Fold round ``k``'s report into the state."""
+        self.wall_s += rep.get("wall_s", 0.0)
+        self.env = rep.get("env") or self.env
+        self.timer = rep.get("timer") or self.timer
+        self.sandbox = rep.get("sandbox") or self.sandbox
+        self.stderr_tail = rep.get("stderr_tail", "")
+        self.stdout_tail = rep.get("stdout_tail", "")
+        self.script_report = rep.get("script_report") or self.script_report
+        self.gpu_devices = rep.get("gpu_devices") or self.gpu_devices
+        if rep.get("events_ms"):
+            self.events.append(rep["events_ms"])
+        self.warnings += [w for w in rep.get("warnings", []) if w not in self.warnings]
+        if k == 0 and name != "base":
+            self.equivalent = rep.get("equivalent")
+        if name == "base" and k == SELF_CHECK_ROUND and rep.get("category") == "not_equivalent":
+            rep = {
+                **rep,
+                "category": "nondeterministic",
+                "error": "base's result differs from the reference base itself stored in round 1: the test "
+                f"is nondeterministic and cannot judge head or main ({rep.get('error')})",
+            }
+        if rep["status"] != "ok":
+            self.failed = rep
+            if rep.get("category") == "not_equivalent":
+                self.equivalent = False
+            if rep.get("samples_ms"):  # timed before it failed (e.g. no reference to check): kept
+                self.rounds.append(rep["samples_ms"])
+            return
+        self.rounds.append(rep["samples_ms"])
+
+    def progress(self, name: str, k: int) -> str:
+        """This revision's part of round ``k``'s progress line: the round's median, or why it stopped."""
+        if self.failed is not None:
+            return f"{name} {self.failed.get('category') or 'failed'}"
+        if len(self.rounds) <= k or not self.rounds[k]:
+            return f"{name} -"
+        samples = sorted(self.rounds[k])
+        return f"{name} {samples[len(samples) // 2]:.4g} ms"
 
 
 def measure_commit(
@@ -43,10 +100,9 @@ def measure_commit(
     scratch: Path,
     settings: Settings,
     extra_path: tuple[str, ...] = (),
-    contract: str = "auto",
     sandbox: SandboxSettings | None = None,
     runner: Runner | None = None,
-    analysis: dict | None = None,
+    analysis: Analysis | None = None,
     device_env: dict | None = None,
 ) -> dict[str, dict]:
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}.
@@ -55,37 +111,18 @@ def measure_commit(
     precise (isobench.measure.adaptive, with ``analysis``: min_effect, alpha, ...); with ``interleave: auto`` the
     check round's memory facts choose lockstep or one process at a time for the timed rounds. ``device_env``
     (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.measure.gpu) goes to every run of the test."""
-    job = Job(generator, scratch, settings, contract, extra_path, sandbox, runner, device_env)
-    state = {
-        r.name: {
-            "rounds": [],
-            "events": [],
-            "gpu_devices": None,
-            "failed": None,
-            "equivalent": None,
-            "env": None,
-            "timer": None,
-            "wall_s": 0.0,
-            "warnings": [],
-            "stderr_tail": "",
-            "stdout_tail": "",
-            "sandbox": None,
-            "script_report": None,
-        }
-        for r in revisions
-    }
+    job = Job(generator, scratch, settings, extra_path, sandbox, runner, device_env)
+    state = {r.name: RevisionState() for r in revisions}
     refusal = isolation_refusal(sandbox or SandboxSettings(), runner or Runner())
     for rev in revisions:
         if refusal:
-            state[rev.name]["failed"] = {"category": "isolation_unavailable", "error": refusal}
+            state[rev.name].fail("isolation_unavailable", refusal)
         elif rev.env_error:
-            state[rev.name]["failed"] = {"category": "env_failed", "error": rev.env_error}
-    if "base" in state and state["base"]["failed"]:
-        for name in state:  # no reference can exist
-            state[name]["failed"] = state[name]["failed"] or {
-                "category": "no_reference",
-                "error": "base's environment failed, so no reference exists",
-            }
+            state[rev.name].fail("env_failed", rev.env_error)
+    if "base" in state and not state["base"].active:
+        for st in state.values():  # no reference can exist
+            if st.active:
+                st.fail("no_reference", "base's environment failed, so no reference exists")
     deadline = time.monotonic() + settings.job_timeout_s
     decision = decide_interleave(
         settings.interleave, job.contract, [], len(revisions), settings.auto_memory_fraction
@@ -96,23 +133,18 @@ def measure_commit(
     maximum = max(settings.max_rounds, settings.rounds)
     k, stop, facts = 0, None, {}
     while stop is None:
-        active = [rev for rev in revisions if state[rev.name]["failed"] is None]
+        active = [rev for rev in revisions if state[rev.name].active]
         modes = {rev.name: round_mode(rev.name, k) for rev in active}
         workdirs = {rev.name: job.data / rev.name / f"round{k}" for rev in active}
         lockstep = job.contract == "functions" and chosen == "calls"
         reports = job.lockstep(active, modes, workdirs) if lockstep else {}
         memory = []
         for rev in active:
-            if lockstep:
-                rep = reports[rev.name]
-            elif job.contract == "functions":
-                rep = job.run_round(rev, modes[rev.name], workdirs[rev.name])
-            else:
-                rep = job.run_script_round(rev, modes[rev.name], workdirs[rev.name])
+            rep = reports[rev.name] if lockstep else job.run(rev, modes[rev.name], workdirs[rev.name])
             memory.append(rep.get("memory") or {})
-            _take(state[rev.name], rev.name, k, rep)
+            state[rev.name].take(rev.name, k, rep)
         if k == 0 and decision["setting"] == "auto" and job.contract == "functions":
-            left = sum(1 for st in state.values() if st["failed"] is None)
+            left = sum(1 for st in state.values() if st.active)
             decision = decide_interleave(
                 "auto", job.contract, memory, left or len(revisions), settings.auto_memory_fraction
             )
@@ -135,20 +167,20 @@ def measure_commit(
             "check" if k == 1 else "timed",
             settings.rounds,
             maximum,
-            ", ".join(_progress(rev.name, state[rev.name], k - 1) for rev in revisions),
+            ", ".join(state[rev.name].progress(rev.name, k - 1) for rev in revisions),
             f"; stop: {stop}" if stop else "",
         )
     if stop == "job_timeout":
         for st in state.values():
-            st["warnings"].append(
+            st.warnings.append(
                 f"job time limit ({settings.job_timeout_s:g} s) reached after {k} rounds "
                 f"(minimum {settings.rounds})"
             )
     blame_nondeterminism(state)
     for rev in revisions:
-        if state[rev.name]["sandbox"] is not None:
-            state[rev.name]["sandbox"] = {
-                **state[rev.name]["sandbox"],
+        if state[rev.name].sandbox is not None:
+            state[rev.name].sandbox = {
+                **state[rev.name].sandbox,
                 "compile_cache": job.compile_cache_facts(rev),
             }
     job_facts = {
@@ -162,38 +194,6 @@ def measure_commit(
     }
 
 
-def _take(st: dict, name: str, k: int, rep: dict) -> None:
-    """Fold one round's report into a revision's state."""
-    st["wall_s"] += rep.get("wall_s", 0.0)
-    st["env"] = rep.get("env") or st["env"]
-    st["timer"] = rep.get("timer") or st["timer"]
-    st["sandbox"] = rep.get("sandbox") or st["sandbox"]
-    st["stderr_tail"] = rep.get("stderr_tail", "")
-    st["stdout_tail"] = rep.get("stdout_tail", "")
-    st["script_report"] = rep.get("script_report") or st["script_report"]
-    st["gpu_devices"] = rep.get("gpu_devices") or st.get("gpu_devices")
-    if rep.get("events_ms"):
-        st.setdefault("events", []).append(rep["events_ms"])
-    st["warnings"] += [w for w in rep.get("warnings", []) if w not in st["warnings"]]
-    if k == 0 and name != "base":
-        st["equivalent"] = rep.get("equivalent")
-    if name == "base" and k == SELF_CHECK_ROUND and rep.get("category") == "not_equivalent":
-        rep = {
-            **rep,
-            "category": "nondeterministic",
-            "error": "base's result differs from the reference base itself stored in round 1: the test "
-            f"is nondeterministic and cannot judge head or main ({rep.get('error')})",
-        }
-    if rep["status"] != "ok":
-        st["failed"] = rep
-        if rep.get("category") == "not_equivalent":
-            st["equivalent"] = False
-        if rep.get("samples_ms"):  # timed before it failed (e.g. no reference to check): kept
-            st["rounds"].append(rep["samples_ms"])
-        return
-    st["rounds"].append(rep["samples_ms"])
-
-
 SELF_CHECK_ROUND = 1  # base's first timed round also checks base's result against base's own reference
 
 
@@ -205,28 +205,29 @@ def round_mode(name: str, k: int) -> str:
     return "eqcheck" if (name == "base" and k == SELF_CHECK_ROUND) else "time"
 
 
-def blame_nondeterminism(state: dict) -> None:
+def blame_nondeterminism(state: dict[str, RevisionState]) -> None:
     """When base disagrees with itself, head's or main's mismatch says nothing about their code."""
-    base = state.get("base", {}).get("failed") or {}
-    if base.get("category") != "nondeterministic":
+    base = state.get("base")
+    if base is None or (base.failed or {}).get("category") != "nondeterministic":
         return
     for name in ("head", "main"):
         st = state.get(name)
-        if st and st["failed"] and st["failed"].get("category") == "not_equivalent":
-            st["failed"] = {
-                **st["failed"],
+        if st and st.failed and st.failed.get("category") == "not_equivalent":
+            st.failed = {
+                **st.failed,
                 "category": "nondeterministic",
                 "error": "not judged: base's own result is not reproducible (nondeterministic test); "
-                f"head's check said: {st['failed'].get('error')}",
+                f"head's check said: {st.failed.get('error')}",
             }
-            st["equivalent"] = None
+            st.equivalent = None
 
 
-def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dict:
-    failure = st["failed"]
-    samples = [s for rnd in st["rounds"] for s in rnd]
-    device = "cuda" if st["timer"] in GPU_TIMERS else "cpu"
-    stats = describe(st["rounds"], device) if samples else None  # a failed revision keeps what it measured
+def timing_of(rev: Revision, st: RevisionState, settings: Settings, contract: str | None) -> dict:
+    """The timing file of one revision (isobench/schemas/timing.schema.json) from its state."""
+    failure = st.failed
+    samples = [s for rnd in st.rounds for s in rnd]
+    device = "cuda" if st.timer in GPU_TIMERS else "cpu"
+    stats = describe(st.rounds, device) if samples else None  # a failed revision keeps what it measured
     return {
         "schema_version": 1,
         "revision": rev.name,
@@ -235,44 +236,34 @@ def timing_of(rev: Revision, st: dict, settings: Settings, contract: str) -> dic
         "category": None if failure is None else failure.get("category"),
         "error": None if failure is None else failure.get("error"),
         "traceback": None if failure is None else failure.get("traceback"),
-        "equivalent": st["equivalent"] if rev.name != "base" else None,
+        "equivalent": st.equivalent if rev.name != "base" else None,
         "samples_ms": samples,
-        "rounds_ms": st["rounds"],
+        "rounds_ms": st.rounds,
         "stats": stats,
-        "warnings": st["warnings"] + (stats["warnings"] if stats else []),
+        "warnings": st.warnings + (stats["warnings"] if stats else []),
         "unit": "ms",
         "contract": contract,
-        "timer": st["timer"],
+        "timer": st.timer,
         "device": device,
-        "events_ms": [
-            s for rnd in st.get("events", []) for s in rnd
-        ],  # CUDA events on the current stream only
-        "gpu_devices": st.get("gpu_devices"),
-        "env": st["env"],
+        "events_ms": [s for rnd in st.events for s in rnd],  # CUDA events on the current stream only
+        "gpu_devices": st.gpu_devices,
+        "env": st.env,
         "settings": settings.as_dict(),
         "harness_version": harness.HARNESS_VERSION,
         "python": rev.python,
-        "sandbox": st.get("sandbox"),
-        "wall_s": round(st["wall_s"], 3),
-        "stderr_tail": st["stderr_tail"],
-        "stdout_tail": st.get("stdout_tail", ""),
-        "script_report": st.get("script_report"),
+        "sandbox": st.sandbox,
+        "wall_s": round(st.wall_s, 3),
+        "stderr_tail": st.stderr_tail,
+        "stdout_tail": st.stdout_tail,
+        "script_report": st.script_report,
     }
 
 
 def not_run(rev: Revision, category: str, error: str, settings: Settings) -> dict:
     """The timing file of a revision that was never run (e.g. no test could be generated)."""
-    st = {
-        "rounds": [],
-        "failed": {"category": category, "error": error},
-        "equivalent": None,
-        "env": None,
-        "timer": None,
-        "wall_s": 0.0,
-        "warnings": [],
-        "stderr_tail": "",
-    }
-    return {**timing_of(rev, st, settings, "functions"), "contract": None, "interleave": None}
+    st = RevisionState()
+    st.fail(category, error)
+    return {**timing_of(rev, st, settings, None), "interleave": None}
 
 
 def smoke_run(
@@ -292,16 +283,11 @@ def smoke_run(
     pass, else the failure (category, error and traceback or stderr tail) for a repair request."""
     if rev.env_error:
         return f"env_failed: {rev.env_error}"
-    settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s)
-    job = Job(script, scratch, settings, contract, extra_path, sandbox, runner, device_env)
+    settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s, contract=contract)
+    job = Job(script, scratch, settings, extra_path, sandbox, runner, device_env)
     try:
         for mode in ("reference", "eqcheck"):
-            workdir = job.data / mode
-            rep = (
-                job.run_round(rev, mode, workdir)
-                if job.contract == "functions"
-                else job.run_script_round(rev, mode, workdir)
-            )
+            rep = job.run(rev, mode, job.data / mode)
             if rep["status"] != "ok":
                 detail = (rep.get("traceback") or rep.get("stderr_tail") or "").strip()
                 return f"{rep['category']} ({mode} run): {rep['error']}" + (

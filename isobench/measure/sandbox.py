@@ -12,7 +12,8 @@
 - filesystem: writes only under the round's folder, the data folder and /dev (Landlock);
 - processes: the run is its own session, killed as a group at the time limit; in a PID namespace
   nothing outlives it; without one, processes still carrying the run's token are killed;
-- output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped.
+- output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped
+  (isobench/measure/process.py: the ``Run`` of one sandboxed process and its ``Outcome``).
 
 What was in force is recorded in every timing file (``sandbox``). Runners ``docker``, ``podman`` and
 ``apptainer`` put the same command in the revision's container (isobench/measure/containers.py).
@@ -22,21 +23,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import threading
-import time
 import uuid
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ..errors import IsobenchError
-from ..jsonio import load_json
 from ..secrecy import NOT_SECRET, looks_secret
-from ..settings import from_config
+from ..settings import schema_settings
 from . import containers, sandbox_exec
 from .containers import Runner
+from .process import Run
 
 SAFE_ENV = (
     "PATH",
@@ -67,21 +63,19 @@ COMPILE_CACHES = {
 }
 
 
-@dataclass(frozen=True)
+@schema_settings("sandbox")
 class SandboxSettings:
-    network: str = "isolate"  # or "allow"
-    env_allow: tuple[str, ...] = ()  # names, or prefixes ending in "*"
-    write_allow: tuple[str, ...] = ()  # more folders the test may write in (e.g. a shared compile cache)
-    output_cap_mb: float = 8.0
-    require_isolation: bool = True  # refuse to run tests where namespaces or Landlock are missing
-    compile_cache: bool = True  # Triton/Inductor/CUDA/vLLM caches persist across a job's rounds, per revision
-    model_cache: str | None = (
-        None  # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
-    )
+    """What every run of a test is allowed (the config's ``sandbox`` block; defaults in the schema)."""
 
-    @classmethod
-    def from_config(cls, cfg: dict | None) -> SandboxSettings:
-        return from_config(cls, cfg)
+    network: str  # "isolate" or "allow"
+    env_allow: tuple[str, ...]  # names, or prefixes ending in "*"
+    write_allow: tuple[str, ...]  # more folders the test may write in (e.g. a shared compile cache)
+    output_cap_mb: float
+    require_isolation: bool  # refuse to run tests where namespaces or Landlock are missing
+    compile_cache: bool  # Triton/Inductor/CUDA/vLLM caches persist across a job's rounds, per revision
+    model_cache: (
+        str | None
+    )  # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
 
     @property
     def cap_bytes(self) -> int:
@@ -152,35 +146,6 @@ def isolation_refusal(settings: SandboxSettings, runner: Runner) -> str | None:
         f"isolation unavailable on this host ({'; '.join(gaps)}): no test is run; set "
         "sandbox.require_isolation: false to run tests without it"
     )
-
-
-class _Capture(threading.Thread):
-    """Copy a pipe to a file: the first half of the cap, then (at the end) the last half; count the rest."""
-
-    def __init__(self, pipe, path: Path, cap: int):
-        super().__init__(daemon=True)
-        self.pipe, self.path, self.cap = pipe, path, cap
-        self.total = 0
-        self.start()
-
-    def run(self) -> None:
-        head_left, tail = self.cap // 2, bytearray()
-        with open(self.path, "wb") as fh:
-            for chunk in iter(lambda: self.pipe.read(65536), b""):
-                self.total += len(chunk)
-                if head_left > 0:
-                    fh.write(chunk[:head_left])
-                    chunk, head_left = chunk[head_left:], head_left - len(chunk[:head_left])
-                tail += chunk
-                if len(tail) > self.cap // 2:
-                    del tail[: len(tail) - self.cap // 2]
-            if self.total > self.cap:
-                fh.write(f"\n[isobench: {self.total - self.cap} bytes of output dropped]\n".encode())
-            fh.write(bytes(tail))
-
-    @property
-    def dropped(self) -> int:
-        return max(0, self.total - self.cap)
 
 
 class Sandbox:
@@ -285,15 +250,14 @@ class Sandbox:
         stdout_pipe: bool = False,
         cpu: int | None = None,
         image: str | None = None,
-    ):
+    ) -> Run:
         """Start a sandboxed process in its own session; stderr (and stdout unless piped) are captured."""
         workdir.mkdir(parents=True, exist_ok=True)
-        for stale in ("sandbox.json",):
-            (workdir / stale).unlink(missing_ok=True)
+        (workdir / "sandbox.json").unlink(missing_ok=True)
         argv, env, token, facts = self.prepare(cmd, workdir, extra_env, read_only, python, cpu, image)
         # A container engine runs with this process's environment (its own configuration, storage, runtime);
         # the test inside gets only ``env``, passed with --env.
-        proc = subprocess.Popen(
+        popen = subprocess.Popen(
             argv,
             cwd=workdir,
             env=env if facts is None else dict(os.environ),
@@ -303,25 +267,7 @@ class Sandbox:
             start_new_session=True,
             bufsize=0 if stdout_pipe else -1,
         )
-        proc.isobench_token = token
-        proc.isobench_container = facts
-        proc.isobench_captures = [_Capture(proc.stderr, workdir / "stderr.txt", self.settings.cap_bytes)]
-        if not stdout_pipe:
-            proc.isobench_captures.append(
-                _Capture(proc.stdout, workdir / "stdout.txt", self.settings.cap_bytes)
-            )
-        return proc
-
-    @staticmethod
-    def kill(proc) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        facts = getattr(proc, "isobench_container", None)
-        if facts:  # the engine's client is gone, the container may not be: remove it and all in it
-            containers.remove(facts["engine"], facts["name"])
-        sandbox_exec.sweep(proc.isobench_token)
+        return Run(popen, workdir, token, facts, self, capture_stdout=not stdout_pipe)
 
     def run(
         self,
@@ -332,47 +278,13 @@ class Sandbox:
         python: str,
         timeout_s: float,
         image: str | None = None,
-    ):
-        """Run to the end or the time limit; returns (process, exit code or None on timeout, wall seconds)."""
-        started = time.monotonic()
-        proc = self.popen(cmd, workdir, extra_env, read_only, python, image=image)
-        try:
-            returncode = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill(proc)
-            proc.wait()
-            returncode = None
-        self.close(proc)
-        return proc, returncode, round(time.monotonic() - started, 3)
+    ) -> Run:
+        """Run to the end or the time limit (``Run.returncode`` None: killed at the limit)."""
+        return self.popen(cmd, workdir, extra_env, read_only, python, image=image).wait(timeout_s)
 
-    @staticmethod
-    def close(proc) -> None:
-        """After the process ended: kill what it left (no PID namespace), wait for the captures."""
-        Sandbox.kill(proc)
-        for cap in proc.isobench_captures:
-            cap.join(timeout=30)
-
-    def outcome(self, proc, workdir: Path) -> dict:
-        """What was in force, and any rule the run broke (left processes, output over the cap); read once."""
-        if getattr(proc, "isobench_outcome", None) is not None:
-            return proc.isobench_outcome
-        try:
-            state = load_json(workdir / "sandbox.json")
-        except IsobenchError:
-            state = {}
-        dropped = sum(c.dropped for c in proc.isobench_captures)
-        total = max([c.total for c in proc.isobench_captures] or [0])
-        violation = None
-        if state.get("left_processes"):
-            violation = (
-                f"the test left {state['left_processes']} process(es) running after it exited (killed)"
-            )
-        elif dropped:
-            violation = (
-                f"the test printed {total / 1e6:.1f} MB, over the output cap of "
-                f"{self.settings.output_cap_mb:g} MiB (output cut)"
-            )
-        protections = {
+    def protections(self, state: dict, container: dict | None) -> dict:
+        """What was in force for a run (``state``: what the launcher inside reported)."""
+        return {
             "runner": self.runner.kind,
             "env_allowlist": True,
             "network_isolated": (bool(self.namespaces) or self.runner.kind != "local")
@@ -390,11 +302,5 @@ class Sandbox:
             "kills_process_group": True,
             "output_cap_bytes": self.settings.cap_bytes,
             "landlock_abi": state.get("landlock_abi", 0),
-            "container": getattr(proc, "isobench_container", None),
+            "container": container,
         }
-        proc.isobench_outcome = {
-            "protections": protections,
-            "violation": violation,
-            "returncode": state.get("returncode"),
-        }
-        return proc.isobench_outcome

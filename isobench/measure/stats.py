@@ -15,6 +15,21 @@ from math import comb
 
 import numpy as np
 
+from ..settings import schema_settings
+
+
+@schema_settings("analysis")
+class Analysis:
+    """How timings become a verdict (the config's ``analysis`` block; defaults in the schema)."""
+
+    min_effect: float  # the smallest speedup or slowdown that counts (0.05: 5%)
+    alpha: float  # significance level of faster / slower
+    ci_level: float  # confidence level of the speedup's interval
+    bootstrap: int  # bootstrap resamples
+    seed: int  # the bootstrap's seed: the same samples always give the same numbers
+
+
+DEFAULT = Analysis()
 VERDICTS = ("faster", "slower", "no_change", "inconclusive")
 MIN_CPU_SAMPLE_MS = 1.0  # below this, a CPU sample says more about the timer and the OS than the code
 UNSTABLE_CV = 0.10
@@ -131,9 +146,9 @@ def speedup_ci(
     base: list[list[float]],
     other: list[list[float]],
     *,
-    level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
+    level: float = DEFAULT.ci_level,
+    n_boot: int = DEFAULT.bootstrap,
+    seed: int = DEFAULT.seed,
     paired: bool = False,
 ) -> tuple[float, float]:
     """Percentile CI of median(base)/median(other) by the two-level bootstrap (paired: the same draws for both)."""
@@ -205,11 +220,7 @@ def compare(
     base: list[list[float]],
     other: list[list[float]],
     *,
-    min_effect: float = 0.05,
-    alpha: float = 0.01,
-    level: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
+    analysis: Analysis = DEFAULT,
     paired: bool = False,
 ) -> dict:
     """Speedup of ``other`` over ``base`` (ratio of medians: > 1 means faster), its CI, p-values and verdict.
@@ -217,6 +228,7 @@ def compare(
     ``paired`` (lockstep data): the bootstrap draws the same rounds and calls for both sides and the verdict's
     p-values come from the Wilcoxon signed-rank test on paired calls; the Mann-Whitney U p-values on round
     medians are kept beside them either way."""
+    min_effect, alpha, level = analysis.min_effect, analysis.alpha, analysis.ci_level
     paired = paired and is_paired(base, other)
     b = np.median([s for r in base for s in r])
     o = np.median([s for r in other for s in r])
@@ -238,7 +250,9 @@ def compare(
             "alpha": alpha,
             "rounds": [len(base), len(other)],
         }
-    ci = speedup_ci(base, other, level=level, n_boot=n_boot, seed=seed, paired=paired)
+    ci = speedup_ci(
+        base, other, level=level, n_boot=int(analysis.bootstrap), seed=analysis.seed, paired=paired
+    )
     mwu_faster, mwu_slower = round_p_values(base, other)
     p_faster, p_slower = paired_p_values(base, other) if paired else (mwu_faster, mwu_slower)
     lowest = min(s for r in other for s in r)

@@ -2,7 +2,7 @@
 ``run_step(snakemake, <rule>_step)``. ``inputs`` holds the steps before and after the measurement,
 ``generation`` the generator rule, ``measurement`` the measure rule; ``common`` what they share."""
 
-from .common import run_step, schema_of
+from .common import run_step
 from .generation import generator_step
 from .inputs import (
     audit_step,
@@ -31,6 +31,5 @@ __all__ = [
     "record_step",
     "report_figures_step",
     "run_step",
-    "schema_of",
     "worktree_step",
 ]

@@ -1,4 +1,4 @@
-"""What every step shares: the log, the time stamp, the schema's place, and ``run_step`` (one-line errors)."""
+"""What every step shares: the log, the time stamp, and ``run_step`` (one-line errors)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,6 @@ log = logging.getLogger("isobench")
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def schema_of(smk) -> Path:
-    """The workflow's config schema, found from the step script's folder: never a param, since a param holding
-    the checkout's absolute path would re-run every job of a copied or moved project."""
-    return Path(smk.scriptdir).parent / "config" / "schema.yaml"
 
 
 def run_step(smk, step) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import llm_settings
+from ..config import SCHEMA, llm_settings
 from ..errors import IsobenchError
 from ..generate import Cache, Generator, Policy
-from ..jsonio import load_json, sha256_file, write_json, write_text_atomic
+from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..llm import LLMSettings
 from ..measure import gpu
 from ..measure.containers import Runner
@@ -17,9 +17,17 @@ from ..measure.gpu import GpuSettings
 from ..measure.rounds import smoke_run
 from ..measure.sandbox import SandboxSettings, isolation_refusal
 from ..pregenerated import find_pregenerated
+from ..provenance import generator_provenance, origin_string
 from ..secrecy import redact, secret_values
-from .common import log, schema_of
+from .common import log
 from .measurement import revision_of
+
+
+def _write_meta(path: str, meta: dict) -> None:
+    """generator.json, with the deprecated ``origin`` string derived from its ``generator`` provenance."""
+    meta = {**meta, "origin": origin_string(meta["generator"])}
+    validate(meta, "generator", path)
+    write_json(path, meta)
 
 
 def _write_generator(smk, text: str, meta: dict) -> None:
@@ -27,9 +35,15 @@ def _write_generator(smk, text: str, meta: dict) -> None:
     write_text_atomic(smk.output.generator, text)
     write_json(
         smk.output.transcript,
-        {"schema_version": 1, "status": meta["status"], "origin": meta["origin"], "attempts": []},
+        {
+            "schema_version": 1,
+            "status": meta["status"],
+            "generator": meta["generator"],
+            "origin": origin_string(meta["generator"]),  # deprecated, as in generator.json
+            "attempts": [],
+        },
     )
-    write_json(smk.output.meta, {**meta, "sha256": sha256_file(smk.output.generator)})
+    _write_meta(smk.output.meta, {**meta, "sha256": sha256_file(smk.output.generator)})
 
 
 def generator_step(smk) -> None:
@@ -42,7 +56,7 @@ def generator_step(smk) -> None:
                 smk,
                 f"# isobench: no test: the commit's inputs are unusable ({skipped}).\n",
                 {
-                    "origin": "none",
+                    "generator": generator_provenance("none"),
                     "status": "not_generated",
                     "contract": None,
                     "error": skipped,
@@ -53,28 +67,34 @@ def generator_step(smk) -> None:
             return
         return _generate_with_llm(smk)
     text = pre.read_text(encoding="utf-8", errors="replace")
-    origin = f"pregenerated:{pre}"
+    generator = generator_provenance("pregenerated", path=str(pre))
     try:
         contract = check_script(text, str(pre))
     except IsobenchError as exc:  # kept as it is (the record shows it) and never run: category invalid_script
         _write_generator(
             smk,
             text,
-            {"origin": origin, "status": "invalid_script", "contract": None, "error": str(exc), "llm": None},
+            {
+                "generator": generator,
+                "status": "invalid_script",
+                "contract": None,
+                "error": str(exc),
+                "llm": None,
+            },
         )
         log.error("isobench: %s (invalid_script: the commit's record says so; the other commits go on)", exc)
         return
     _write_generator(
         smk,
         text,
-        {"origin": origin, "status": "pregenerated", "contract": contract, "error": None, "llm": None},
+        {"generator": generator, "status": "pregenerated", "contract": contract, "error": None, "llm": None},
     )
     log.info("generator: pre-generated %s (%s contract)", pre, contract)
 
 
 def _generate_with_llm(smk) -> None:
     p = smk.params
-    cfg = {**llm_settings(smk.config, p.source, schema_of(smk)), **p.llm}
+    cfg = {**llm_settings(smk.config, p.source, SCHEMA), **p.llm}
     smoke = None
     refusal = isolation_refusal(
         SandboxSettings.from_config(p.isolation["sandbox"]), Runner.from_config(p.isolation["runner"])
@@ -137,7 +157,7 @@ def _generate_with_llm(smk) -> None:
     write_json(smk.output.transcript, outcome.transcript)
     status = outcome.status
     meta = {
-        "origin": f"{outcome.origin}:{cfg['provider']}/{cfg['model']}",
+        "generator": outcome.generator,
         "status": status,
         "contract": outcome.contract,
         "sha256": sha256_file(smk.output.generator),
@@ -151,7 +171,7 @@ def _generate_with_llm(smk) -> None:
             **outcome.totals,
         },
     }
-    write_json(smk.output.meta, meta)
+    _write_meta(smk.output.meta, meta)
     t = outcome.totals
     log.info(
         "generator: %s via %s/%s: %d API requests, %d cached replies%s, %d+%d tokens",

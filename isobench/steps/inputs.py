@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import git
+from ..config import SCHEMA
 from ..costs import llm_summary, summary_line
 from ..dataset import write_dataset
 from ..envs import build_env
@@ -16,7 +17,7 @@ from ..measure.containers import Runner
 from ..measure.rounds import REVISIONS
 from ..prompt import render
 from ..record import build_record, tampered_timings
-from .common import log, schema_of
+from .common import log
 
 
 def extraction_step(smk) -> None:
@@ -211,7 +212,7 @@ def report_figures_step(smk) -> None:
 def audit_step(smk) -> None:
     from ..audit import audit, format_audit
 
-    report = audit(smk.params.config, schema_of(smk))
+    report = audit(smk.params.config, SCHEMA)
     log.info("%s", format_audit(report))
     write_json(smk.params.report, report)
     if not report["ok"]:

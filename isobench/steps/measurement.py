@@ -16,6 +16,7 @@ from ..measure.gpu import GpuSettings
 from ..measure.machine import ran_on
 from ..measure.rounds import REVISIONS, Revision, Settings, measure_commit, not_run
 from ..measure.sandbox import SandboxSettings
+from ..measure.stats import Analysis
 from ..secrecy import redact, secret_values
 from .common import log, now_iso
 
@@ -89,9 +90,9 @@ def measure_step(smk) -> None:
             shas=shas,
             fingerprints={name: fingerprint(envs[name]) for name in REVISIONS},
             settings={**settings.as_dict(), "analysis": dict(p.analysis)},
-            contract=p.settings.get("contract", "auto"),
+            contract=settings.contract,
             python_path=list(p.python_path),
-            epoch=p.settings.get("epoch", 0),
+            epoch=settings.epoch,
         )
     timings = cache.get(key) if key else None
     if timings is not None:
@@ -119,10 +120,9 @@ def measure_step(smk) -> None:
                 Path(p.scratch),
                 settings,
                 extra_path=tuple(p.python_path),
-                contract=p.settings.get("contract", "auto"),
                 sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
                 runner=Runner.from_config(p.isolation["runner"]),
-                analysis=dict(p.analysis),
+                analysis=Analysis.from_config(p.analysis),
                 device_env=device_env,
             ),
         )
@@ -132,7 +132,7 @@ def measure_step(smk) -> None:
             "key": key,
             "cached": False,
             "measured_at": now_iso(),
-            "epoch": p.settings.get("epoch", 0),
+            "epoch": settings.epoch,
             "ran_on": ran_on(),
         }
         timings = {
