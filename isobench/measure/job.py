@@ -21,7 +21,7 @@ from . import contracts, harness, script_runner
 from .containers import Runner
 from .lockstep import PIN_CPU, lockstep_round
 from .process import Run
-from .sandbox import COMPILE_CACHES, Sandbox, SandboxSettings, compile_cache_env
+from .sandbox import COMPILE_CACHES, Command, Sandbox, SandboxSettings, compile_cache_env
 
 
 @schema_settings("measure")
@@ -208,17 +208,13 @@ class Job:
         report["stdout_tail"] = _tail(run.workdir / "stdout.txt")
         return report
 
-    def run_sandboxed(self, rev: Revision, cmd: list[str], workdir: Path) -> Run:
-        """``cmd`` of one revision in the sandbox, to its end or the round's time limit."""
-        return self.sandbox.run(
-            cmd,
-            workdir,
-            self.extra_env(rev),
-            self.read_only(rev),
-            rev.python,
-            self.settings.timeout_s,
-            image=rev.image,
-        )
+    def command(self, rev: Revision, argv: list[str], workdir: Path) -> Command:
+        """``argv`` of one revision, as the sandbox runs it in ``workdir``."""
+        return Command(argv, workdir, self.extra_env(rev), self.read_only(rev), rev.python, rev.image)
+
+    def run_sandboxed(self, rev: Revision, argv: list[str], workdir: Path) -> Run:
+        """``argv`` of one revision in the sandbox, to its end or the round's time limit."""
+        return self.sandbox.run(self.command(rev, argv, workdir), self.settings.timeout_s)
 
     def run(self, rev: Revision, mode: str, workdir: Path) -> dict:
         """One round of one revision under the job's contract (mode: reference, eqcheck or time); its report."""
@@ -330,17 +326,8 @@ class Job:
         def starter(rev: Revision):
             out = workdirs[rev.name] / "report.json"
             cmd = self.harness_cmd(rev, modes[rev.name]) + ["--lockstep", "--out", str(out)]
-            return lambda: self.sandbox.popen(
-                cmd,
-                workdirs[rev.name],
-                self.extra_env(rev),
-                self.read_only(rev),
-                rev.python,
-                stdin=subprocess.PIPE,
-                stdout_pipe=True,
-                cpu=PIN_CPU,
-                image=rev.image,
-            )
+            command = self.command(rev, cmd, workdirs[rev.name])
+            return lambda: self.sandbox.popen(command, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU)
 
         procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
         reports, runs = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)

@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -80,6 +81,18 @@ class SandboxSettings:
     @property
     def cap_bytes(self) -> int:
         return int(self.output_cap_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command to run in the sandbox: for one revision (its Python, its image), in its round's folder."""
+
+    argv: list[str]
+    workdir: Path  # the round's own folder: HOME, TMPDIR, the captured output, the launcher's report
+    env: dict  # the revision's variables (PYTHONPATH, the GPU slot, compile caches) over the allow-list
+    read_only: list[Path]  # the worktree and environment a container runner mounts
+    python: str  # the revision's interpreter, which runs the launcher too
+    image: str | None = None  # the revision's container image
 
 
 def allowed_env(settings: SandboxSettings, environ: dict | None = None) -> dict:
@@ -188,24 +201,16 @@ class Sandbox:
             )  # nothing could be downloaded anyway: fail fast, read the cache
         return env
 
-    def prepare(
-        self,
-        cmd: list[str],
-        workdir: Path,
-        extra_env: dict,
-        read_only: list[Path],
-        python: str,
-        cpu: int | None = None,
-        image: str | None = None,
-    ):
-        """(argv, env, token, container facts or None) of a sandboxed command run in ``workdir`` (in ``image``
-        with a container runner)."""
+    def prepare(self, command: Command, cpu: int | None = None):
+        """(argv, env, token, container facts or None) of ``command`` in the sandbox (in its image with a
+        container runner)."""
         token = uuid.uuid4().hex
+        workdir = command.workdir
         for d in (workdir / "home", workdir / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
-        env = self.environment(workdir, extra_env)
+        env = self.environment(workdir, command.env)
         inner = [
-            python,
+            command.python,
             str(self.code / "sandbox_exec.py"),
             "--report",
             str(workdir / "sandbox.json"),
@@ -223,10 +228,11 @@ class Sandbox:
         elif self.settings.network == "isolate":
             inner += ["--block-tcp"]  # no namespace of our own: Landlock refuses TCP altogether
         inner += ["--cpu", str(cpu)] if cpu is not None else []
-        mounts = [(self.code, False), (self.data, True)] + [(p, False) for p in read_only]
+        mounts = [(self.code, False), (self.data, True)] + [(p, False) for p in command.read_only]
         mounts += [(p, False) for p in cache_mounts(env)]
         mounts += [(Path(f).resolve(), True) for f in self.settings.write_allow]
         name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
+        image = command.image
         prefix = containers.runner_prefix(
             self.runner, workdir, mounts, env, self.settings.network, image, name, self.device
         )
@@ -237,29 +243,18 @@ class Sandbox:
                 self.runner, image or self.runner.image, name, mounts, self.settings.network, self.device
             )
         )
-        return [*self.namespaces, *prefix, *inner, "--", *cmd], env, token, facts
+        return [*self.namespaces, *prefix, *inner, "--", *command.argv], env, token, facts
 
-    def popen(
-        self,
-        cmd: list[str],
-        workdir: Path,
-        extra_env: dict,
-        read_only: list[Path],
-        python: str,
-        stdin=None,
-        stdout_pipe: bool = False,
-        cpu: int | None = None,
-        image: str | None = None,
-    ) -> Run:
-        """Start a sandboxed process in its own session; stderr (and stdout unless piped) are captured."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / "sandbox.json").unlink(missing_ok=True)
-        argv, env, token, facts = self.prepare(cmd, workdir, extra_env, read_only, python, cpu, image)
+    def popen(self, command: Command, stdin=None, stdout_pipe: bool = False, cpu: int | None = None) -> Run:
+        """Start ``command`` sandboxed in its own session; stderr (and stdout unless piped) are captured."""
+        command.workdir.mkdir(parents=True, exist_ok=True)
+        (command.workdir / "sandbox.json").unlink(missing_ok=True)
+        argv, env, token, facts = self.prepare(command, cpu)
         # A container engine runs with this process's environment (its own configuration, storage, runtime);
         # the test inside gets only ``env``, passed with --env.
         popen = subprocess.Popen(
             argv,
-            cwd=workdir,
+            cwd=command.workdir,
             env=env if facts is None else dict(os.environ),
             stdin=stdin,
             stdout=subprocess.PIPE,
@@ -267,20 +262,11 @@ class Sandbox:
             start_new_session=True,
             bufsize=0 if stdout_pipe else -1,
         )
-        return Run(popen, workdir, token, facts, self, capture_stdout=not stdout_pipe)
+        return Run(popen, command.workdir, token, facts, self, capture_stdout=not stdout_pipe)
 
-    def run(
-        self,
-        cmd: list[str],
-        workdir: Path,
-        extra_env: dict,
-        read_only: list[Path],
-        python: str,
-        timeout_s: float,
-        image: str | None = None,
-    ) -> Run:
+    def run(self, command: Command, timeout_s: float) -> Run:
         """Run to the end or the time limit (``Run.returncode`` None: killed at the limit)."""
-        return self.popen(cmd, workdir, extra_env, read_only, python, image=image).wait(timeout_s)
+        return self.popen(command).wait(timeout_s)
 
     def protections(self, state: dict, container: dict | None) -> dict:
         """What was in force for a run (``state``: what the launcher inside reported)."""
