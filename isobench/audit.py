@@ -163,7 +163,7 @@ def _stale(
     now = measure_settings(config, source, schema)
     changed = sorted(k for k, v in (prov.get("measure_settings") or {}).items() if k in now and now[k] != v)
     measured = prov.get("measurement") or {}
-    if "epoch" in measured and measured["epoch"] != now.get("epoch", 0):
+    if "epoch" in measured and measured["epoch"] != now["epoch"]:
         changed.append("epoch")
     if changed:
         out.append(Finding("stale", path, f"measure settings changed: {', '.join(changed)}"))

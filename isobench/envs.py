@@ -30,8 +30,20 @@ from pathlib import Path
 
 from .errors import IsobenchError
 from .measure.containers import Runner, inspect_image, runner_prefix
+from .settings import schema_settings
 
 MODES = ("none", "venv", "image")
+
+
+@schema_settings("env")
+class EnvSettings:
+    """How a revision's environment is made (the config's ``env`` block; defaults in the schema)."""
+
+    mode: str  # none, venv or image
+    system_site_packages: bool  # venv: see the base interpreter's packages
+    python: str | None  # venv: the interpreter that creates it; image: the image's python
+    verify_command: str | None  # checks the install
+    timeout_s: float  # limit of each setup, install or verify command
 
 
 def expand(command: str, *, sha: str, worktree: Path, python: str) -> str:
@@ -80,8 +92,10 @@ def build_env(
     runner: Runner,
     log_path: Path,
 ) -> dict:
-    """Build (or rebuild) the environment of ``sha``; returns its marker (status ok or failed)."""
-    mode = cfg.get("mode", "none")
+    """Build (or rebuild) the environment of ``sha`` (``cfg``: the config's env block); returns its marker
+    (status ok or failed)."""
+    settings = EnvSettings.from_config(cfg)
+    mode = settings.mode
     worktree = Path(worktree).resolve()
     marker = {
         "sha": sha,
@@ -98,19 +112,19 @@ def build_env(
     if mode == "none":
         marker["commands_not_run"] = list(setup_commands) + list(install_commands)
         return marker
-    timeout = float(cfg.get("timeout_s", 3600))
+    timeout = float(settings.timeout_s)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         if mode == "venv":
             venv = Path(env_dir).resolve() / "venv"
             if venv.exists():
                 shutil.rmtree(venv)  # a rebuild starts clean: never measure a half-installed environment
-            base = cfg.get("python") or sys.executable
+            base = settings.python or sys.executable
             argv = [
                 base,
                 "-m",
                 "venv",
-                *(["--system-site-packages"] if cfg.get("system_site_packages") else []),
+                *(["--system-site-packages"] if settings.system_site_packages else []),
                 str(venv),
             ]
             code, tail = _run(" ".join(argv), worktree, log, timeout, argv)
@@ -125,7 +139,7 @@ def build_env(
             commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
             inside = None
         else:  # image: the container is the environment
-            python = cfg.get("python") or "python3"
+            python = settings.python or "python3"
             image = runner.image_for(sha)
             marker.update(python=python, image=image)
             try:
@@ -135,8 +149,8 @@ def build_env(
                 return {**marker, "status": "failed", "error": str(exc)}
             commands = []
             inside = runner_prefix(runner, worktree, [(worktree, False)], {}, "allow", image=image)
-        if cfg.get("verify_command"):
-            commands.append(("verify", cfg["verify_command"]))
+        if settings.verify_command:
+            commands.append(("verify", settings.verify_command))
         for kind, template in commands:
             command = expand(template, sha=sha, worktree=worktree, python=python)
             marker["commands"].append({"kind": kind, "command": command})

@@ -146,6 +146,7 @@ def test_vllm_example_config_is_valid():
 
 
 def _typed_settings():
+    from isobench.envs import EnvSettings
     from isobench.generate import Policy
     from isobench.llm import LLMSettings
     from isobench.measure.containers import Runner
@@ -161,10 +162,11 @@ def _typed_settings():
         (LLMSettings, "llm"),
         (Policy, "llm"),
         (Analysis, "analysis"),
+        (EnvSettings, "env"),
     ]
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_typed_settings_take_every_default_from_the_schema(index):
     from dataclasses import fields
 

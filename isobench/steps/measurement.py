@@ -78,10 +78,7 @@ def measure_step(smk) -> None:
         )
         for name in REVISIONS
     ]
-    cache = MeasurementCache(
-        smk.config.get("measure_cache_dir", ".isobench-cache/measure"),
-        read=smk.config.get("measure_cache", True),
-    )
+    cache = MeasurementCache(smk.config["measure_cache_dir"], read=smk.config["measure_cache"])
     envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
     key = None
     if all(r.env_error is None for r in revisions):
