@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from isobench import git  # noqa: E402
+from isobench import git, worktrees  # noqa: E402
 from isobench.demo import build_demo_repo  # noqa: E402
 from isobench.measure.rounds import Revision, Settings, measure_commit  # noqa: E402
 from isobench.measure.stats import Analysis, compare  # noqa: E402
@@ -56,7 +56,7 @@ def prepare(tmp: Path) -> tuple[dict[str, Path], Path]:
     repo = tmp / "demokit"
     shas = build_demo_repo(repo)
     mirror = git.ensure_mirror(str(repo), tmp / "mirror.git")
-    trees = {"fast": git.ensure_worktree(mirror, shas["histogram"], tmp / "fast")}
+    trees = {"fast": worktrees.ensure_worktree(mirror, shas["histogram"], tmp / "fast")}
     for name, patch in PATCHES.items():
         trees[name] = tmp / name
         shutil.copytree(trees["fast"], trees[name], ignore=shutil.ignore_patterns(".git"))

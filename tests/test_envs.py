@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from isobench import git
+from isobench import worktrees
 from isobench.envs import build_env, expand
 from isobench.measure.containers import Runner
 
@@ -20,7 +20,7 @@ VERIFY = (
 @pytest.fixture
 def worktree(demo, mirror, tmp_path):
     _, shas = demo
-    return shas["primes"], git.ensure_worktree(mirror, shas["primes"], tmp_path / "wt")
+    return shas["primes"], worktrees.ensure_worktree(mirror, shas["primes"], tmp_path / "wt")
 
 
 def test_expand_placeholders_only():

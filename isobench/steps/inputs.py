@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import git
+from .. import git, worktrees
 from ..config import SCHEMA
 from ..costs import llm_summary, summary_line
 from ..dataset import write_dataset
@@ -100,7 +100,7 @@ def prompt_step(smk) -> None:
 def env_step(smk) -> None:
     p = smk.params
     wt = load_json(smk.input.worktree)
-    worktree = git.ensure_worktree(Path(p.mirror), smk.wildcards.sha, Path(wt["path"]))
+    worktree = worktrees.ensure_worktree(Path(p.mirror), smk.wildcards.sha, Path(wt["path"]))
     marker = build_env(
         sha=smk.wildcards.sha,
         worktree=worktree,
@@ -119,7 +119,7 @@ def env_step(smk) -> None:
 
 
 def worktree_step(smk) -> None:
-    path = git.ensure_worktree(Path(smk.params.mirror), smk.wildcards.sha, Path(smk.params.path))
+    path = worktrees.ensure_worktree(Path(smk.params.mirror), smk.wildcards.sha, Path(smk.params.path))
     write_json(smk.output.marker, {"sha": smk.wildcards.sha, "path": str(path)})
     log.info("worktree %s at %s", smk.wildcards.sha[:12], path)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import git
+from .. import worktrees
 from ..errors import IsobenchError
 from ..jsonio import load_json, sha256_file, validate, write_json
 from ..measure import gpu
@@ -26,7 +26,7 @@ def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env_mar
     marker = load_json(worktree_marker)
     if marker["sha"] != sha:
         raise IsobenchError(f"{worktree_marker}: {name} is {sha} but its worktree holds {marker['sha']}")
-    path = git.ensure_worktree(mirror, sha, Path(marker["path"]))
+    path = worktrees.ensure_worktree(mirror, sha, Path(marker["path"]))
     env = load_json(env_marker)
     error = None if env["status"] == "ok" else f"{env['error']} (log: {env['log']})"
     return Revision(
