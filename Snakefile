@@ -48,7 +48,7 @@ rule all:
 
 # Early cutoff for prompt edits: `snakemake prompts` first re-renders every prompt; a prompt whose
 # content did not change keeps its checksum, so the full run that follows skips its generator and
-# measurement (README, "Reruns").
+# measurement (docs/robustness.md, "Reruns").
 rule prompts:
     input:
         per_commit("prompt.txt"),

@@ -80,13 +80,15 @@ def harness_run(tmp: Path, text: str, env: dict | None = None, repeat: int = 20)
     out = tmp / "report.json"
     cmd = [
         sys.executable,
-        str(ROOT / "isobench" / "harness.py"),
+        harness.__file__,
         "--module",
         str(module),
         "--mode",
         "time",
         "--warmup",
         "3",
+        "--warmup-ms",
+        "0",
         "--repeat",
         str(repeat),
         "--out",

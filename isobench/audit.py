@@ -38,7 +38,7 @@ from .plan import plan_sources
 from .provenance import generator_of
 from .record import efficiency_test, recorded_samples, tampered_timings
 from .report import failures, format_failures
-from .secrecy import KEY_ENVS, known_values, secret_hits
+from .secrecy import ALL_KEY_ENVS, known_values, secret_hits
 
 INTEGRITY = ("integrity", "schema", "secret")
 # Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
@@ -211,7 +211,7 @@ def _ours(results: Path):
 def key_variables(config: dict, schema: Path) -> list[str]:
     """Environment variables that hold keys for this config: the LLM providers' (and any source's
     api_key_env) and HF_TOKEN."""
-    names = set(KEY_ENVS) | {"HF_TOKEN"}
+    names = set(ALL_KEY_ENVS)
     for source in config.get("sources", {}):
         names.add(LLMSettings.from_config(llm_settings(config, source, schema)).key_env)
     return sorted(names)
@@ -282,9 +282,8 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
                     )
                 )
     planned = {c.head for plan in plans.values() for c in plan.commits.values()}
-    for key in sorted(
-        k for k in lines.keys() - seen if k[1] not in planned
-    ):  # a planned one is missing above
+    # a planned one is reported missing above
+    for key in sorted(k for k in lines.keys() - seen if k[1] not in planned):
         findings.append(
             Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config")
         )

@@ -8,8 +8,12 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import SCHEMA
+from .config import SCHEMA, llm_settings, load_config
 from .errors import IsobenchError
+from .jsonio import load_json
+
+# The commands' own modules are imported inside each command: `isobench --help` or `isobench audit` need not
+# load GitPython, the LLM SDKs, datasets or matplotlib.
 
 
 def _extract(args) -> None:
@@ -33,7 +37,6 @@ def _demo_repo(args) -> None:
 
 
 def _config(args) -> dict:
-    from .config import load_config
 
     return load_config("config/config.yaml", Path(args.schema), args.configfile)
 
@@ -72,13 +75,13 @@ def _summary(args) -> None:
 def _publishable(args) -> list[dict]:
     """The dataset's records, refused whole when the secret scan flags one (export and push)."""
     from .audit import key_variables
-    from .secrecy import KEY_ENVS, refuse_secrets
+    from .secrecy import ALL_KEY_ENVS, refuse_secrets
 
     rows = _rows(args)
     try:
         variables = key_variables(_config(args), Path(args.schema))
     except IsobenchError:  # a dataset given without the workflow's config: the known key variables
-        variables = sorted(set(KEY_ENVS) | {"HF_TOKEN"})
+        variables = sorted(ALL_KEY_ENVS)
     refuse_secrets(rows, str(args.dataset or "the dataset"), variables)
     return rows
 
@@ -101,9 +104,7 @@ def _retry_generation(args) -> None:
     """Make the next run ask the LLM again for the commits whose generation failed: their failed replies leave
     the reply cache (else a rerun would replay them for free, and fail the same way) and their generator outputs
     go (so Snakemake runs the generator, and then measure and record, again)."""
-    from .config import llm_settings
     from .generate import Cache
-    from .jsonio import load_json
     from .plan import plan_sources
 
     config = _config(args)
@@ -219,9 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="list them; change nothing")
     p.set_defaults(func=_retry_generation)
     args = parser.parse_args(argv)
-    if (
-        hasattr(signal, "SIGPIPE") and argv is None
-    ):  # `isobench audit | head`: end quietly, like any Unix tool
+    # `isobench audit | head`: end quietly, like any Unix tool
+    if hasattr(signal, "SIGPIPE") and argv is None:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         if getattr(args, "directory", None):

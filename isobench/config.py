@@ -7,17 +7,14 @@ from __future__ import annotations
 import copy
 import re
 import sys
-from functools import cache
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from .errors import IsobenchError
-from .jsonio import _describe, _where
-
-# The configuration's schema: every field, its check and its default (the typed settings take theirs from here).
-SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
+from .jsonio import schema_problem
+from .settings import SCHEMA, load_schema
 
 
 def fail(message: str) -> None:
@@ -26,19 +23,12 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-@cache
-def load_schema(path: str) -> dict:
-    """The config schema, parsed once per process (input functions ask for its defaults per job)."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
 def check_config(config: dict, schema_path: str | Path = SCHEMA, config_name: str = "config") -> None:
     """One-line error for the first schema violation (snakemake.utils.validate then applies defaults)."""
     schema = load_schema(str(schema_path))
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
-        raise IsobenchError(f"{config_name}: field {_where(error)}: {_describe(error)}")
+        raise IsobenchError(f"{config_name}: {schema_problem(error)}")
 
 
 def measure_settings(config: dict, source: str, schema_path: str | Path = SCHEMA) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -80,7 +81,6 @@ def damaged_records(record_paths: list[Path], dataset: Path) -> list[Path]:
 
 
 def read_dataset(path: str | Path) -> list[dict]:
-    import json
 
     rows = []
     try:

@@ -32,8 +32,6 @@ from .errors import IsobenchError
 from .measure.containers import Runner, inspect_image, runner_prefix
 from .settings import schema_settings
 
-MODES = ("none", "venv", "image")
-
 
 @schema_settings("env")
 class EnvSettings:

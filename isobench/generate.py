@@ -188,9 +188,8 @@ class Generator:
                 error=f"API: {exc}",
             )
             raise
-        reply.text = redact(
-            reply.text, secret_values([self.settings.key_env])
-        )  # a key echoed back goes nowhere
+        # a key echoed back goes nowhere
+        reply.text = redact(reply.text, secret_values([self.settings.key_env]))
         usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
         attempt.update(
             **reply.http,

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from .dataset import merge
 from .errors import IsobenchError
+from .export import uniform
+from .secrecy import HUB_TOKEN_ENV
 
 
 def shard_path(split: str) -> str:
@@ -40,7 +42,7 @@ def push_to_hub(
 
     if not re.fullmatch(r"\w+", split):
         raise IsobenchError(f"push: split {split!r} must be letters, digits and underscores")
-    token = os.environ.get("HF_TOKEN") or None
+    token = os.environ.get(HUB_TOKEN_ENV) or None
     if token is None and not dry_run:
         raise IsobenchError("push: HF_TOKEN is not set")
     # token=False: never fall back to a token saved on disk by `hf auth login`.
@@ -77,9 +79,8 @@ def push_to_hub(
             target = shard_path(split)
             operations = [CommitOperationAdd(path_in_repo=target, path_or_fileobj=str(parquet))]
             operations += [CommitOperationDelete(path_in_repo=name) for name in shards if name != target]
-            if (
-                "README.md" in files
-            ):  # sizes recorded there would no longer match: `load_dataset` would refuse
+            # sizes recorded in the card would no longer match: `load_dataset` would refuse
+            if "README.md" in files:
                 card = _card_without_sizes(
                     api.hf_hub_download(
                         repo_id, "README.md", repo_type="dataset", revision=head, cache_dir=tmp
@@ -173,8 +174,6 @@ def _write_parquet(rows: list[dict], path: Path, repo_id: str) -> None:
     """One parquet file of ``rows``, every row with every column."""
     import pyarrow as pa
     from datasets import Dataset
-
-    from .export import uniform
 
     try:
         Dataset.from_list(uniform(rows)).to_parquet(str(path))

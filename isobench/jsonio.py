@@ -111,9 +111,14 @@ def _describe(error: jsonschema.ValidationError) -> str:
     return text if len(text) <= 200 else text[:200] + "…"
 
 
+def schema_problem(error: jsonschema.ValidationError) -> str:
+    """One line for a schema violation: "field a.b.c: what is wrong"."""
+    return f"field {_where(error)}: {_describe(error)}"
+
+
 def validate(obj, schema_name: str, what: str) -> None:
     """Validate ``obj`` against a shipped schema; the first problem is a one-line error."""
     validator = jsonschema.Draft202012Validator(schema(schema_name))
     error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
     if error is not None:
-        raise IsobenchError(f"{what}: field {_where(error)}: {_describe(error)}")
+        raise IsobenchError(f"{what}: {schema_problem(error)}")

@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import IsobenchError
-from .secrecy import KEY_ENVS, REDACTED  # noqa: F401  (KEY_ENVS, REDACTED: part of llm's API)
+from .secrecy import PROVIDER_KEY_ENV
 from .settings import schema_settings
 
 PROVIDERS = ("openai", "anthropic")
-DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 # OpenAI's reasoning models reject `temperature` and `max_tokens` (they take `max_completion_tokens`).
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.I)
 
@@ -38,7 +37,7 @@ class LLMSettings:
 
     @property
     def key_env(self) -> str:
-        return self.api_key_env or DEFAULT_KEY_ENV[self.provider]
+        return self.api_key_env or PROVIDER_KEY_ENV[self.provider]
 
     def is_reasoning(self) -> bool:
         if self.reasoning == "auto":

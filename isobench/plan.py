@@ -117,9 +117,8 @@ class CommitPlan:
     base: str | None
     extraction_file: str | None
     origin: str | None = None  # where the extraction came from when not a file of its own: bundle.jsonl:LINE
-    problem: tuple[str, str] | None = (
-        None  # (category, error) found at planning: the commit ends as a failed record
-    )
+    # (category, error) found at planning: the commit ends as a failed record
+    problem: tuple[str, str] | None = None
 
 
 @dataclass
@@ -217,10 +216,10 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
             git.ensure_mirror(repo, mirror, fetch=True, identity=cfg["repo"])
         except IsobenchError as exc:
             raise IsobenchError(f"config: field sources.{name}.repo: {exc}") from None
-    main_sha = git.resolve(mirror, cfg.get("main_ref", "main"))
+    main_sha = git.resolve(mirror, cfg["main_ref"])
     if main_sha is None:
         raise IsobenchError(
-            f"config: field sources.{name}.main_ref: {cfg.get('main_ref', 'main')!r} is not a commit in {repo}"
+            f"config: field sources.{name}.main_ref: {cfg['main_ref']!r} is not a commit in {repo}"
         )
     if cfg.get("generators") and not Path(cfg["generators"]).is_dir():
         raise IsobenchError(
@@ -232,7 +231,7 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
         )
     warnings: list[str] = []
     entries = list(_extraction_entries(name, cfg, prepare, warnings))
-    entries += [(commit, None, None, None) for commit in cfg.get("commits") or []]
+    entries += [(commit, None, None, None) for commit in cfg["commits"]]
     ids = sorted({e[0] for e in entries} | {e[1] for e in entries if e[1]})
     resolved = git.resolve_many(mirror, ids)
     parents = git.first_parents(mirror, sorted({s for s in resolved.values() if s}))

@@ -10,7 +10,10 @@ import re
 
 from .errors import IsobenchError
 
-KEY_ENVS = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")  # the LLM providers' default key variables
+PROVIDER_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}  # an LLM provider's default
+KEY_ENVS = tuple(PROVIDER_KEY_ENV.values())  # the LLM providers' default key variables
+HUB_TOKEN_ENV = "HF_TOKEN"  # the Hugging Face Hub's token (isobench push)
+ALL_KEY_ENVS = (*KEY_ENVS, HUB_TOKEN_ENV)  # every variable whose value the audit and the refusals look for
 REDACTED = "[REDACTED]"
 # A variable whose name looks like this never reaches a test, even when allowed ...
 SECRET_NAME = re.compile(

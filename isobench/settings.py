@@ -11,8 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
-from .config import SCHEMA, load_schema
+import yaml
+
+# The configuration's schema: every field, its check and its default (the typed settings take theirs from here).
+SCHEMA = Path(__file__).parent / "schemas" / "config.schema.yaml"
+
+
+@cache
+def load_schema(path: str) -> dict:
+    """A config schema, parsed once per process (input functions ask for its defaults per job)."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
 
 
 def _frozen(value):

@@ -13,10 +13,8 @@ rule env:
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         env=lambda wc: ic.layered(config, wc.source, SCHEMA, "env"),
         runner=lambda wc: ic.layered(config, wc.source, SCHEMA, "runner"),
-        setup_commands=lambda wc: config["sources"][wc.source].get("setup_commands", []),
-        install_commands=lambda wc: config["sources"][wc.source].get(
-            "install_commands", []
-        ),
+        setup_commands=lambda wc: config["sources"][wc.source]["setup_commands"],
+        install_commands=lambda wc: config["sources"][wc.source]["install_commands"],
         path="results/{source}/_envs/{sha}",
     script:
         "../scripts/env.py"

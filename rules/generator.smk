@@ -20,7 +20,8 @@ rule generator:
         generators=lambda wc: config["sources"][wc.source].get("generators"),
         llm=llm_params,
         mirror=lambda wc: str(PLAN[wc.source].mirror),
-        python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
+        python_path=lambda wc: config["sources"][wc.source]["python_path"],
+        contract=lambda wc: measure_settings(wc)["contract"],  # the smoke run runs it as it will be measured
         scratch=f"{COMMIT_DIR}/smoke",
         isolation=sandbox_params,
     script:

@@ -24,7 +24,7 @@ rule measure:
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         settings=measure_settings,
         analysis=ic.analysis_settings(config, SCHEMA),
-        python_path=lambda wc: config["sources"][wc.source].get("python_path", []),
+        python_path=lambda wc: config["sources"][wc.source]["python_path"],
         scratch=f"{COMMIT_DIR}/scratch",
         isolation=sandbox_params,
     script:

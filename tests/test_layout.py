@@ -97,3 +97,42 @@ def test_every_relative_import_names_a_module_of_the_package():
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
                 assert target in modules, f"{path.name}:{node.lineno}: no module {target}"
+
+
+# The layers of docs/architecture.md, from the outside in: a module imports only its own layer or those below.
+LAYERS = [
+    ("entry points", ("isobench.cli", "isobench.steps")),
+    ("whole-run checks", ("isobench.audit",)),
+    ("planning and configuration", ("isobench.plan", "isobench.config")),
+    ("domain", ()),  # every module not named in another layer (inputs, generation, measure/, results)
+    (
+        "foundations",
+        (
+            "isobench.jsonio",
+            "isobench.errors",
+            "isobench.categories",
+            "isobench.settings",
+            "isobench.secrecy",
+        ),
+    ),
+]
+
+
+def layer_of(module: str) -> int:
+    if module == "isobench":
+        return len(LAYERS) - 1  # the package itself holds only its version
+    for i, (_, names) in enumerate(LAYERS):
+        if any(module == n or module.startswith(n + ".") for n in names):
+            return i
+    return 3
+
+
+def test_a_layer_imports_only_its_own_and_the_layers_below():
+    upward = [
+        f"{a} ({LAYERS[layer_of(a)][0]}) imports {b} ({LAYERS[layer_of(b)][0]})"
+        for a, targets in graph().items()
+        for b in targets
+        if layer_of(b) < layer_of(a)
+    ]
+    assert upward == []
+    assert layer_of("isobench.measure.rounds") == 3 and layer_of("isobench.steps.inputs") == 0

@@ -13,6 +13,7 @@ from isobench.candidate import check_candidate, extract_code
 from isobench.errors import IsobenchError
 from isobench.generate import Cache, Generator, Policy
 from isobench.measure.rounds import smoke_run
+from isobench.secrecy import REDACTED
 
 KEYS = {
     "OPENAI_API_KEY": "sk-test-SECRET-openai-0123456789",
@@ -284,7 +285,7 @@ def test_keys_never_reach_an_artifact(fake, tmp_path, revisions, monkeypatch):
     fake.script(reply(echo))
     out = generator(fake, tmp_path, revisions, smoke=False).generate("p")
     text = json.dumps(out.transcript)
-    assert KEYS["OPENAI_API_KEY"] not in text and llm.REDACTED in text
+    assert KEYS["OPENAI_API_KEY"] not in text and REDACTED in text
     no_secret_in(tmp_path / "cache")
 
 

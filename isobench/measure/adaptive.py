@@ -1,13 +1,13 @@
 """How a measure job adapts to the test and the machine, from measured facts.
 
-- ``interleave: auto``: the check round (round 1) runs one process at a time and each process reports its
+- ``interleave: auto``: the check round (the first) runs one process at a time and each process reports its
   peak memory (RSS, and GPU memory where CUDA was initialized). If the three revisions' processes fit side
   by side (``auto_memory_fraction`` of what is available now, RAM and GPU), the timed rounds run in
   lockstep (``calls``: their timed calls alternate, so a machine whose speed swings hits all three alike);
   otherwise one process at a time (``rounds``). The decision and its reason go into every timing file.
 - adaptive rounds: ``rounds`` is a minimum. After it, each round ends with the base→head comparison
   (base→main when head failed), the same the record will make: a decided verdict stops (``decided``), so
-  does a 95% interval whose half-width in log space is at most ``precision`` (default: half the analysis'
+  does an interval (``ci_level``) whose half-width in log space is at most ``precision`` (default: half the analysis'
   ``min_effect``, ``precise``) unless the interval lies wholly beyond the ±min_effect band (the effect is
   clear and only its significance is missing: more rounds bring it); otherwise another round, up to
   ``max_rounds`` (``max_rounds``) or the job's time budget (``job_timeout``).
@@ -16,41 +16,11 @@
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 import time
 
+from .machine import available_memory_mb, gpu_free_mb
+from .state import RevisionState
 from .stats import Analysis, compare
-
-
-def available_memory_mb(meminfo: str = "/proc/meminfo") -> float | None:
-    """MemAvailable: what new processes can use without swapping."""
-    try:
-        with open(meminfo) as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def gpu_free_mb(device: int | None) -> float | None:
-    """Free memory of the GPU the test used (``device`` as the test saw it, under CUDA_VISIBLE_DEVICES)."""
-    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    index = visible[device] if visible and device is not None and device < len(visible) else str(device or 0)
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", index],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-        return (
-            float(out.stdout.strip().splitlines()[0]) if out.returncode == 0 and out.stdout.strip() else None
-        )
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
 
 
 def decide_interleave(
@@ -114,7 +84,7 @@ def decide_interleave(
 
 
 def stop_reason(
-    state: dict,  # revision name -> isobench.measure.rounds.RevisionState
+    state: dict[str, RevisionState],
     *,
     minimum: int,
     maximum: int,

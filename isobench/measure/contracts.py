@@ -22,7 +22,6 @@ from pathlib import Path
 
 from ..errors import IsobenchError
 
-CONTRACTS = ("functions", "isobench_cli", "gso_cli")
 _GSO_LINE = re.compile(r"^Execution time:\s*(\S+?)s\s*$")
 _GSO_ANY = re.compile(r"^Execution time:")
 

@@ -26,9 +26,8 @@ import sys
 import time
 import traceback
 
-HARNESS_VERSION = (
-    "5"  # 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
-)
+# 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
+HARNESS_VERSION = "5"
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -274,9 +273,8 @@ def run(args):
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         report["equivalent"] = check_reference(module, result, args.mode, args.reference)
         del result
-        torch_mod = (
-            None if args.no_cuda else _torch()
-        )  # also a torch the test imported late, inside experiment()
+        # also a torch the test imported late, inside experiment()
+        torch_mod = None if args.no_cuda else _torch()
         timer, report["timer"] = make_timer(torch_mod, args.flush_l2)
         samples = []
         try:
@@ -287,9 +285,8 @@ def run(args):
                 timer(lambda: module.experiment(data))
                 calls += 1
             report["warmup_calls"] = calls
-            if (
-                timer.cuda is None and not args.no_cuda and cuda_in_use(_torch())
-            ):  # CUDA first used in warm-up
+            # CUDA first used in warm-up
+            if timer.cuda is None and not args.no_cuda and cuda_in_use(_torch()):
                 timer, report["timer"] = make_timer(_torch(), args.flush_l2)
             timer.events_ms = []
             if args.control is None:
@@ -328,9 +325,8 @@ def peak_memory(torch_mod=None):
     try:
         import resource
 
-        out["peak_rss_mb"] = round(
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1
-        )  # KiB on Linux
+        # ru_maxrss is in KiB on Linux
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     except (ImportError, OSError):
         pass
     try:
@@ -348,10 +344,11 @@ def main(argv=None):
     parser.add_argument("--module", required=True)
     parser.add_argument("--mode", choices=("reference", "eqcheck", "time"), required=True)
     parser.add_argument("--reference")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=5)
+    # the measure settings (isobench.measure.job.Settings) always say these: no default of the harness's own
+    parser.add_argument("--warmup", type=int, required=True)
+    parser.add_argument("--repeat", type=int, required=True)
     parser.add_argument(
-        "--warmup-ms", type=float, default=0.0, help="keep warming up until this much time has passed"
+        "--warmup-ms", type=float, required=True, help="keep warming up until this much time has passed"
     )
     parser.add_argument(
         "--flush-l2", action="store_true", help="overwrite the GPU's L2 cache before each timed call"

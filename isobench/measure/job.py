@@ -17,11 +17,12 @@ from pathlib import Path
 
 from ..jsonio import load_json
 from ..settings import schema_settings
-from . import contracts, harness, script_runner
+from . import contracts, harness, sandbox_exec, script_runner
 from .containers import Runner
 from .lockstep import PIN_CPU, lockstep_round
 from .process import Run
 from .sandbox import COMPILE_CACHES, Command, Sandbox, SandboxSettings, compile_cache_env
+from .state import crash, failed, timed_out
 
 
 @schema_settings("measure")
@@ -44,6 +45,11 @@ class Settings:
     epoch: int | str  # part of the measurement cache's key only
     exclusive: bool  # a measure job takes every core (scheduling only: rules/common.smk)
 
+    @property
+    def most_rounds(self) -> int:
+        """The most rounds a job runs (``max_rounds``, never below the minimum ``rounds``)."""
+        return max(self.max_rounds, self.rounds)
+
     def as_dict(self) -> dict:
         """What shapes the timed calls: the timing file's ``settings`` and part of the cache key (contract and
         epoch enter the key on their own; exclusive only schedules the job)."""
@@ -62,9 +68,7 @@ class Revision:
     env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
     read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
     on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
-    image: str | None = (
-        None  # the revision's container image (env mode image; isobench/measure/containers.py)
-    )
+    image: str | None = None  # the revision's image (env mode image; isobench/measure/containers.py)
 
 
 STDERR_TAIL = 4000
@@ -79,20 +83,6 @@ def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-def failed(category: str, error: str, **extra) -> dict:
-    return {
-        "status": "failed",
-        "category": category,
-        "error": error,
-        "samples_ms": [],
-        "env": None,
-        "timer": None,
-        "equivalent": None,
-        "traceback": None,
-        **extra,
-    }
 
 
 class Job:
@@ -120,8 +110,8 @@ class Job:
         self.contract = contracts.detect(text) if settings.contract == "auto" else settings.contract
         self.module = self.code / "perf_test.py"
         shutil.copyfile(generator, self.module)  # generator.py itself is never touched
-        shutil.copyfile(harness.__file__, self.code / "harness.py")
-        shutil.copyfile(script_runner.__file__, self.code / "script_runner.py")
+        for worker in (harness, script_runner, sandbox_exec):  # standard library only: any revision's Python
+            shutil.copyfile(worker.__file__, self.code / Path(worker.__file__).name)
         self.prefix = self.data / "reference"  # a command-line script's --prefix / --file_prefix
         self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
         self.settings, self.extra_path = settings, extra_path
@@ -145,9 +135,8 @@ class Job:
             "PYTHONUNBUFFERED": "1",
             **self.device_env,
         }
-        if (
-            self.sandbox.settings.compile_cache
-        ):  # kept across this job's rounds, never shared between revisions
+        # compile caches are kept across this job's rounds, never shared between revisions
+        if self.sandbox.settings.compile_cache:
             env.update(compile_cache_env(self.compile_cache(rev)))
         return env
 
@@ -228,13 +217,11 @@ class Job:
         out.unlink(missing_ok=True)
         run = self.run_sandboxed(rev, self.harness_cmd(rev, mode) + ["--out", str(out)], workdir)
         if run.returncode is None:
-            report = failed("timeout", f"round killed after {self.settings.timeout_s:g} s")
+            report = timed_out(self.settings.timeout_s)
         elif out.exists():
             report = load_json(out)
-        elif (code := run.exit_code()) < 0:
-            report = failed("crash", f"the harness was killed by signal {-code} and wrote no report")
         else:
-            report = failed("crash", f"the harness exited with code {code} and wrote no report")
+            report = crash(run.exit_code())
         report["wall_s"] = run.wall_s
         return self._finish(report, run)
 
@@ -276,9 +263,7 @@ class Job:
         base = {"wall_s": run.wall_s, "env": harness.environment(), "timer": f"script:{self.contract}"}
         report_line = None
         if run.returncode is None:
-            return self._finish(
-                {**failed("timeout", f"round killed after {self.settings.timeout_s:g} s"), **base}, run
-            )
+            return self._finish({**timed_out(self.settings.timeout_s), **base}, run)
         code = run.exit_code() if run.returncode else 0
         warnings: list[str] = []
         if self.contract == "isobench_cli":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..jsonio import load_json
 from .process import Run
+from .state import crash, failed, timed_out
 
 # The same core for every process of a round, so that calls compared with each other also share a core
 # (vCPUs of a shared machine differ in speed). None where affinity cannot be set.
@@ -81,26 +82,14 @@ def _expect_ready(p: _Proc, deadline: float) -> bool:
 
 
 def _report(p: _Proc, timeout_s: float) -> dict:
-    returncode = p.popen.returncode
     if p.outcome == "timeout":
-        report = {"status": "failed", "category": "timeout", "error": f"round killed after {timeout_s:g} s"}
+        report = timed_out(timeout_s)
     elif p.out.exists():
         report = load_json(p.out)
-    elif returncode is not None and (returncode < 0 or returncode > 128):  # the sandbox reports 128 + signal
-        signum = -returncode if returncode < 0 else returncode - 128
-        report = {"status": "failed", "category": "crash", "error": f"killed by signal {signum}"}
     else:
-        report = {
-            "status": "failed",
-            "category": "crash",
-            "error": f"the harness exited with code {returncode} and wrote no report",
-        }
+        report = crash(p.run.exit_code())
     if report.get("status") == "ok" and report.get("samples_ms") != p.samples:
-        report = {
-            "status": "failed",
-            "category": "harness_error",
-            "error": "lockstep replies and report disagree",
-        }
+        report = failed("harness_error", "lockstep replies and report disagree")
     for key, default in (
         ("samples_ms", []),
         ("env", None),

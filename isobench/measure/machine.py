@@ -1,6 +1,7 @@
 """Facts about the machine a measurement runs on, for the records and the measurement cache's key: the CPU
-model and GPU names that make timings comparable (``machine``), and where a job ran (``ran_on``: the host and,
-under SLURM, the job, node, partition and GPUs). The timed process reports its own environment
+model and GPU names that make timings comparable (``machine``), where a job ran (``ran_on``: the host and,
+under SLURM, the job, node, partition and GPUs), and the memory free now (``available_memory_mb``,
+``gpu_free_mb``: whether three processes fit side by side). The timed process reports its own environment
 (``harness.environment``: standard library only, since any revision's Python runs it); the state of a GPU
 during a measurement is ``gpu.snapshot``."""
 
@@ -35,3 +36,26 @@ def ran_on() -> dict:
             "gpus": env.get("SLURM_JOB_GPUS") or env.get("CUDA_VISIBLE_DEVICES"),
         }
     return out
+
+
+def available_memory_mb(meminfo: str = "/proc/meminfo") -> float | None:
+    """MemAvailable: what new processes can use without swapping."""
+    try:
+        with open(meminfo) as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def gpu_free_mb(device: int | None) -> float | None:
+    """Free memory of the GPU the test used (``device`` as the test saw it, under CUDA_VISIBLE_DEVICES)."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    index = visible[device] if visible and device is not None and device < len(visible) else str(device or 0)
+    out = nvidia_smi("--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", index) or ""
+    try:
+        return float(out.strip().splitlines()[0])
+    except (ValueError, IndexError):
+        return None

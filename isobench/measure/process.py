@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,15 +66,18 @@ class Run:
         workdir: Path,
         token: str,
         container: dict | None,
-        sandbox,
+        cap_bytes: int,
+        protections: Callable[[dict, dict | None], dict],
         capture_stdout: bool = True,
     ):
+        """``token``: carried by the run's processes (their sweep); ``container``: its facts (None: local);
+        ``cap_bytes``: output kept per stream; ``protections(launcher's report, container)``: what was in
+        force, from the sandbox that started it."""
         self.popen, self.workdir, self.token, self.container = popen, workdir, token, container
-        self.sandbox = sandbox  # the Sandbox that started it: the protections it describes
-        cap = sandbox.settings.cap_bytes
-        self.captures = [Capture(popen.stderr, workdir / "stderr.txt", cap)]
+        self.cap_bytes, self.protections = cap_bytes, protections
+        self.captures = [Capture(popen.stderr, workdir / "stderr.txt", cap_bytes)]
         if capture_stdout:  # else the caller reads it (lockstep's replies)
-            self.captures.append(Capture(popen.stdout, workdir / "stdout.txt", cap))
+            self.captures.append(Capture(popen.stdout, workdir / "stdout.txt", cap_bytes))
         self.started = time.monotonic()
         self.returncode: int | None = None
         self.wall_s = 0.0
@@ -133,9 +137,9 @@ class Run:
             elif dropped:
                 violation = (
                     f"the test printed {total / 1e6:.1f} MB, over the output cap of "
-                    f"{self.sandbox.settings.output_cap_mb:g} MiB (output cut)"
+                    f"{self.cap_bytes / 2**20:g} MiB (output cut)"
                 )
             self._outcome = Outcome(
-                self.sandbox.protections(state, self.container), violation, state.get("returncode")
+                self.protections(state, self.container), violation, state.get("returncode")
             )
         return self._outcome

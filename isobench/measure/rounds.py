@@ -1,9 +1,9 @@
 """Measure one commit: base, head and main of one generated test, in one job.
 
-Each round runs every revision once, each in a fresh process (the harness), in
-the order base, head, main; the reference result is stored by base's first round
-before head or main runs. A revision that fails stops being measured; the others
-go on.
+Each round runs every revision once in a fresh process (the harness, or a command-line script under
+script_runner), in the order base, head, main, or all three together call by call (lockstep); the reference
+result is stored by base in the check round before head or main runs. Rounds go on until the comparison is
+decided or precise (adaptive). A revision that fails stops being measured; the others go on.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 from ..categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
@@ -20,78 +20,13 @@ from .adaptive import decide_interleave, stop_reason
 from .containers import Runner
 from .job import Job, Revision, Settings  # noqa: F401  (Revision, Settings: the types of measure's API)
 from .sandbox import SandboxSettings, isolation_refusal
+from .state import CHECK_ROUND, SELF_CHECK_ROUND, RevisionState
 from .stats import Analysis, describe
 
 log = logging.getLogger(__name__)
 
 REVISIONS = ("base", "head", "main")
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
-
-
-@dataclass
-class RevisionState:
-    """What a job has learned of one revision so far, round by round."""
-
-    rounds: list[list[float]] = field(default_factory=list)  # the samples of each round (ms)
-    events: list[list[float]] = field(default_factory=list)  # CUDA event times beside them (GPU tests)
-    failed: dict | None = None  # the report that stopped it (category, error, ...); None while it runs
-    equivalent: bool | None = None  # head/main: its result matched base's (round 1's check)
-    env: dict | None = None
-    timer: str | None = None
-    gpu_devices: list | None = None
-    sandbox: dict | None = None  # the protections in force
-    script_report: dict | None = None  # an ISO-Bench script's own report line
-    wall_s: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    stderr_tail: str = ""
-    stdout_tail: str = ""
-
-    @property
-    def active(self) -> bool:
-        return self.failed is None
-
-    def fail(self, category: str, error: str) -> None:
-        self.failed = {"category": category, "error": error}
-
-    def take(self, name: str, k: int, rep: dict) -> None:
-        """Fold round ``k``'s report into the state."""
-        self.wall_s += rep.get("wall_s", 0.0)
-        self.env = rep.get("env") or self.env
-        self.timer = rep.get("timer") or self.timer
-        self.sandbox = rep.get("sandbox") or self.sandbox
-        self.stderr_tail = rep.get("stderr_tail", "")
-        self.stdout_tail = rep.get("stdout_tail", "")
-        self.script_report = rep.get("script_report") or self.script_report
-        self.gpu_devices = rep.get("gpu_devices") or self.gpu_devices
-        if rep.get("events_ms"):
-            self.events.append(rep["events_ms"])
-        self.warnings += [w for w in rep.get("warnings", []) if w not in self.warnings]
-        if k == 0 and name != "base":
-            self.equivalent = rep.get("equivalent")
-        if name == "base" and k == SELF_CHECK_ROUND and rep.get("category") == "not_equivalent":
-            rep = {
-                **rep,
-                "category": "nondeterministic",
-                "error": "base's result differs from the reference base itself stored in round 1: the test "
-                f"is nondeterministic and cannot judge head or main ({rep.get('error')})",
-            }
-        if rep["status"] != "ok":
-            self.failed = rep
-            if rep.get("category") == "not_equivalent":
-                self.equivalent = False
-            if rep.get("samples_ms"):  # timed before it failed (e.g. no reference to check): kept
-                self.rounds.append(rep["samples_ms"])
-            return
-        self.rounds.append(rep["samples_ms"])
-
-    def progress(self, name: str, k: int) -> str:
-        """This revision's part of round ``k``'s progress line: the round's median, or why it stopped."""
-        if self.failed is not None:
-            return f"{name} {self.failed.get('category') or 'failed'}"
-        if len(self.rounds) <= k or not self.rounds[k]:
-            return f"{name} -"
-        samples = sorted(self.rounds[k])
-        return f"{name} {samples[len(samples) // 2]:.4g} ms"
 
 
 def measure_commit(
@@ -127,10 +62,9 @@ def measure_commit(
     decision = decide_interleave(
         settings.interleave, job.contract, [], len(revisions), settings.auto_memory_fraction
     )
-    chosen = (
-        "rounds" if decision["setting"] == "auto" else decision["chosen"]
-    )  # auto: the check round decides
-    maximum = max(settings.max_rounds, settings.rounds)
+    # auto: the check round runs one process at a time, then decides
+    chosen = "rounds" if decision["setting"] == "auto" else decision["chosen"]
+    maximum = settings.most_rounds
     k, stop, facts = 0, None, {}
     while stop is None:
         active = [rev for rev in revisions if state[rev.name].active]
@@ -143,7 +77,7 @@ def measure_commit(
             rep = reports[rev.name] if lockstep else job.run(rev, modes[rev.name], workdirs[rev.name])
             memory.append(rep.get("memory") or {})
             state[rev.name].take(rev.name, k, rep)
-        if k == 0 and decision["setting"] == "auto" and job.contract == "functions":
+        if k == CHECK_ROUND and decision["setting"] == "auto" and job.contract == "functions":
             left = sum(1 for st in state.values() if st.active)
             decision = decide_interleave(
                 "auto", job.contract, memory, left or len(revisions), settings.auto_memory_fraction
@@ -164,7 +98,7 @@ def measure_commit(
         log.info(
             "round %d (%s; %d to %d): %s%s",
             k,
-            "check" if k == 1 else "timed",
+            "check" if k == CHECK_ROUND + 1 else "timed",
             settings.rounds,
             maximum,
             ", ".join(state[rev.name].progress(rev.name, k - 1) for rev in revisions),
@@ -194,13 +128,10 @@ def measure_commit(
     }
 
 
-SELF_CHECK_ROUND = 1  # base's first timed round also checks base's result against base's own reference
-
-
 def round_mode(name: str, k: int) -> str:
     """Round 0: base stores the reference, head and main check against it. Round 1: base checks itself (a test
     whose result differs run to run is nondeterministic, never blamed on head). Later rounds only time."""
-    if k == 0:
+    if k == CHECK_ROUND:
         return "reference" if name == "base" else "eqcheck"
     return "eqcheck" if (name == "base" and k == SELF_CHECK_ROUND) else "time"
 
@@ -272,18 +203,20 @@ def smoke_run(
     scratch: Path,
     timeout_s: float,
     extra_path: tuple[str, ...] = (),
-    contract: str = "auto",
+    contract: str | None = None,
     sandbox: SandboxSettings | None = None,
     runner: Runner | None = None,
     device_env: dict | None = None,
 ) -> str | None:
     """Run a candidate test once at one revision, sandboxed: store its result, then check it against itself.
 
-    One timed call per process, no warm-up beyond the first call. Returns None when both steps
-    pass, else the failure (category, error and traceback or stderr tail) for a repair request."""
+    One timed call per process, no warm-up beyond the first call; ``contract`` as the source's measure
+    settings say (None: their default). Returns None when both steps pass, else the failure (category,
+    error and traceback or stderr tail) for a repair request."""
     if rev.env_error:
         return f"env_failed: {rev.env_error}"
-    settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s, contract=contract)
+    settings = Settings(rounds=1, warmup=1, warmup_ms=0.0, repeat=1, timeout_s=timeout_s)
+    settings = replace(settings, contract=contract) if contract else settings
     job = Job(script, scratch, settings, extra_path, sandbox, runner, device_env)
     try:
         for mode in ("reference", "eqcheck"):

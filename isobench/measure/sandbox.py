@@ -74,9 +74,8 @@ class SandboxSettings:
     output_cap_mb: float
     require_isolation: bool  # refuse to run tests where namespaces or Landlock are missing
     compile_cache: bool  # Triton/Inductor/CUDA/vLLM caches persist across a job's rounds, per revision
-    model_cache: (
-        str | None
-    )  # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
+    # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
+    model_cache: str | None
 
     @property
     def cap_bytes(self) -> int:
@@ -167,11 +166,11 @@ class Sandbox:
     def __init__(
         self, settings: SandboxSettings, runner: Runner, code: Path, data: Path, device: str | None = None
     ):
+        """``code``: the test and the workers, with ``sandbox_exec.py`` (read-only to the test); ``data``: where
+        it may write; ``device``: the GPU the job holds (isobench/measure/gpu.py): a container gets it, and
+        only it."""
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
-        self.device = (
-            device  # the GPU the job holds (isobench/measure/gpu.py): a container gets it, and only it
-        )
-        shutil.copyfile(sandbox_exec.__file__, code / "sandbox_exec.py")
+        self.device = device
         self.namespaces = namespace_prefix(settings.network == "isolate") if runner.kind == "local" else ()
 
     @property
@@ -196,9 +195,8 @@ class Sandbox:
             cache = str(Path(self.settings.model_cache).resolve())
             env.update(HF_HUB_CACHE=cache, TRANSFORMERS_CACHE=cache)
         if self.settings.network == "isolate":
-            env.setdefault(
-                "HF_HUB_OFFLINE", "1"
-            )  # nothing could be downloaded anyway: fail fast, read the cache
+            # nothing could be downloaded anyway: fail fast, read the cache
+            env.setdefault("HF_HUB_OFFLINE", "1")
         return env
 
     def prepare(self, command: Command, cpu: int | None = None):
@@ -262,7 +260,10 @@ class Sandbox:
             start_new_session=True,
             bufsize=0 if stdout_pipe else -1,
         )
-        return Run(popen, command.workdir, token, facts, self, capture_stdout=not stdout_pipe)
+        cap = self.settings.cap_bytes
+        return Run(
+            popen, command.workdir, token, facts, cap, self.protections, capture_stdout=not stdout_pipe
+        )
 
     def run(self, command: Command, timeout_s: float) -> Run:
         """Run to the end or the time limit (``Run.returncode`` None: killed at the limit)."""

@@ -30,7 +30,6 @@ class Analysis:
 
 
 DEFAULT = Analysis()
-VERDICTS = ("faster", "slower", "no_change", "inconclusive")
 MIN_CPU_SAMPLE_MS = 1.0  # below this, a CPU sample says more about the timer and the OS than the code
 UNSTABLE_CV = 0.10
 

@@ -117,6 +117,7 @@ def _generate_with_llm(smk) -> None:
                         Path(p.scratch),
                         cfg["smoke_timeout_s"],
                         extra_path=tuple(p.python_path),
+                        contract=p.contract,
                         sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
                         runner=Runner.from_config(p.isolation["runner"]),
                         device_env=device_env,

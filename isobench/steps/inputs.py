@@ -6,17 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import git, worktrees
+from ..audit import audit, format_audit
 from ..config import SCHEMA
 from ..costs import llm_summary, summary_line
-from ..dataset import write_dataset
+from ..dataset import read_dataset, write_dataset
 from ..envs import build_env
 from ..errors import CommitFailure, IsobenchError
+from ..export import export
 from ..extraction import failed_extraction, normalize
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..measure.containers import Runner
 from ..measure.rounds import REVISIONS
 from ..prompt import render
 from ..record import build_record, tampered_timings
+from ..report import plot_samples, plot_speedups, summary_html
 from .common import log
 
 
@@ -72,9 +75,8 @@ def extraction_step(smk) -> None:
 
 def prompt_step(smk) -> None:
     extraction = load_json(smk.input.extraction)
-    if (
-        extraction.get("status") == "failed"
-    ):  # a marker, never sent to an LLM (the generator step checks prompt.json)
+    # a failed extraction gets a marker, never sent to an LLM (the generator step checks prompt.json)
+    if extraction.get("status") == "failed":
         text = (
             f"# isobench: no prompt: the commit's inputs are unusable ({extraction['category']}).\n"
             f"# {extraction['error'][:300]}\n"
@@ -199,8 +201,6 @@ def llm_summary_step(smk) -> None:
 
 
 def report_figures_step(smk) -> None:
-    from ..dataset import read_dataset
-    from ..report import plot_samples, plot_speedups, summary_html
 
     rows = read_dataset(smk.input.dataset)
     plot_speedups(rows, smk.output.speedups)
@@ -210,7 +210,6 @@ def report_figures_step(smk) -> None:
 
 
 def audit_step(smk) -> None:
-    from ..audit import audit, format_audit
 
     report = audit(smk.params.config, SCHEMA)
     log.info("%s", format_audit(report))
@@ -222,8 +221,6 @@ def audit_step(smk) -> None:
 
 
 def export_step(smk) -> None:
-    from ..dataset import read_dataset
-    from ..export import export
 
     rows = read_dataset(smk.input.dataset)
     for view, files in export(rows, smk.output.folder).items():

@@ -103,7 +103,7 @@ def measure_step(smk) -> None:
             "interleave %s",
             shas["head"][:12],
             settings.rounds,
-            max(settings.rounds, settings.max_rounds),
+            settings.most_rounds,
             settings.warmup,
             settings.repeat,
             settings.interleave,
@@ -146,9 +146,8 @@ def measure_step(smk) -> None:
             cache.put(key, timings)
     for name in REVISIONS:
         timings[name]["revision_env"] = {key: envs[name].get(key) for key in REVISION_ENV}
-        t = redact(
-            timings[name], secret_values()
-        )  # a key the sandbox did not let in cannot be printed, but be sure
+        # a key the sandbox did not let in cannot be printed, but be sure
+        t = redact(timings[name], secret_values())
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)
         if t["status"] == "ok":
