@@ -32,7 +32,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from workflow_copy import copy_workflow  # noqa: E402
 
 from isobench.measure import gpu, harness  # noqa: E402
-from isobench.measure.rounds import Revision, Settings, measure_commit  # noqa: E402
+from isobench.measure.job import Revision, Settings  # noqa: E402
+from isobench.measure.rounds import measure_commit  # noqa: E402
 from isobench.measure.sandbox import SandboxSettings  # noqa: E402
 
 CPU = os.environ.get("GPU_CHECK_CPU") == "1"

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from isobench import git, worktrees  # noqa: E402
 from isobench.demo import build_demo_repo  # noqa: E402
-from isobench.measure.rounds import Revision, Settings, measure_commit  # noqa: E402
+from isobench.measure.job import Revision, Settings  # noqa: E402
+from isobench.measure.rounds import measure_commit  # noqa: E402
 from isobench.measure.stats import Analysis, compare  # noqa: E402
 
 PATCH_OLD = "    counts = [0] * (len(edges) + 1)\n"

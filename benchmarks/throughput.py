@@ -44,7 +44,8 @@ from workflow_copy import copy_workflow  # noqa: E402
 
 from isobench import git, llm  # noqa: E402
 from isobench.generate import Cache, Generator, Policy  # noqa: E402
-from isobench.measure.rounds import Revision, Settings, measure_commit, smoke_run  # noqa: E402
+from isobench.measure.job import Revision, Settings  # noqa: E402
+from isobench.measure.rounds import measure_commit, smoke_run  # noqa: E402
 from isobench.measure.sandbox import SandboxSettings  # noqa: E402
 
 MEASURE = {

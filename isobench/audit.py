@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .categories import REVISIONS
 from .config import (
     RECORDED_SOURCE_KEYS,
     analysis_settings,
@@ -33,7 +34,6 @@ from .errors import IsobenchError
 from .jsonio import load_json, sha256_file, validate
 from .llm import LLMSettings
 from .measure.harness import HARNESS_VERSION
-from .measure.rounds import REVISIONS
 from .plan import plan_sources
 from .provenance import generator_of
 from .record import efficiency_test, recorded_samples, tampered_timings

@@ -1,4 +1,7 @@
-"""The failure categories a timing file (and a record's revisions) may name, with what each means."""
+"""The words records are written in: the revisions measured and the failure categories a timing file (and a
+record's revisions) may name, with what each means."""
+
+REVISIONS = ("base", "head", "main")  # the parent of the commit, the commit, the branch tip
 
 # Failure categories written into timing files and records.
 CATEGORIES = {

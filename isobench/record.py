@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 from . import __version__
+from .categories import REVISIONS
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_file
 from .measure.harness import HARNESS_VERSION
-from .measure.rounds import REVISIONS
 from .measure.stats import Analysis, compare
 from .provenance import generator_of, origin_string
 

@@ -8,10 +8,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from .categories import REVISIONS
 from .costs import llm_summary, summary_line
 from .dataset import read_dataset
 from .jsonio import load_json
-from .measure.rounds import REVISIONS
 
 COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "notes")
 

@@ -14,7 +14,7 @@ from workflow_copy import copy_workflow  # noqa: F401  (the tests' way to a copy
 
 from isobench import git
 from isobench.demo import build_demo_repo
-from isobench.measure.rounds import Revision
+from isobench.measure.job import Revision
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

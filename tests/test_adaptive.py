@@ -8,8 +8,9 @@ from conftest import FIXTURES
 
 from isobench.jsonio import validate
 from isobench.measure.adaptive import decide_interleave
+from isobench.measure.job import Settings
 from isobench.measure.machine import available_memory_mb
-from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.rounds import measure_commit
 from isobench.measure.stats import Analysis, describe, noise_warnings
 from isobench.report import format_summary
 

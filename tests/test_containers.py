@@ -21,7 +21,8 @@ from isobench.dataset import read_dataset
 from isobench.envs import build_env
 from isobench.jsonio import validate
 from isobench.measure.containers import Runner, runner_prefix
-from isobench.measure.rounds import Settings, measure_commit, smoke_run
+from isobench.measure.job import Settings
+from isobench.measure.rounds import measure_commit, smoke_run
 from isobench.measure.sandbox import SandboxSettings
 
 pytestmark = pytest.mark.slow

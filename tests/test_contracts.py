@@ -7,7 +7,8 @@ import pytest
 
 from isobench.jsonio import validate
 from isobench.measure import contracts
-from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.job import Settings
+from isobench.measure.rounds import measure_commit
 
 SETTINGS = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=1, timeout_s=3)
 

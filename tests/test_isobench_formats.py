@@ -17,7 +17,8 @@ from isobench.errors import IsobenchError
 from isobench.extraction import _format_facts, bundle_lines, normalize, read_extraction
 from isobench.measure import contracts
 from isobench.measure.contracts import check_script
-from isobench.measure.rounds import Revision, Settings, not_run
+from isobench.measure.job import Revision, Settings
+from isobench.measure.rounds import not_run
 from isobench.pregenerated import find_pregenerated
 from isobench.record import build_record
 

@@ -3,7 +3,8 @@
 import pytest
 
 from isobench.jsonio import validate
-from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.job import Settings
+from isobench.measure.rounds import measure_commit
 from isobench.measure.sandbox import SandboxSettings
 
 LOCK = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="calls")

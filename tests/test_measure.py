@@ -4,8 +4,10 @@ import textwrap
 
 import pytest
 
+from isobench.categories import CATEGORIES
 from isobench.jsonio import validate
-from isobench.measure.rounds import CATEGORIES, Settings, measure_commit
+from isobench.measure.job import Settings
+from isobench.measure.rounds import measure_commit
 from isobench.measure.sandbox import SandboxSettings
 
 FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=20)

@@ -23,7 +23,8 @@ from isobench.jsonio import validate, write_json
 from isobench.llm import LLMSettings, sdk_base_url
 from isobench.measure import sandbox
 from isobench.measure.cache import MeasurementCache
-from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.job import Settings
+from isobench.measure.rounds import measure_commit
 from isobench.measure.sandbox import SandboxSettings
 from isobench.secrecy import refuse_secrets
 
@@ -175,7 +176,8 @@ def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisi
     driver = textwrap.dedent(f"""
         import json, subprocess, sys
         from pathlib import Path
-        from isobench.measure.rounds import Revision, Settings, measure_commit
+        from isobench.measure.job import Revision, Settings
+        from isobench.measure.rounds import measure_commit
         revs = [Revision(n, str(i) * 40, Path({str(revisions[0].worktree.parent)!r}) / n)
                 for i, n in enumerate(("base", "head", "main"))]
         t = measure_commit(Path({str(gen)!r}), revs, Path({str(tmp_path / "scratch")!r}),

@@ -11,7 +11,8 @@ from conftest import processes_with
 
 from isobench.jsonio import validate
 from isobench.measure.containers import Runner, runner_prefix
-from isobench.measure.rounds import Settings, measure_commit
+from isobench.measure.job import Settings
+from isobench.measure.rounds import measure_commit
 from isobench.measure.sandbox import SandboxSettings, allowed_env, namespace_prefix
 
 SECRET = "sk-test-SECRET-sandbox-31415926"

@@ -22,7 +22,7 @@ from .containers import Runner
 from .lockstep import PIN_CPU, lockstep_round
 from .process import Run
 from .sandbox import COMPILE_CACHES, Command, Sandbox, SandboxSettings, compile_cache_env
-from .state import crash, failed, timed_out
+from .state import crash, failed, round_mode, timed_out
 
 
 @schema_settings("measure")
@@ -204,6 +204,15 @@ class Job:
     def run_sandboxed(self, rev: Revision, argv: list[str], workdir: Path) -> Run:
         """``argv`` of one revision in the sandbox, to its end or the round's time limit."""
         return self.sandbox.run(self.command(rev, argv, workdir), self.settings.timeout_s)
+
+    def round(self, active: list[Revision], k: int, interleave: str) -> dict[str, dict]:
+        """Round ``k`` of the revisions still measured: {revision: its report}. ``interleave`` calls: their
+        processes together, call by call (lockstep; function contract only); else one after the other."""
+        modes = {rev.name: round_mode(rev.name, k) for rev in active}
+        workdirs = {rev.name: self.data / rev.name / f"round{k}" for rev in active}
+        if self.contract == "functions" and interleave == "calls":
+            return self.lockstep(active, modes, workdirs)
+        return {rev.name: self.run(rev, modes[rev.name], workdirs[rev.name]) for rev in active}
 
     def run(self, rev: Revision, mode: str, workdir: Path) -> dict:
         """One round of one revision under the job's contract (mode: reference, eqcheck or time); its report."""

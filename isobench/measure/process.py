@@ -1,6 +1,6 @@
 """One sandboxed process (``Run``): its output captured to files, killed with everything it started, and,
-once it has ended, what the sandbox saw (``Outcome``: the protections in force, a broken rule, the test's own
-exit status). ``isobench.measure.sandbox`` starts it; a round (``job``, ``lockstep``) reads it."""
+once it has ended, what the sandbox saw (``SandboxOutcome``: the protections in force, a broken rule, the
+test's own exit status). ``isobench.measure.sandbox`` starts it; a round (``job``, ``lockstep``) reads it."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Capture(threading.Thread):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class SandboxOutcome:
     """What the sandbox saw of a run that has ended."""
 
     protections: dict  # what was in force (a timing file's ``sandbox``)
@@ -81,7 +81,7 @@ class Run:
         self.started = time.monotonic()
         self.returncode: int | None = None
         self.wall_s = 0.0
-        self._outcome: Outcome | None = None
+        self._outcome: SandboxOutcome | None = None
 
     def wait(self, timeout_s: float) -> Run:
         """Wait for the end or the time limit (then kill it all); close."""
@@ -120,7 +120,7 @@ class Run:
             return inner
         return 128 - code if code > 128 else code
 
-    def outcome(self) -> Outcome:
+    def outcome(self) -> SandboxOutcome:
         """What was in force, and any rule the run broke; read once."""
         if self._outcome is None:
             try:
@@ -139,7 +139,7 @@ class Run:
                     f"the test printed {total / 1e6:.1f} MB, over the output cap of "
                     f"{self.cap_bytes / 2**20:g} MiB (output cut)"
                 )
-            self._outcome = Outcome(
+            self._outcome = SandboxOutcome(
                 self.protections(state, self.container), violation, state.get("returncode")
             )
         return self._outcome

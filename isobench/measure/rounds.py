@@ -14,18 +14,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..categories import CATEGORIES  # noqa: F401  (re-exported: the categories a timing file may name)
 from . import harness
 from .adaptive import decide_interleave, stop_reason
 from .containers import Runner
-from .job import Job, Revision, Settings  # noqa: F401  (Revision, Settings: the types of measure's API)
+from .job import Job, Revision, Settings
 from .sandbox import SandboxSettings, isolation_refusal
-from .state import CHECK_ROUND, SELF_CHECK_ROUND, RevisionState
+from .state import CHECK_ROUND, RevisionState
 from .stats import Analysis, describe
 
 log = logging.getLogger(__name__)
 
-REVISIONS = ("base", "head", "main")
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
 
@@ -68,13 +66,10 @@ def measure_commit(
     k, stop, facts = 0, None, {}
     while stop is None:
         active = [rev for rev in revisions if state[rev.name].active]
-        modes = {rev.name: round_mode(rev.name, k) for rev in active}
-        workdirs = {rev.name: job.data / rev.name / f"round{k}" for rev in active}
-        lockstep = job.contract == "functions" and chosen == "calls"
-        reports = job.lockstep(active, modes, workdirs) if lockstep else {}
+        reports = job.round(active, k, chosen)
         memory = []
         for rev in active:
-            rep = reports[rev.name] if lockstep else job.run(rev, modes[rev.name], workdirs[rev.name])
+            rep = reports[rev.name]
             memory.append(rep.get("memory") or {})
             state[rev.name].take(rev.name, k, rep)
         if k == CHECK_ROUND and decision["setting"] == "auto" and job.contract == "functions":
@@ -126,14 +121,6 @@ def measure_commit(
         rev.name: {**timing_of(rev, state[rev.name], settings, job.contract), **job_facts}
         for rev in revisions
     }
-
-
-def round_mode(name: str, k: int) -> str:
-    """Round 0: base stores the reference, head and main check against it. Round 1: base checks itself (a test
-    whose result differs run to run is nondeterministic, never blamed on head). Later rounds only time."""
-    if k == CHECK_ROUND:
-        return "reference" if name == "base" else "eqcheck"
-    return "eqcheck" if (name == "base" and k == SELF_CHECK_ROUND) else "time"
 
 
 def blame_nondeterminism(state: dict[str, RevisionState]) -> None:

@@ -13,7 +13,7 @@
 - processes: the run is its own session, killed as a group at the time limit; in a PID namespace
   nothing outlives it; without one, processes still carrying the run's token are killed;
 - output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped
-  (isobench/measure/process.py: the ``Run`` of one sandboxed process and its ``Outcome``).
+  (isobench/measure/process.py: the ``Run`` of one sandboxed process and its ``SandboxOutcome``).
 
 What was in force is recorded in every timing file (``sandbox``). Runners ``docker``, ``podman`` and
 ``apptainer`` put the same command in the revision's container (isobench/measure/containers.py).

@@ -13,6 +13,14 @@ CHECK_ROUND = 0  # base stores the reference result, head and main check theirs 
 SELF_CHECK_ROUND = 1  # base's first timed round also checks base's result against base's own reference
 
 
+def round_mode(name: str, k: int) -> str:
+    """Round 0: base stores the reference, head and main check against it. Round 1: base checks itself (a test
+    whose result differs run to run is nondeterministic, never blamed on head). Later rounds only time."""
+    if k == CHECK_ROUND:
+        return "reference" if name == "base" else "eqcheck"
+    return "eqcheck" if (name == "base" and k == SELF_CHECK_ROUND) else "time"
+
+
 def failed(category: str, error: str, **extra) -> dict:
     """The report of a round that failed without a report of its own (timeout, crash, sandbox, ...)."""
     return {

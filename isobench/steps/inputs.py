@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import git, worktrees
 from ..audit import audit, format_audit
+from ..categories import REVISIONS
 from ..config import SCHEMA
 from ..costs import llm_summary, summary_line
 from ..dataset import read_dataset, write_dataset
@@ -16,7 +17,6 @@ from ..export import export
 from ..extraction import failed_extraction, normalize
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..measure.containers import Runner
-from ..measure.rounds import REVISIONS
 from ..prompt import render
 from ..record import build_record, tampered_timings
 from ..report import plot_samples, plot_speedups, summary_html

@@ -7,14 +7,16 @@ import shutil
 from pathlib import Path
 
 from .. import worktrees
+from ..categories import REVISIONS
 from ..errors import IsobenchError
 from ..jsonio import load_json, sha256_file, validate, write_json
 from ..measure import gpu
 from ..measure.cache import MeasurementCache, fingerprint, measurement_key
 from ..measure.containers import Runner
 from ..measure.gpu import GpuSettings
+from ..measure.job import Revision, Settings
 from ..measure.machine import ran_on
-from ..measure.rounds import REVISIONS, Revision, Settings, measure_commit, not_run
+from ..measure.rounds import measure_commit, not_run
 from ..measure.sandbox import SandboxSettings
 from ..measure.stats import Analysis
 from ..secrecy import redact, secret_values
