@@ -39,7 +39,9 @@ class Policy:
     regenerations: int  # fresh requests after a failed one
     repairs: int  # repair requests per candidate that failed a check
     smoke_run: bool  # run each candidate once at head before accepting it
+    smoke_timeout_s: float  # the time limit of a smoke run's process
     cache: bool  # reuse replies and accepted scripts of the same content
+    cache_dir: str  # where replies and accepted scripts are kept
 
 
 @dataclass

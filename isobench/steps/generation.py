@@ -95,13 +95,14 @@ def generator_step(smk) -> None:
 def _generate_with_llm(smk) -> None:
     p = smk.params
     cfg = {**llm_settings(smk.config, p.source, SCHEMA), **p.llm}
+    policy = Policy.from_config(cfg)
     smoke = None
     refusal = isolation_refusal(
         SandboxSettings.from_config(p.isolation["sandbox"]), Runner.from_config(p.isolation["runner"])
     )
-    if refusal and cfg["smoke_run"]:
+    if refusal and policy.smoke_run:
         log.warning("warning: no smoke run of the generated test: %s", refusal)
-    if cfg["smoke_run"] and p.commit and not refusal:
+    if policy.smoke_run and p.commit and not refusal:
         head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, smk.input.env_head)
         candidate = Path(p.scratch + ".candidate.py")
 
@@ -115,7 +116,7 @@ def _generate_with_llm(smk) -> None:
                         candidate,
                         head,
                         Path(p.scratch),
-                        cfg["smoke_timeout_s"],
+                        policy.smoke_timeout_s,
                         extra_path=tuple(p.python_path),
                         contract=p.contract,
                         sandbox=SandboxSettings.from_config(p.isolation["sandbox"]),
@@ -128,8 +129,8 @@ def _generate_with_llm(smk) -> None:
 
     gen = Generator(
         LLMSettings.from_config(cfg),
-        Policy.from_config(cfg),
-        Cache(cfg["cache_dir"], read=cfg["cache"]),
+        policy,
+        Cache(policy.cache_dir, read=policy.cache),
         system=Path(smk.input.system_prompt).read_text(encoding="utf-8"),
         repair_template=Path(smk.input.repair_prompt).read_text(encoding="utf-8"),
         smoke=smoke,
