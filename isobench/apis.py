@@ -93,12 +93,22 @@ def _touched(mirror: Path, base: str, head: str, path: str) -> set[str]:
     )
 
 
+def touched(mirror: Path, base: str, head: str, paths: list[str]) -> dict[str, set[str]]:
+    """{path: the functions and methods (``Class.method``) the commit touches in it}, each file read once."""
+    return {path: _touched(mirror, base, head, path) for path in paths}
+
+
+def api_names(by_file: dict[str, set[str]]) -> list[str]:
+    """The touched functions by name, as ISO-Bench lists affected APIs."""
+    return sorted({name for names in by_file.values() for name in names})
+
+
+def qualified_names(by_file: dict[str, set[str]]) -> list[str]:
+    """The touched functions named with their file (``path::Class.method``): a record's ``patch_functions``
+    (code files) and ``test_functions`` (test files)."""
+    return sorted(f"{path}::{name}" for path, names in by_file.items() for name in names)
+
+
 def affected_apis(mirror: Path, base: str, head: str, paths: list[str]) -> list[str]:
     """The touched functions and methods of ``paths`` by name (``Class.method``), as ISO-Bench lists APIs."""
-    return sorted({name for path in paths for name in _touched(mirror, base, head, path)})
-
-
-def touched_functions(mirror: Path, base: str, head: str, paths: list[str]) -> list[str]:
-    """The touched functions of ``paths`` named with their file (``path::Class.method``): a record's
-    ``patch_functions`` (code files) and ``test_functions`` (test files)."""
-    return sorted(f"{path}::{name}" for path in paths for name in _touched(mirror, base, head, path))
+    return api_names(touched(mirror, base, head, paths))

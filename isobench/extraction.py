@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from . import git
-from .apis import affected_apis, is_test_file, touched_functions
+from .apis import api_names, is_test_file, qualified_names, touched
 from .errors import CommitFailure, IsobenchError
 from .jsonio import load_json, sha256_file, validate
 
@@ -226,8 +226,9 @@ def normalize(
         f["is_test"] = is_test_file(f["file_path"])
     code_paths = [f["file_path"] for f in files if not f["is_test"]]
     test_paths = [f["file_path"] for f in files if f["is_test"]]
+    in_code = touched(mirror, base, head, code_paths)  # each file read once: APIs and patch_functions
     if fmt == "git":
-        apis, extra = affected_apis(mirror, base, head, code_paths), {}
+        apis, extra = api_names(in_code), {}
     else:
         apis, extra = _format_facts(fmt, data, info, warnings)
     pr = _pr_from_data(data)
@@ -248,8 +249,8 @@ def normalize(
         "patch": git.diff(mirror, base, head, code_paths),
         "test_patch": git.diff(mirror, base, head, test_paths),
         "affected_apis": apis,
-        "patch_functions": touched_functions(mirror, base, head, code_paths),
-        "test_functions": touched_functions(mirror, base, head, test_paths),
+        "patch_functions": qualified_names(in_code),
+        "test_functions": qualified_names(touched(mirror, base, head, test_paths)),
         "pr_number": pr,
         "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
         "extraction_sha256": sha256_file(extraction_file) if extraction_file else None,
