@@ -14,7 +14,7 @@ import yaml
 
 from .errors import IsobenchError
 from .jsonio import schema_problem
-from .settings import SCHEMA, load_schema
+from .settings import SCHEMA, block_defaults, load_schema
 
 
 def fail(message: str) -> None:
@@ -38,13 +38,12 @@ def measure_settings(config: dict, source: str, schema_path: str | Path = SCHEMA
 
 def analysis_settings(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     """min_effect, alpha, ci_level, bootstrap and seed: the schema's defaults, then the config's."""
-    props = load_schema(str(schema_path))["properties"]["analysis"]["properties"]
-    return {**{k: v["default"] for k, v in props.items()}, **(config.get("analysis") or {})}
+    return {**block_defaults("analysis", schema_path), **(config.get("analysis") or {})}
 
 
 def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dict:
     """A settings block: the schema's defaults, then the global ``key``, then the source's ``key``."""
-    defaults = load_schema(str(schema_path))["properties"][key]["default"]
+    defaults = block_defaults(key, schema_path)
     return {**defaults, **(config.get(key) or {}), **(config["sources"][source].get(key) or {})}
 
 

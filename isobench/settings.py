@@ -31,10 +31,10 @@ def _frozen(value):
 
 
 @cache
-def block_defaults(block: str) -> dict:
+def block_defaults(block: str, schema_path: str | Path | None = None) -> dict:
     """The defaults of the config schema's top-level ``block``: those of its properties (through ``$ref`` and
-    ``allOf``), then the block's own default mapping over them."""
-    schema = load_schema(str(SCHEMA))
+    ``allOf``), then the block's own default mapping over them. Read it, don't change it (it is shared)."""
+    schema = load_schema(str(schema_path or SCHEMA))
     prop = schema["properties"][block]
     out: dict = {}
     for part in [prop, *prop.get("allOf", [])]:

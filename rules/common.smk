@@ -107,10 +107,7 @@ def measure_threads(wildcards):
     """A quiet machine: with measure.exclusive a local measure job takes every core Snakemake has. On a
     cluster the job asks for a whole node instead (measure_slurm_extra); its CPU count comes from the
     profile (`set-threads`), since Snakemake's --cores means nothing there."""
-    if (
-        not MeasureSettings.from_config(measure_settings(wildcards)).exclusive
-        or workflow.non_local_exec
-    ):
+    if not measure_exclusive(wildcards) or workflow.non_local_exec:
         return 1
     try:
         return workflow.cores
@@ -120,15 +117,16 @@ def measure_threads(wildcards):
 
 def measure_slurm_extra(wildcards):
     """sbatch options of a measure job (ignored outside SLURM): a node of its own with measure.exclusive."""
-    return (
-        "--exclusive"
-        if MeasureSettings.from_config(measure_settings(wildcards)).exclusive
-        else ""
-    )
+    return "--exclusive" if measure_exclusive(wildcards) else ""
 
 
 def measure_settings(wildcards):
     return ic.measure_settings(config, wildcards.source, SCHEMA)
+
+
+def measure_exclusive(wildcards):
+    """measure.exclusive of the source: nothing else runs beside its measure jobs."""
+    return MeasureSettings.from_config(measure_settings(wildcards)).exclusive
 
 
 def pregenerated_of(wildcards):

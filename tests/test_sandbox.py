@@ -41,10 +41,12 @@ def check_equivalence(ref, cur):
 """
 
 
-def measure(tmp_path, revisions, hook, settings=FAST, sandbox=None):
+def measure(tmp_path, revisions, hook, settings=FAST, sandbox=None, device_env=None):
     gen = tmp_path / "generator.py"
     gen.write_text(TEST.replace("HOOK", hook))
-    timings = measure_commit(gen, revisions, tmp_path / "scratch", settings, sandbox=sandbox)
+    timings = measure_commit(
+        gen, revisions, tmp_path / "scratch", settings, sandbox=sandbox, device_env=device_env
+    )
     for t in timings.values():
         validate(t, "timing", t["revision"])
     assert timings["base"]["status"] == "ok" and timings["main"]["status"] == "ok"  # the others are untouched
@@ -281,17 +283,13 @@ def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
             raise AssertionError("the model cache is writable")
         except PermissionError:
             pass"""
-    gen = tmp_path / "generator.py"
-    gen.write_text(TEST.replace("HOOK", hook))
-    timings = measure_commit(
-        gen,
+    t = measure(
+        tmp_path,
         revisions,
-        tmp_path / "scratch",
-        FAST,
+        hook,
         sandbox=SandboxSettings(model_cache=str(models)),
         device_env={"CUDA_VISIBLE_DEVICES": "3"},
     )
-    t = timings["head"]
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
     assert t["sandbox"]["model_cache"] == str(models) and t["sandbox"]["hf_offline"] == "1"
     env = {

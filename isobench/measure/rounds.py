@@ -46,7 +46,7 @@ def measure_commit(
     (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.measure.gpu) goes to every run of the test."""
     job = Job(generator, scratch, settings, extra_path, sandbox, runner, device_env)
     state = {r.name: RevisionState() for r in revisions}
-    refusal = isolation_refusal(sandbox or SandboxSettings(), runner or Runner())
+    refusal = isolation_refusal(job.sandbox.settings, job.sandbox.runner)
     for rev in revisions:
         if refusal:
             state[rev.name].fail("isolation_unavailable", refusal)

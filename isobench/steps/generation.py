@@ -103,7 +103,8 @@ def _generate_with_llm(smk) -> None:
     if refusal and policy.smoke_run:
         log.warning("warning: no smoke run of the generated test: %s", refusal)
     if policy.smoke_run and p.commit and not refusal:
-        head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, smk.input.env_head)
+        env = load_json(smk.input.env_head)
+        head = revision_of("head", p.commit, Path(p.mirror), smk.input.worktree_head, env)
         candidate = Path(p.scratch + ".candidate.py")
 
         def smoke(script: str) -> str | None:  # a smoke run holds a GPU slot too (never beside a measurement)

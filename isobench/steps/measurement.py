@@ -23,13 +23,13 @@ from ..secrecy import redact, secret_values
 from .common import log, now_iso
 
 
-def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env_marker: str) -> Revision:
-    """A revision ready to run: its worktree (made again if deleted) and its environment."""
+def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env: dict) -> Revision:
+    """A revision ready to run: its worktree (made again if deleted) and its environment (``env``: the
+    marker the env rule wrote)."""
     marker = load_json(worktree_marker)
     if marker["sha"] != sha:
         raise IsobenchError(f"{worktree_marker}: {name} is {sha} but its worktree holds {marker['sha']}")
     path = worktrees.ensure_worktree(mirror, sha, Path(marker["path"]))
-    env = load_json(env_marker)
     error = None if env["status"] == "ok" else f"{env['error']} (log: {env['log']})"
     return Revision(
         name,
@@ -69,6 +69,7 @@ def measure_step(smk) -> None:
         write_seal(smk)
         log.info("not measured: %s: %s", category, error)
         return
+    envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
     # A marker may outlive its folder (deleted by hand): revision_of makes sure the checkout is there and clean.
     revisions = [
         revision_of(
@@ -76,12 +77,11 @@ def measure_step(smk) -> None:
             shas[name],
             Path(p.mirror),
             getattr(smk.input, f"worktree_{name}"),
-            getattr(smk.input, f"env_{name}"),
+            envs[name],
         )
         for name in REVISIONS
     ]
     cache = MeasurementCache(smk.config["measure_cache_dir"], read=smk.config["measure_cache"])
-    envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
     key = None
     if all(r.env_error is None for r in revisions):
         key = measurement_key(
