@@ -110,8 +110,13 @@ def test_a_clear_case_costs_the_minimum(tmp_path, revisions):
     assert len(t["base"]["rounds_ms"]) == 8
 
 
+# No verdict can be reached: faster/slower need p < alpha (no test of 40 rounds gets near 1e-300), no_change
+# an estimate within 1e-6 of 1. (With alpha 0.01 a machine phase between the rounds could decide it.)
+NEVER_DECIDED = Analysis(min_effect=1e-6, alpha=1e-300, bootstrap=200)
+
+
 def test_undecided_runs_to_max_rounds_and_precise_stops_early(tmp_path, revisions):
-    strict = Analysis(min_effect=1e-6, bootstrap=200)  # never decided
+    strict = NEVER_DECIDED
     t = measure(
         tmp_path, revisions, Settings(rounds=3, max_rounds=5, precision=1e-9, **QUICK), analysis=strict
     )
@@ -124,7 +129,7 @@ def test_undecided_runs_to_max_rounds_and_precise_stops_early(tmp_path, revision
 
 
 def test_the_time_budget_stops_adding_rounds(tmp_path, revisions):
-    strict = Analysis(min_effect=1e-6, bootstrap=200)
+    strict = NEVER_DECIDED
     t = measure(
         tmp_path,
         revisions,
