@@ -106,19 +106,7 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA, overrides: l
     config: dict = {}
     layers: list[tuple[str, dict]] = []
     for name in (path, *overrides):
-        try:
-            with open(name, encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except OSError as exc:
-            raise IsobenchError(f"{name}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise IsobenchError(
-                f"{name}: not YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
-            ) from None
-        if not isinstance(data, dict):
-            raise IsobenchError(f"{name}: expected a mapping of settings, got {type(data).__name__}")
+        data = read_yaml(name)
         layers.append((str(name), data))
         update_config(config, data)
     try:
@@ -126,6 +114,38 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA, overrides: l
     except IsobenchError as exc:  # name the file that set the field, not always the first one
         raise IsobenchError(_blame(str(exc), layers)) from None
     return config
+
+
+def read_yaml(name: str | Path) -> dict:
+    """The settings of one config file; a file that cannot be read, is not YAML or is not a mapping is one line
+    naming it (and, for YAML, the line and column)."""
+    try:
+        with open(name, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise IsobenchError(f"{name}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise IsobenchError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise IsobenchError(
+            f"{name}: not YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
+        ) from None
+    if not isinstance(data, dict):
+        raise IsobenchError(f"{name}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def check_config_file(name: str) -> None:
+    """Before the Snakefile's ``configfile:`` reads ``name`` (Snakemake's own error for a broken file names
+    neither the file nor the line): stop with one line naming the file, line and column. A missing file is left
+    to Snakemake (a --configfile may stand in for it)."""
+    if Path(name).is_file():
+        try:
+            read_yaml(name)
+        except IsobenchError as exc:
+            fail(str(exc))
 
 
 def _blame(message: str, layers: list[tuple[str, dict]]) -> str:

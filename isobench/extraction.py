@@ -24,7 +24,8 @@ from pathlib import Path
 from . import git
 from .apis import api_names, is_test_file, qualified_names, touched
 from .errors import CommitFailure, IsobenchError
-from .jsonio import load_json, sha256_file, validate
+from .jsonio import sha256_bytes, validate
+from .untrusted import MAX_BUNDLE_BYTES, json_of, read_input, shown
 
 __all__ = [
     "FORMATS",
@@ -79,17 +80,24 @@ def is_extraction(data) -> bool:
 def read_extraction(path: str | Path, origin: str | None = None) -> tuple[str, dict]:
     """Load, detect and validate one extraction file: (format, data). ``origin`` names it in errors (a line of
     a JSON Lines bundle: ``bundle.jsonl:7``)."""
+    fmt, data, _ = _load_extraction(path, origin)
+    return fmt, data
+
+
+def _load_extraction(path: str | Path, origin: str | None) -> tuple[str, dict, bytes]:
+    """(format, data, the bytes read): a regular file of bounded size only (isobench.untrusted.read_input)."""
     where = origin or str(path)
     try:
-        data = load_json(path)
+        raw = read_input(path)
     except IsobenchError as exc:
         raise IsobenchError(str(exc).replace(str(path), where, 1) if origin else str(exc)) from None
+    data = json_of(raw, where)
     try:
         fmt = detect_format(data)
     except IsobenchError as exc:
         raise IsobenchError(f"{where}: {exc}") from None
     validate(data, _SCHEMAS[fmt], where)
-    return fmt, data
+    return fmt, data, raw
 
 
 def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str]]:
@@ -99,12 +107,11 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
     warning naming the file and line; a line that names its commit but is broken is kept, so that its
     commit fails with an error naming the file and line."""
     entries, warnings = [], []
+    raw = read_input(path, MAX_BUNDLE_BYTES, "a JSON Lines bundle")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IsobenchError(
-            f"{path}: cannot read the JSON Lines file ({getattr(exc, 'strerror', None) or exc})"
-        ) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IsobenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -113,7 +120,7 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
             data = json.loads(line)
             if is_extraction(data) and isinstance(data["commit_hash"], str):
                 commit = data["commit_hash"].lower()
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             m = _COMMIT_KEY.search(line)
             commit = m.group(1).lower() if m else None
         if commit is None:
@@ -178,7 +185,9 @@ def normalize(
     a record falls back on the merge commit that brought the commit into main (isobench.git.merged_pr)."""
     warnings: list[str] = []
     try:
-        fmt, data = ("git", {}) if extraction_file is None else read_extraction(extraction_file, origin)
+        fmt, data, raw = (
+            ("git", {}, None) if extraction_file is None else _load_extraction(extraction_file, origin)
+        )
     except IsobenchError as exc:
         raise CommitFailure("extraction_invalid", str(exc)) from None
     where = (origin or str(extraction_file)) if extraction_file else f"source {source}"
@@ -198,7 +207,7 @@ def normalize(
         prefix = f"{where}: " if extraction_file else ""
         raise CommitFailure(
             "commit_not_found",
-            f"{prefix}{field}: commit {wanted} not found in the repository of source {source}",
+            f"{prefix}{field}: commit {shown(wanted)} not found in the repository of source {source}",
         )
     parent_from = "git"
     base = None
@@ -253,7 +262,7 @@ def normalize(
         "test_functions": qualified_names(touched(mirror, base, head, test_paths)),
         "pr_number": pr,
         "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
-        "extraction_sha256": sha256_file(extraction_file) if extraction_file else None,
+        "extraction_sha256": sha256_bytes(raw) if raw is not None else None,
         "warnings": warnings,
         "extra": extra,
     }
@@ -275,8 +284,8 @@ def failed_extraction(
     digest = None
     if extraction_file is not None:
         try:
-            digest = sha256_file(extraction_file)
-        except OSError:
+            digest = sha256_bytes(read_input(extraction_file))
+        except IsobenchError:  # a folder, a device, a FIFO, too large: its error says so
             pass
     return {
         "schema_version": 1,
@@ -288,6 +297,6 @@ def failed_extraction(
         "commit": commit,
         "head_commit": head,
         "base_commit": base,
-        "extraction_file": (origin or str(extraction_file)) if extraction_file else None,
+        "extraction_file": origin or (str(extraction_file) if extraction_file else None),
         "extraction_sha256": digest,
     }

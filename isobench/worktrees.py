@@ -73,12 +73,20 @@ def _register_worktree(repo: gitpython.Repo, sha: str, path: Path) -> None:
     repo.git.worktree("add", "--no-checkout", "--detach", "--force", "--force", "--quiet", target, sha)
 
 
+def _safe_path(rel: str) -> bool:
+    """A tree entry's path that stays inside the worktree: relative, no empty, ``.``, ``..`` or ``.git`` part."""
+    parts = rel.split("/")
+    return not rel.startswith("/") and all(p not in ("", ".", "..") and p.lower() != ".git" for p in parts)
+
+
 def _linked_checkout(repo: gitpython.Repo, sha: str, path: Path, store: Path) -> None:
     entries = _tree(repo, sha)
     _store_blobs(repo, store, {(obj, mode) for mode, kind, obj, _ in entries if kind == "blob"})
     _register_worktree(repo, sha, path)
     root, made = str(path), set()
     for mode, kind, obj, rel in entries:  # plain strings and one mkdir per folder: 10,000s of files
+        if not _safe_path(rel):  # a crafted tree must not write outside its worktree (git refuses these too)
+            raise IsobenchError(f"commit {sha}: tree entry {rel!r} is not a safe path; not checked out")
         dest = f"{root}/{rel}"
         folder = os.path.dirname(dest)
         if folder not in made:
@@ -114,6 +122,13 @@ def _drop_modified(repo: gitpython.Repo, sha: str, changed: set[str], store: Pat
     for mode, kind, obj, rel in _tree(repo, sha):
         if rel in changed and kind == "blob" and os.path.exists(_stored(store, obj, mode)):
             os.unlink(_stored(store, obj, mode))
+
+
+def folder_of(marker: str | Path) -> Path:
+    """The worktree of the marker ``results/<source>/_worktrees/<sha>.json``: ``results/<source>/_worktrees/<sha>``,
+    found by the marker's place, never by its contents (a folder named in a file would be removed and
+    replaced by ``ensure_worktree``)."""
+    return Path(marker).with_suffix("")
 
 
 def ensure_worktree(mirror: Path, sha: str, path: Path) -> Path:

@@ -10,7 +10,8 @@ rule extraction:
         "../envs/isobench.yaml"
     params:
         source=lambda wc: wc.source,
-        commit=lambda wc: wc.commit,
+        # the commit as named (data): its SHA, or the id its input gave when git did not resolve it
+        commit=lambda wc: commit_plan(wc).head or commit_plan(wc).commit_id,
         repo_name=lambda wc: config["sources"][wc.source].get("repo_name", wc.source),
         mirror=lambda wc: str(PLAN[wc.source].mirror),
         extraction_file=lambda wc: commit_plan(wc).extraction_file,

@@ -295,3 +295,32 @@ def test_worktrees_made_by_several_processes_at_once(crafted, tmp_path):
         assert git.git("rev-parse", "HEAD", cwd=path).strip() == sha
         assert not git.git("status", "--porcelain", cwd=path).strip()
     assert len(list((mirror / "worktrees").iterdir())) == 2
+
+
+def test_a_crafted_tree_never_writes_outside_its_worktree(tmp_path):
+    """A repository is an input too: a tree entry named ``..`` (git itself refuses to check it out) makes the
+    worktree fail with one line, and nothing lands beside it."""
+    repo = tmp_path / "crafted-repo"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+
+    def git_out(*args, stdin=None):
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    blob = git_out("hash-object", "-w", "--stdin", stdin="pwned\n")
+    inner = git_out("mktree", stdin=f"100644 blob {blob}\tevil.txt\n")
+    outer = git_out("mktree", stdin=f"040000 tree {inner}\t..\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a"}
+    env["GIT_COMMITTER_EMAIL"] = "a@b"
+    sha = subprocess.run(
+        ["git", "-C", str(repo), "commit-tree", "-m", "crafted", outer],
+        env=env,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    subprocess.run(["git", "-C", str(repo), "update-ref", "refs/heads/main", sha], check=True)
+    mirror = git.ensure_mirror(str(repo), tmp_path / "m" / "mirror.git")
+    with pytest.raises(IsobenchError, match="not a safe path"):
+        worktrees.ensure_worktree(mirror, sha, tmp_path / "wt" / sha)
+    assert not (tmp_path / "wt" / "evil.txt").exists() and not list(tmp_path.rglob("evil.txt"))

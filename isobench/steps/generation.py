@@ -19,6 +19,7 @@ from ..measure.sandbox import SandboxSettings, isolation_refusal
 from ..pregenerated import find_pregenerated
 from ..provenance import generator_provenance, origin_string
 from ..secrecy import redact, secret_values
+from ..untrusted import MAX_SCRIPT_BYTES, read_input
 from .common import log
 from .measurement import revision_of
 
@@ -66,9 +67,10 @@ def generator_step(smk) -> None:
             log.info("generator: not generated (%s)", skipped)
             return
         return _generate_with_llm(smk)
-    text = pre.read_text(encoding="utf-8", errors="replace")
     generator = generator_provenance("pregenerated", path=str(pre))
-    try:
+    text = ""
+    try:  # a regular file of bounded size only: one too large (or replaced by a FIFO) is an invalid script
+        text = read_input(pre, MAX_SCRIPT_BYTES, "a pre-generated script").decode("utf-8", "replace")
         contract = check_script(text, str(pre))
     except IsobenchError as exc:  # kept as it is (the record shows it) and never run: category invalid_script
         _write_generator(
