@@ -2,20 +2,24 @@
 
 For each commit of the config's plan: the chain extraction.json → prompt.txt → generator.py → timing files →
 record.json → dataset line is re-hashed against the sha256 sums in the record's provenance; the record and
-its timing files are validated against the schemas, and the record's samples and statuses against the timing
-files. Records built with a template, config values, harness or main SHA that no longer match are stale;
-planned commits without a record (or a dataset line) are missing. Every file the workflow wrote under
-``results/`` is searched for strings that look like secrets (the repositories' own checkouts and installed
-environments are not ours, and are skipped).
+its timing files are validated against the schemas, and every figure of the record (samples, statuses,
+per-revision statistics, human_performance, comparisons) is computed again from its sealed timing files and
+compared. Records built with a template, config values, harness or main SHA that no longer match are stale;
+planned commits without a record (or a dataset line) are missing. Files a run set aside (damaged or edited
+records and datasets) are named. Every file the workflow wrote under ``results/`` is searched for strings that
+look like secrets (the repositories' own checkouts and installed environments are not ours, and are skipped).
 
-Integrity problems (a hash or a schema that does not match, a dataset line that differs from its record,
-a secret) fail the audit; stale and missing records are reported (and fail it with ``strict``).
+Integrity problems (a hash or a schema that does not match, a figure that its timing files do not give, a
+dataset line that differs from its record, a file set aside, a secret) fail the audit; stale and missing
+records are reported (and fail it with ``strict``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,7 +40,8 @@ from .llm import LLMSettings
 from .measure.harness import HARNESS_VERSION
 from .plan import plan_sources
 from .provenance import generator_of
-from .record import efficiency_test, recorded_samples, tampered_timings
+from .record import FIGURES, efficiency_test, figures, tampered_timings
+from .record import tampered as tampered_timing
 from .report import failures, format_failures
 from .secrecy import ALL_KEY_ENVS, known_values, secret_hits
 
@@ -53,7 +58,9 @@ class Finding:
     detail: str
 
 
-def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
+def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> dict[str, str]:
+    """Each artifact's sha256 against the record's provenance; returns the timing files that are not what their
+    measurement wrote ({revision: why})."""
     prov = record["provenance"]
     expected = {
         "extraction.json": prov.get("extraction_json_sha256"),
@@ -99,6 +106,7 @@ def _hash_chain(folder: Path, record: dict, out: list[Finding]) -> None:
         out.append(
             Finding("integrity", str(folder / "record.json"), "efficiency_test differs from generator.py")
         )
+    return tampered
 
 
 def _text(path: Path) -> str | None:
@@ -121,28 +129,50 @@ def _load_valid(path: Path, schema: str, out: list[Finding]) -> dict | None:
     return None
 
 
-def _against_timings(folder: Path, record: dict, out: list[Finding]) -> None:
-    """The record's samples and statuses are those of its (schema-valid) timing files."""
-    samples = (record.get("duration_changes") or [{}])[0]
+def _differences(got, want, where: str) -> list[tuple[str, object, object]]:
+    """(field, recorded, recomputed) for each leaf where two JSON values differ (floats to 1e-9, relative)."""
+    if isinstance(got, dict) and isinstance(want, dict):
+        keys = list(want) + [k for k in got if k not in want]
+        return [d for k in keys for d in _differences(got.get(k), want.get(k), f"{where}.{k}")]
+    if isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
+        return [d for i, (a, b) in enumerate(zip(got, want)) for d in _differences(a, b, f"{where}[{i}]")]
+    numbers = (int, float)
+    if isinstance(got, numbers) and isinstance(want, numbers) and not isinstance(got, bool):
+        return [] if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12) else [(where, got, want)]
+    return [] if got == want else [(where, got, want)]
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _against_timings(folder: Path, record: dict, tampered: dict, out: list[Finding]) -> None:
+    """The record's figures — samples, statuses, per-revision statistics, human_performance, comparisons — each
+    computed again from its (schema-valid, sealed) timing files, as the record step computes them; every
+    difference is a finding. Timing files that are not what their measurement wrote are named elsewhere."""
+    timings = {}
     for name in REVISIONS:
         path = folder / f"timing_{name}.json"
         if not path.is_file():
-            continue
+            return
         timing = _load_valid(path, "timing", out)
-        if timing is None:
-            continue
+        if timing is None or name in tampered:
+            return
         rev = record["revisions"][name]
-        if rev["category"] == "tampered":
-            continue  # the record already refused this timing file (and the seal check above names it)
-        if samples.get(name) != recorded_samples(timing) or (rev["status"], rev["category"]) != (
-            timing["status"],
-            timing["category"],
-        ):
+        # the record refused this timing file when it was built: recomputed the same way
+        timings[name] = tampered_timing(timing, rev["error"]) if rev["category"] == "tampered" else timing
+    prov = record["provenance"]
+    if not isinstance(prov.get("analysis"), dict):
+        return
+    want = figures(timings, prov["analysis"], prov.get("generator_status") or "")
+    for field in FIGURES:
+        for where, got, expected in _differences(record.get(field), want[field], field):
             out.append(
                 Finding(
                     "integrity",
                     str(folder / "record.json"),
-                    f"{name}: samples or status differ from {path.name}",
+                    f"{where}: the record says {_shown(got)}, its timing files give {_shown(expected)}",
                 )
             )
 
@@ -208,6 +238,24 @@ def _ours(results: Path):
             yield here / name
 
 
+_SET_ASIDE = re.compile(r"\.(damaged|edited)-\d+(-\d+)?$")
+
+
+def set_aside_files(results: Path) -> list[Finding]:
+    """Files a run set aside (isobench/dataset.py: a record or dataset that was damaged or edited by hand, then
+    rebuilt or restored): kept as evidence, and integrity findings until someone has looked at them."""
+    return [
+        Finding(
+            "integrity",
+            str(path),
+            f"set aside by a run: {_SET_ASIDE.search(path.name).group(1)} (not what its step wrote); the run "
+            "rebuilt or restored it: inspect this copy, then delete it",
+        )
+        for path in sorted(_ours(results))
+        if _SET_ASIDE.search(path.name)
+    ]
+
+
 def key_variables(config: dict, schema: Path) -> list[str]:
     """Environment variables that hold keys for this config: the LLM providers' (and any source's
     api_key_env) and HF_TOKEN."""
@@ -268,8 +316,7 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
             record = _load_valid(path, "record", findings)
             if record is None:
                 continue
-            _hash_chain(folder, record, findings)
-            _against_timings(folder, record, findings)
+            _against_timings(folder, record, _hash_chain(folder, record, findings), findings)
             _stale(record, source, plan.main_sha, config, schema, str(path), findings)
             line_key = (record["repo"], record["head_commit"])
             seen.add(line_key)
@@ -288,6 +335,7 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
             Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config")
         )
     if results.is_dir():
+        findings += set_aside_files(results)
         findings += find_secrets(results, key_variables(config, schema))
     kinds = Counter(f.kind for f in findings)
     return {

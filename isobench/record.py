@@ -102,6 +102,67 @@ def recorded_samples(timing: dict) -> list[float]:
     return timing["samples_ms"] if timing["status"] == "ok" else []
 
 
+def revision_figures(timing: dict) -> dict:
+    """A revision's entry in the record's ``revisions``: its state and statistics, from its timing file."""
+    stats = timing["stats"]
+    return {
+        "sha": timing["sha"],
+        "status": timing["status"],
+        "category": timing["category"],
+        "error": timing["error"],
+        "equivalent": timing["equivalent"],
+        "n": len(timing["samples_ms"]),
+        "median_ms": stats["median"] if stats else None,
+        "iqr_ms": stats["iqr"] if stats else None,
+        "warnings": timing.get("warnings", []),
+    }
+
+
+# The record's fields that are computed from the timing files alone (the audit recomputes them).
+FIGURES = (
+    "duration_changes",
+    "human_performance",
+    "human_performance_mean",
+    "test_failed",
+    "status",
+    "revisions",
+    "comparisons",
+)
+
+
+def figures(timings: dict, analysis: dict, generator_status: str) -> dict:
+    """The record's numbers and statuses, each computed from the three timing files (``analysis``: the
+    analysis settings; ``generator_status``: generator.json's status)."""
+    if generator_status == "generation_failed":
+        status = "generation_failed"
+    else:
+        status = "ok" if timings["base"]["status"] == timings["head"]["status"] == "ok" else "failed"
+    return {
+        "duration_changes": [{name: recorded_samples(timings[name]) for name in REVISIONS}],
+        "human_performance": human_performance(timings),
+        "human_performance_mean": human_performance(timings, "mean"),
+        "test_failed": test_failed(status),
+        "status": status,
+        "revisions": {name: revision_figures(timings[name]) for name in REVISIONS},
+        "comparisons": comparisons(timings, analysis),
+    }
+
+
+def tampered(timing: dict, problem: str) -> dict:
+    """A timing file that is not what its measurement wrote, as the record takes it: failed, ``tampered``, its
+    samples unused."""
+    return {
+        **timing,
+        "status": "failed",
+        "category": "tampered",
+        "error": problem,
+        "samples_ms": [],
+        "rounds_ms": [],
+        "stats": None,
+        "equivalent": None,
+    }
+
+
 def build_record(
     *,
     extraction: dict,
@@ -131,26 +192,8 @@ def build_record(
     pr_from = None if pr is None else ("extraction" if extraction.get("pr_number") else "merge_commit")
     generated = generator_meta["status"] not in ("generation_failed", "not_generated")
     generator = generator_of(generator_meta)  # derived from the origin string of an older generator.json
-    revisions = {}
-    for name in REVISIONS:
-        t = timings[name]
-        revisions[name] = {
-            "sha": t["sha"],
-            "status": t["status"],
-            "category": t["category"],
-            "error": t["error"],
-            "equivalent": t["equivalent"],
-            "n": len(t["samples_ms"]),
-            "median_ms": t["stats"]["median"] if t["stats"] else None,
-            "iqr_ms": t["stats"]["iqr"] if t["stats"] else None,
-            "warnings": t.get("warnings", []),
-        }
-    ok = {name: timings[name]["status"] == "ok" for name in REVISIONS}
+    numbers = figures(timings, analysis, generator_meta["status"])
     apis = extraction["affected_apis"]
-    if generator_meta["status"] == "generation_failed":
-        status = "generation_failed"
-    else:
-        status = "ok" if ok["base"] and ok["head"] else "failed"
     return {
         "repo": extraction["repo"],
         "instance_id": instance_id(extraction["repo"], extraction["head_commit"], pr),
@@ -161,10 +204,7 @@ def build_record(
         "patch": extraction["patch"],
         "test_patch": extraction["test_patch"],
         "efficiency_test": efficiency_test(generator_text, generated),
-        "duration_changes": [{name: recorded_samples(timings[name]) for name in REVISIONS}],
-        "human_performance": human_performance(timings),
-        "human_performance_mean": human_performance(timings, "mean"),
-        "test_failed": test_failed(status),
+        **numbers,
         "version": source_cfg.get("version") or composed_version(timings),
         "setup_commands": list(source_cfg.get("setup_commands") or []),
         "install_commands": list(source_cfg.get("install_commands") or []),
@@ -174,9 +214,6 @@ def build_record(
         "patch_functions": list(extraction.get("patch_functions") or []),
         "test_functions": list(extraction.get("test_functions") or []),
         "pr_number": pr,
-        "status": status,
-        "revisions": revisions,
-        "comparisons": comparisons(timings, analysis),
         "provenance": {
             "source": extraction["source"],
             "extraction_file": extraction["extraction_file"],

@@ -11,6 +11,7 @@ from pathlib import Path
 from .categories import REVISIONS
 from .costs import llm_summary, summary_line
 from .dataset import read_dataset
+from .errors import IsobenchError
 from .jsonio import load_json
 
 COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "notes")
@@ -205,16 +206,25 @@ def run_summary(
     def fresh(paths):
         return [p for p in paths if os.path.exists(p) and os.path.getmtime(p) >= since]
 
-    rows = read_dataset(dataset) if os.path.exists(dataset) else []
+    try:  # never a traceback here: a damaged dataset is one line (the next run restores or rebuilds it)
+        rows = read_dataset(dataset) if os.path.exists(dataset) else []
+        holds = (
+            f"the dataset holds {len(rows)}: {dataset}" if os.path.exists(dataset) else f"no {dataset} yet"
+        )
+    except (IsobenchError, OSError) as exc:
+        rows, holds = [], f"the dataset is damaged: {exc}; the next run restores or rebuilds it"
     cached = measured = 0
     for path in fresh(timings):
         if path.endswith("timing_base.json"):  # one measurement per commit; its three files agree
-            stamp = load_json(path).get("measurement") or {}
+            try:
+                stamp = load_json(path).get("measurement") or {}
+            except (IsobenchError, AttributeError):
+                continue
             cached += bool(stamp.get("cached"))
             measured += stamp.get("cached") is False
     lines = [
         "isobench run summary",
-        f"  records written this run: {len(fresh(records))} (the dataset holds {len(rows)}: {dataset})",
+        f"  records written this run: {len(fresh(records))} ({holds})",
         f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)",
     ]
     lines.append("  failures by category: " + format_failures(failures(rows)))

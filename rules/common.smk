@@ -9,7 +9,9 @@ sys.path.insert(0, workflow.basedir)
 
 from isobench import config as ic
 from isobench import plan as ip
+from isobench.dataset import complete_copy
 from isobench.errors import IsobenchError
+from isobench.measure.cache import forcerun_environment
 from isobench.measure.job import Settings as MeasureSettings
 from isobench.pregenerated import find_pregenerated
 
@@ -42,6 +44,8 @@ if workflow.is_main_process:
         ic.fail(str(exc))
 
 COMMIT_DIR = "results/{source}/{commit}"
+# The copy of the last complete dataset: what the dataset rule makes, and what later rules read.
+DATASET_COMPLETE = complete_copy(config["dataset"])
 
 
 def commit_plan(wildcards):

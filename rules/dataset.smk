@@ -1,8 +1,11 @@
+# The dataset itself (config["dataset"]) is written by the step but is not an output: Snakemake deletes a job's
+# outputs before it runs, so a killed or failed job would leave no dataset. The output is its copy, written last
+# (isobench/dataset.py); the start of each run restores a missing or damaged dataset from it.
 rule dataset:
     input:
         records=all_records(),
     output:
-        dataset=config["dataset"],
+        complete=DATASET_COMPLETE,
     log:
         "results/logs/dataset.log",
     localrule: True

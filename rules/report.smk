@@ -4,7 +4,7 @@ REPORT_DIR = "results/report"
 
 rule report_figures:
     input:
-        dataset=config["dataset"],
+        dataset=DATASET_COMPLETE,  # the last complete dataset (rules/dataset.smk)
     output:
         speedups=report(
             f"{REPORT_DIR}/speedups.svg",
@@ -49,7 +49,7 @@ rule audit:
 # SWE-Perf and GSO views (isobench/export.py).
 rule export:
     input:
-        dataset=config["dataset"],
+        dataset=DATASET_COMPLETE,  # the last complete dataset (rules/dataset.smk)
     output:
         folder=directory("results/export"),
     log:

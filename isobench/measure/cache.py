@@ -3,19 +3,25 @@
 Key = sha256 of (generator sha256, the base/head/main SHAs, each revision's environment fingerprint,
 harness version, measurement settings, contract, python_path, ``measure.epoch``). A hit restores the
 three timing files as they were measured (marked ``measurement.cached``); changing ``epoch`` is the
-deliberate way to measure again. Runs that never started (an environment that failed) are not kept.
+deliberate way to measure again, and so is ``snakemake --forcerun measure``: a measure job that Snakemake was
+told to force never reads the cache (``forced``). Runs that never started (an environment that failed) are
+not kept.
+
+Each entry's sha256 is kept apart from it (``<key>.sha256`` beside ``<key>.json``): an entry that does not match
+its digest, or has none, is a miss — measured again and replaced — never served.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from functools import cache
 from pathlib import Path
 
 from ..errors import IsobenchError
-from ..jsonio import load_json, sha256_bytes, validate, write_json
+from ..jsonio import dumps, sha256_bytes, validate, write_text_atomic
 from .harness import HARNESS_VERSION
 from .machine import machine
 
@@ -81,6 +87,23 @@ def measurement_key(
     return sha256_bytes(json.dumps(doc, sort_keys=True).encode())
 
 
+# The rules and files given to --forcerun (-R), as the main Snakemake process saw them (Snakefile's onstart):
+# the jobs it starts inherit it.
+FORCERUN_ENV = "ISOBENCH_FORCERUN"
+
+
+def forcerun_environment(forcerun) -> dict[str, str]:
+    """What the main process puts in its environment for its jobs: the --forcerun targets, one a line."""
+    return {FORCERUN_ENV: "\n".join(sorted(str(x) for x in forcerun or ()))}
+
+
+def forced(rule: str, outputs) -> bool:
+    """Whether this job was forced by name (``--forcerun measure``, or one of its output files): then it measures
+    again rather than restore what the cache holds."""
+    named = {os.path.normpath(x) for x in os.environ.get(FORCERUN_ENV, "").splitlines() if x}
+    return rule in named or any(os.path.normpath(str(o)) in named for o in outputs)
+
+
 class MeasurementCache:
     def __init__(self, root: str | Path, read: bool = True):
         self.root, self.read = Path(root), read
@@ -88,14 +111,30 @@ class MeasurementCache:
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
 
+    def _digest(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.sha256"
+
     def get(self, key: str) -> dict | None:
-        """The timings stored under ``key``, or None: a missing, unreadable or invalid entry (wrong shape, a timing
-        that fails its schema) is a miss, and the fresh measurement replaces it."""
+        """The timings stored under ``key``, or None: a missing entry is a miss; so is one that does not match
+        the digest kept apart from it (or has none), or is unreadable or invalid (wrong shape, a timing that fails
+        its schema). The fresh measurement replaces it."""
         path = self._path(key)
         if not self.read or not path.is_file():
             return None
         try:
-            entry = load_json(path)
+            data = path.read_bytes()
+            try:
+                sealed = self._digest(key).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                sealed = None
+            if sealed != sha256_bytes(data):
+                raise IsobenchError(
+                    f"its sha256 differs from {self._digest(key).name}" if sealed else "no digest beside it"
+                )
+            try:
+                entry = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise IsobenchError(f"not JSON: {exc}") from None
             if (
                 not isinstance(entry, dict)
                 or entry.get("cache_version") != CACHE_VERSION
@@ -117,8 +156,10 @@ class MeasurementCache:
         timings are written where they belong all the same."""
         if any(t.get("category") in NOT_RUN for t in timings.values()):
             return  # nothing (or not everything) ran: measure when the cause is fixed
-        try:
-            write_json(self._path(key), {"cache_version": CACHE_VERSION, "timings": timings})
+        text = dumps({"cache_version": CACHE_VERSION, "timings": timings}) + "\n"
+        try:  # the entry, then its digest: an entry without its digest is never served
+            write_text_atomic(self._path(key), text)
+            write_text_atomic(self._digest(key), sha256_bytes(text.encode("utf-8")) + "\n")
         except (IsobenchError, OSError) as exc:
             log.warning(
                 "warning: the measurement cache cannot be written (%s); the timings are kept in the results, "

@@ -10,7 +10,7 @@ from ..audit import audit, format_audit
 from ..categories import REVISIONS
 from ..config import SCHEMA
 from ..costs import llm_summary, summary_line
-from ..dataset import read_dataset, write_dataset
+from ..dataset import dataset_of, read_dataset, write_dataset, write_record
 from ..envs import build_env
 from ..errors import CommitFailure, IsobenchError
 from ..export import export
@@ -18,7 +18,7 @@ from ..extraction import failed_extraction, normalize
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..measure.containers import Runner
 from ..prompt import render
-from ..record import build_record, tampered_timings
+from ..record import build_record, tampered, tampered_timings
 from ..report import plot_samples, plot_speedups, summary_html
 from .common import log
 
@@ -101,8 +101,10 @@ def prompt_step(smk) -> None:
 
 def env_step(smk) -> None:
     p = smk.params
-    wt = load_json(smk.input.worktree)
-    worktree = worktrees.ensure_worktree(Path(p.mirror), smk.wildcards.sha, Path(wt["path"]))
+    # the worktree's folder is where the worktree rule put it, beside its marker: never a path read from a file
+    worktree = worktrees.ensure_worktree(
+        Path(p.mirror), smk.wildcards.sha, worktrees.folder_of(smk.input.worktree)
+    )
     marker = build_env(
         sha=smk.wildcards.sha,
         worktree=worktree,
@@ -133,16 +135,7 @@ def record_step(smk) -> None:
     paths = {name: getattr(smk.input, f"timing_{name}") for name in REVISIONS}
     for name, problem in tampered_timings(smk.input.timing_seal, paths, timing_sha256).items():
         log.error("isobench: %s (the record says tampered; measure again with --forcerun measure)", problem)
-        timings[name] = {
-            **timings[name],
-            "status": "failed",
-            "category": "tampered",
-            "error": problem,
-            "samples_ms": [],
-            "rounds_ms": [],
-            "stats": None,
-            "equivalent": None,
-        }
+        timings[name] = tampered(timings[name], problem)
     prompt_meta = load_json(smk.input.prompt_meta)
     generator_meta = load_json(smk.input.generator_meta)
     hashes = {
@@ -171,7 +164,7 @@ def record_step(smk) -> None:
         analysis=smk.params.analysis,
     )
     validate(record, "record", smk.output.record)
-    write_json(smk.output.record, record)
+    write_record(smk.output.record, record, smk.output.seal)
     cmp = record["comparisons"]["base_head"]
     log.info(
         "record %s: %s, %s",
@@ -184,14 +177,9 @@ def record_step(smk) -> None:
 
 
 def dataset_step(smk) -> None:
-    n = write_dataset(list(smk.input.records), smk.output.dataset)
-    if n is None:
-        log.error(
-            "isobench: dataset %s NOT replaced: a record was damaged (set aside); run again to rebuild it",
-            smk.output.dataset,
-        )
-    else:
-        log.info("dataset %s: %d records", smk.output.dataset, n)
+    dataset = dataset_of(smk.output.complete)  # not an output: never deleted by Snakemake (rules/dataset.smk)
+    n = write_dataset(list(smk.input.records), dataset, smk.output.complete)
+    log.info("dataset %s: %d records", dataset, n)
 
 
 def llm_summary_step(smk) -> None:

@@ -11,7 +11,7 @@ from ..categories import REVISIONS
 from ..errors import IsobenchError
 from ..jsonio import load_json, sha256_file, validate, write_json
 from ..measure import gpu
-from ..measure.cache import MeasurementCache, fingerprint, measurement_key
+from ..measure.cache import MeasurementCache, fingerprint, forced, measurement_key
 from ..measure.containers import Runner
 from ..measure.gpu import GpuSettings
 from ..measure.job import Revision, Settings
@@ -29,7 +29,7 @@ def revision_of(name: str, sha: str, mirror: Path, worktree_marker: str, env: di
     marker = load_json(worktree_marker)
     if marker["sha"] != sha:
         raise IsobenchError(f"{worktree_marker}: {name} is {sha} but its worktree holds {marker['sha']}")
-    path = worktrees.ensure_worktree(mirror, sha, Path(marker["path"]))
+    path = worktrees.ensure_worktree(mirror, sha, worktrees.folder_of(worktree_marker))
     error = None if env["status"] == "ok" else f"{env['error']} (log: {env['log']})"
     return Revision(
         name,
@@ -81,7 +81,9 @@ def measure_step(smk) -> None:
         )
         for name in REVISIONS
     ]
-    cache = MeasurementCache(smk.config["measure_cache_dir"], read=smk.config["measure_cache"])
+    # --forcerun measure (or one of this job's files): measure again, never restore what the cache holds
+    force = forced(smk.rule, [getattr(smk.output, name) for name in (*REVISIONS, "seal")])
+    cache = MeasurementCache(smk.config["measure_cache_dir"], read=smk.config["measure_cache"] and not force)
     key = None
     if all(r.env_error is None for r in revisions):
         key = measurement_key(
@@ -101,8 +103,9 @@ def measure_step(smk) -> None:
         }
     else:
         log.info(
-            "measurement: fresh, %s: %d to %d rounds x (%d warm-up + %d timed calls) per revision, "
+            "measurement: fresh%s, %s: %d to %d rounds x (%d warm-up + %d timed calls) per revision, "
             "interleave %s",
+            " (forced by --forcerun: the measurement cache is not read)" if force else "",
             shas["head"][:12],
             settings.rounds,
             settings.most_rounds,
