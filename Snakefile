@@ -1,11 +1,19 @@
 # isobench: performance-optimization commits -> validated benchmark dataset.
 # Thin on purpose: configuration, the rule files, and the target. Logic lives in the isobench package.
+import os
 import re
+import sys
 import time
 
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+sys.path.insert(0, workflow.basedir)
+from isobench.config import check_config_file
+
+# A broken config file: one line naming it, its line and column (Snakemake's own message names neither).
+check_config_file("config/config.yaml")
 
 
 configfile: "config/config.yaml"
@@ -40,7 +48,7 @@ RUN_STARTED = time.time()
 rule all:
     default_target: True
     input:
-        config["dataset"],
+        DATASET_COMPLETE,  # and config["dataset"] beside it (rules/dataset.smk)
         config["llm_summary"],
         rules.report_figures.output,
         all_artifacts(),
@@ -52,6 +60,13 @@ rule all:
 rule prompts:
     input:
         per_commit("prompt.txt"),
+
+
+# One run measures at a time in this folder (and, with gpu.lock_dir, on this machine); its jobs end with it.
+onstart:
+    ip.claim_run(config, cluster=workflow.non_local_exec)
+    # `--forcerun measure` measures again: its jobs learn what was forced (isobench/measure/cache.py)
+    os.environ.update(forcerun_environment(workflow.dag_settings.forcerun))
 
 
 onsuccess:

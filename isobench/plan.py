@@ -15,9 +15,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import git
+from . import git, runs
 from .config import layered, llm_settings
-from .dataset import damaged_records
+from .dataset import protect_results
 from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
@@ -28,6 +28,7 @@ from .measure.gpu import start_line as gpu_start_line
 from .measure.sandbox import SandboxSettings, isolation_gaps
 from .pregenerated import find_pregenerated
 from .report import run_summary
+from .untrusted import commit_key, is_commit_hash, read_input, shown
 
 DEMO_REPO = "isobench:demo"
 
@@ -58,8 +59,9 @@ def start_of_run(
 ) -> None:
     """What the main Snakemake process does once, before any job: a missing model is an error; the sandbox's
     state is said; the jobs learn the run's GPU count (``--resources gpu=N``, ``gpu_budget``) and whether a
-    cluster scheduler allocates GPUs (isobench/measure/gpu.py), and the GPUs are named; damaged records are set aside
-    so that this run rebuilds them."""
+    cluster scheduler allocates GPUs (isobench/measure/gpu.py), and the GPUs are named; records that are not what the
+    record step wrote are set aside so that this run rebuilds them, and the dataset is the last complete one
+    (isobench/dataset.py)."""
     check_llm_work(config, plans, schema_path)
     for line in isolation_lines(config, schema_path):
         sys.stderr.write(line + "\n")
@@ -67,10 +69,25 @@ def start_of_run(
     line = gpu_start_line(GpuSettings.from_config(config.get("gpu")), gpu_budget)
     if line:
         sys.stderr.write(line + "\n")
-    damaged_records(
+    protect_results(
         [RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],
         Path(config["dataset"]),
     )
+
+
+def claim_run(config: dict, cluster: bool = False) -> None:
+    """Snakemake's ``onstart`` (a run that executes jobs): hold the run lock of results/ and of ``gpu.lock_dir``
+    (isobench/runs.py), or stop with one line; local jobs learn the run's process, to end with it."""
+    folders = [RESULTS]
+    lock_dir = GpuSettings.from_config(config.get("gpu")).lock_dir
+    if lock_dir:
+        folders.append(Path(lock_dir))
+    try:
+        runs.hold(folders)
+    except (IsobenchError, OSError) as exc:
+        raise SystemExit(f"isobench: {exc}") from None
+    if cluster:  # jobs run elsewhere, under the scheduler's own control
+        os.environ.pop(runs.RUN_ENV, None)
 
 
 def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
@@ -119,6 +136,7 @@ class CommitPlan:
     origin: str | None = None  # where the extraction came from when not a file of its own: bundle.jsonl:LINE
     # (category, error) found at planning: the commit ends as a failed record
     problem: tuple[str, str] | None = None
+    commit_id: str | None = None  # the commit as its input named it (data: the key is what names files)
 
 
 @dataclass
@@ -137,35 +155,39 @@ class SourcePlan:
         return out
 
 
-def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None]:
-    """(commit, parent, why it is not an extraction) read cheaply: from the name and the file's first 64 KiB.
+def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str | None]:
+    """(commit, parent, why it is skipped, why its commit fails) read cheaply: from the name and the file's first
+    64 KiB; only a regular file of bounded size is read (isobench.untrusted.read_input).
 
     A file whose name carries no commit id is read whole: an extraction names its commit at its top
-    level, a summary or an index of a run does not (and is then skipped, never a failing commit)."""
+    level, a summary or an index of a run does not (and is then skipped, never a failing commit). A file that
+    cannot be read (a folder, a FIFO, a device, too large) is skipped, or, when its name names a commit, that
+    commit fails."""
     commit = commit_id_of_file(path)
     try:
-        with open(path, "rb") as fh:
-            head_text = fh.read(65536 if commit else -1).decode("utf-8", "replace")
-            if commit and '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
-                head_text += fh.read().decode("utf-8", "replace")  # rare: the key comes late in the file
-    except OSError as exc:
-        return commit, None, None if commit else f"unreadable ({exc.strerror})"
+        head_text = read_input(path, head=65536 if commit else None).decode("utf-8", "replace")
+        if commit and '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
+            head_text = read_input(path).decode("utf-8", "replace")  # rare: the key comes late in the file
+    except IsobenchError as exc:
+        return (commit, None, None, str(exc)) if commit else (None, None, f"{exc}; skipped", None)
     if commit is None:
         try:
             data = json.loads(head_text)
-        except json.JSONDecodeError:
-            return None, None, "not JSON, and its name names no commit"
+        except (json.JSONDecodeError, RecursionError):
+            return None, None, f"{path}: not JSON, and its name names no commit; skipped", None
         if not is_extraction(data) or not isinstance(data["commit_hash"], str):
-            return None, None, "not an extraction of any known format (no commit_hash at its top level)"
+            why = "not an extraction of any known format (no commit_hash at its top level)"
+            return None, None, f"{path}: {why}; skipped", None
         commit = data["commit_hash"].lower()
     m = _PARENT_RE.search(head_text)
-    return commit, (m.group(1).lower() if m else None), None
+    return commit, (m.group(1).lower() if m else None), None, None
 
 
 def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]):
-    """(commit id, parent id, extraction file, origin) of every extraction the source names. A line of a
-    JSON Lines bundle becomes its own file under results/<source>/_extractions/ (rewritten only when its
-    text changes), so that editing one line re-runs that commit alone."""
+    """(commit id, parent id, extraction file, origin, problem) of every extraction the source names. A line of
+    a JSON Lines bundle becomes its own file under results/<source>/_extractions/, named by the commit's safe
+    key (rewritten only when its text changes), so that editing one line re-runs that commit alone. A file that
+    cannot be read gives no extraction file: its commit fails (the problem) and ``origin`` names the file."""
     places = cfg.get("extractions") or []
     for place in [places] if isinstance(places, str) else places:
         path = Path(place)
@@ -179,22 +201,24 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
             warnings.extend(problems)
             split = RESULTS / name / "_extractions"
             for number, commit, line in entries:
-                target = split / f"{commit}.json"
-                if prepare and (not target.exists() or target.read_text(encoding="utf-8") != line):
+                target = split / f"{commit_key(commit)}.json"  # a key, never a path: one name in split
+                if prepare and (not target.is_file() or target.read_text(encoding="utf-8") != line):
                     write_text_atomic(target, line)
                 m = _PARENT_RE.search(line)
-                yield commit, (m.group(1).lower() if m else None), str(target), f"{path}:{number}"
+                yield commit, (m.group(1).lower() if m else None), str(target), f"{path}:{number}", None
             continue
         elif path.is_file():
             files = [path]
         else:
             raise IsobenchError(f"{field}: {path} is not a directory, a .json file or a .jsonl file")
         for file in files:
-            commit, parent, skip = _head_of_file(file)
+            commit, parent, skip, unreadable = _head_of_file(file)
             if skip:
-                warnings.append(f"{file}: {skip}; skipped")
-                continue
-            yield commit, parent, str(file), None
+                warnings.append(skip)
+            elif unreadable:
+                yield commit, None, None, str(file), ("extraction_invalid", unreadable)
+            else:
+                yield commit, parent, str(file), None, None
 
 
 def source_repo(name: str, cfg: dict, prepare: bool) -> str:
@@ -230,20 +254,21 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
             f"config: field sources.{name}.prompt_template: {cfg['prompt_template']} is not a file"
         )
     warnings: list[str] = []
-    entries = list(_extraction_entries(name, cfg, prepare, warnings))
-    entries += [(commit, None, None, None) for commit in cfg["commits"]]
-    ids = sorted({e[0] for e in entries} | {e[1] for e in entries if e[1]})
-    resolved = git.resolve_many(mirror, ids)
+    entries = [_checked_id(*entry) for entry in _extraction_entries(name, cfg, prepare, warnings)]
+    entries += [(commit, None, None, None, None) for commit in cfg["commits"]]
+    ids = {e[0] for e in entries if _resolvable(*e)} | {e[1] for e in entries if e[1]}
+    resolved = git.resolve_many(mirror, sorted(ids))
     parents = git.first_parents(mirror, sorted({s for s in resolved.values() if s}))
     plan = SourcePlan(name=name, repo=repo, mirror=mirror, main_sha=main_sha, warnings=warnings)
-    for commit, parent, extraction_file, origin in entries:
-        head = resolved.get(commit)
-        key = head or re.sub(r"[^A-Za-z0-9._-]", "_", commit)
+    for commit, parent, extraction_file, origin, problem in entries:
+        head = resolved.get(commit) if _resolvable(commit, parent, extraction_file, origin, problem) else None
+        key = head or commit_key(commit)  # a SHA or a safe key: what names the commit's folder and files
+        named = extraction_file or origin  # by an extraction (a file, or a bundle's line), not by the config
         if key in plan.commits:
             known = plan.commits[key]
-            if extraction_file and not known.extraction_file:
-                known.extraction_file, known.origin = extraction_file, origin
-            elif extraction_file and not known.problem:
+            if named and not (known.extraction_file or known.origin):
+                known.extraction_file, known.origin, known.problem = extraction_file, origin, problem
+            elif named and not known.problem:
                 first = known.origin or known.extraction_file
                 known.problem = (
                     "duplicate_extraction",
@@ -251,16 +276,41 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
                 )
                 warnings.append(f"{known.problem[1]} (the commit ends as a failed record)")
             continue
-        if head is None:
+        if problem:
+            warnings.append(f"{problem[1]} (the commit ends as a failed record)")
+        elif head is None:
             warnings.append(
                 f"{origin or extraction_file or 'config: field sources.' + name + '.commits'}: commit "
-                f"{commit} is not in the repository of source {name} (the commit ends as a failed record)"
+                f"{shown(commit)} is not in the repository of source {name} (the commit ends as a failed record)"
             )
         base = resolved.get(parent) if parent else (parents.get(head) if head else None)
         plan.commits[key] = CommitPlan(
-            key=key, head=head, base=base, extraction_file=extraction_file, origin=origin
+            key=key,
+            head=head,
+            base=base,
+            extraction_file=extraction_file,
+            origin=origin,
+            problem=problem,
+            commit_id=commit,
         )
     return plan
+
+
+def _checked_id(commit: str, parent, extraction_file, origin, problem) -> tuple:
+    """An extraction's entry whose commit id is not a commit hash (a path, a ref, anything else) gets its
+    problem: the commit fails as extraction_invalid; its id is data, never resolved nor used as a name."""
+    if problem is None and not is_commit_hash(commit):
+        where = origin or extraction_file
+        problem = (
+            "extraction_invalid",
+            f"{where}: field commit_hash: {shown(commit)} is not a commit hash (7 to 40 hex digits)",
+        )
+    return commit, parent, extraction_file, origin, problem
+
+
+def _resolvable(commit: str, parent, extraction_file, origin, problem) -> bool:
+    """Whether git may resolve the id: any ref of the config's ``commits:``, only a hash from an extraction."""
+    return not (extraction_file or origin) or is_commit_hash(commit)
 
 
 def plan_sources(config: dict, prepare: bool) -> dict[str, SourcePlan]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,24 @@ def without_timings(record: dict, work: Path) -> dict:
     if prov.get("measurement"):
         prov["measurement"] = {"key": prov["measurement"]["key"]}
     return r
+
+
+def pytest_sessionstart(session):
+    """The tests run generated code in bubblewrap's sandbox (isobench/measure/view.py): install Debian's
+    bubblewrap when it is missing and this user may (root or passwordless sudo, apt-get)."""
+    if shutil.which("bwrap") or not shutil.which("apt-get"):
+        return
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if sudo and not shutil.which("sudo"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", "bubblewrap"]
+    if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+        subprocess.run([*sudo, "apt-get", "update", "-q"], capture_output=True, env=env)
+        if subprocess.run(install, capture_output=True, env=env).returncode != 0:
+            sys.stderr.write(
+                "conftest: apt-get install bubblewrap failed: tests that run a test will refuse\n"
+            )
 
 
 IMAGE_SH = ROOT / "tests" / "containers" / "image.sh"

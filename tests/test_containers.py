@@ -117,6 +117,37 @@ def test_no_network_out_own_loopback_in(tmp_path, in_image):
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
 
 
+def test_the_container_has_its_own_tmp_and_shm_and_no_host_socket(tmp_path, in_image):
+    host_socket = tmp_path / "host.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(host_socket))
+    server.listen(4)
+    server.settimeout(0.2)
+    shm = f"isobench-container-{os.getpid()}"
+    hook = f"""open("/dev/shm/{shm}", "w").write("x")
+        open("/tmp/{shm}", "w").write("x")
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect({str(host_socket)!r})
+            raise AssertionError("reached the host's socket")
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        import resource, subprocess
+        limit = int(open("/sys/fs/cgroup/pids.max").read()) if os.path.exists("/sys/fs/cgroup/pids.max") else None
+        assert limit in (None, 64), limit"""
+    t = measure(tmp_path, in_image, hook, sandbox=SandboxSettings(max_processes=64, tmpfs_mb=64))
+    try:
+        server.accept()
+        reached = True
+    except OSError:
+        reached = False
+    server.close()
+    assert t["status"] == "ok", (t["error"], t["stderr_tail"])
+    assert not reached and not os.path.exists(f"/dev/shm/{shm}") and not os.path.exists(f"/tmp/{shm}")
+    c = t["sandbox"]["container"]
+    assert c["private_tmp_mb"] == 64 and c["pids_limit"] == 64
+
+
 def test_writing_into_the_worktree_is_refused(tmp_path, in_image):
     target = in_image[1].worktree / "toy.py"
     before = target.read_text()

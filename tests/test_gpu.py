@@ -154,3 +154,39 @@ def test_the_run_says_which_gpus_it_has():
     assert gpu.start_line(settings, 4, {}).endswith("(gpu.devices)")
     assert gpu.start_line(GpuSettings(devices=()), 1, {}) is None  # no GPU, nothing to say
     assert gpu.start_line(settings, 4, {gpu.SCHEDULER_ENV: "1"}) is None
+
+
+LEFTOVERS_SMI = r"""#!/bin/sh
+case "$1" in
+  --query-gpu=uuid) echo "GPU-5b2e6c1d-8f0a-4a7e-9a55-0c3f1f2b7d11" ;;
+  --query-compute-apps=*) for pid in $(cat "$APPS"); do
+                            [ -e /proc/$pid ] && echo "$pid, GPU-5b2e6c1d-8f0a-4a7e-9a55-0c3f1f2b7d11, 512, python3"
+                          done ;;
+esac
+"""
+
+
+def test_a_slot_is_free_only_when_no_test_is_left_on_its_device(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text(LEFTOVERS_SMI)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    # a test left on GPU 0 by a job that died without its sandbox, and another user's program
+    left = subprocess.Popen(["sleep", "600"], env={**os.environ, "ISOBENCH_SANDBOX": "0123abcd"})
+    other = subprocess.Popen(["sleep", "600"])
+    (tmp_path / "apps").write_text(f"{left.pid} {other.pid}")
+    monkeypatch.setenv("APPS", str(tmp_path / "apps"))
+    try:
+        settings = GpuSettings(devices=("0",), lock_dir=str(tmp_path / "locks"))
+        with gpu.slot(settings, "measure") as held:
+            assert held["cleared"] == [left.pid]
+            assert left.wait(timeout=10) == -signal.SIGKILL
+            assert other.poll() is None  # not a test of ours: left alone (gpu_state names it)
+            # the job's own test, still on the device when the job lets the slot go, goes with it
+            mine = subprocess.Popen(["sleep", "600"], env={**os.environ, "ISOBENCH_SANDBOX": "feed"})
+            (tmp_path / "apps").write_text(f"{mine.pid} {other.pid}")
+        assert mine.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        other.kill()
+        left.kill()

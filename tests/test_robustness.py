@@ -17,7 +17,7 @@ from isobench import config, git
 from isobench import plan as planning
 from isobench.cli import main as cli
 from isobench.config import SCHEMA
-from isobench.dataset import damaged_records, write_dataset
+from isobench.dataset import damaged_records, write_dataset, write_record
 from isobench.errors import IsobenchError
 from isobench.jsonio import validate, write_json
 from isobench.llm import LLMSettings, sdk_base_url
@@ -136,12 +136,14 @@ def test_a_mirror_follows_its_source_repo(tmp_path, capsys):
 
 
 def test_without_isolation_no_test_runs_unless_allowed(tmp_path, revisions, monkeypatch, capsys):
-    # This host has namespaces and Landlock: take them away at the boundary that probes the OS.
+    # This host has bubblewrap, namespaces and Landlock: take them away at the boundary that probes the OS.
+    monkeypatch.setattr(sandbox.view, "bwrap_works", lambda: "bubblewrap (bwrap) is not installed")
     monkeypatch.setattr(sandbox, "namespace_prefix", lambda net=True: ())
     monkeypatch.setattr(sandbox.sandbox_exec, "landlock_abi", lambda: 0)
     t = measure(tmp_path, revisions)
     assert {x["category"] for x in t.values()} == {"isolation_unavailable"}
     assert "sandbox.require_isolation: false" in t["base"]["error"] and t["base"]["samples_ms"] == []
+    assert "apt-get install bubblewrap" in t["base"]["error"]
     allowed = measure(tmp_path, revisions, sandbox=SandboxSettings(require_isolation=False))
     assert all(x["status"] == "ok" for x in allowed.values())
     config = {"sources": {"s": {"repo": "x"}}}
@@ -302,15 +304,19 @@ def test_damaged_records_are_set_aside_and_the_dataset_kept(tmp_path, capsys):
     paths = []
     for i, row in enumerate(rows):
         paths.append(tmp_path / f"r{i}" / "record.json")
-        write_json(paths[-1], row)
+        write_record(paths[-1], row)
     dataset = tmp_path / "dataset.jsonl"
     assert write_dataset(paths, dataset) == 7
     before = dataset.read_bytes()
     paths[3].write_text(paths[3].read_text()[:200])  # truncated
-    assert write_dataset(paths, dataset) is None and dataset.read_bytes() == before  # never destroyed
+    with pytest.raises(
+        IsobenchError, match=r"r3/record.json: damaged record \(set aside as record.json.damaged-"
+    ):
+        write_dataset(paths, dataset)
+    assert dataset.read_bytes() == before  # never destroyed
     assert not paths[3].exists() and list(paths[3].parent.glob("record.json.damaged-*"))
     write_json(paths[4], {**rows[4], "status": "fine"})  # parses, fails the schema
-    assert damaged_records(paths, dataset) == list(paths[4].parent.glob("record.json.damaged-*"))
+    assert damaged_records(paths) == list(paths[4].parent.glob("record.json.damaged-*"))
     assert "damaged record" in capsys.readouterr().err
 
 

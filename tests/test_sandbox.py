@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import processes_with
+from conftest import ROOT, processes_with
 
 from isobench.jsonio import validate
+from isobench.measure import sandbox
 from isobench.measure.containers import Runner, runner_prefix
 from isobench.measure.job import Settings
 from isobench.measure.rounds import measure_commit
@@ -160,13 +161,17 @@ def test_100_mb_of_output_is_cut(tmp_path, revisions):
     assert biggest < 1.1 * 1024 * 1024
 
 
-def test_writes_outside_its_folder_are_refused(tmp_path, revisions):
+def test_writes_outside_its_folder_never_reach_the_host(tmp_path, revisions):
     outside = tmp_path / "outside.txt"
     t = measure(tmp_path, revisions, f'open({str(outside)!r}, "w").write("pwned")')
     if not t["sandbox"]["fs_write_restricted"]:
         pytest.skip("this kernel has no Landlock: writes cannot be restricted here")
-    assert (t["status"], t["category"]) == ("failed", "setup_error") and "Permission denied" in t["error"]
+    # refused, or (bubblewrap) written into the test's private /tmp, which is gone with the round
     assert not outside.exists()
+    assert t["status"] == "ok" or "Permission denied" in t["error"] or "Read-only" in t["error"]
+    elsewhere = ROOT / "pwned-by-a-test.txt"  # a folder the test does not see at all
+    t = measure(tmp_path, revisions, f'open({str(elsewhere)!r}, "w").write("pwned")')
+    assert t["category"] == "setup_error" and not elsewhere.exists()
     worktree_file = revisions[1].worktree / "toy.py"
     before = worktree_file.read_text()
     t = measure(tmp_path, revisions, f'open({str(worktree_file)!r}, "a").write("# faster now")')
@@ -281,8 +286,8 @@ def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
         try:
             open(os.path.join(e["HF_HUB_CACHE"], "written"), "w")
             raise AssertionError("the model cache is writable")
-        except PermissionError:
-            pass"""
+        except OSError as exc:  # refused (Landlock), or a read-only mount (bubblewrap)
+            assert exc.errno in (13, 30), exc"""
     t = measure(
         tmp_path,
         revisions,
@@ -340,3 +345,33 @@ def test_compile_caches_persist_across_rounds_per_revision(tmp_path, revisions):
     )
     assert timings["head"]["category"] == "setup_error" and "TRITON_CACHE_DIR" in timings["head"]["error"]
     assert timings["head"]["sandbox"]["compile_cache"] is None
+
+
+def test_without_bubblewrap_landlock_hides_secrets_and_disks(tmp_path, revisions):
+    """The unshare fallback (no mount namespace): Landlock rules made from the same view refuse reads outside
+    it and writes to any device but a few; what it cannot hide is said (host sockets, shared /dev/shm)."""
+    key = tmp_path / "home" / ".ssh" / "id_ed25519"
+    key.parent.mkdir(parents=True)
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+    disk = next((d for d in ("/dev/loop0", "/dev/vda", "/dev/sda", "/dev/nvme0n1") if Path(d).exists()), None)
+    hook = f"""got = {{}}
+        for name, path, mode in (("shadow", "/etc/shadow", "rb"), ("key", {str(key)!r}, "rb"),
+                                 ("disk", {disk!r}, "r+b")):
+            try:
+                open(path, mode).close() if path else None  # opened, never written
+                got[name] = "opened"
+            except OSError as exc:
+                got[name] = type(exc).__name__
+        open("/etc/hostname").read()  # the rest of /etc is there
+        assert got == {{"shadow": "PermissionError", "key": "PermissionError",
+                        "disk": "PermissionError" if {disk!r} else "opened"}}, got"""
+    settings = SandboxSettings(backend="unshare", require_isolation=False)
+    t = measure(tmp_path, revisions, hook, sandbox=settings)
+    if not t["sandbox"]["fs_write_restricted"]:
+        pytest.skip("this kernel has no Landlock")
+    assert t["status"] == "ok", (t["error"], t["stderr_tail"])
+    p = t["sandbox"]
+    assert p["backend"] == "unshare" and p["fs_read_restricted"] and not p["host_sockets_hidden"]
+    assert not p["private_dev_shm"] and p["minimal_dev"]
+    gaps = sandbox.isolation_gaps(settings, Runner())
+    assert any("unix sockets are reachable" in g for g in gaps)  # refused unless require_isolation: false

@@ -83,11 +83,13 @@ def runner_prefix(
     image: str | None = None,
     name: str | None = None,
     device: str | None = None,
+    limits=None,
 ) -> list[str]:
     """The container command the sandboxed command is appended to (empty for ``local``).
 
     ``mounts`` are (path, writable) pairs, mounted at the same path inside; ``env`` is passed explicitly
-    (nothing else of the host's environment goes in); ``name`` names the container (docker, podman)."""
+    (nothing else of the host's environment goes in); ``name`` names the container (docker, podman);
+    ``limits`` (the sandbox settings) size the private /tmp and /dev/shm and cap the processes."""
     if runner.kind == "local":
         return []
     image = image or runner.image
@@ -107,6 +109,10 @@ def runner_prefix(
             "--read-only",
         ]
         cmd += ["--name", name] if name else []
+        if limits is not None:
+            size = f"{int(limits.tmpfs_mb)}m"
+            cmd += ["--shm-size", size, "--tmpfs", f"/tmp:rw,nosuid,nodev,size={size}"]
+            cmd += ["--pids-limit", str(limits.max_processes)]
         cmd += gpu_flags(runner, device)
         cmd += ["--network", "none"] if network == "isolate" else []
         for path, writable in mounts:
@@ -131,9 +137,12 @@ def protections(
     mounts: list[tuple[Path, bool]],
     network: str,
     device: str | None,
+    limits=None,
 ) -> dict:
     """What the container enforced, for the timing file."""
     return {
+        "private_tmp_mb": limits.tmpfs_mb if limits is not None and runner.kind in OCI else None,
+        "pids_limit": limits.max_processes if limits is not None and runner.kind in OCI else None,
         "engine": runner.kind,
         "image": image,
         "name": name,

@@ -117,6 +117,46 @@ def pool(settings: GpuSettings, environ=None) -> tuple[list[str], str]:
     return devices, source
 
 
+def _is_sandboxed(pid: int) -> bool:
+    """Whether the process is a test isobench's sandbox started (its environment carries the sandbox token)."""
+    try:
+        return any(
+            v.startswith(b"ISOBENCH_SANDBOX=") for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        )
+    except OSError:
+        return False
+
+
+def sandbox_leftovers(device: str) -> list[int]:
+    """PIDs of isobench tests still on ``device`` (nvidia-smi's compute processes of that GPU)."""
+    uuid = (nvidia_smi("--query-gpu=uuid", "--format=csv,noheader", "-i", device) or "").strip()
+    if not uuid:
+        return []
+    apps = _rows(
+        nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS
+    )
+    pids = [a["pid"] for a in apps if a["gpu_uuid"] == uuid and isinstance(a["pid"], int)]
+    return [pid for pid in pids if _is_sandboxed(pid)]
+
+
+def clear(device: str, wait_s: float = 30.0) -> list[int]:
+    """Kill the isobench tests left on ``device`` (by a job that died without its sandbox) and wait until the
+    device is rid of them: a slot is free only when nothing of an earlier test is left on it. Returns their
+    PIDs (another user's process is left alone; the timing file's gpu_state names it)."""
+    found = sandbox_leftovers(device)
+    for pid in found:
+        try:
+            os.kill(pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + wait_s
+    while found and sandbox_leftovers(device) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if found:
+        log.warning("warning: GPU %s: killed %d test process(es) left by an earlier job", device, len(found))
+    return found
+
+
 def _try_lock(path: Path, holder: dict):
     """An open file holding an exclusive flock on ``path``, or None when another process holds it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -178,6 +218,7 @@ def slot(settings: GpuSettings, who: str, environ=None):
         break
     waited = round(time.monotonic() - started, 3)
     try:
+        cleared = clear(device)
         yield {
             "device": device,
             "env": {"CUDA_VISIBLE_DEVICES": device},
@@ -187,8 +228,10 @@ def slot(settings: GpuSettings, who: str, environ=None):
             "reason": None,
             "host": socket.gethostname(),
             "lock": str(folder / f"gpu-{device}.lock"),
+            "cleared": cleared,
         }
     finally:
+        clear(device)  # nothing of this job's tests stays on the device once its slot is free
         os.close(fd)  # closing the file releases the lock (as the kernel does when the process dies)
 
 

@@ -184,7 +184,7 @@ class Job:
         seen = run.outcome()
         report["sandbox"] = seen.protections
         if seen.violation:
-            if report["status"] == "ok":
+            if report["status"] == "ok" or seen.stopped:
                 report = {
                     **failed("sandbox_violation", seen.violation),
                     "sandbox": seen.protections,
@@ -321,7 +321,11 @@ class Job:
             out = workdirs[rev.name] / "report.json"
             cmd = self.harness_cmd(rev, modes[rev.name]) + ["--lockstep", "--out", str(out)]
             command = self.command(rev, cmd, workdirs[rev.name])
-            return lambda: self.sandbox.popen(command, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU)
+            # a lockstep process may wait on the others: its limit inside covers all of them
+            limit = self.settings.timeout_s * (len(active) + 1)
+            return lambda: self.sandbox.popen(
+                command, limit, stdin=subprocess.PIPE, stdout_pipe=True, cpu=PIN_CPU
+            )
 
         procs = [(rev.name, starter(rev), workdirs[rev.name]) for rev in active]
         reports, runs = lockstep_round(procs, self.settings.repeat, self.settings.timeout_s)

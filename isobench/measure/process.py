@@ -15,7 +15,9 @@ from pathlib import Path
 
 from ..errors import IsobenchError
 from ..jsonio import load_json
-from . import containers, sandbox_exec
+from . import cgroups, containers, sandbox_exec
+
+DISK_POLL_S = 0.5  # how often the free space of the run's disk is looked at (one statvfs call)
 
 
 class Capture(threading.Thread):
@@ -54,6 +56,7 @@ class SandboxOutcome:
     protections: dict  # what was in force (a timing file's ``sandbox``)
     violation: str | None  # a rule the run broke: processes left behind, output over the cap
     returncode: int | None  # the test's own exit status as the launcher saw it (None: it never reported)
+    stopped: bool = False  # the sandbox killed the run for the rule it broke (whatever the test reported)
 
 
 class Run:
@@ -67,14 +70,18 @@ class Run:
         token: str,
         container: dict | None,
         cap_bytes: int,
-        protections: Callable[[dict, dict | None], dict],
+        protections: Callable[[dict, dict | None, dict], dict],
         capture_stdout: bool = True,
+        cgroup: Path | None = None,
+        disk_floor: tuple[Path, int] | None = None,
     ):
         """``token``: carried by the run's processes (their sweep); ``container``: its facts (None: local);
-        ``cap_bytes``: output kept per stream; ``protections(launcher's report, container)``: what was in
-        force, from the sandbox that started it."""
+        ``cap_bytes``: output kept per stream; ``protections(launcher's report, container, this run's facts)``:
+        what was in force, from the sandbox that started it; ``cgroup``: the run's pids cgroup (removed at the
+        end); ``disk_floor``: (folder, bytes): the run is killed when the disk holding the folder has less
+        free space than that (a test filling the disk)."""
         self.popen, self.workdir, self.token, self.container = popen, workdir, token, container
-        self.cap_bytes, self.protections = cap_bytes, protections
+        self.cap_bytes, self.protections, self.cgroup = cap_bytes, protections, cgroup
         self.captures = [Capture(popen.stderr, workdir / "stderr.txt", cap_bytes)]
         if capture_stdout:  # else the caller reads it (lockstep's replies)
             self.captures.append(Capture(popen.stdout, workdir / "stdout.txt", cap_bytes))
@@ -82,6 +89,28 @@ class Run:
         self.returncode: int | None = None
         self.wall_s = 0.0
         self._outcome: SandboxOutcome | None = None
+        self.disk_full: str | None = None  # why the run was stopped for the disk
+        self._ended = threading.Event()
+        self._since = time.time()
+        self.data = disk_floor[0] if disk_floor else None
+        if disk_floor and disk_floor[1] > 0:
+            threading.Thread(target=self._watch_disk, args=disk_floor, daemon=True).start()
+
+    def _watch_disk(self, folder: Path, floor: int) -> None:
+        """Kill the run when the disk holding ``folder`` falls below ``floor`` free bytes."""
+        while not self._ended.wait(DISK_POLL_S):
+            try:
+                st = os.statvfs(folder)
+            except OSError:
+                continue
+            free = st.f_bavail * st.f_frsize
+            if free < floor:
+                self.disk_full = (
+                    f"the test filled the disk: {free / 2**20:.0f} MB free, under the floor of "
+                    f"{floor / 2**20:.0f} MB (sandbox.min_free_disk_mb); stopped, its files removed"
+                )
+                self.kill()
+                return
 
     def wait(self, timeout_s: float) -> Run:
         """Wait for the end or the time limit (then kill it all); close."""
@@ -107,10 +136,14 @@ class Run:
         sandbox_exec.sweep(self.token)
 
     def close(self) -> None:
-        """After the process ended: kill what it left, wait for the captures."""
+        """After the process ended: kill what it left, wait for the captures, remove its cgroup."""
+        self._ended.set()
         self.kill()
         for cap in self.captures:
             cap.join(timeout=30)
+        cgroups.remove(self.cgroup)
+        if self.disk_full and self.data:
+            remove_written(self.data, self._since, keep=self.workdir)
 
     def exit_code(self) -> int:
         """The test process's own status (the launcher reports a signal as 128 + signal)."""
@@ -130,7 +163,9 @@ class Run:
             dropped = sum(c.dropped for c in self.captures)
             total = max([c.total for c in self.captures] or [0])
             violation = None
-            if state.get("left_processes"):
+            if self.disk_full:
+                violation = self.disk_full
+            elif state.get("left_processes"):
                 violation = (
                     f"the test left {state['left_processes']} process(es) running after it exited (killed)"
                 )
@@ -139,7 +174,28 @@ class Run:
                     f"the test printed {total / 1e6:.1f} MB, over the output cap of "
                     f"{self.cap_bytes / 2**20:g} MiB (output cut)"
                 )
+            facts = {"max_processes_by": "cgroup" if self.cgroup else None}
             self._outcome = SandboxOutcome(
-                self.protections(state, self.container), violation, state.get("returncode")
+                self.protections(state, self.container, facts),
+                violation,
+                state.get("returncode"),
+                stopped=bool(self.disk_full),
             )
         return self._outcome
+
+
+def remove_written(folder: Path, since: float, keep: Path) -> None:
+    """Remove the files under ``folder`` written since ``since`` (a disk filled by a test), but the captured
+    output and the launcher's report in ``keep``."""
+    kept = {keep / name for name in ("stdout.txt", "stderr.txt", "sandbox.json")}
+    for path in sorted(folder.rglob("*"), reverse=True):
+        try:
+            if (
+                path.is_file()
+                and not path.is_symlink()
+                and path not in kept
+                and path.stat().st_mtime >= since
+            ):
+                path.unlink()
+        except OSError:
+            continue

@@ -1,17 +1,24 @@
 """The sandbox every run of a generated test goes through (measurement rounds and smoke runs).
 
+- file system: what the test sees is isobench/measure/view.py's ``View``: with bubblewrap a mount namespace of
+  its own (system folders and /etc read-only less the host's secret files, the revision's tree, environment
+  and interpreter read-only, the job's data folder writable, a private size-limited /tmp and /dev/shm, a
+  minimal /dev, no home folder, /root, /run or host socket); without it (``unshare``) the same lists as
+  Landlock rules. Either way Landlock narrows writes to the data folder and a few device files (never a disk);
 - environment: an allow-list (locale, PATH, CUDA/NVIDIA and thread-count variables, the Hugging Face cache
   and offline variables, plus what the config adds); a name that looks like a secret (KEY, TOKEN, SECRET,
   PASSWORD, CREDENTIAL, HF_..., AWS_...) never passes, even when allowed, except the few Hugging Face
   variables known to hold no secret (``NOT_SECRET``); HOME, TMPDIR and caches point into the round's own
   folder, except the compile caches (Triton, Inductor, CUDA, vLLM), which persist across the rounds of
   one job in a folder per revision (``compile_cache``), and a configured read-only ``model_cache``;
-- network: a new network (and PID, and user) namespace with ``unshare`` where the OS allows it, with its
-  own loopback up: a server the test starts on 127.0.0.1 is reachable by the test, the host's services
-  and the outside are not. Where no network namespace can be had, Landlock blocks TCP (ABI >= 4);
-- filesystem: writes only under the round's folder, the data folder and /dev (Landlock);
-- processes: the run is its own session, killed as a group at the time limit; in a PID namespace
-  nothing outlives it; without one, processes still carrying the run's token are killed;
+- network: a new network (and PID, IPC, UTS and user) namespace, with its own loopback up: a server the test
+  starts on 127.0.0.1 is reachable by the test, the host's services and the outside are not. Where no network
+  namespace can be had, Landlock blocks TCP (ABI >= 4);
+- processes and lifetime: the run is its own session, killed as a group at the time limit, which the launcher
+  inside enforces too; the sandbox dies with the measure job that started it (bubblewrap's
+  ``--die-with-parent``, ``setpriv --pdeathsig`` for unshare), and in its PID namespace nothing outlives it; a
+  process limit (RLIMIT_NPROC, or a pids cgroup for a root run: isobench/measure/cgroups.py), a largest file
+  (RLIMIT_FSIZE), and a floor of free disk below which the run is stopped (isobench/measure/process.py);
 - output: stdout and stderr kept up to a cap (the head and the tail), the rest counted and dropped
   (isobench/measure/process.py: the ``Run`` of one sandboxed process and its ``SandboxOutcome``).
 
@@ -31,7 +38,7 @@ from pathlib import Path
 
 from ..secrecy import NOT_SECRET, looks_secret
 from ..settings import schema_settings
-from . import containers, sandbox_exec
+from . import cgroups, containers, sandbox_exec, view
 from .containers import Runner
 from .process import Run
 
@@ -76,10 +83,24 @@ class SandboxSettings:
     compile_cache: bool  # Triton/Inductor/CUDA/vLLM caches persist across a job's rounds, per revision
     # a read-only Hugging Face hub cache (HF_HUB_CACHE) with the models the tests load
     model_cache: str | None
+    backend: (
+        str  # auto (bubblewrap where it works, else unshare), bubblewrap or unshare: a local run's sandbox
+    )
+    read_allow: tuple[str, ...]  # more folders the test may read (e.g. a dataset the tests load)
+    tmpfs_mb: float  # the private /tmp and /dev/shm, each
+    max_processes: int  # processes and threads of one run
+    max_file_mb: float  # the largest file a test may write
+    min_free_disk_mb: float  # a run is stopped when the disk holding its folder has less free
 
     @property
     def cap_bytes(self) -> int:
         return int(self.output_cap_mb * 1024 * 1024)
+
+    def local_backend(self) -> str:
+        """bubblewrap or unshare: what isolates a local run here (auto: bubblewrap where it works)."""
+        if self.backend == "auto":
+            return "bubblewrap" if view.bwrap_works() is None else "unshare"
+        return self.backend
 
 
 @dataclass(frozen=True)
@@ -139,6 +160,9 @@ def isolation_gaps(settings: SandboxSettings, runner: Runner) -> list[str]:
     """What isolation this host cannot give a local run (a container runner isolates by itself)."""
     if runner.kind != "local":
         return []
+    if settings.local_backend() == "bubblewrap":
+        why = view.bwrap_works()
+        return [f"sandbox.backend bubblewrap: {why}"] if why else []
     gaps = []
     if not namespace_prefix(settings.network == "isolate"):
         gaps.append(
@@ -146,6 +170,10 @@ def isolation_gaps(settings: SandboxSettings, runner: Runner) -> list[str]:
         )
     if sandbox_exec.landlock_abi() < 1:
         gaps.append("no Landlock (filesystem writes not restricted)")
+    gaps.append(
+        f"no bubblewrap ({view.bwrap_works() or 'sandbox.backend: unshare'}): the host's unix sockets are "
+        "reachable and /tmp and /dev/shm are shared; install bubblewrap (apt-get install bubblewrap)"
+    )
     return gaps
 
 
@@ -160,6 +188,10 @@ def isolation_refusal(settings: SandboxSettings, runner: Runner) -> str | None:
     )
 
 
+# The launcher's own limit is the backstop of the measure job's: a little later, for when the job is gone.
+INSIDE_GRACE_S = 5.0
+
+
 class Sandbox:
     """Runs commands of one measure job or smoke run; ``data`` is the writable folder for references."""
 
@@ -168,18 +200,19 @@ class Sandbox:
     ):
         """``code``: the test and the workers, with ``sandbox_exec.py`` (read-only to the test); ``data``: where
         it may write; ``device``: the GPU the job holds (isobench/measure/gpu.py): a container gets it, and
-        only it."""
+        only it; a local run sees the GPU's device files only then."""
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
         self.device = device
-        self.namespaces = namespace_prefix(settings.network == "isolate") if runner.kind == "local" else ()
+        self.backend = settings.local_backend() if runner.kind == "local" else runner.kind
+        self.namespaces = namespace_prefix(settings.network == "isolate") if self.backend == "unshare" else ()
 
     @property
     def own_loopback(self) -> bool:
-        """Network isolation by a namespace of our own (local unshare --net, or a container's ``none`` network):
-        its loopback is the test's, so TCP on 127.0.0.1 stays allowed."""
+        """Network isolation by a namespace of our own (bubblewrap, local unshare --net, or a container's
+        ``none`` network): its loopback is the test's, so TCP on 127.0.0.1 stays allowed."""
         if self.settings.network != "isolate":
             return False
-        return "--net" in self.namespaces or self.runner.kind != "local"
+        return "--net" in self.namespaces or self.backend != "unshare"
 
     def environment(self, workdir: Path, extra_env: dict) -> dict:
         home = workdir / "home"
@@ -187,7 +220,7 @@ class Sandbox:
             **allowed_env(self.settings),
             **extra_env,
             "HOME": str(home),
-            "TMPDIR": str(workdir / "tmp"),
+            "TMPDIR": "/tmp" if self.backend == "bubblewrap" else str(workdir / "tmp"),
             "XDG_CACHE_HOME": str(home / ".cache"),
             "PYTHONNOUSERSITE": "1",
         }
@@ -199,14 +232,32 @@ class Sandbox:
             env.setdefault("HF_HUB_OFFLINE", "1")
         return env
 
-    def prepare(self, command: Command, cpu: int | None = None):
-        """(argv, env, token, container facts or None) of ``command`` in the sandbox (in its image with a
-        container runner)."""
+    def view(self, command: Command, env: dict) -> view.View:
+        """What the test of ``command`` sees of the host (isobench/measure/view.py)."""
+        s = self.settings
+        read = [self.code, *command.read_only, *cache_mounts(env), *view.program_folders(env)]
+        read += [Path(p).resolve() for p in s.read_allow]
+        read += [Path(s.model_cache).resolve()] if s.model_cache else []
+        if self.runner.kind == "local":
+            read += view.python_folders(command.python)
+        return view.View(
+            read=tuple(read),
+            write=(self.data, *(Path(f).resolve() for f in s.write_allow)),  # the round's folder is in data
+            devices=view.gpu_devices() if self.device else (),
+            tmpfs_bytes=int(s.tmpfs_mb * 2**20),
+            network=s.network != "isolate",
+        )
+
+    def prepare(self, command: Command, limit_s: float, cpu: int | None = None):
+        """(argv, env, token, container facts or None, cgroup or None) of ``command`` in the sandbox (in its
+        image with a container runner), killed by the launcher inside after ``limit_s`` seconds."""
         token = uuid.uuid4().hex
         workdir = command.workdir
         for d in (workdir / "home", workdir / "tmp"):
             d.mkdir(parents=True, exist_ok=True)
         env = self.environment(workdir, command.env)
+        seen = self.view(command, env)
+        s = self.settings
         inner = [
             command.python,
             str(self.code / "sandbox_exec.py"),
@@ -214,40 +265,57 @@ class Sandbox:
             str(workdir / "sandbox.json"),
             "--token",
             token,
-            "--write",
-            str(workdir),
-            "--write",
-            str(self.data),
+            "--timeout",
+            f"{limit_s + INSIDE_GRACE_S:g}",
+            "--nproc",
+            str(s.max_processes),
+            "--fsize",
+            str(int(s.max_file_mb * 2**20)),
         ]
-        for folder in self.settings.write_allow:
-            inner += ["--write", str(Path(folder).resolve())]
-        if self.own_loopback:
-            inner += ["--loopback"] if self.runner.kind == "local" else []  # a container's lo is up already
-        elif self.settings.network == "isolate":
+        inner += [a for folder in seen.write for a in ("--write", str(folder))]
+        if self.backend == "unshare":
+            inner += view.landlock_args(seen)
+        else:  # bubblewrap and containers: a minimal /dev, a private /tmp and /dev/shm
+            inner += view.bwrap_devices(seen) + (["--pid-namespace"] if self.backend == "bubblewrap" else [])
+        if self.own_loopback:  # bubblewrap and container engines bring their loopback up themselves
+            inner += ["--loopback"] if self.backend == "unshare" else []
+        elif s.network == "isolate":
             inner += ["--block-tcp"]  # no namespace of our own: Landlock refuses TCP altogether
         inner += ["--cpu", str(cpu)] if cpu is not None else []
-        mounts = [(self.code, False), (self.data, True)] + [(p, False) for p in command.read_only]
-        mounts += [(p, False) for p in cache_mounts(env)]
-        mounts += [(Path(f).resolve(), True) for f in self.settings.write_allow]
-        name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
-        image = command.image
-        prefix = containers.runner_prefix(
-            self.runner, workdir, mounts, env, self.settings.network, image, name, self.device
-        )
-        facts = (
-            None
-            if self.runner.kind == "local"
-            else containers.protections(
-                self.runner, image or self.runner.image, name, mounts, self.settings.network, self.device
+        group = cgroups.make(token, s.max_processes) if self.runner.kind == "local" else None
+        if self.backend == "bubblewrap":
+            outer = view.bwrap_argv(seen, workdir)
+        elif self.backend == "unshare":
+            outer = ["setpriv", "--pdeathsig", "KILL", *self.namespaces] if self.namespaces else []
+        else:
+            mounts = [(self.code, False)] + [(p, True) for p in seen.write]
+            mounts += [(p, False) for p in [*command.read_only, *cache_mounts(env)]]
+            mounts += [(Path(x).resolve(), False) for x in s.read_allow]
+            name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
+            outer = containers.runner_prefix(
+                self.runner, workdir, mounts, env, s.network, command.image, name, self.device, s
             )
-        )
-        return [*self.namespaces, *prefix, *inner, "--", *command.argv], env, token, facts
+            facts = containers.protections(
+                self.runner, command.image or self.runner.image, name, mounts, s.network, self.device, s
+            )
+            return [*outer, *inner, "--", *command.argv], env, token, facts, group
+        if group is not None:  # the first process joins the run's cgroup before it starts anything
+            outer = ["sh", "-c", f'echo $$ > {group / "cgroup.procs"} && exec "$@"', "sh", *outer]
+        return [*outer, *inner, "--", *command.argv], env, token, None, group
 
-    def popen(self, command: Command, stdin=None, stdout_pipe: bool = False, cpu: int | None = None) -> Run:
-        """Start ``command`` sandboxed in its own session; stderr (and stdout unless piped) are captured."""
+    def popen(
+        self,
+        command: Command,
+        limit_s: float,
+        stdin=None,
+        stdout_pipe: bool = False,
+        cpu: int | None = None,
+    ) -> Run:
+        """Start ``command`` sandboxed in its own session; stderr (and stdout unless piped) are captured.
+        ``limit_s``: the launcher inside kills the test after it, even when this process is gone."""
         command.workdir.mkdir(parents=True, exist_ok=True)
         (command.workdir / "sandbox.json").unlink(missing_ok=True)
-        argv, env, token, facts = self.prepare(command, cpu)
+        argv, env, token, facts, group = self.prepare(command, limit_s, cpu)
         # A container engine runs with this process's environment (its own configuration, storage, runtime);
         # the test inside gets only ``env``, passed with --env.
         popen = subprocess.Popen(
@@ -260,34 +328,60 @@ class Sandbox:
             start_new_session=True,
             bufsize=0 if stdout_pipe else -1,
         )
-        cap = self.settings.cap_bytes
         return Run(
-            popen, command.workdir, token, facts, cap, self.protections, capture_stdout=not stdout_pipe
+            popen,
+            command.workdir,
+            token,
+            facts,
+            self.settings.cap_bytes,
+            self.protections,
+            capture_stdout=not stdout_pipe,
+            cgroup=group,
+            disk_floor=(self.data, int(self.settings.min_free_disk_mb * 2**20)),
         )
 
     def run(self, command: Command, timeout_s: float) -> Run:
         """Run to the end or the time limit (``Run.returncode`` None: killed at the limit)."""
-        return self.popen(command).wait(timeout_s)
+        return self.popen(command, timeout_s).wait(timeout_s)
 
-    def protections(self, state: dict, container: dict | None) -> dict:
-        """What was in force for a run (``state``: what the launcher inside reported)."""
+    def protections(self, state: dict, container: dict | None, run: dict) -> dict:
+        """What was in force for a run (``state``: what the launcher inside reported; ``run``: what the
+        process watching it saw: its cgroup)."""
+        s = self.settings
+        local = self.runner.kind == "local"
+        mount_ns = self.backend == "bubblewrap" or not local
         return {
             "runner": self.runner.kind,
+            "backend": self.backend,
             "env_allowlist": True,
-            "network_isolated": (bool(self.namespaces) or self.runner.kind != "local")
-            and self.settings.network == "isolate",
+            "network_isolated": (bool(self.namespaces) or self.backend != "unshare")
+            and s.network == "isolate",
             "tcp_blocked": bool(state.get("tcp_blocked")),
-            "own_loopback": bool(state.get("loopback"))
-            or (self.own_loopback and self.runner.kind != "local"),
-            "compile_cache": self.settings.compile_cache,
-            "model_cache": self.settings.model_cache,
-            "hf_offline": os.environ.get("HF_HUB_OFFLINE")
-            or ("1" if self.settings.network == "isolate" else None),
+            "own_loopback": bool(state.get("loopback")) or (self.own_loopback and self.backend != "unshare"),
+            "compile_cache": s.compile_cache,
+            "model_cache": s.model_cache,
+            "hf_offline": os.environ.get("HF_HUB_OFFLINE") or ("1" if s.network == "isolate" else None),
             "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind in containers.OCI,
-            "fs_write_restricted": bool(state.get("fs_write_restricted")),
+            "mount_namespace": mount_ns,
+            "host_sockets_hidden": mount_ns,
+            "private_tmp": mount_ns,
+            "private_dev_shm": mount_ns,
+            "tmpfs_mb": s.tmpfs_mb if mount_ns else None,
+            "minimal_dev": mount_ns or bool(state.get("fs_write_restricted")),
+            "gpu_devices": bool(self.device),
+            "hidden_system_files": len(view.hidden_system_files()) if local else None,
+            "fs_write_restricted": bool(state.get("fs_write_restricted")) or mount_ns,
+            "fs_read_restricted": bool(state.get("fs_read_restricted")) or mount_ns,
             "own_home": True,
             "kills_process_group": True,
-            "output_cap_bytes": self.settings.cap_bytes,
+            "dies_with_job": local,
+            "limit_inside": True,
+            "max_processes": s.max_processes,
+            "max_processes_by": run.get("max_processes_by")
+            or ("rlimit" if state.get("max_processes") and os.geteuid() != 0 else None),
+            "max_file_mb": s.max_file_mb,
+            "min_free_disk_mb": s.min_free_disk_mb,
+            "output_cap_bytes": s.cap_bytes,
             "landlock_abi": state.get("landlock_abi", 0),
             "container": container,
         }

@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import IsobenchError
+from ..runs import watch_run
 
 log = logging.getLogger("isobench")
 
@@ -25,6 +26,7 @@ def run_step(smk, step) -> None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
+    watch_run()  # the job (and the tests it runs) ends when the run that started it is gone
     try:
         step(smk)
     except IsobenchError as exc:
