@@ -24,8 +24,8 @@ from pathlib import Path
 from . import git
 from .apis import api_names, is_test_file, qualified_names, touched
 from .errors import CommitFailure, IsobenchError
-from .jsonio import sha256_bytes, validate
-from .untrusted import MAX_BUNDLE_BYTES, json_of, read_input, shown
+from .jsonio import parse_json, sha256_bytes, validate
+from .untrusted import MAX_BUNDLE_BYTES, read_input, shown
 
 __all__ = [
     "FORMATS",
@@ -91,7 +91,7 @@ def _load_extraction(path: str | Path, origin: str | None) -> tuple[str, dict, b
         raw = read_input(path)
     except IsobenchError as exc:
         raise IsobenchError(str(exc).replace(str(path), where, 1) if origin else str(exc)) from None
-    data = json_of(raw, where)
+    data = parse_json(raw, where)
     try:
         fmt = detect_format(data)
     except IsobenchError as exc:

@@ -27,19 +27,29 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def parse_json(raw: bytes, where: str | Path):
+    """The JSON value of ``raw``; not UTF-8, not JSON or nested too deeply is a one-line IsobenchError naming
+    ``where``."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise IsobenchError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise IsobenchError(
+            f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise IsobenchError(f"{where}: invalid JSON: nested too deeply") from None
+
+
 def load_json(path: str | Path):
     """Parse a JSON file; a missing or malformed file is a one-line IsobenchError."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         raise IsobenchError(f"{path}: file not found") from None
-    except UnicodeDecodeError as exc:
-        raise IsobenchError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise IsobenchError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+    return parse_json(raw, path)
 
 
 def dumps(obj, indent: int | None = 2, sort_keys: bool = True) -> str:

@@ -22,6 +22,7 @@ from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, commit_id_of_file, is_extraction
 from .jsonio import write_text_atomic
+from .measure import cgroups
 from .measure.containers import Runner
 from .measure.gpu import GpuSettings, gpu_environment
 from .measure.gpu import start_line as gpu_start_line
@@ -69,6 +70,12 @@ def start_of_run(
     line = gpu_start_line(GpuSettings.from_config(config.get("gpu")), gpu_budget)
     if line:
         sys.stderr.write(line + "\n")
+    holder = runs.busy(RESULTS)
+    if holder:  # another run is writing these results: leave them to it (this one stops at its start)
+        sys.stderr.write(
+            f"isobench: another isobench run is measuring here ({holder}); results left as they are\n"
+        )
+        return
     protect_results(
         [RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],
         Path(config["dataset"]),
@@ -124,6 +131,12 @@ def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
                 f"isobench: warning: sandbox: source {name}: tests run WITHOUT isolation ({'; '.join(gaps)}) "
                 "because sandbox.require_isolation is false"
             )
+    limit_gap = cgroups.gap()
+    if limit_gap and any(
+        Runner.from_config(layered(config, n, schema_path, "runner")).kind == "local"
+        for n in config["sources"]
+    ):
+        lines.append(f"isobench: warning: sandbox: {limit_gap}")
     return lines
 
 

@@ -50,6 +50,37 @@ def _holder_line(path: Path) -> str:
     return f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {since}, in {h.get('cwd', '?')}"
 
 
+def busy(folder: Path) -> str | None:
+    """Who holds ``folder``'s run lock now (one line), or None: free, or never taken."""
+    path = folder / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except BlockingIOError:
+        return _holder_line(path)
+    finally:
+        os.close(fd)
+
+
+def _open_lock(path: Path) -> tuple[int, bool]:
+    """The lock file open (created readable and writable by all: a lock_dir shared by users), and whether this
+    process may write who holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except PermissionError:  # another user's lock file: flock works on a read-only descriptor too
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+    try:
+        os.fchmod(fd, 0o666)
+    except OSError:
+        pass
+    return fd, True
+
+
 def hold(folders: list[Path]) -> None:
     """Take the run lock in each folder for the life of this process; IsobenchError (one line) when another
     live run holds one."""
@@ -57,7 +88,7 @@ def hold(folders: list[Path]) -> None:
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd, writable = _open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -66,8 +97,9 @@ def hold(folders: list[Path]) -> None:
                 f"{path}: another isobench run is measuring ({_holder_line(path)}); one run measures at a "
                 "time, and snakemake --unlock does not change that: wait for it to end, or stop it"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(me).encode())
+        if writable:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(me).encode())
         _held.append(fd)
     os.environ[RUN_ENV] = f"{socket.gethostname()}:{os.getpid()}:{start_time(os.getpid())}"
 

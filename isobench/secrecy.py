@@ -290,6 +290,9 @@ def secrets_in_text(text: str) -> set[str]:
 
 def host_secret_paths() -> list[Path]:
     extra = [p for p in os.environ.get(SECRET_FILES_ENV, "").split(os.pathsep) if p]
+    # the Hub's token where the Hugging Face variables put it (the sandbox hides these files from tests too)
+    extra += [os.environ[v] for v in ("HF_TOKEN_PATH",) if os.environ.get(v)]
+    extra += [f"{os.environ['HF_HOME']}/{n}" for n in ("token", "stored_tokens") if os.environ.get("HF_HOME")]
     out = []
     for pattern in (*HOST_SECRET_FILES, *extra):
         expanded = Path(os.path.expanduser(pattern))

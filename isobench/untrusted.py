@@ -6,7 +6,6 @@ where the workflow writes, what it removes, or how much it reads."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import stat
@@ -90,17 +89,3 @@ def read_input(
     if len(data) > limit:  # it grew while read
         raise IsobenchError(f"{path}: larger than the {limit >> 20} MiB {what} may have")
     return data
-
-
-def json_of(raw: bytes, where: str):
-    """The JSON value of an input's bytes; not UTF-8, not JSON or nested too deeply is a one-line error."""
-    try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise IsobenchError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise IsobenchError(
-            f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except RecursionError:
-        raise IsobenchError(f"{where}: invalid JSON: nested too deeply") from None

@@ -46,7 +46,8 @@ def test_jobs_never_share_a_device(tmp_path):
     runs = [json.loads(p.communicate(timeout=120)[0].splitlines()[-1]) for p in procs]
     assert {r["device"] for r in runs} == {"0", "1", "2"}  # every slot was used
     for r in runs:
-        assert r["env"] == {"CUDA_VISIBLE_DEVICES": r["device"]}
+        lock = str(tmp_path / "locks" / f"gpu-{r['device']}.lock")
+        assert r["env"] == {"CUDA_VISIBLE_DEVICES": r["device"], gpu.LOCK_ENV: lock}
     for a in runs:
         for b in runs:
             if a is not b and a["device"] == b["device"]:
@@ -95,7 +96,11 @@ def test_no_gpu_the_fields_say_so(tmp_path):
 def test_under_a_scheduler_its_allocation_is_the_slot(tmp_path):
     environ = {gpu.SCHEDULER_ENV: "1", "CUDA_VISIBLE_DEVICES": "0"}
     with gpu.slot(GpuSettings(lock_dir=str(tmp_path)), "job", environ=environ) as held:
-        assert (held["device"], held["source"], held["env"]) == ("0", "scheduler", {})
+        assert (held["device"], held["source"], held["env"]) == (
+            "0",
+            "scheduler",
+            {"CUDA_VISIBLE_DEVICES": "0"},
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -129,7 +134,7 @@ def test_gpu_state_from_nvidia_smi(tmp_path, monkeypatch):
         return env
 
     env, facts = gpu.on_gpu(settings, "measure", work)
-    assert env == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert env == {"CUDA_VISIBLE_DEVICES": "0", gpu.LOCK_ENV: str(tmp_path / "locks" / "gpu-0.lock")}
     state = facts["gpu_state"]
     assert (
         state["available"]
@@ -173,20 +178,26 @@ def test_a_slot_is_free_only_when_no_test_is_left_on_its_device(tmp_path, monkey
     (bin_dir / "nvidia-smi").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     # a test left on GPU 0 by a job that died without its sandbox, and another user's program
-    left = subprocess.Popen(["sleep", "600"], env={**os.environ, "ISOBENCH_SANDBOX": "0123abcd"})
+    lock = str(tmp_path / "locks" / "gpu-0.lock")
+    tagged = {**os.environ, "ISOBENCH_SANDBOX": "0123abcd", gpu.LOCK_ENV: lock}
+    left = subprocess.Popen(["sleep", "600"], env=tagged)
     other = subprocess.Popen(["sleep", "600"])
-    (tmp_path / "apps").write_text(f"{left.pid} {other.pid}")
+    # another project's test (its own lock folder) on the same device: alive, not ours to kill
+    elsewhere = subprocess.Popen(["sleep", "600"], env={**tagged, gpu.LOCK_ENV: "/elsewhere/gpu-0.lock"})
+    (tmp_path / "apps").write_text(f"{left.pid} {other.pid} {elsewhere.pid}")
     monkeypatch.setenv("APPS", str(tmp_path / "apps"))
     try:
         settings = GpuSettings(devices=("0",), lock_dir=str(tmp_path / "locks"))
         with gpu.slot(settings, "measure") as held:
             assert held["cleared"] == [left.pid]
             assert left.wait(timeout=10) == -signal.SIGKILL
-            assert other.poll() is None  # not a test of ours: left alone (gpu_state names it)
+            assert (
+                other.poll() is None and elsewhere.poll() is None
+            )  # not ours: left alone (gpu_state names it)
             # the job's own test, still on the device when the job lets the slot go, goes with it
-            mine = subprocess.Popen(["sleep", "600"], env={**os.environ, "ISOBENCH_SANDBOX": "feed"})
+            mine = subprocess.Popen(["sleep", "600"], env=held["env"] | {"ISOBENCH_SANDBOX": "feed"})
             (tmp_path / "apps").write_text(f"{mine.pid} {other.pid}")
         assert mine.wait(timeout=10) == -signal.SIGKILL
     finally:
-        other.kill()
-        left.kill()
+        for proc in (other, left, elsewhere):
+            proc.kill()

@@ -248,17 +248,32 @@ def setup():
 )
 
 
-def harnesses(work: Path) -> list[int]:
-    """PIDs of the tests (harness processes) started from the workflow folder ``work``."""
+def processes_of(work: Path, needle: bytes) -> list[int]:
+    """PIDs of the processes of the workflow folder ``work`` whose command line holds ``needle``: the tests
+    (``harness.py``) and the measure jobs (Snakemake runs a step as a script of its own, ``.measure.py``)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if entry.name.isdigit() and b"harness.py" in cmd and str(work).encode() in cmd:
+        if entry.name.isdigit() and needle in cmd and str(work).encode() in cmd:
             found.append(int(entry.name))
     return found
+
+
+def described(pid: int) -> str:
+    """A process's state, parent and command line (what a failing test says of a survivor)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:300].decode(errors="replace")
+    except OSError:
+        return "gone"
+    return f"state {stat[0]}, parent {stat[1]}: {cmd}"
+
+
+def harnesses(work: Path) -> list[int]:
+    return processes_of(work, b"harness.py")
 
 
 def wait_for(predicate, timeout: float = 120.0) -> bool:
@@ -268,19 +283,6 @@ def wait_for(predicate, timeout: float = 120.0) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def measure_jobs(work: Path) -> list[int]:
-    """PIDs of the measure jobs of the workflow folder ``work`` (Snakemake runs a step as a script of its own)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if entry.name.isdigit() and b".measure.py" in cmd and str(work).encode() in cmd:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "kill-9-run", "kill-9-job"])
@@ -308,11 +310,14 @@ def test_a_dead_run_leaves_no_test_running(tmp_path, demo, how):
         elif how == "kill-9-run":
             run.kill()
         else:
-            jobs = measure_jobs(work)
+            jobs = processes_of(work, b".measure.py")
             assert jobs
             for pid in jobs:
                 os.kill(pid, signal.SIGKILL)
-        assert wait_for(lambda: not harnesses(work), timeout=30), f"a test outlived the run ({how})"
+        if not wait_for(lambda: not harnesses(work), timeout=30):
+            left = {pid: described(pid) for pid in harnesses(work)}
+            run.kill()
+            raise AssertionError(f"a test outlived the run ({how}): {left}\n{run.communicate()[1][-3000:]}")
     finally:
         run.kill()
         run.communicate()

@@ -114,10 +114,12 @@ def test_a_forged_cache_entry_is_measured_again_and_forcerun_measures_again(work
     ):
         before = head["measurement"]["measured_at"], head["samples_ms"]
         time.sleep(1.1)  # measured_at has a resolution of one second
-        proc = snakemake(work, *forcerun, str(folder.relative_to(work) / "record.json"))
+        # the target first: --forcerun takes every word after it (a target after it would be forced, not aimed)
+        proc = snakemake(work, str(folder.relative_to(work) / "record.json"), *forcerun)
         assert proc.returncode == 0, proc.stderr[-3000:]
         log = (folder / "logs" / "measure.log").read_text()
         assert "measurement: fresh (forced by --forcerun" in log and "from the measurement cache" not in log
+        assert proc.stderr.count("rule measure:") == 1  # this commit's job alone
         head = json.loads((folder / "timing_head.json").read_text())
         assert head["measurement"]["cached"] is False
         assert (head["measurement"]["measured_at"], head["samples_ms"]) != before

@@ -2,15 +2,17 @@
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, processes_with
+from conftest import processes_with
 
 from isobench.jsonio import validate
-from isobench.measure import sandbox
+from isobench.measure import sandbox, view
 from isobench.measure.containers import Runner, runner_prefix
 from isobench.measure.job import Settings
 from isobench.measure.rounds import measure_commit
@@ -169,7 +171,7 @@ def test_writes_outside_its_folder_never_reach_the_host(tmp_path, revisions):
     # refused, or (bubblewrap) written into the test's private /tmp, which is gone with the round
     assert not outside.exists()
     assert t["status"] == "ok" or "Permission denied" in t["error"] or "Read-only" in t["error"]
-    elsewhere = ROOT / "pwned-by-a-test.txt"  # a folder the test does not see at all
+    elsewhere = Path(f"/var/tmp/pwned-by-a-test-{os.getpid()}.txt")  # a folder the test does not see at all
     t = measure(tmp_path, revisions, f'open({str(elsewhere)!r}, "w").write("pwned")')
     assert t["category"] == "setup_error" and not elsewhere.exists()
     worktree_file = revisions[1].worktree / "toy.py"
@@ -266,10 +268,13 @@ def test_own_loopback_inside_the_host_unreachable(tmp_path, revisions):
     )
 
 
-def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
+@pytest.mark.parametrize("backend", ["bubblewrap", "unshare"])
+def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch, backend):
     models = tmp_path / "models"
     (models / "models--org--tiny").mkdir(parents=True)
     (models / "models--org--tiny" / "config.json").write_text("{}")
+    (tmp_path / "hf-home").mkdir()
+    (tmp_path / "hf-home" / "token").write_text("hf_" + "x7" * 17)  # `huggingface-cli login` writes it here
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", SECRET)
@@ -282,6 +287,11 @@ def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
         assert e["CUDA_VISIBLE_DEVICES"] == "3", e.get("CUDA_VISIBLE_DEVICES")
         leaked = [k for k in e if "TOKEN" in k or "API_KEY" in k]
         assert not leaked, leaked
+        try:
+            open(os.path.join(e["HF_HOME"], "token")).read()
+            raise AssertionError("the Hub token file is readable")
+        except PermissionError:
+            pass
         open(os.path.join(e["HF_HUB_CACHE"], "models--org--tiny", "config.json")).read()
         try:
             open(os.path.join(e["HF_HUB_CACHE"], "written"), "w")
@@ -292,7 +302,7 @@ def test_cache_variables_pass_secrets_never(tmp_path, revisions, monkeypatch):
         tmp_path,
         revisions,
         hook,
-        sandbox=SandboxSettings(model_cache=str(models)),
+        sandbox=SandboxSettings(model_cache=str(models), backend=backend, require_isolation=False),
         device_env={"CUDA_VISIBLE_DEVICES": "3"},
     )
     assert t["status"] == "ok", (t["error"], t["stderr_tail"])
@@ -375,3 +385,21 @@ def test_without_bubblewrap_landlock_hides_secrets_and_disks(tmp_path, revisions
     assert not p["private_dev_shm"] and p["minimal_dev"]
     gaps = sandbox.isolation_gaps(settings, Runner())
     assert any("unix sockets are reachable" in g for g in gaps)  # refused unless require_isolation: false
+
+
+def test_the_revisions_environment_never_chooses_what_is_shown(tmp_path):
+    """The revision's environment is built from its code: finding its interpreter's folders runs none of it
+    (a .pth file there would run as the workflow's user, outside the sandbox), and no folder that would bring
+    the host's sockets or homes along is ever bound."""
+    venv = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    ran = tmp_path / "the-pth-ran"
+    (site / "evil.pth").write_text(f"/run\n/.\nimport os; open({str(ran)!r}, 'w')\n")
+    folders = view.python_folders(str(venv / "bin" / "python"))
+    assert not ran.exists()
+    assert venv.resolve() in folders and Path(sys.base_prefix).resolve() in folders
+    assert not any(str(f) in ("/", "/run", "/var", "/root", "/home", "/tmp") for f in folders)
+    for bad in ("/", "/.", "/run", "/var", "/root", "/home/", "/tmp", "/etc", "/nonexistent"):
+        assert view.bindable(bad) is None, bad
+    assert view.bindable(tmp_path) == tmp_path.resolve()

@@ -43,6 +43,16 @@ def needed() -> bool:
     return os.geteuid() == 0
 
 
+def gap() -> str | None:
+    """Why a run's processes cannot be limited here (None: they can): root without a writable pids cgroup."""
+    if not needed() or _parent() is not None:
+        return None
+    return (
+        "the run is root and no pids cgroup can be made here (cgroup v2 without pids delegated to this "
+        "process's cgroup): sandbox.max_processes is not enforced"
+    )
+
+
 def make(token: str, limit: int) -> Path | None:
     """A new cgroup for one run with ``pids.max`` = ``limit`` (None where none can be made)."""
     parent = _parent() if needed() else None

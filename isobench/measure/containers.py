@@ -115,8 +115,9 @@ def runner_prefix(
             cmd += ["--pids-limit", str(limits.max_processes)]
         cmd += gpu_flags(runner, device)
         cmd += ["--network", "none"] if network == "isolate" else []
-        for path, writable in mounts:
-            cmd += ["--volume", f"{path}:{path}:{'rw' if writable else 'ro'}"]
+        for path, writable in mounts:  # writable None: a file hidden under an empty one
+            source = "/dev/null" if writable is None else path
+            cmd += ["--volume", f"{source}:{path}:{'rw' if writable else 'ro'}"]
         for k, v in sorted(env.items()):
             cmd += ["--env", f"{k}={v}"]
         return cmd + list(runner.options) + [image]
@@ -124,7 +125,8 @@ def runner_prefix(
     cmd += gpu_flags(runner, device)
     cmd += ["--net", "--network", "none"] if network == "isolate" else []
     for path, writable in mounts:
-        cmd += ["--bind", f"{path}:{path}:{'rw' if writable else 'ro'}"]
+        source = "/dev/null" if writable is None else path
+        cmd += ["--bind", f"{source}:{path}:{'rw' if writable else 'ro'}"]
     for k, v in sorted(env.items()):
         cmd += ["--env", f"{k}={v}"]
     return cmd + list(runner.options) + [image]
@@ -149,8 +151,9 @@ def protections(
         "network": "none" if network == "isolate" else "host",
         "user": f"{os.getuid()}:{os.getgid()}",
         "read_only_root": runner.kind in OCI,
-        "read_only_mounts": [str(p) for p, writable in mounts if not writable],
+        "read_only_mounts": [str(p) for p, writable in mounts if writable is False],
         "writable_mounts": [str(p) for p, writable in mounts if writable],
+        "hidden_files": [str(p) for p, writable in mounts if writable is None],
         "gpu_flags": gpu_flags(runner, device),
     }
 

@@ -117,18 +117,23 @@ def pool(settings: GpuSettings, environ=None) -> tuple[list[str], str]:
     return devices, source
 
 
-def _is_sandboxed(pid: int) -> bool:
-    """Whether the process is a test isobench's sandbox started (its environment carries the sandbox token)."""
+LOCK_ENV = "ISOBENCH_GPU_LOCK"  # in a test's environment: the slot (lock file) it was started under
+
+
+def _ours(pid: int, lock: str) -> bool:
+    """Whether the process is a test started under the slot ``lock`` by this user (its environment carries the
+    sandbox's token and that lock): never another user's, nor another project's (another lock folder)."""
     try:
-        return any(
-            v.startswith(b"ISOBENCH_SANDBOX=") for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        )
+        if Path(f"/proc/{pid}").stat().st_uid != os.getuid():
+            return False
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
         return False
+    return any(v.startswith(b"ISOBENCH_SANDBOX=") for v in env) and f"{LOCK_ENV}={lock}".encode() in env
 
 
-def sandbox_leftovers(device: str) -> list[int]:
-    """PIDs of isobench tests still on ``device`` (nvidia-smi's compute processes of that GPU)."""
+def sandbox_leftovers(device: str, lock: str) -> list[int]:
+    """PIDs of isobench tests of the slot ``lock`` still on ``device`` (nvidia-smi's compute processes)."""
     uuid = (nvidia_smi("--query-gpu=uuid", "--format=csv,noheader", "-i", device) or "").strip()
     if not uuid:
         return []
@@ -136,21 +141,22 @@ def sandbox_leftovers(device: str) -> list[int]:
         nvidia_smi("--query-compute-apps=" + ",".join(APPS), "--format=csv,noheader,nounits") or "", APPS
     )
     pids = [a["pid"] for a in apps if a["gpu_uuid"] == uuid and isinstance(a["pid"], int)]
-    return [pid for pid in pids if _is_sandboxed(pid)]
+    return [pid for pid in pids if _ours(pid, lock)]
 
 
-def clear(device: str, wait_s: float = 30.0) -> list[int]:
-    """Kill the isobench tests left on ``device`` (by a job that died without its sandbox) and wait until the
-    device is rid of them: a slot is free only when nothing of an earlier test is left on it. Returns their
-    PIDs (another user's process is left alone; the timing file's gpu_state names it)."""
-    found = sandbox_leftovers(device)
+def clear(device: str, lock: str, wait_s: float = 30.0) -> list[int]:
+    """Kill the isobench tests left on ``device`` under the slot ``lock`` (by a job that died without its
+    sandbox) and wait, up to ``wait_s``, until the device is rid of them: a slot is free only when nothing of an
+    earlier test is left on it. Returns their PIDs (another user's or project's process is left alone; the
+    timing file's gpu_state names it)."""
+    found = sandbox_leftovers(device, lock)
     for pid in found:
         try:
             os.kill(pid, 9)
         except (ProcessLookupError, PermissionError):
             pass
     deadline = time.monotonic() + wait_s
-    while found and sandbox_leftovers(device) and time.monotonic() < deadline:
+    while found and sandbox_leftovers(device, lock) and time.monotonic() < deadline:
         time.sleep(0.2)
     if found:
         log.warning("warning: GPU %s: killed %d test process(es) left by an earlier job", device, len(found))
@@ -180,7 +186,8 @@ def slot(settings: GpuSettings, who: str, environ=None):
         reason = None if devices else "the scheduler gave this job no GPU"
         yield {
             "device": ",".join(devices) if devices else None,
-            "env": {},
+            # the scheduler's own value, named so that the sandbox gives the test the GPU's device files
+            "env": {"CUDA_VISIBLE_DEVICES": ",".join(devices)} if devices else {},
             "pool": devices or [],
             "source": "scheduler",
             "waited_s": 0.0,
@@ -217,21 +224,22 @@ def slot(settings: GpuSettings, who: str, environ=None):
             continue
         break
     waited = round(time.monotonic() - started, 3)
+    lock = str(folder / f"gpu-{device}.lock")
     try:
-        cleared = clear(device)
+        cleared = clear(device, lock)
         yield {
             "device": device,
-            "env": {"CUDA_VISIBLE_DEVICES": device},
+            "env": {"CUDA_VISIBLE_DEVICES": device, LOCK_ENV: lock},
             "pool": devices,
             "source": source,
             "waited_s": waited,
             "reason": None,
             "host": socket.gethostname(),
-            "lock": str(folder / f"gpu-{device}.lock"),
+            "lock": lock,
             "cleared": cleared,
         }
     finally:
-        clear(device)  # nothing of this job's tests stays on the device once its slot is free
+        clear(device, lock)  # nothing of this job's tests stays on the device once its slot is free
         os.close(fd)  # closing the file releases the lock (as the kernel does when the process dies)
 
 

@@ -18,6 +18,7 @@ from ..jsonio import load_json
 from . import cgroups, containers, sandbox_exec
 
 DISK_POLL_S = 0.5  # how often the free space of the run's disk is looked at (one statvfs call)
+DISK_BLAME = 64 << 20  # what a run must have taken of the disk to be stopped for it
 
 
 class Capture(threading.Thread):
@@ -91,23 +92,28 @@ class Run:
         self._outcome: SandboxOutcome | None = None
         self.disk_full: str | None = None  # why the run was stopped for the disk
         self._ended = threading.Event()
-        self._since = time.time()
-        self.data = disk_floor[0] if disk_floor else None
         if disk_floor and disk_floor[1] > 0:
             threading.Thread(target=self._watch_disk, args=disk_floor, daemon=True).start()
 
     def _watch_disk(self, folder: Path, floor: int) -> None:
-        """Kill the run when the disk holding ``folder`` falls below ``floor`` free bytes."""
+        """Kill the run when the disk holding ``folder`` falls below ``floor`` free bytes while the run has taken
+        at least ``DISK_BLAME`` of it (a host already short of disk is not the test's doing)."""
+        try:
+            st = os.statvfs(folder)
+            start = st.f_bavail * st.f_frsize
+        except OSError:
+            return
         while not self._ended.wait(DISK_POLL_S):
             try:
                 st = os.statvfs(folder)
             except OSError:
                 continue
             free = st.f_bavail * st.f_frsize
-            if free < floor:
+            if free < floor and start - free >= DISK_BLAME:
                 self.disk_full = (
                     f"the test filled the disk: {free / 2**20:.0f} MB free, under the floor of "
-                    f"{floor / 2**20:.0f} MB (sandbox.min_free_disk_mb); stopped, its files removed"
+                    f"{floor / 2**20:.0f} MB (sandbox.min_free_disk_mb), {(start - free) / 2**20:.0f} MB taken "
+                    "since it started; stopped, the files of its round removed"
                 )
                 self.kill()
                 return
@@ -142,8 +148,8 @@ class Run:
         for cap in self.captures:
             cap.join(timeout=30)
         cgroups.remove(self.cgroup)
-        if self.disk_full and self.data:
-            remove_written(self.data, self._since, keep=self.workdir)
+        if self.disk_full:  # the rest of the job's folder goes with the job (the measure step removes it)
+            remove_round(self.workdir)
 
     def exit_code(self) -> int:
         """The test process's own status (the launcher reports a signal as 128 + signal)."""
@@ -184,18 +190,17 @@ class Run:
         return self._outcome
 
 
-def remove_written(folder: Path, since: float, keep: Path) -> None:
-    """Remove the files under ``folder`` written since ``since`` (a disk filled by a test), but the captured
-    output and the launcher's report in ``keep``."""
-    kept = {keep / name for name in ("stdout.txt", "stderr.txt", "sandbox.json")}
-    for path in sorted(folder.rglob("*"), reverse=True):
+def remove_round(workdir: Path) -> None:
+    """Remove what a run wrote in its round's folder (a disk filled by a test), but the captured output and the
+    launcher's report."""
+    kept = {workdir / name for name in ("stdout.txt", "stderr.txt", "sandbox.json")}
+    for path in sorted(workdir.rglob("*"), reverse=True):
         try:
-            if (
-                path.is_file()
-                and not path.is_symlink()
-                and path not in kept
-                and path.stat().st_mtime >= since
-            ):
+            if path in kept:
+                continue
+            if not path.is_dir() or path.is_symlink():
                 path.unlink()
+            elif not any(path.iterdir()):
+                path.rmdir()
         except OSError:
             continue

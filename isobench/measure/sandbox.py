@@ -29,6 +29,7 @@ What was in force is recorded in every timing file (``sandbox``). Runners ``dock
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import uuid
@@ -233,19 +234,22 @@ class Sandbox:
         return env
 
     def view(self, command: Command, env: dict) -> view.View:
-        """What the test of ``command`` sees of the host (isobench/measure/view.py)."""
+        """What the test of ``command`` sees of the host (isobench/measure/view.py); every folder by its real
+        path, none that would bring the host's sockets or homes along (``view.bindable``)."""
         s = self.settings
-        read = [self.code, *command.read_only, *cache_mounts(env), *view.program_folders(env)]
-        read += [Path(p).resolve() for p in s.read_allow]
-        read += [Path(s.model_cache).resolve()] if s.model_cache else []
+        caches = cache_mounts(env)
+        read = [self.code, *command.read_only, *caches, *view.program_folders(env), *s.read_allow]
+        read += [s.model_cache] if s.model_cache else []
         if self.runner.kind == "local":
             read += view.python_folders(command.python)
+        write = [self.data, *s.write_allow]  # the round's folder is in data
         return view.View(
-            read=tuple(read),
-            write=(self.data, *(Path(f).resolve() for f in s.write_allow)),  # the round's folder is in data
+            read=tuple(b for p in read if (b := view.bindable(p))),
+            write=tuple(b for p in write if (b := view.bindable(p))),
             devices=view.gpu_devices() if self.device else (),
             tmpfs_bytes=int(s.tmpfs_mb * 2**20),
             network=s.network != "isolate",
+            hidden=view.hub_tokens(caches),
         )
 
     def prepare(self, command: Command, limit_s: float, cpu: int | None = None):
@@ -288,9 +292,11 @@ class Sandbox:
         elif self.backend == "unshare":
             outer = ["setpriv", "--pdeathsig", "KILL", *self.namespaces] if self.namespaces else []
         else:
+            chosen = [*command.read_only, *cache_mounts(env), *s.read_allow]
+            chosen += [s.model_cache] if s.model_cache else []
             mounts = [(self.code, False)] + [(p, True) for p in seen.write]
-            mounts += [(p, False) for p in [*command.read_only, *cache_mounts(env)]]
-            mounts += [(Path(x).resolve(), False) for x in s.read_allow]
+            mounts += [(b, False) for p in chosen if (b := view.bindable(p))]
+            mounts += [(Path(h), None) for h in seen.hidden]  # covered: an empty file in its place
             name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
             outer = containers.runner_prefix(
                 self.runner, workdir, mounts, env, s.network, command.image, name, self.device, s
@@ -300,7 +306,8 @@ class Sandbox:
             )
             return [*outer, *inner, "--", *command.argv], env, token, facts, group
         if group is not None:  # the first process joins the run's cgroup before it starts anything
-            outer = ["sh", "-c", f'echo $$ > {group / "cgroup.procs"} && exec "$@"', "sh", *outer]
+            join = f'echo $$ > {shlex.quote(str(group / "cgroup.procs"))} && exec "$@"'
+            outer = ["sh", "-c", join, "sh", *outer]
         return [*outer, *inner, "--", *command.argv], env, token, None, group
 
     def popen(
@@ -322,7 +329,7 @@ class Sandbox:
             argv,
             cwd=command.workdir,
             env=env if facts is None else dict(os.environ),
-            stdin=stdin,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,  # never the job's terminal
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,

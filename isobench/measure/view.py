@@ -16,7 +16,6 @@ reachable and /tmp and /dev/shm are the host's (the run's first lines say so).
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import stat
@@ -29,8 +28,6 @@ SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc"
 SYSFS = ("/sys/block", "/sys/bus", "/sys/class", "/sys/dev", "/sys/devices")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 GPU_DEVICES = ("/dev/nvidia*", "/dev/dri")
-# Where a symlinked /etc/resolv.conf points on systemd hosts (network: allow only).
-RESOLVER = ("/run/systemd/resolve", "/run/resolvconf")
 
 
 @dataclass(frozen=True)
@@ -42,22 +39,43 @@ class View:
     devices: tuple[str, ...] = ()
     tmpfs_bytes: int = 1 << 30  # the private /tmp and /dev/shm, each
     network: bool = False  # network: allow (the host's resolver configuration is needed)
+    hidden: tuple[str, ...] = ()  # files inside the read folders the test must not read (a Hub token)
 
 
 @cache
 def bwrap_works() -> str | None:
-    """Why bubblewrap cannot sandbox a test here (None: it can): missing, or refused by the kernel."""
+    """Why bubblewrap cannot sandbox a test here (None: it can): missing, refused by the kernel, or too old for
+    the options ``bwrap_argv`` uses (``--size`` and ``--perms`` with ``--tmpfs``: bubblewrap 0.8)."""
     exe = shutil.which("bwrap")
     if not exe:
         return "bubblewrap (bwrap) is not installed"
-    argv = [exe, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc", "true"]
+    argv = [
+        exe,
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--ro-bind",
+        "/",
+        "/",
+    ]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", "1048576", "--tmpfs", "/tmp"]
+    argv += ["--perms", "0000", "--tmpfs", "/tmp/hidden", "--remount-ro", "/tmp/hidden", "true"]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap does not run: {exc}"
     if proc.returncode != 0:
-        return f"bwrap cannot make namespaces here: {(proc.stderr.strip().splitlines() or ['?'])[-1][:200]}"
+        why = (proc.stderr.strip().splitlines() or ["?"])[-1][:200]
+        return f"bwrap cannot make isobench's sandbox here ({why}; bubblewrap 0.8 or newer is needed)"
     return None
+
+
+def hub_tokens(folders) -> tuple[str, ...]:
+    """The Hugging Face token files inside the cache folders a test may read (hidden from it)."""
+    names = ("token", "stored_tokens")
+    return tuple(str(Path(f) / n) for f in folders for n in names if (Path(f) / n).is_file())
 
 
 def _kept_from_others(st: os.stat_result) -> bool:
@@ -90,9 +108,11 @@ def hidden_system_files(root: str = "/etc") -> tuple[str, ...]:
 def readable_parts(root: str, hidden: tuple[str, ...]) -> list[str]:
     """The entries of ``root`` that hold nothing hidden, descending only into folders that do (Landlock rules
     allow, never deny: /etc less /etc/shadow is every other entry of /etc)."""
+    if os.path.islink(root):  # a rule would follow it to its target; Landlock checks the target when used
+        return []
     if not any(h == root or h.startswith(root + "/") for h in hidden):
         return [root]
-    if root in hidden or not os.path.isdir(root) or os.path.islink(root):
+    if root in hidden or not os.path.isdir(root):
         return []
     out = []
     for name in sorted(os.listdir(root)):
@@ -100,28 +120,56 @@ def readable_parts(root: str, hidden: tuple[str, ...]) -> list[str]:
     return out
 
 
+# Folders never bound whole (a folder above one of them neither): what holds the host's sockets, homes, devices.
+NEVER_WHOLE = (
+    "/",
+    "/run",
+    "/var",
+    "/home",
+    "/root",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/tmp",
+    "/etc",
+    "/mnt",
+    "/media",
+)
+
+
+def bindable(path: str | Path) -> Path | None:
+    """``path`` as it may be shown to a test (its real path), or None: missing, or one of ``NEVER_WHOLE`` or a
+    folder above one (binding ``/``, ``/var`` or ``/root`` would bring the host's sockets and homes along)."""
+    real = os.path.realpath(path)
+    if not os.path.exists(real):
+        return None
+    if any(real == n or n.startswith(real.rstrip("/") + "/") for n in NEVER_WHOLE):
+        return None
+    return Path(real)
+
+
 @cache
 def python_folders(python: str) -> tuple[Path, ...]:
-    """The folders the revision's interpreter needs: its prefixes, its real executable's folder and the
-    folders of its own ``sys.path`` (asked in isolated mode, so the workflow's PYTHONPATH is not among them)."""
-    code = (
-        "import json, os, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, "
-        "sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable))] + sys.path))"
-    )
+    """The folders the revision's interpreter needs, found without running it (its environment was built from
+    the revision's code: running it outside the sandbox would run that code): its own prefix (a venv's, by
+    ``pyvenv.cfg``) and the installation its real executable belongs to (``<prefix>/bin/python3.x``)."""
+    exe = Path(os.path.abspath(python))
+    folders = {exe.parent.parent, Path(os.path.realpath(exe)).parent.parent}
+    cfg = exe.parent.parent / "pyvenv.cfg"
     try:
-        out = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=60)
-        paths = json.loads(out.stdout) if out.returncode == 0 else []
-    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
-        paths = []
-    real = os.path.realpath(python)
-    paths += [os.path.dirname(os.path.abspath(python)), os.path.dirname(real)]
-    return tuple(sorted({Path(p) for p in paths if p and os.path.isdir(p) and p != "/"}))
+        for line in cfg.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                folders.add(Path(value.strip()).parent)  # home = <base prefix>/bin
+    except OSError:
+        pass
+    return tuple(sorted({b for f in folders if (b := bindable(f))}))
 
 
 def program_folders(env: dict) -> list[Path]:
     """Folders the test's variables name for programs and libraries (CUDA_HOME, LD_LIBRARY_PATH)."""
     names = [env.get("CUDA_HOME"), env.get("CUDA_PATH"), *env.get("LD_LIBRARY_PATH", "").split(os.pathsep)]
-    return [Path(p) for p in names if p and os.path.isdir(p) and p != "/"]
+    return [b for p in names if p and os.path.isdir(p) and (b := bindable(p))]
 
 
 def gpu_devices() -> tuple[str, ...]:
@@ -156,9 +204,11 @@ def bwrap_argv(view: View, workdir: Path) -> list[str]:
             argv += ["--symlink", os.readlink(folder), folder]
         elif os.path.isdir(folder):
             argv += ["--ro-bind", folder, folder]
-    if view.network:
-        for folder in RESOLVER:
-            argv += ["--ro-bind-try", folder, folder]
+    resolver = os.path.realpath("/etc/resolv.conf")
+    if view.network and not resolver.startswith(
+        "/etc/"
+    ):  # systemd's: the file alone, not its folder's sockets
+        argv += ["--ro-bind-try", resolver, resolver]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     for folder in SYSFS:
         argv += ["--ro-bind-try", folder, folder]
@@ -168,7 +218,7 @@ def bwrap_argv(view: View, workdir: Path) -> list[str]:
         argv += ["--dev-bind-try", device, device]
     for path, writable in _depth_sorted(view):
         argv += ["--bind-try" if writable else "--ro-bind-try", str(path), str(path)]
-    for path in hidden_system_files():
+    for path in (*hidden_system_files(), *view.hidden):
         if os.path.isdir(path) and not os.path.islink(path):
             argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
         else:
@@ -183,7 +233,9 @@ def landlock_args(view: View) -> list[str]:
     reads: list[str] = []
     for folder in SYSTEM:
         reads += readable_parts(folder, hidden_system_files()) if folder == "/etc" else [folder]
-    reads += ["/proc", "/sys", *(str(p) for p in view.read)]
+    reads += ["/proc", "/sys"]
+    for folder in view.read:
+        reads += readable_parts(str(folder), view.hidden)
     devices = [f"/dev/{d}" for d in DEVICES] + ["/dev/pts", "/dev/ptmx", "/dev/shm", *view.devices]
     args = [a for path in reads for a in ("--read", path)]
     args += [a for path in devices for a in ("--dev", path)]
