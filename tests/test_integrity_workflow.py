@@ -109,13 +109,13 @@ def test_a_forged_cache_entry_is_measured_again_and_forcerun_measures_again(work
 
     # the cache now holds a valid entry; the documented ways to measure again still measure
     for forcerun in (
-        ["--forcerun", "measure"],
-        ["--forcerun", str(folder.relative_to(work) / "timing_base.json")],
+        ["--forcerun=measure"],
+        [f"--forcerun={folder.relative_to(work) / 'timing_base.json'}"],
     ):
         before = head["measurement"]["measured_at"], head["samples_ms"]
         time.sleep(1.1)  # measured_at has a resolution of one second
-        # the target first: --forcerun takes every word after it (a target after it would be forced, not aimed)
-        proc = snakemake(work, str(folder.relative_to(work) / "record.json"), *forcerun)
+        # --forcerun=X: the option takes every word after a plain --forcerun (a target there would be forced)
+        proc = snakemake(work, *forcerun, str(folder.relative_to(work) / "record.json"))
         assert proc.returncode == 0, proc.stderr[-3000:]
         log = (folder / "logs" / "measure.log").read_text()
         assert "measurement: fresh (forced by --forcerun" in log and "from the measurement cache" not in log

@@ -1,5 +1,6 @@
 """Hostile generated tests: each is contained and reported, and nothing leaks or survives."""
 
+import json
 import os
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from conftest import processes_with
 
 from isobench.jsonio import validate
-from isobench.measure import sandbox, view
+from isobench.measure import sandbox, sandbox_exec, view
 from isobench.measure.containers import Runner, runner_prefix
 from isobench.measure.job import Settings
 from isobench.measure.rounds import measure_commit
@@ -403,3 +404,22 @@ def test_the_revisions_environment_never_chooses_what_is_shown(tmp_path):
     for bad in ("/", "/.", "/run", "/var", "/root", "/home/", "/tmp", "/etc", "/nonexistent"):
         assert view.bindable(bad) is None, bad
     assert view.bindable(tmp_path) == tmp_path.resolve()
+
+
+def test_the_launcher_ends_the_test_when_its_job_is_gone(tmp_path):
+    """The lifeline: the measure job holds the only writer of a pipe the launcher inside reads; when the job
+    dies, however (kill -9 gives it no last word), the launcher kills the test, whatever the namespaces did."""
+    marker = "4747.474747"
+    read_end, write_end = os.pipe()
+    launcher = subprocess.Popen(
+        [sys.executable, sandbox_exec.__file__, "--report", str(tmp_path / "report.json"), "--token", "t0"]
+        + ["--write", str(tmp_path), "--lifeline", str(read_end), "--", "sleep", marker],
+        pass_fds=(read_end,),
+    )
+    os.close(read_end)
+    time.sleep(0.5)
+    assert processes_with(marker)
+    os.close(write_end)  # what the kernel does when the job dies
+    assert launcher.wait(timeout=10) == 137  # the test was killed (128 + SIGKILL)
+    assert json.loads((tmp_path / "report.json").read_text())["lifeline_cut"] is True
+    assert processes_with(marker) == []

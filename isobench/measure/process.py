@@ -75,6 +75,7 @@ class Run:
         capture_stdout: bool = True,
         cgroup: Path | None = None,
         disk_floor: tuple[Path, int] | None = None,
+        lifeline: int | None = None,
     ):
         """``token``: carried by the run's processes (their sweep); ``container``: its facts (None: local);
         ``cap_bytes``: output kept per stream; ``protections(launcher's report, container, this run's facts)``:
@@ -83,6 +84,7 @@ class Run:
         free space than that (a test filling the disk)."""
         self.popen, self.workdir, self.token, self.container = popen, workdir, token, container
         self.cap_bytes, self.protections, self.cgroup = cap_bytes, protections, cgroup
+        self.lifeline = lifeline  # the writer of the launcher's lifeline (closed once the run is over)
         self.captures = [Capture(popen.stderr, workdir / "stderr.txt", cap_bytes)]
         if capture_stdout:  # else the caller reads it (lockstep's replies)
             self.captures.append(Capture(popen.stdout, workdir / "stdout.txt", cap_bytes))
@@ -148,6 +150,9 @@ class Run:
         for cap in self.captures:
             cap.join(timeout=30)
         cgroups.remove(self.cgroup)
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
         if self.disk_full:  # the rest of the job's folder goes with the job (the measure step removes it)
             remove_round(self.workdir)
 

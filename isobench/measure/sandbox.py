@@ -323,6 +323,12 @@ class Sandbox:
         command.workdir.mkdir(parents=True, exist_ok=True)
         (command.workdir / "sandbox.json").unlink(missing_ok=True)
         argv, env, token, facts, group = self.prepare(command, limit_s, cpu)
+        # The lifeline: this process holds the pipe's only writer, the launcher inside reads it; when this
+        # process dies, however (kill -9), the launcher kills the test. Not through a container engine.
+        lifeline = os.pipe() if facts is None else None
+        if lifeline:
+            at = argv.index("--report")
+            argv = [*argv[:at], "--lifeline", str(lifeline[0]), *argv[at:]]
         # A container engine runs with this process's environment (its own configuration, storage, runtime);
         # the test inside gets only ``env``, passed with --env.
         popen = subprocess.Popen(
@@ -334,7 +340,10 @@ class Sandbox:
             stderr=subprocess.PIPE,
             start_new_session=True,
             bufsize=0 if stdout_pipe else -1,
+            pass_fds=(lifeline[0],) if lifeline else (),
         )
+        if lifeline:
+            os.close(lifeline[0])
         return Run(
             popen,
             command.workdir,
@@ -345,6 +354,7 @@ class Sandbox:
             capture_stdout=not stdout_pipe,
             cgroup=group,
             disk_floor=(self.data, int(self.settings.min_free_disk_mb * 2**20)),
+            lifeline=lifeline[1] if lifeline else None,
         )
 
     def run(self, command: Command, timeout_s: float) -> Run:

@@ -30,6 +30,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 
 # Landlock (linux/landlock.h); x86_64 and aarch64 syscall numbers.
 _SYSCALLS = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}
@@ -216,6 +217,21 @@ def sweep(token):
     return len(killed)
 
 
+def watch_lifeline(fd, child, state):
+    """Kill the test when the measure job is gone, however it died (``kill -9`` included): the job holds the
+    only writer of this pipe, so its end is the end of file here."""
+    try:
+        while os.read(fd, 64):
+            pass
+    except OSError:
+        pass
+    state["lifeline_cut"] = True
+    try:
+        child.kill()
+    except OSError:
+        pass
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report", required=True)
@@ -232,6 +248,9 @@ def main(argv=None):
     parser.add_argument("--nproc", type=int, help="RLIMIT_NPROC of the test")
     parser.add_argument("--fsize", type=int, help="RLIMIT_FSIZE of the test (bytes)")
     parser.add_argument("--pid-namespace", action="store_true", help="this launcher has a PID namespace")
+    parser.add_argument(
+        "--lifeline", type=int, help="a pipe whose writer is the measure job: its end ends the test"
+    )
     parser.add_argument("cmd", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
@@ -256,6 +275,9 @@ def main(argv=None):
     forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
+    state["lifeline_cut"] = False
+    if args.lifeline is not None:
+        threading.Thread(target=watch_lifeline, args=(args.lifeline, child, state), daemon=True).start()
     state["timed_out"] = False
     try:
         returncode = child.wait(timeout=args.timeout)
