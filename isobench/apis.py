@@ -25,7 +25,7 @@ def is_test_file(path: str) -> bool:
     return bool(_TEST_DIRS & {part.lower() for part in p.parts[:-1]}) or bool(_TEST_NAME.match(p.name))
 
 
-def _def_ranges(source: str | None) -> list[tuple[int, int, str]]:
+def def_ranges(source: str | None) -> list[tuple[int, int, str]]:
     """(first line, last line, qualified name) of every function in ``source``."""
     if not source:
         return []
@@ -74,7 +74,8 @@ def changed_lines(diff_text: str) -> tuple[set[int], set[int]]:
     return old, new
 
 
-def _innermost(ranges, lines: set[int]) -> set[str]:
+def innermost(ranges, lines: set[int]) -> set[str]:
+    """The innermost function holding each line (``ranges``: def_ranges), by name."""
     names = set()
     for line in lines:
         hits = [(end - start, name) for start, end, name in ranges if start <= line <= end]
@@ -88,8 +89,8 @@ def _touched(mirror: Path, base: str, head: str, path: str) -> set[str]:
     if not path.endswith(".py"):
         return set()
     old_lines, new_lines = changed_lines(git.diff(mirror, base, head, [path]))
-    return _innermost(_def_ranges(git.show_file(mirror, head, path)), new_lines) | _innermost(
-        _def_ranges(git.show_file(mirror, base, path)), old_lines
+    return innermost(def_ranges(git.show_file(mirror, head, path)), new_lines) | innermost(
+        def_ranges(git.show_file(mirror, base, path)), old_lines
     )
 
 

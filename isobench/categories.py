@@ -34,6 +34,11 @@ CATEGORIES = {
     "env_failed": "the revision's environment could not be built or verified (its log is kept), so nothing was run",
     "isolation_unavailable": "this host cannot isolate a test (namespaces, Landlock) and sandbox.require_isolation "
     "is on, so nothing was run",
+    "target_not_exercised": "the test's calls executed none of the code the commit changes (a traced, untimed call "
+    "at base and head: no changed line or touched function ran, or no changed module was imported), so its timings "
+    "say nothing of the change",
+    "target_imported_elsewhere": "a module the commit changes was imported from outside the revision's worktree and "
+    "environment (site-packages, a copy), so the revision's own code was not what was timed",
     "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, "
     "or output over the cap",
 }

@@ -8,7 +8,9 @@ Formats:
   ``commit_message``, ``diff_text``, ``files_changed`` as paths, ``apis``, ``pr_url``, ``models``.
   ISO-Bench also ships these as one JSON Lines file (one record a line).
 - ``commit_collection``: the output of ISO-Bench's commit-collection step: ``commit_hash``,
-  ``subject``, ``message``, ``date``, ``files_changed`` as paths, ``apis``, ``diff_text``.
+  ``subject``, ``message``, ``date``, ``files_changed`` as paths, ``apis``, ``diff_text``. ISO-Bench writes
+  them one file per commit, or all of a repository's in one file ``{"repo_name", "repo_url",
+  "performance_commits": [...]}`` (``collection_entries``), beside its ``extraction_summary.json``.
 
 git is the authority for the diff, the message and the dates; the extraction
 file contributes the commit identity, the parent (first format), the affected
@@ -34,6 +36,8 @@ __all__ = [
     "is_extraction",
     "read_extraction",
     "bundle_lines",
+    "collection_entries",
+    "collection_problem",
     "commit_id_of_file",
     "normalize",
     "failed_extraction",
@@ -48,7 +52,8 @@ _SCHEMAS = {
 # Keys of the PR-analysis format kept as context for the prompt and the record.
 _PR_EXTRA = ("pr_url", "pr_date", "perf_command", "models", "lm_eval_commands", "test_details", "stats")
 _NOT_A_MODEL = {"n/a", "na", "none", "null", "-", ""}  # "not model-specific", never a model name
-_PR_URL = re.compile(r"/pull/(\d+)\b")
+_PR_URL = re.compile(r"/pull/(\d{1,9})\b")
+_PR_SUBJECT = re.compile(r"\(#(\d{1,9})\)\s*$")  # a squash-merged subject: "Speed up X (#21079)"
 _COMMIT_KEY = re.compile(r'"commit_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
 
@@ -132,6 +137,51 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
     return entries, warnings
 
 
+def collection_entries(path: str | Path) -> tuple[dict, list[tuple[int, str, str]], list[str]] | None:
+    """The commits of an ISO-Bench collection file ``{"repo_name", "repo_url", "performance_commits": [...]}``:
+    ({repo_name, repo_url}, [(index, commit id, the entry as JSON text)], warnings), or None when the file is not
+    one. An entry that names no commit is left out with a warning naming the file and its index."""
+    raw = read_input(path, MAX_BUNDLE_BYTES, "a commit collection")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("performance_commits"), list):
+        return None
+    entries, warnings = [], []
+    for index, item in enumerate(data["performance_commits"]):
+        commit = item.get("commit_hash") if isinstance(item, dict) else None
+        if not isinstance(commit, str):
+            warnings.append(f"{path}: performance_commits[{index}] names no commit (no commit_hash); skipped")
+            continue
+        entries.append((index, commit.lower(), json.dumps(item, ensure_ascii=False)))
+    repo = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("repo_name", "repo_url")}
+    return repo, entries, warnings
+
+
+def _repo_words(text: str | None) -> set[str]:
+    """The names a repository goes by: ``owner/name`` and ``name`` (from a URL, a path or a name), lower case."""
+    if not text:
+        return set()
+    tail = re.sub(r"(\.git)?/*$", "", text.strip()).lower()
+    parts = [p for p in re.split(r"[/:]", tail) if p]
+    return {"/".join(parts[-2:]), parts[-1]} if len(parts) >= 2 else set(parts)
+
+
+def collection_problem(path: str | Path, repo: dict, source: str, names: list[str | None]) -> str | None:
+    """Why a collection file is not the source's (its repo_url or repo_name names another repository), or None.
+    ``names``: what the source goes by (its repo, repo_name). A file that names no repository is not checked."""
+    known = set().union(*(_repo_words(n) for n in names))
+    for field in ("repo_url", "repo_name"):
+        given = _repo_words(repo.get(field))
+        if given and not given & known:
+            return (
+                f"{path}: field {field}: {shown(repo[field])} is not the repository of source {source} "
+                f"({', '.join(shown(n) for n in names if n)})"
+            )
+    return None
+
+
 def commit_id_of_file(path: Path) -> str | None:
     """The commit named by an extraction file's name (its last run of 7-40 hex digits)."""
     found = re.findall(r"(?<![0-9a-f])[0-9a-f]{7,40}(?![0-9a-f])", path.stem.lower())
@@ -143,11 +193,47 @@ def _models(values) -> list[str]:
 
 
 def _pr_from_data(data: dict) -> int | None:
+    """The pull request a file names: ``pr_number``, ``pr``, its ``pr_url``, else a subject ending ``(#n)``."""
     for key in ("pr_number", "pr"):
-        if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+        if isinstance(data.get(key), int) and not isinstance(data.get(key), bool) and data[key] > 0:
             return data[key]
     m = _PR_URL.search(str(data.get("pr_url") or ""))
-    return int(m.group(1)) if m else None
+    if m and int(m.group(1)) > 0:
+        return int(m.group(1))
+    subject = (
+        _text(data.get("subject") or data.get("commit_subject")) or _text(data.get("message")).split("\n")[0]
+    )
+    m = _PR_SUBJECT.search(subject)
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def known_facts(extraction_file: str | Path | None) -> dict:
+    """What a file says of a commit that cannot be used (not in the repository, another repository's, a
+    duplicate): its PR, APIs, date, subject and message, for the failed record. Nothing when it is unreadable."""
+    if extraction_file is None:
+        return {}
+    try:
+        data = json.loads(read_input(extraction_file))
+        fmt = detect_format(data)
+    except (IsobenchError, ValueError, RecursionError):
+        return {}
+    message = _text(data.get("message")) or _text(data.get("commit_message"))
+    subject = _text(data.get("subject")) or _text(data.get("commit_subject")) or message.split("\n")[0]
+    apis = data.get("affected_apis") if fmt == "commit_extractions_with_apis" else data.get("apis")
+    date = next((data[k] for k in ("date", "commit_date", "pr_date") if _text(data.get(k))), None)
+    facts = {
+        "pr_number": _pr_from_data(data),
+        "subject": subject,
+        "message": message or subject,
+        "affected_apis": [a for a in apis if isinstance(a, str)] if isinstance(apis, list) else [],
+    }
+    if date:
+        facts["created_at"] = date
+    return {k: v for k, v in facts.items() if v not in (None, "", [])}
 
 
 def _format_facts(fmt: str, data: dict, info: dict, warnings: list[str]) -> tuple[list[str], dict]:
@@ -280,7 +366,8 @@ def failed_extraction(
     category: str,
     error: str,
 ) -> dict:
-    """The ``extraction.json`` of a commit whose inputs are unusable: it still becomes a record (status failed)."""
+    """The ``extraction.json`` of a commit whose inputs are unusable: it still becomes a record (status failed),
+    with what its file says (PR, APIs, date, subject, message) where the file can be read."""
     digest = None
     if extraction_file is not None:
         try:
@@ -288,6 +375,7 @@ def failed_extraction(
         except IsobenchError:  # a folder, a device, a FIFO, too large: its error says so
             pass
     return {
+        **(known_facts(extraction_file) if digest else {}),  # what the file says survives the failure
         "schema_version": 1,
         "status": "failed",
         "category": category,

@@ -20,14 +20,14 @@ from .config import layered, llm_settings
 from .dataset import protect_results
 from .demo import build_demo_repo
 from .errors import IsobenchError
-from .extraction import bundle_lines, commit_id_of_file, is_extraction
+from .extraction import bundle_lines, collection_entries, collection_problem, commit_id_of_file, is_extraction
 from .jsonio import write_text_atomic
 from .measure import cgroups
 from .measure.containers import Runner
 from .measure.gpu import GpuSettings, gpu_environment
 from .measure.gpu import start_line as gpu_start_line
 from .measure.sandbox import SandboxSettings, isolation_gaps
-from .pregenerated import find_pregenerated
+from .pregenerated import find_pregenerated, unmatched
 from .report import run_summary
 from .untrusted import commit_key, is_commit_hash, read_input, shown
 
@@ -225,6 +225,10 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
         else:
             raise IsobenchError(f"{field}: {path} is not a directory, a .json file or a .jsonl file")
         for file in files:
+            collection = _collection(name, cfg, file, prepare, warnings)
+            if collection is not None:
+                yield from collection
+                continue
             commit, parent, skip, unreadable = _head_of_file(file)
             if skip:
                 warnings.append(skip)
@@ -232,6 +236,39 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
                 yield commit, None, None, str(file), ("extraction_invalid", unreadable)
             else:
                 yield commit, parent, str(file), None, None
+
+
+def _collection(name: str, cfg: dict, path: Path, prepare: bool, warnings: list[str]) -> list | None:
+    """The entries of an ISO-Bench collection file (``performance_commits``), each its own file under
+    results/<source>/_extractions/ as a bundle's lines are, or None when ``path`` is not one (a file whose name
+    names a commit is an extraction of its own). A file of another repository (its repo_url or repo_name): each
+    of its commits fails, extraction_invalid, naming the file and the field."""
+    if commit_id_of_file(path) is not None:  # an extraction of its own, unless it says it is a collection
+        try:
+            if b'"performance_commits"' not in read_input(path, head=65536):
+                return None
+        except IsobenchError:
+            return None
+    try:
+        found = collection_entries(path)
+    except IsobenchError:
+        return None  # _head_of_file says why it cannot be read
+    if found is None:
+        return None
+    repo, entries, problems = found
+    warnings.extend(problems)
+    problem = collection_problem(path, repo, name, [cfg["repo"], cfg.get("repo_name") or name])
+    if problem:
+        warnings.append(f"{problem}: its {len(entries)} commits end as failed records")
+    split = RESULTS / name / "_extractions"
+    out = []
+    for index, commit, text in entries:
+        target = split / f"{commit_key(commit)}.json"
+        if prepare and (not target.is_file() or target.read_text(encoding="utf-8") != text):
+            write_text_atomic(target, text)
+        origin = f"{path}:performance_commits[{index}]"
+        out.append((commit, None, str(target), origin, ("extraction_invalid", problem) if problem else None))
+    return out
 
 
 def source_repo(name: str, cfg: dict, prepare: bool) -> str:
@@ -289,7 +326,7 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
                 )
                 warnings.append(f"{known.problem[1]} (the commit ends as a failed record)")
             continue
-        if problem:
+        if problem and not any(problem[1] in w for w in warnings):  # a collection's problem is said once
             warnings.append(f"{problem[1]} (the commit ends as a failed record)")
         elif head is None:
             warnings.append(
@@ -305,6 +342,12 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
             origin=origin,
             problem=problem,
             commit_id=commit,
+        )
+    left = unmatched(cfg.get("generators"), {c.head for c in plan.commits.values() if c.head})
+    if left:
+        shown_names = ", ".join(left[:10]) + (f" and {len(left) - 10} more" if len(left) > 10 else "")
+        warnings.append(
+            f"{cfg['generators']}: {len(left)} of its scripts match no planned commit (never run): {shown_names}"
         )
     return plan
 

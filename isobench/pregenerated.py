@@ -19,3 +19,15 @@ def find_pregenerated(directory: str | Path | None, sha: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+SUFFIX = "_test_case_generator.py"
+
+
+def unmatched(directory: str | Path | None, shas: set[str]) -> list[str]:
+    """The scripts of ``directory`` (``*_test_case_generator.py``) that no planned commit (``shas``, full) would
+    use: an 8-character or full hash that is none of theirs (compared as find_pregenerated finds them)."""
+    if not directory or not Path(directory).is_dir():
+        return []
+    names = {sha for sha in shas} | {sha[:8] for sha in shas}
+    return sorted(p.name for p in Path(directory).glob(f"*{SUFFIX}") if p.name[: -len(SUFFIX)] not in names)

@@ -8,6 +8,7 @@ from . import __version__
 from .categories import REVISIONS
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_file
+from .measure.coverage import combine
 from .measure.harness import HARNESS_VERSION
 from .measure.stats import Analysis, compare
 from .provenance import generator_of, origin_string
@@ -115,6 +116,9 @@ def revision_figures(timing: dict) -> dict:
         "median_ms": stats["median"] if stats else None,
         "iqr_ms": stats["iqr"] if stats else None,
         "warnings": timing.get("warnings", []),
+        # a command-line script's own word: its last report (module, symbol, ...) and every problem it stated
+        "script_report": timing.get("script_report"),
+        "script_errors": timing.get("script_errors") or [],
     }
 
 
@@ -127,6 +131,7 @@ FIGURES = (
     "status",
     "revisions",
     "comparisons",
+    "coverage",
 )
 
 
@@ -145,6 +150,11 @@ def figures(timings: dict, analysis: dict, generator_status: str) -> dict:
         "status": status,
         "revisions": {name: revision_figures(timings[name]) for name in REVISIONS},
         "comparisons": comparisons(timings, analysis),
+        "coverage": combine(
+            timings["base"].get("coverage"),
+            timings["head"].get("coverage"),
+            opt_path_hit=(timings["head"].get("script_report") or {}).get("opt_path_hit"),
+        ),
     }
 
 

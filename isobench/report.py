@@ -14,7 +14,7 @@ from .dataset import read_dataset
 from .errors import IsobenchError
 from .jsonio import load_json
 
-COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "notes")
+COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "coverage", "notes")
 
 
 def notes(record: dict) -> str:
@@ -32,6 +32,24 @@ def notes(record: dict) -> str:
         if kinds:
             out.append(f"{name}: noisy ({', '.join(kinds)})")
     return "; ".join(out)
+
+
+def coverage_cell(record: dict) -> str:
+    """Did the test run the change: the share of measurable changed lines executed and the touched functions
+    entered (``72% lines, 2/3 functions``), or the coverage status where no share applies."""
+    cov = record.get("coverage") or {}
+    status = cov.get("status")
+    if status is None:
+        return "-"
+    if status not in ("exercised", "not_exercised"):
+        return status.replace("_", " ")
+    parts = []
+    if cov.get("changed_lines_covered") is not None:
+        parts.append(f"{cov['changed_lines_covered']:.0%} lines")
+    functions = len(cov.get("functions_hit") or []) + len(cov.get("functions_missed") or [])
+    if functions:
+        parts.append(f"{len(cov.get('functions_hit') or [])}/{functions} functions")
+    return ", ".join(parts) or status.replace("_", " ")
 
 
 def _state(rev: dict) -> str:
@@ -55,6 +73,7 @@ def summary_rows(rows: list[dict]) -> list[dict]:
                 "ci_low": cmp["ci_low"] if cmp else None,
                 "ci_high": cmp["ci_high"] if cmp else None,
                 **{name: _state(revs[name]) if name in revs else "-" for name in REVISIONS},
+                "coverage": coverage_cell(r),
                 "notes": notes(r),
             }
         )
@@ -77,6 +96,7 @@ def _cells(row: dict) -> list[str]:
         row["base"],
         row["head"],
         row["main"],
+        row["coverage"],
         row["notes"],
     ]
 
@@ -90,9 +110,12 @@ def format_summary(rows: list[dict]) -> str:
     verdicts: dict[str, int] = {}
     for r in summary_rows(rows):
         verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+    covered = Counter((r.get("coverage") or {}).get("status") or "-" for r in rows)
     lines.append(
         f"{len(rows)} records; base→head verdicts: "
         + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
+        + "; coverage: "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(covered.items()))
     )
     return "\n".join(lines)
 

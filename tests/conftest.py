@@ -83,7 +83,8 @@ def processes_with(text: str) -> list[int]:
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600, gpus: int = 1) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--resources", f"gpu={gpus}", *args]
+    # --resources=X (one word): a plain --resources takes every word after it, a target included
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", f"--resources=gpu={gpus}", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
 
 

@@ -75,6 +75,7 @@ def test_measure_settings_layering(config):
         "interleave": "auto",
         "contract": "auto",
         "exclusive": True,
+        "coverage": True,
         "epoch": 0,
     }
     config["measure"] = {"rounds": 12, "repeat": 4}

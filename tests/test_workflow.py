@@ -46,6 +46,11 @@ def test_demo_dataset(demo_run, demo):
             )  # the defaults: at least 8 rounds of 10 calls
             assert r["comparisons"]["base_head"]["verdict"] == "faster", (key, r["comparisons"])
             assert r["comparisons"]["base_head"]["ci_low"] > 1
+        if r["status"] == "ok":  # the demo's tests run the code their commit changed, all of it
+            cov = r["coverage"]
+            assert cov["status"] == "exercised" and cov["changed_lines_covered"] == 1.0, (key, cov)
+            assert cov["functions_hit"] and not cov["functions_missed"]
+            assert set(cov["imported_from"]["head"].values()) == {"worktree"}
     topk = rows["topk"]
     assert topk["revisions"]["head"]["category"] == "not_equivalent"
     assert topk["revisions"]["head"]["equivalent"] is False and topk["human_performance"] is None

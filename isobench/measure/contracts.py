@@ -107,6 +107,32 @@ def last_json(stdout: str) -> dict | None:
     return None
 
 
+ERROR_KEYS = ("error", "error_name", "error_code", "error_message")
+MAX_ERROR_LINES = 20
+
+
+def error_lines(stdout: str) -> list[dict]:
+    """Every JSON line of ``stdout`` that states a problem (an error key, ``target_resolved: false``), in order,
+    as the timing file keeps a report: a script may say CAPABILITY_UNSUPPORTED before its last line."""
+    out = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            report = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(report, dict) and (
+            any(report.get(k) not in (None, "", 0) for k in ERROR_KEYS)
+            or report.get("target_resolved") is False
+        ):
+            kept = kept_report(report)
+            if kept not in out:
+                out.append(kept)
+    return out[:MAX_ERROR_LINES]
+
+
 def kept_report(report: dict | None) -> dict | None:
     """A script's report as the timing file keeps it: scalar values, long strings cut."""
     if not isinstance(report, dict):

@@ -11,7 +11,9 @@ The test module defines ``setup()``, ``experiment(data)``, ``store_result(result
 ``load_result(path)`` and ``check_equivalence(reference, current)``.
 
 Modes: ``reference`` stores the first result; ``eqcheck`` checks the first result
-against the stored reference (a missing reference is a failure); ``time`` only times.
+against the stored reference (a missing reference is a failure); ``time`` only times; ``coverage``
+makes one untraced call, then one call traced by ``tracer.py`` (beside this file) for the changed files
+that ``--coverage TARGETS`` names, and times nothing.
 The report (JSON) is always written to ``--out`` unless the process dies.
 """
 
@@ -27,7 +29,8 @@ import time
 import traceback
 
 # 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
-HARNESS_VERSION = "5"
+# 6: the coverage mode (which changed lines one call of experiment() executes)
+HARNESS_VERSION = "6"
 REQUIRED = ("setup", "experiment", "store_result", "load_result", "check_equivalence")
 
 
@@ -273,6 +276,10 @@ def run(args):
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         report["equivalent"] = check_reference(module, result, args.mode, args.reference)
         del result
+        if args.mode == "coverage":  # the call after the first, as the timed calls are: traced, never timed
+            report["coverage"] = traced_call(module, data, args.coverage)
+            report["status"] = "ok"
+            return finish(report)
         # also a torch the test imported late, inside experiment()
         torch_mod = None if args.no_cuda else _torch()
         timer, report["timer"] = make_timer(torch_mod, args.flush_l2)
@@ -313,9 +320,26 @@ def run(args):
         report.update(category=failure.category, error=failure.error[:2000], traceback=failure.tb or None)
     except BaseException as exc:
         report.update(category="harness_error", error=_text_of(exc)[:2000], traceback=_tb_tail())
+    return finish(report)
+
+
+def finish(report):
     report["env"] = environment(_torch())
     report["memory"] = peak_memory(_torch())
     return report
+
+
+def traced_call(module, data, targets_path):
+    """One call of experiment() traced for the changed files by tracer.py (beside this file, loaded by its path
+    under a name no target can shadow): the tracer's report."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location("isobench_tracer", os.path.join(here, "tracer.py"))
+    tracer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tracer)
+    try:
+        return tracer.traced_call(lambda: module.experiment(data), targets_path)
+    except BaseException as exc:
+        raise Failure("experiment_error", _text_of(exc), _tb_tail())
 
 
 def peak_memory(torch_mod=None):
@@ -342,7 +366,8 @@ def peak_memory(torch_mod=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--module", required=True)
-    parser.add_argument("--mode", choices=("reference", "eqcheck", "time"), required=True)
+    parser.add_argument("--mode", choices=("reference", "eqcheck", "time", "coverage"), required=True)
+    parser.add_argument("--coverage", help="coverage mode: the changed files to trace (JSON, see tracer.py)")
     parser.add_argument("--reference")
     # the measure settings (isobench.measure.job.Settings) always say these: no default of the harness's own
     parser.add_argument("--warmup", type=int, required=True)

@@ -8,6 +8,7 @@ A function-contract round is a fresh harness process; a command-line script roun
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ..jsonio import load_json
 from ..settings import schema_settings
-from . import contracts, harness, sandbox_exec, script_runner
+from . import contracts, harness, sandbox_exec, script_runner, tracer
 from .containers import Runner
 from .lockstep import PIN_CPU, lockstep_round
 from .process import Run
@@ -44,6 +45,7 @@ class Settings:
     contract: str  # "auto" (detected from the script), "functions", "isobench_cli" or "gso_cli"
     epoch: int | str  # part of the measurement cache's key only
     exclusive: bool  # a measure job takes every core (scheduling only: rules/common.smk)
+    coverage: bool  # trace one untimed call at base and head for the changed code (isobench.measure.coverage)
 
     @property
     def most_rounds(self) -> int:
@@ -110,7 +112,12 @@ class Job:
         self.contract = contracts.detect(text) if settings.contract == "auto" else settings.contract
         self.module = self.code / "perf_test.py"
         shutil.copyfile(generator, self.module)  # generator.py itself is never touched
-        for worker in (harness, script_runner, sandbox_exec):  # standard library only: any revision's Python
+        for worker in (
+            harness,
+            script_runner,
+            sandbox_exec,
+            tracer,
+        ):  # standard library only: any revision's Python
             shutil.copyfile(worker.__file__, self.code / Path(worker.__file__).name)
         self.prefix = self.data / "reference"  # a command-line script's --prefix / --file_prefix
         self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
@@ -234,6 +241,46 @@ class Job:
         report["wall_s"] = run.wall_s
         return self._finish(report, run)
 
+    def trace(self, rev: Revision, targets: list[dict], workdir: Path) -> dict:
+        """One untimed run of one revision traced for the changed files ``targets`` (tracer.py): a round's
+        report whose ``coverage`` is the tracer's report (absent when the run failed before writing it).
+        A function-contract test makes one untraced call, then one traced one; a command-line script runs
+        once in its timing mode, traced from start to end."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        spec = self.code / f"coverage_{rev.name}.json"
+        spec.write_text(json.dumps(targets), encoding="utf-8")
+        if self.contract == "functions":
+            out = workdir / "report.json"
+            out.unlink(missing_ok=True)
+            cmd = self.harness_cmd(rev, "coverage") + ["--coverage", str(spec), "--out", str(out)]
+        else:
+            out = workdir / "coverage.json"
+            out.unlink(missing_ok=True)
+            cmd = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix)]
+            cmd += [
+                "--reads",
+                str(workdir / "reference_reads.txt"),
+                "--coverage",
+                str(spec),
+                "--coverage-out",
+            ]
+            cmd += [
+                str(out),
+                "--",
+                *contracts.command(self.contract, self.module, "time", self.prefix, workdir / "t.txt"),
+            ]
+        run = self.run_sandboxed(rev, cmd, workdir)
+        if run.returncode is None:
+            report = timed_out(self.settings.timeout_s)
+        elif not out.exists():
+            report = crash(run.exit_code())
+        elif self.contract == "functions":
+            report = load_json(out)
+        else:
+            report = {**failed(None, None), "status": "ok", "coverage": load_json(out)}
+        report["wall_s"] = run.wall_s
+        return self._finish(report, run)
+
     def _stored_references(self) -> list[Path]:
         return sorted(p for p in self.data.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
 
@@ -275,9 +322,11 @@ class Job:
             return self._finish({**timed_out(self.settings.timeout_s), **base}, run)
         code = run.exit_code() if run.returncode else 0
         warnings: list[str] = []
+        script_errors: list[dict] = []
         if self.contract == "isobench_cli":
             stdout = _tail(workdir / "stdout.txt", 65536)
             report_line = contracts.kept_report(contracts.last_json(stdout))
+            script_errors = contracts.error_lines(stdout)
             ms, category, error, warnings = contracts.parse_isobench(stdout, rev.name, code, stderr, run_mode)
         elif code != 0:
             ms, (category, error) = None, contracts.classify_exit(code, run_mode, stderr)
@@ -314,6 +363,7 @@ class Job:
                 **base,
             }
         report["script_report"] = report_line
+        report["script_errors"] = script_errors
         return self._finish(report, run)
 
     def lockstep(self, active: list[Revision], modes: dict, workdirs: dict) -> dict:

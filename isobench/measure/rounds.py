@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from . import harness
+from . import coverage, harness
 from .adaptive import decide_interleave, stop_reason
 from .containers import Runner
 from .job import Job, Revision, Settings
@@ -37,13 +37,16 @@ def measure_commit(
     runner: Runner | None = None,
     analysis: Analysis | None = None,
     device_env: dict | None = None,
+    change: coverage.Change | None = None,
 ) -> dict[str, dict]:
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}.
 
     Rounds go on from ``settings.rounds`` up to ``settings.max_rounds`` until the comparison is decided or
     precise (isobench.measure.adaptive, with ``analysis``: min_effect, alpha, ...); with ``interleave: auto`` the
     check round's memory facts choose lockstep or one process at a time for the timed rounds. ``device_env``
-    (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.measure.gpu) goes to every run of the test."""
+    (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.measure.gpu) goes to every run of the test. With
+    ``change`` (what the commit changes) and ``settings.coverage``, base and head are traced once after the check
+    round (isobench.measure.coverage): a test that does not run the change stops there."""
     job = Job(generator, scratch, settings, extra_path, sandbox, runner, device_env)
     state = {r.name: RevisionState() for r in revisions}
     refusal = isolation_refusal(job.sandbox.settings, job.sandbox.runner)
@@ -79,6 +82,16 @@ def measure_commit(
             )
             chosen = decision["chosen"]
             log.info("interleave: %s (auto: %s)", chosen, decision["reason"])
+        if k == CHECK_ROUND and change is not None and settings.coverage:
+            coverage.check(job, revisions, state, change)
+            both = "base" in state and "head" in state
+            verdict = coverage.combine(state["base"].coverage, state["head"].coverage) if both else None
+            if verdict and verdict["status"] != "not_traced":
+                log.info(
+                    "coverage: %s%s",
+                    verdict["status"],
+                    f" ({verdict['reason']})" if verdict["reason"] else "",
+                )
         k += 1
         stop, facts = stop_reason(
             state,
@@ -174,6 +187,8 @@ def timing_of(rev: Revision, st: RevisionState, settings: Settings, contract: st
         "stderr_tail": st.stderr_tail,
         "stdout_tail": st.stdout_tail,
         "script_report": st.script_report,
+        "script_errors": st.script_errors,
+        "coverage": st.coverage,
     }
 
 

@@ -1,13 +1,16 @@
 """Run a command-line test script (ISO-Bench's or GSO's contract) as ``__main__`` and note which reference files
 it reads.
 
-    python script_runner.py --watch PREFIX --reads READS.txt -- SCRIPT [ARGS ...]
+    python script_runner.py --watch PREFIX --reads READS.txt [--coverage TARGETS --coverage-out OUT] -- SCRIPT [ARGS]
 
 Standalone on purpose: it runs in the revision's Python, beside the test, and imports nothing of isobench.
 A Python audit hook sees every ``open`` of the process (builtins.open, io.open, os.open: what
 ``torch.load``, ``numpy.load``, ``pickle`` and ``json`` use); each file under PREFIX opened for reading is
 appended to READS.txt the moment it is opened, so the record survives ``os._exit`` and crashes. The
 measure job then knows whether an ``--eqcheck`` run really read base's reference.
+
+With ``--coverage``, the whole run is traced by ``tracer.py`` (beside this file) for the changed files TARGETS
+names, and the tracer's report is written to OUT when the script ends (returns, raises or calls ``sys.exit``).
 """
 
 import os
@@ -54,6 +57,27 @@ def watch(prefix: str, reads_path: str) -> None:
     sys.addaudithook(hook)
 
 
+def traced(targets_path, out_path):
+    """Start the tracer (tracer.py, beside this file); the function that stops it and writes its report."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tracer.py")
+    spec = importlib.util.spec_from_file_location("isobench_tracer", path)
+    tracer_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tracer_mod)
+    tracer = tracer_mod.Tracer(tracer_mod.load_targets(targets_path))
+    done = []
+
+    def finish():
+        if not done:
+            done.append(1)
+            tracer.stop()
+            tracer_mod.write(out_path, tracer.report())
+
+    tracer.start()
+    return finish
+
+
 def main(argv):
     if "--" not in argv:
         sys.stderr.write("script_runner: usage: --watch PREFIX --reads FILE -- SCRIPT [ARGS]\n")
@@ -65,7 +89,17 @@ def main(argv):
     script = command[0]
     sys.argv = command
     sys.path[0] = os.path.dirname(os.path.abspath(script))
-    runpy.run_path(script, run_name="__main__")
+    finish = None
+    if "--coverage" in values:
+        import atexit
+
+        finish = traced(values["--coverage"], values["--coverage-out"])
+        atexit.register(finish)  # also after an exit from a thread or an atexit of the script's own
+    try:
+        runpy.run_path(script, run_name="__main__")
+    finally:
+        if finish is not None:
+            finish()
     return 0
 
 

@@ -60,6 +60,8 @@ class RevisionState:
     gpu_devices: list | None = None
     sandbox: dict | None = None  # the protections in force
     script_report: dict | None = None  # an ISO-Bench script's own report line
+    script_errors: list[dict] = field(default_factory=list)  # every problem a script's JSON lines stated
+    coverage: dict | None = None  # what its traced call executed of the change (isobench.measure.coverage)
     wall_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     stderr_tail: str = ""
@@ -81,6 +83,9 @@ class RevisionState:
         self.stderr_tail = rep.get("stderr_tail", "")
         self.stdout_tail = rep.get("stdout_tail", "")
         self.script_report = rep.get("script_report") or self.script_report
+        for line in rep.get("script_errors") or []:
+            if line not in self.script_errors and len(self.script_errors) < 20:
+                self.script_errors.append(line)
         self.gpu_devices = rep.get("gpu_devices") or self.gpu_devices
         if rep.get("events_ms"):
             self.events.append(rep["events_ms"])

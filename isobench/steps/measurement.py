@@ -13,6 +13,7 @@ from ..jsonio import load_json, sha256_file, validate, write_json
 from ..measure import gpu
 from ..measure.cache import MeasurementCache, fingerprint, forced, measurement_key
 from ..measure.containers import Runner
+from ..measure.coverage import Change
 from ..measure.gpu import GpuSettings
 from ..measure.job import Revision, Settings
 from ..measure.machine import ran_on
@@ -126,6 +127,7 @@ def measure_step(smk) -> None:
                 runner=Runner.from_config(p.isolation["runner"]),
                 analysis=Analysis.from_config(p.analysis),
                 device_env=device_env,
+                change=Change.of(extraction),
             ),
         )
         for warning in placed["warnings"]:
