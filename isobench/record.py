@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from . import __version__
@@ -103,6 +104,10 @@ def recorded_samples(timing: dict) -> list[float]:
     return timing["samples_ms"] if timing["status"] == "ok" else []
 
 
+def _json_text(value) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def revision_figures(timing: dict) -> dict:
     """A revision's entry in the record's ``revisions``: its state and statistics, from its timing file."""
     stats = timing["stats"]
@@ -117,8 +122,9 @@ def revision_figures(timing: dict) -> dict:
         "iqr_ms": stats["iqr"] if stats else None,
         "warnings": timing.get("warnings", []),
         # a command-line script's own word: its last report (module, symbol, ...) and every problem it stated
-        "script_report": timing.get("script_report"),
-        "script_errors": timing.get("script_errors") or [],
+        # (as JSON text: their keys differ from script to script, and a record's columns keep one shape)
+        "script_report": _json_text(timing.get("script_report")),
+        "script_errors": [_json_text(line) for line in timing.get("script_errors") or []],
     }
 
 

@@ -84,6 +84,9 @@ def test_real_scripts_through_the_workflow(tmp_path, demo):
         timing = load_json(work / "results" / "demo" / sha / "timing_base.json")
         assert timing["contract"] == "isobench_cli" and error in timing["stdout_tail"]
         assert timing["script_report"]["error"] == error
+        head = r["revisions"]["head"]  # the script's own word reaches the record: its report, its error lines
+        assert json.loads(head["script_report"])["error"] == error
+        assert [json.loads(line).get("error") for line in head["script_errors"]] == [error]
         assert r["provenance"]["extraction_file"] == "iso/pr_bundle.jsonl:" + (
             "1" if sha == shas["wordfreq"] else "3"
         )
@@ -108,6 +111,11 @@ def test_real_scripts_through_the_workflow(tmp_path, demo):
         json.loads((work / "results" / "demo" / shas["primes"] / "extraction.json").read_text())["format"]
         == "commit_collection"
     )
+
+    # records of every shape (coverage, scripts' reports) keep one column type each: they round-trip
+    datasets = pytest.importorskip("datasets")
+    listed = [rows[k] for k in sorted(rows)]
+    assert datasets.Dataset.from_list(listed).to_list() == listed
 
     again = snakemake(work)  # nothing changed: nothing runs, the split bundle lines are not rewritten
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -221,3 +221,12 @@ def test_categories_match_the_timing_schema():
     from isobench.jsonio import schema
 
     assert set(schema("timing")["properties"]["category"]["enum"]) - {None} == set(CATEGORIES)
+
+
+def test_a_report_the_test_forges_is_a_failed_round_never_a_crash(tmp_path, revisions):
+    # the test replaces json.dump, which the harness then uses to write its report: a list, not a report
+    body = 'json.dump = lambda obj, fh, **kw: fh.write("[1, 2]")\n'
+    t = run(tmp_path, revisions, body=body)
+    for name in ("base", "head", "main"):
+        assert (t[name]["status"], t[name]["category"]) == ("failed", "harness_error"), t[name]["error"]
+        assert "not a JSON object with a status" in t[name]["error"]

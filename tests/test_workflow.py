@@ -50,7 +50,7 @@ def test_demo_dataset(demo_run, demo):
             cov = r["coverage"]
             assert cov["status"] == "exercised" and cov["changed_lines_covered"] == 1.0, (key, cov)
             assert cov["functions_hit"] and not cov["functions_missed"]
-            assert set(cov["imported_from"]["head"].values()) == {"worktree"}
+            assert {r["place"] for r in cov["imported_from"]} == {"worktree"}
     topk = rows["topk"]
     assert topk["revisions"]["head"]["category"] == "not_equivalent"
     assert topk["revisions"]["head"]["equivalent"] is False and topk["human_performance"] is None

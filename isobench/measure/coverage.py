@@ -176,16 +176,19 @@ def combine(base: dict | None, head: dict | None, opt_path_hit=None) -> dict:
         "status": None,
         "reason": None,
         "changed_lines_covered": None,
-        "changed_lines": {},
+        "changed_lines": {"base": None, "head": None},
         "functions_hit": [],
         "functions_missed": [],
-        "imported_from": {
-            n: {f["path"]: f["imported_from"] for f in facts["files"]} for n, facts in traced.items()
-        },
+        # a list of rows, never a dict keyed by paths: the record's columns keep one shape (datasets, Parquet)
+        "imported_from": [
+            {"revision": n, "path": f["path"], "place": f["imported_from"]}
+            for n, facts in traced.items()
+            for f in facts["files"]
+        ],
         "not_measurable": [],
         "outside_packages": sorted({p for f in traced.values() for p in f.get("outside_packages", [])}),
         "method": next((f.get("method") for f in traced.values() if f.get("method")), None),
-        "opt_path_hit_reported": opt_path_hit,
+        "opt_path_hit_reported": opt_path_hit if isinstance(opt_path_hit, bool) else None,
     }
     if len(traced) < 2:
         why = [f.get("reason") for f in sides.values() if f.get("status") == "not_traced"]
@@ -218,18 +221,18 @@ def combine(base: dict | None, head: dict | None, opt_path_hit=None) -> dict:
     # head on its own lines; base's only where head has nothing to run (a commit that only deletes code)
     judged = head if (_counts(head)[1] or head["functions"]) else base
     c, m, f = _counts(judged)
-    imported = any(w in COUNTED for places in out["imported_from"].values() for w in places.values())
+    imported = any(row["place"] in COUNTED for row in out["imported_from"])
     if c or any(f.values()):
         out["status"] = "exercised"
         return out
     if sources:
         out["status"] = "not_measurable"
         out["reason"] = f"the commit changes compiled code the tracer cannot see ({', '.join(sources[:5])})"
-    elif not m and not f and (imported or not any(out["imported_from"].values())):
+    elif not m and not f and (imported or not out["imported_from"]):
         out["status"] = "not_measurable"
         out["reason"] = (
             "no changed line runs as Python (compiled functions, or only module-level lines)"
-            if any(out["imported_from"].values())
+            if out["imported_from"]
             else "the commit changes no module of a package"
         )
     elif _unseen_reason(judged):

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import IsobenchError
 from ..jsonio import load_json
 from ..settings import schema_settings
 from . import contracts, harness, sandbox_exec, script_runner, tracer
@@ -74,6 +75,18 @@ class Revision:
 
 
 STDERR_TAIL = 4000
+
+
+def worker_report(path: Path) -> dict:
+    """The report a worker wrote (written where the test runs, so possibly by the test): a JSON object with a
+    status, else a failed round saying so (never an exception in the measure job)."""
+    try:
+        report = load_json(path)
+    except (IsobenchError, OSError) as exc:
+        return failed("harness_error", f"the worker's report is unreadable: {exc}")
+    if not isinstance(report, dict) or report.get("status") not in ("ok", "failed"):
+        return failed("harness_error", "the worker's report is not a JSON object with a status")
+    return report
 
 
 def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
@@ -235,7 +248,7 @@ class Job:
         if run.returncode is None:
             report = timed_out(self.settings.timeout_s)
         elif out.exists():
-            report = load_json(out)
+            report = worker_report(out)
         else:
             report = crash(run.exit_code())
         report["wall_s"] = run.wall_s
@@ -275,9 +288,12 @@ class Job:
         elif not out.exists():
             report = crash(run.exit_code())
         elif self.contract == "functions":
-            report = load_json(out)
+            report = worker_report(out)
         else:
-            report = {**failed(None, None), "status": "ok", "coverage": load_json(out)}
+            try:
+                report = {**failed(None, None), "status": "ok", "coverage": load_json(out)}
+            except (IsobenchError, OSError) as exc:
+                report = failed("harness_error", f"the tracer's report is unreadable: {exc}")
         report["wall_s"] = run.wall_s
         return self._finish(report, run)
 

@@ -89,16 +89,21 @@ class Tracer:
         if i is not None and line != code.co_firstlineno:
             self.executed[i].setdefault(code.co_filename, set()).add(line)
 
-    # sys.settrace: the global function decides per frame; the local one records lines
+    # sys.settrace: the global function decides per frame; a local one per frame records its lines (the cost of
+    # a line event is the one comparison and set insertion here)
     def _global(self, frame, event, arg):
-        if event != "call" or self._watched(frame.f_code) is None:
+        code = frame.f_code
+        i = self._watched(code) if event == "call" else None
+        if i is None:
             return None
-        return self._local
+        add, first = self.executed[i].setdefault(code.co_filename, set()).add, code.co_firstlineno
 
-    def _local(self, frame, event, arg):
-        if event == "line":
-            self._hit(frame.f_code, frame.f_lineno)
-        return self._local
+        def local(frame, event, arg):
+            if event == "line" and frame.f_lineno != first:
+                add(frame.f_lineno)
+            return local
+
+        return local
 
     def _audit(self, event, args):
         if self.method is not None and event in SPAWNS and len(self.spawned) < 20:
