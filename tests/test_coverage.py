@@ -184,6 +184,22 @@ def test_a_commit_that_also_changes_compiled_code_is_never_failed_for_its_python
     assert cov["changed_lines_covered"] == 0
 
 
+def test_a_fallback_that_never_imports_the_change_fails_even_beside_compiled_code(
+    tmp_path, change_and_revisions
+):
+    change, revisions = change_and_revisions  # pkg/toy.py and csrc/toy.cu
+    # the target's import fails (as sglang's did where ISO-Bench ran), the test times its own stand-in
+    head = (
+        "try:\n    from pkg.fast_toy import fast\nexcept ImportError:\n    fast = lambda n: sum(range(n))\n"
+    )
+    text = generator(tmp_path, "def experiment(n):\n    return fast(n)\n", head=head).read_text()
+    gen = tmp_path / "generator.py"
+    gen.write_text(text.replace("from pkg import toy\n", ""))
+    t = measure_commit(gen, revisions, tmp_path / "scratch", FAST, change=change)
+    assert t["head"]["category"] == "target_not_exercised"
+    assert "no changed module was imported from the revision at head (pkg/toy.py)" in t["head"]["error"]
+
+
 def test_a_test_whose_work_runs_in_another_process_is_not_failed(tmp_path, change_and_revisions):
     change, revisions = change_and_revisions
     experiment = """

@@ -221,30 +221,33 @@ def combine(base: dict | None, head: dict | None, opt_path_hit=None) -> dict:
     # head on its own lines; base's only where head has nothing to run (a commit that only deletes code)
     judged = head if (_counts(head)[1] or head["functions"]) else base
     c, m, f = _counts(judged)
-    imported = any(row["place"] in COUNTED for row in out["imported_from"])
+    files = judged["files"]
+    imported = any(
+        row["place"] in COUNTED for row in out["imported_from"] if row["revision"] == judged["side"]
+    )
     if c or any(f.values()):
         out["status"] = "exercised"
-        return out
-    if sources:
+    elif _unseen_reason(judged):  # the change may have run where no tracer here looks
+        out["status"], out["reason"] = "not_measurable", _unseen_reason(judged)
+    elif files and not imported:  # not one changed module of the revision was loaded: a fallback, a mock
+        out["status"] = "not_exercised"
+        out["reason"] = f"no changed module was imported from the revision at {judged['side']} " + (
+            f"({', '.join(x['path'] for x in files[:3])}{', ...' if len(files) > 3 else ''})"
+        )
+    elif sources:
         out["status"] = "not_measurable"
         out["reason"] = f"the commit changes compiled code the tracer cannot see ({', '.join(sources[:5])})"
-    elif not m and not f and (imported or not out["imported_from"]):
+    elif not m and not f:
         out["status"] = "not_measurable"
         out["reason"] = (
             "no changed line runs as Python (compiled functions, or only module-level lines)"
-            if out["imported_from"]
+            if files
             else "the commit changes no module of a package"
         )
-    elif _unseen_reason(judged):
-        out["status"], out["reason"] = "not_measurable", _unseen_reason(judged)
-    elif not m and not f:
-        out["status"], out["reason"] = "not_exercised", "no changed module was imported from the revision"
     else:
         out["status"] = "not_exercised"
-        out["reason"] = (
-            f"the test executed none of the {m} measurable changed lines at {judged['side']}"
-            + (f" nor any of the {len(f)} changed functions" if f else "")
-            + ("" if imported else " (no changed module was imported from the revision)")
+        out["reason"] = f"the test executed none of the {m} measurable changed lines at {judged['side']}" + (
+            f" nor any of the {len(f)} changed functions" if f else ""
         )
     return out
 
