@@ -197,13 +197,7 @@ def _pr_from_data(data: dict) -> int | None:
     for key in ("pr_number", "pr"):
         if isinstance(data.get(key), int) and not isinstance(data.get(key), bool) and data[key] > 0:
             return data[key]
-    m = _PR_URL.search(str(data.get("pr_url") or ""))
-    if m and int(m.group(1)) > 0:
-        return int(m.group(1))
-    subject = (
-        _text(data.get("subject") or data.get("commit_subject")) or _text(data.get("message")).split("\n")[0]
-    )
-    m = _PR_SUBJECT.search(subject)
+    m = _PR_URL.search(str(data.get("pr_url") or "")) or _PR_SUBJECT.search(_subject(data))
     return int(m.group(1)) if m and int(m.group(1)) > 0 else None
 
 
@@ -211,45 +205,51 @@ def _text(value) -> str:
     return value if isinstance(value, str) else ""
 
 
-def known_facts(extraction_file: str | Path | None) -> dict:
-    """What a file says of a commit that cannot be used (not in the repository, another repository's, a
-    duplicate): its PR, APIs, date, subject and message, for the failed record. Nothing when it is unreadable."""
-    if extraction_file is None:
-        return {}
+def _message(data: dict) -> str:
+    return _text(data.get("message")) or _text(data.get("commit_message"))
+
+
+def _subject(data: dict) -> str:
+    """The commit's subject as a file of any format gives it (its own field, else its message's first line)."""
+    return _text(data.get("subject")) or _text(data.get("commit_subject")) or _message(data).split("\n")[0]
+
+
+def _file_apis(fmt: str, data: dict) -> list[str]:
+    apis = data.get("affected_apis") if fmt == "commit_extractions_with_apis" else data.get("apis")
+    return [a for a in apis if isinstance(a, str)] if isinstance(apis, list) else []
+
+
+def known_facts(raw: bytes) -> dict:
+    """What a file (its bytes) says of a commit that cannot be used (not in the repository, another repository's,
+    a duplicate): its PR, APIs, date, subject and message, for the failed record. Nothing when it is unreadable."""
     try:
-        data = json.loads(read_input(extraction_file))
+        data = json.loads(raw)
         fmt = detect_format(data)
     except (IsobenchError, ValueError, RecursionError):
         return {}
-    message = _text(data.get("message")) or _text(data.get("commit_message"))
-    subject = _text(data.get("subject")) or _text(data.get("commit_subject")) or message.split("\n")[0]
-    apis = data.get("affected_apis") if fmt == "commit_extractions_with_apis" else data.get("apis")
     date = next((data[k] for k in ("date", "commit_date", "pr_date") if _text(data.get(k))), None)
     facts = {
         "pr_number": _pr_from_data(data),
-        "subject": subject,
-        "message": message or subject,
-        "affected_apis": [a for a in apis if isinstance(a, str)] if isinstance(apis, list) else [],
+        "subject": _subject(data),
+        "message": _message(data) or _subject(data),
+        "affected_apis": _file_apis(fmt, data),
+        "created_at": date,
     }
-    if date:
-        facts["created_at"] = date
     return {k: v for k, v in facts.items() if v not in (None, "", [])}
 
 
 def _format_facts(fmt: str, data: dict, info: dict, warnings: list[str]) -> tuple[list[str], dict]:
     """(affected APIs, extra context) contributed by the extraction file."""
+    apis = _file_apis(fmt, data)
     if fmt == "commit_extractions_with_apis":
-        apis = list(data.get("affected_apis") or [])
         extra = {k: data[k] for k in ("summary", "csv_metadata") if k in data}
     elif fmt == "pr_analysis":
-        apis = list(data.get("apis") or [])
         extra = {k: data[k] for k in _PR_EXTRA if data.get(k) not in (None, "", [])}
         if "models" in extra:
             extra["models"] = _models(extra["models"])
             if not extra["models"]:
                 del extra["models"]
     else:
-        apis = list(data.get("apis") or [])
         extra = {k: data[k] for k in ("stats",) if data.get(k)}
     message = data.get("message") if fmt != "pr_analysis" else None
     if message and message.strip() != info["message"].strip():
@@ -368,14 +368,14 @@ def failed_extraction(
 ) -> dict:
     """The ``extraction.json`` of a commit whose inputs are unusable: it still becomes a record (status failed),
     with what its file says (PR, APIs, date, subject, message) where the file can be read."""
-    digest = None
+    raw = None
     if extraction_file is not None:
         try:
-            digest = sha256_bytes(read_input(extraction_file))
+            raw = read_input(extraction_file)
         except IsobenchError:  # a folder, a device, a FIFO, too large: its error says so
             pass
     return {
-        **(known_facts(extraction_file) if digest else {}),  # what the file says survives the failure
+        **(known_facts(raw) if raw is not None else {}),  # what the file says survives the failure
         "schema_version": 1,
         "status": "failed",
         "category": category,
@@ -386,5 +386,5 @@ def failed_extraction(
         "head_commit": head,
         "base_commit": base,
         "extraction_file": origin or (str(extraction_file) if extraction_file else None),
-        "extraction_sha256": digest,
+        "extraction_sha256": sha256_bytes(raw) if raw is not None else None,
     }

@@ -168,32 +168,38 @@ class SourcePlan:
         return out
 
 
-def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str | None]:
-    """(commit, parent, why it is skipped, why its commit fails) read cheaply: from the name and the file's first
-    64 KiB; only a regular file of bounded size is read (isobench.untrusted.read_input).
+def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str | None, bool]:
+    """(commit, parent, why it is skipped, why its commit fails, whether it may be a collection) read cheaply: from
+    the name and the file's first 64 KiB; only a regular file of bounded size is read
+    (isobench.untrusted.read_input).
 
     A file whose name carries no commit id is read whole: an extraction names its commit at its top
-    level, a summary or an index of a run does not (and is then skipped, never a failing commit). A file that
-    cannot be read (a folder, a FIFO, a device, too large) is skipped, or, when its name names a commit, that
-    commit fails."""
+    level, a summary or an index of a run does not (and is then skipped, never a failing commit), a collection
+    lists its commits under ``performance_commits``. A file that cannot be read (a folder, a FIFO, a device, too
+    large) is skipped, or, when its name names a commit, that commit fails."""
     commit = commit_id_of_file(path)
     try:
         head_text = read_input(path, head=65536 if commit else None).decode("utf-8", "replace")
         if commit and '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
             head_text = read_input(path).decode("utf-8", "replace")  # rare: the key comes late in the file
     except IsobenchError as exc:
-        return (commit, None, None, str(exc)) if commit else (None, None, f"{exc}; skipped", None)
+        return (
+            (commit, None, None, str(exc), False) if commit else (None, None, f"{exc}; skipped", None, False)
+        )
     if commit is None:
         try:
             data = json.loads(head_text)
         except (json.JSONDecodeError, RecursionError):
-            return None, None, f"{path}: not JSON, and its name names no commit; skipped", None
+            return None, None, f"{path}: not JSON, and its name names no commit; skipped", None, False
+        if isinstance(data, dict) and isinstance(data.get("performance_commits"), list):
+            return None, None, None, None, True
         if not is_extraction(data) or not isinstance(data["commit_hash"], str):
             why = "not an extraction of any known format (no commit_hash at its top level)"
-            return None, None, f"{path}: {why}; skipped", None
+            return None, None, f"{path}: {why}; skipped", None, False
         commit = data["commit_hash"].lower()
     m = _PARENT_RE.search(head_text)
-    return commit, (m.group(1).lower() if m else None), None, None
+    # a name with a hex run may still be a collection's (vllm_commits_20240115.json): collection_entries decides
+    return commit, (m.group(1).lower() if m else None), None, None, '"performance_commits"' in head_text
 
 
 def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]):
@@ -225,12 +231,14 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
         else:
             raise IsobenchError(f"{field}: {path} is not a directory, a .json file or a .jsonl file")
         for file in files:
-            collection = _collection(name, cfg, file, prepare, warnings)
+            commit, parent, skip, unreadable, maybe_collection = _head_of_file(file)
+            collection = _collection(name, cfg, file, prepare, warnings) if maybe_collection else None
             if collection is not None:
                 yield from collection
                 continue
-            commit, parent, skip, unreadable = _head_of_file(file)
-            if skip:
+            if maybe_collection and commit is None:
+                warnings.append(f"{file}: not a commit collection (unreadable performance_commits); skipped")
+            elif skip:
                 warnings.append(skip)
             elif unreadable:
                 yield commit, None, None, str(file), ("extraction_invalid", unreadable)
@@ -243,23 +251,15 @@ def _collection(name: str, cfg: dict, path: Path, prepare: bool, warnings: list[
     results/<source>/_extractions/ as a bundle's lines are, or None when ``path`` is not one (a file whose name
     names a commit is an extraction of its own). A file of another repository (its repo_url or repo_name): each
     of its commits fails, extraction_invalid, naming the file and the field."""
-    if commit_id_of_file(path) is not None:  # an extraction of its own, unless it says it is a collection
-        try:
-            if b'"performance_commits"' not in read_input(path, head=65536):
-                return None
-        except IsobenchError:
-            return None
     try:
         found = collection_entries(path)
     except IsobenchError:
-        return None  # _head_of_file says why it cannot be read
+        return None
     if found is None:
         return None
     repo, entries, problems = found
     warnings.extend(problems)
     problem = collection_problem(path, repo, name, [cfg["repo"], cfg.get("repo_name") or name])
-    if problem:
-        warnings.append(f"{problem}: its {len(entries)} commits end as failed records")
     split = RESULTS / name / "_extractions"
     out = []
     for index, commit, text in entries:
@@ -310,6 +310,7 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
     resolved = git.resolve_many(mirror, sorted(ids))
     parents = git.first_parents(mirror, sorted({s for s in resolved.values() if s}))
     plan = SourcePlan(name=name, repo=repo, mirror=mirror, main_sha=main_sha, warnings=warnings)
+    problems: dict[str, int] = {}  # a problem's text: how many commits it fails
     for commit, parent, extraction_file, origin, problem in entries:
         head = resolved.get(commit) if _resolvable(commit, parent, extraction_file, origin, problem) else None
         key = head or commit_key(commit)  # a SHA or a safe key: what names the commit's folder and files
@@ -326,8 +327,8 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
                 )
                 warnings.append(f"{known.problem[1]} (the commit ends as a failed record)")
             continue
-        if problem and not any(problem[1] in w for w in warnings):  # a collection's problem is said once
-            warnings.append(f"{problem[1]} (the commit ends as a failed record)")
+        if problem:  # said once per problem, after the loop: a collection's is every one of its commits'
+            problems[problem[1]] = problems.get(problem[1], 0) + 1
         elif head is None:
             warnings.append(
                 f"{origin or extraction_file or 'config: field sources.' + name + '.commits'}: commit "
@@ -342,6 +343,12 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
             origin=origin,
             problem=problem,
             commit_id=commit,
+        )
+    for text, count in problems.items():
+        warnings.append(
+            f"{text} (the commit ends as a failed record)"
+            if count == 1
+            else f"{text}: its {count} commits end as failed records"
         )
     left = unmatched(cfg.get("generators"), {c.head for c in plan.commits.values() if c.head})
     if left:

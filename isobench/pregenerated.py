@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+SUFFIX = "_test_case_generator.py"
+
 
 def pregenerated_candidates(directory: str | Path, sha: str) -> list[Path]:
     """Names ISO-Bench uses for a pre-generated script, full hash first."""
     d = Path(directory)
-    return [d / f"{sha}_test_case_generator.py", d / f"{sha[:8]}_test_case_generator.py"]
+    return [d / f"{sha}{SUFFIX}", d / f"{sha[:8]}{SUFFIX}"]
 
 
 def find_pregenerated(directory: str | Path | None, sha: str) -> Path | None:
@@ -21,13 +23,10 @@ def find_pregenerated(directory: str | Path | None, sha: str) -> Path | None:
     return None
 
 
-SUFFIX = "_test_case_generator.py"
-
-
 def unmatched(directory: str | Path | None, shas: set[str]) -> list[str]:
     """The scripts of ``directory`` (``*_test_case_generator.py``) that no planned commit (``shas``, full) would
     use: an 8-character or full hash that is none of theirs (compared as find_pregenerated finds them)."""
     if not directory or not Path(directory).is_dir():
         return []
-    names = {sha for sha in shas} | {sha[:8] for sha in shas}
+    names = set(shas) | {sha[:8] for sha in shas}
     return sorted(p.name for p in Path(directory).glob(f"*{SUFFIX}") if p.name[: -len(SUFFIX)] not in names)

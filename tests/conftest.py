@@ -82,6 +82,19 @@ def processes_with(text: str) -> list[int]:
     return found
 
 
+# A function-contract test's result handling by JSON (the test imports json): what most purpose-written tests share.
+JSON_CHECKS = """
+def store_result(result, path):
+    json.dump(result, open(path, "w"))
+
+def load_result(path):
+    return json.load(open(path))
+
+def check_equivalence(ref, cur):
+    assert ref == cur
+"""
+
+
 def snakemake(workdir: Path, *args: str, timeout: int = 600, gpus: int = 1) -> subprocess.CompletedProcess:
     # --resources=X (one word): a plain --resources takes every word after it, a target included
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", f"--resources=gpu={gpus}", *args]

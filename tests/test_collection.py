@@ -75,15 +75,29 @@ def demo_entries(repo: Path, keys: dict, names: list[str]) -> list[dict]:
 )
 def test_a_vllm_collection_file_gives_one_record_per_commit_with_what_it_says(tmp_path):
     entries = [json.loads(p.read_text()) for p in sorted(SINGLE.glob("*.json"))]
-    collection = {"repo_name": "vllm", "repo_url": VLLM_URL, "performance_commits": entries}
+    # bad entries among the good ones: a path for a commit, and no commit at all
+    broken = {
+        "commit_hash": "../../victim/x",
+        "subject": "Broken entry (#7)",
+        "message": "m",
+        "apis": ["a.b"],
+    }
+    nameless = {"subject": "no commit here"}
+    listed = entries + [broken, nameless]
+    collection = {"repo_name": "vllm", "repo_url": VLLM_URL, "performance_commits": listed}
     # hosted on the demo repository, which holds none of vLLM's commits
     work = project(tmp_path, collection, repo_name="vllm-project/vllm")
     (work / "collected" / "generators" / "deadbeef_test_case_generator.py").write_text("print('hi')\n")
     proc = snakemake(work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = read_dataset(work / "results" / "dataset.jsonl")
-    assert len(rows) == len(entries) == 3
+    assert len(rows) == len(entries) + 1 == 4  # the nameless entry is left out, with a word
     by_head = {r["head_commit"]: r for r in rows}
+    bad = next(r for r in rows if r["revisions"]["head"]["category"] == "extraction_invalid")
+    assert "performance_commits[3]: field commit_hash" in bad["revisions"]["head"]["error"]
+    assert bad["pr_number"] == 7 and bad["api"] == "a.b"  # what the entry says survives its failure
+    assert not (work.parent / "victim").exists() and not (tmp_path / "victim").exists()
+    assert sum("performance_commits[4] names no commit" in line for line in proc.stderr.splitlines()) == 1
     for entry in entries:
         r = by_head[entry["commit_hash"]]
         pr = int(entry["subject"].rsplit("(#", 1)[1].rstrip(")"))
@@ -95,7 +109,7 @@ def test_a_vllm_collection_file_gives_one_record_per_commit_with_what_it_says(tm
         )
         assert r["api"] == (", ".join(apis) if apis else None)
         assert r["provenance"]["extraction_file"].endswith(
-            "vllm_commits.json:performance_commits[%d]" % entries.index(entry)
+            "vllm_commits.json:performance_commits[%d]" % listed.index(entry)
         )
     # ISO-Bench's summary beside it is no extraction: said once
     assert sum("extraction_summary.json: not an extraction" in line for line in proc.stderr.splitlines()) == 1

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import JSON_CHECKS
 
 from isobench.jsonio import validate
 from isobench.measure import harness, tracer
@@ -83,23 +84,8 @@ def generator(tmp_path, experiment: str, head: str = "") -> str:
     text = (
         "import json\nimport threading\n"
         + head
-        + textwrap.dedent(
-            """
-        from pkg import toy
-
-        def setup():
-            return 300
-
-        def store_result(result, path):
-            json.dump(result, open(path, "w"))
-
-        def load_result(path):
-            return json.load(open(path))
-
-        def check_equivalence(ref, cur):
-            assert ref == cur
-        """
-        )
+        + "\nfrom pkg import toy\n\ndef setup():\n    return 300\n"
+        + JSON_CHECKS
         + textwrap.dedent(experiment)
     )
     path = tmp_path / "generator.py"

@@ -8,22 +8,13 @@ import sys
 
 import pytest
 import yaml
-from conftest import copy_workflow, demo_subset, snakemake
+from conftest import JSON_CHECKS, copy_workflow, demo_subset, snakemake
 
 from isobench.dataset import read_dataset
 
 pytestmark = pytest.mark.slow
 
-CONTRACT = """
-def store_result(result, path):
-    json.dump(result, open(path, "w"))
-
-def load_result(path):
-    return json.load(open(path))
-
-def check_equivalence(ref, cur):
-    assert ref == cur
-"""
+CONTRACT = JSON_CHECKS
 
 # primes: the optimized name does not exist, so the test times a MagicMock (as ISO-Bench's scripts do)
 MOCK = (

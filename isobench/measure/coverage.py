@@ -269,19 +269,16 @@ def _trace(job, rev, name: str, change: Change) -> dict:
         return not_traced(f"its tracer's report is malformed: {exc}")
 
 
-def check(job, revisions: list, state: dict, change: Change) -> None:
+def check(job, revisions: list, state: dict, change: Change) -> dict | None:
     """After the check round, when base and head both passed it: trace each once (``job.trace``), keep the facts
     in their states, and fail the revision that imported a changed module from elsewhere
     (``target_imported_elsewhere``) or, when the test executed none of the change, head
-    (``target_not_exercised``)."""
+    (``target_not_exercised``). The verdict (``combine``), or None when base or head had failed already."""
     revs = {r.name: r for r in revisions if r.name in ("base", "head")}
     if len(revs) < 2 or not all(state[name].active for name in revs):
-        return
+        return None
     for name, rev in revs.items():
-        try:
-            facts = _trace(job, rev, name, change)
-        except (IsobenchError, OSError) as exc:  # e.g. a report that is not JSON
-            facts = not_traced(f"its traced call gave no report: {exc}")
+        facts = _trace(job, rev, name, change)
         state[name].coverage = facts
         if facts["status"] == "not_traced":
             state[name].warnings.append(f"coverage not known: {facts['reason']}")
@@ -297,3 +294,4 @@ def check(job, revisions: list, state: dict, change: Change) -> None:
             )
     if verdict["status"] == "not_exercised" and state["head"].active:
         state["head"].fail("target_not_exercised", verdict["reason"])
+    return verdict

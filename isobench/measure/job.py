@@ -89,6 +89,14 @@ def worker_report(path: Path) -> dict:
     return report
 
 
+def tracer_report(path: Path) -> dict:
+    """A traced script run's round report: ok, with the tracer's report (checked by isobench.measure.coverage)."""
+    try:
+        return {**failed(None, None), "status": "ok", "coverage": load_json(path)}
+    except (IsobenchError, OSError) as exc:
+        return failed("harness_error", f"the tracer's report is unreadable: {exc}")
+
+
 def _tail(path: Path, limit: int = STDERR_TAIL) -> str:
     try:
         with open(path, "rb") as fh:
@@ -125,12 +133,8 @@ class Job:
         self.contract = contracts.detect(text) if settings.contract == "auto" else settings.contract
         self.module = self.code / "perf_test.py"
         shutil.copyfile(generator, self.module)  # generator.py itself is never touched
-        for worker in (
-            harness,
-            script_runner,
-            sandbox_exec,
-            tracer,
-        ):  # standard library only: any revision's Python
+        # the workers: standard library only, so that any revision's Python runs them
+        for worker in (harness, script_runner, sandbox_exec, tracer):
             shutil.copyfile(worker.__file__, self.code / Path(worker.__file__).name)
         self.prefix = self.data / "reference"  # a command-line script's --prefix / --file_prefix
         self.references: list[Path] | None = None  # what base's --reference run stored (script contracts)
@@ -245,14 +249,24 @@ class Job:
         out = workdir / "report.json"
         out.unlink(missing_ok=True)
         run = self.run_sandboxed(rev, self.harness_cmd(rev, mode) + ["--out", str(out)], workdir)
+        return self._ended(run, out, worker_report)
+
+    def _ended(self, run: Run, out: Path, read) -> dict:
+        """The report of a worker's run that wrote ``out`` (``read`` reads it): timed out, crashed or its own."""
         if run.returncode is None:
             report = timed_out(self.settings.timeout_s)
         elif out.exists():
-            report = worker_report(out)
+            report = read(out)
         else:
             report = crash(run.exit_code())
         report["wall_s"] = run.wall_s
         return self._finish(report, run)
+
+    def script_cmd(self, rev: Revision, mode: str, reads: Path, out_file: Path, options=()) -> list[str]:
+        """A command-line script's run under script_runner (which notes the reference files it reads)."""
+        runner = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix), "--reads"]
+        script = contracts.command(self.contract, self.module, mode, self.prefix, out_file)
+        return [*runner, str(reads), *options, "--", *script]
 
     def trace(self, rev: Revision, targets: list[dict], workdir: Path) -> dict:
         """One untimed run of one revision traced for the changed files ``targets`` (tracer.py): a round's
@@ -262,40 +276,16 @@ class Job:
         workdir.mkdir(parents=True, exist_ok=True)
         spec = self.code / f"coverage_{rev.name}.json"
         spec.write_text(json.dumps(targets), encoding="utf-8")
-        if self.contract == "functions":
-            out = workdir / "report.json"
-            out.unlink(missing_ok=True)
+        functions = self.contract == "functions"
+        out = workdir / ("report.json" if functions else "coverage.json")
+        out.unlink(missing_ok=True)
+        if functions:
             cmd = self.harness_cmd(rev, "coverage") + ["--coverage", str(spec), "--out", str(out)]
         else:
-            out = workdir / "coverage.json"
-            out.unlink(missing_ok=True)
-            cmd = [rev.python, str(self.code / "script_runner.py"), "--watch", str(self.prefix)]
-            cmd += [
-                "--reads",
-                str(workdir / "reference_reads.txt"),
-                "--coverage",
-                str(spec),
-                "--coverage-out",
-            ]
-            cmd += [
-                str(out),
-                "--",
-                *contracts.command(self.contract, self.module, "time", self.prefix, workdir / "t.txt"),
-            ]
+            options = ["--coverage", str(spec), "--coverage-out", str(out)]
+            cmd = self.script_cmd(rev, "time", workdir / "reference_reads.txt", workdir / "t.txt", options)
         run = self.run_sandboxed(rev, cmd, workdir)
-        if run.returncode is None:
-            report = timed_out(self.settings.timeout_s)
-        elif not out.exists():
-            report = crash(run.exit_code())
-        elif self.contract == "functions":
-            report = worker_report(out)
-        else:
-            try:
-                report = {**failed(None, None), "status": "ok", "coverage": load_json(out)}
-            except (IsobenchError, OSError) as exc:
-                report = failed("harness_error", f"the tracer's report is unreadable: {exc}")
-        report["wall_s"] = run.wall_s
-        return self._finish(report, run)
+        return self._ended(run, out, worker_report if functions else tracer_report)
 
     def _stored_references(self) -> list[Path]:
         return sorted(p for p in self.data.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
@@ -320,17 +310,7 @@ class Job:
         out_file = workdir / "timing_output.txt"
         reads = workdir / "reference_reads.txt"
         reads.unlink(missing_ok=True)
-        cmd = [
-            rev.python,
-            str(self.code / "script_runner.py"),
-            "--watch",
-            str(self.prefix),
-            "--reads",
-            str(reads),
-            "--",
-            *contracts.command(self.contract, self.module, run_mode, self.prefix, out_file),
-        ]
-        run = self.run_sandboxed(rev, cmd, workdir)
+        run = self.run_sandboxed(rev, self.script_cmd(rev, run_mode, reads, out_file), workdir)
         stderr = _tail(workdir / "stderr.txt")
         base = {"wall_s": run.wall_s, "env": harness.environment(), "timer": f"script:{self.contract}"}
         report_line = None

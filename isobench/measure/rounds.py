@@ -83,9 +83,7 @@ def measure_commit(
             chosen = decision["chosen"]
             log.info("interleave: %s (auto: %s)", chosen, decision["reason"])
         if k == CHECK_ROUND and change is not None and settings.coverage:
-            coverage.check(job, revisions, state, change)
-            both = "base" in state and "head" in state
-            verdict = coverage.combine(state["base"].coverage, state["head"].coverage) if both else None
+            verdict = coverage.check(job, revisions, state, change)
             if verdict and verdict["status"] != "not_traced":
                 log.info(
                     "coverage: %s%s",

@@ -58,24 +58,15 @@ def watch(prefix: str, reads_path: str) -> None:
 
 
 def traced(targets_path, out_path):
-    """Start the tracer (tracer.py, beside this file); the function that stops it and writes its report."""
+    """Start tracing (tracer.py, beside this file, loaded by its path under a name no target can shadow); the
+    function that stops it and writes its report."""
     import importlib.util
 
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tracer.py")
     spec = importlib.util.spec_from_file_location("isobench_tracer", path)
-    tracer_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tracer_mod)
-    tracer = tracer_mod.Tracer(tracer_mod.load_targets(targets_path))
-    done = []
-
-    def finish():
-        if not done:
-            done.append(1)
-            tracer.stop()
-            tracer_mod.write(out_path, tracer.report())
-
-    tracer.start()
-    return finish
+    tracer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tracer)
+    return tracer.traced_run(targets_path, out_path)
 
 
 def main(argv):

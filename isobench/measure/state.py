@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .contracts import MAX_ERROR_LINES
+
 CHECK_ROUND = 0  # base stores the reference result, head and main check theirs against it
 SELF_CHECK_ROUND = 1  # base's first timed round also checks base's result against base's own reference
 
@@ -84,7 +86,7 @@ class RevisionState:
         self.stdout_tail = rep.get("stdout_tail", "")
         self.script_report = rep.get("script_report") or self.script_report
         for line in rep.get("script_errors") or []:
-            if line not in self.script_errors and len(self.script_errors) < 20:
+            if line not in self.script_errors and len(self.script_errors) < MAX_ERROR_LINES:
                 self.script_errors.append(line)
         self.gpu_devices = rep.get("gpu_devices") or self.gpu_devices
         if rep.get("events_ms"):

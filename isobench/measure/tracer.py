@@ -238,6 +238,21 @@ def children():
     return sorted(set(out))[:20]
 
 
+def traced_run(targets_path, out_path):
+    """Start tracing for the changed files of ``targets_path`` (a whole script's run); the function that stops
+    it and writes the report to ``out_path``, once however often it is called (atexit and finally both do)."""
+    tracer, done = Tracer(load_targets(targets_path)), []
+
+    def finish():
+        if not done:
+            done.append(1)
+            tracer.stop()
+            write(out_path, tracer.report())
+
+    tracer.start()
+    return finish
+
+
 def traced_call(fn, targets_path):
     """``fn()`` traced for the changed files of ``targets_path``: the tracer's report (fn's exception, if any,
     propagates once tracing has stopped)."""
