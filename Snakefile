@@ -29,6 +29,9 @@ wildcard_constraints:
     source="|".join(re.escape(s) for s in config["sources"]),
     commit="[A-Za-z0-9][A-Za-z0-9._-]*",
     sha="[0-9a-f]{40}",
+    run="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    instance="[A-Za-z0-9_][A-Za-z0-9._-]*",
+    model="[A-Za-z0-9_][A-Za-z0-9._-]*",
 
 
 include: "rules/git.smk"
@@ -40,6 +43,7 @@ include: "rules/measure.smk"
 include: "rules/record.smk"
 include: "rules/dataset.smk"
 include: "rules/report.smk"
+include: "rules/evaluate.smk"
 
 
 RUN_STARTED = time.time()

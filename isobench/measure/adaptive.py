@@ -93,8 +93,14 @@ def stop_reason(
     paired: bool,
     analysis: Analysis | None = None,
     precision: float | None = None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> tuple[str | None, dict]:
-    """After ``done`` rounds: (why to stop now or None to run another round, what the decision looked at)."""
+    """After ``done`` rounds: (why to stop now or None to run another round, what the decision looked at).
+
+    ``pairs``: the comparisons that must be decided or precise, (reference, other) by revision name; by default
+    base→head (base→main when head failed). An evaluation passes base→candidate and head→candidate for each
+    candidate: a pair one of whose revisions failed is left out, and the job stops once every pair left is
+    decided or precise."""
     analysis = analysis or Analysis()
     active = [name for name, st in state.items() if st.active]
     if not active:
@@ -102,22 +108,38 @@ def stop_reason(
     late = time.monotonic() > deadline
     if done < minimum:
         return ("job_timeout" if late else None), {}
-    other = next((n for n in ("head", "main") if n in active and "base" in active), None)
-    if other is None:
+    if pairs is None:
+        other = next((n for n in ("head", "main") if n in active and "base" in active), None)
+        pairs = [("base", other)] if other else []
+    pairs = [(a, b) for a, b in pairs if a in active and b in active]
+    if not pairs:
         return "no_comparison", {}
-    # exactly the comparison the record will make (same bootstrap, same seed): "decided" here is decided there
-    cmp = compare(
-        state["base"].rounds,
-        state[other].rounds,
-        analysis=analysis,
-        paired=paired,
-    )
     target = precision if precision is not None else analysis.min_effect / 2
+    outcomes = [_pair_outcome(state, a, b, analysis, paired, target) for a, b in pairs]
+    open_ = [facts for reason, facts in outcomes if reason is None]
+    facts = open_[0] if open_ else outcomes[-1][1]
+    if len(pairs) > 1:
+        facts = {**facts, "pairs": len(pairs), "open_pairs": len(open_)}
+    if not open_:
+        return ("decided" if all(r == "decided" for r, _ in outcomes) else "precise"), facts
+    if done >= maximum:
+        return "max_rounds", facts
+    if late:
+        return "job_timeout", facts
+    return None, facts
+
+
+def _pair_outcome(
+    state: dict[str, RevisionState], a: str, b: str, analysis: Analysis, paired: bool, target: float
+) -> tuple[str | None, dict]:
+    """decided, precise or None (more rounds needed) for the comparison a→b, and what it looked at."""
+    # exactly the comparison the record will make (same bootstrap, same seed): "decided" here is decided there
+    cmp = compare(state[a].rounds, state[b].rounds, analysis=analysis, paired=paired)
     half = None
     if cmp["ci_low"] and cmp["ci_high"] and cmp["ci_low"] > 0:
         half = (math.log(cmp["ci_high"]) - math.log(cmp["ci_low"])) / 2
     facts = {
-        "compared": f"base_{other}",
+        "compared": f"{a}_{b}",
         "verdict": cmp["verdict"],
         "speedup": cmp["speedup"],
         "ci_half_width_log": half,
@@ -129,8 +151,4 @@ def stop_reason(
     beyond = cmp["ci_low"] is not None and (cmp["ci_high"] < 1 / band or cmp["ci_low"] > band)
     if half is not None and half <= target and not beyond:  # beyond the band, significance is on its way
         return "precise", facts
-    if done >= maximum:
-        return "max_rounds", facts
-    if late:
-        return "job_timeout", facts
     return None, facts

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,20 @@ class Job:
             device=self.device_env.get("CUDA_VISIBLE_DEVICES"),
         )
         self.reference = self.data / "reference.out"
+        self.round_mode = round_mode  # (revision name, round) -> harness mode; an evaluation sets its own
+
+    @contextmanager
+    def storing_at(self, folder: Path):
+        """Within: a reference run stores (and a check reads) the reference under ``folder``, not the job's; an
+        evaluation's candidates store their own results there, away from base's."""
+        folder.mkdir(parents=True, exist_ok=True)
+        saved = self.reference, self.prefix, self.references
+        self.reference, self.prefix = folder / "reference.out", folder / "reference"
+        self.references = self._stored_references() or None  # what a reference run stored there before
+        try:
+            yield self
+        finally:
+            self.reference, self.prefix, self.references = saved
 
     def extra_env(self, rev: Revision) -> dict:
         root = rev.worktree.resolve()
@@ -232,7 +247,7 @@ class Job:
     def round(self, active: list[Revision], k: int, interleave: str) -> dict[str, dict]:
         """Round ``k`` of the revisions still measured: {revision: its report}. ``interleave`` calls: their
         processes together, call by call (lockstep; function contract only); else one after the other."""
-        modes = {rev.name: round_mode(rev.name, k) for rev in active}
+        modes = {rev.name: self.round_mode(rev.name, k) for rev in active}
         workdirs = {rev.name: self.data / rev.name / f"round{k}" for rev in active}
         if self.contract == "functions" and interleave == "calls":
             return self.lockstep(active, modes, workdirs)
@@ -288,7 +303,8 @@ class Job:
         return self._ended(run, out, worker_report if functions else tracer_report)
 
     def _stored_references(self) -> list[Path]:
-        return sorted(p for p in self.data.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
+        folder = self.prefix.parent
+        return sorted(p for p in folder.iterdir() if p.name.startswith(self.prefix.name) and p.is_file())
 
     def reference_problem(self) -> str | None:
         """Why head or main cannot be checked against base: no reference stored in this job, or a file gone."""

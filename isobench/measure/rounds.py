@@ -13,6 +13,7 @@ import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from . import coverage, harness
 from .adaptive import decide_interleave, stop_reason
@@ -23,6 +24,19 @@ from .state import CHECK_ROUND, RevisionState
 from .stats import Analysis, describe
 
 log = logging.getLogger(__name__)
+
+
+class RoundProtocol(Protocol):
+    """How a job other than a commit's measurement runs its rounds (isobench.evaluate.check)."""
+
+    def check(self, job: Job, active: list[Revision]) -> dict[str, dict]:
+        """The check round (round 0) of the revisions ``active``: {revision name: its report}."""
+
+    def mode(self, name: str, k: int) -> str:
+        """The harness mode of revision ``name`` in round ``k`` >= 1."""
+
+    def pairs(self, state: dict[str, RevisionState]) -> list[tuple[str, str]]:
+        """The comparisons the adaptive stop waits for."""
 
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
@@ -38,6 +52,7 @@ def measure_commit(
     analysis: Analysis | None = None,
     device_env: dict | None = None,
     change: coverage.Change | None = None,
+    protocol: RoundProtocol | None = None,
 ) -> dict[str, dict]:
     """Measure every revision of one commit in interleaved rounds; return {revision name: timing dict}.
 
@@ -46,8 +61,12 @@ def measure_commit(
     check round's memory facts choose lockstep or one process at a time for the timed rounds. ``device_env``
     (CUDA_VISIBLE_DEVICES of the GPU slot held, isobench.measure.gpu) goes to every run of the test. With
     ``change`` (what the commit changes) and ``settings.coverage``, base and head are traced once after the check
-    round (isobench.measure.coverage): a test that does not run the change stops there."""
+    round (isobench.measure.coverage): a test that does not run the change stops there. ``protocol`` (an evaluation
+    of candidates, isobench.evaluate.check) replaces the check round, the mode of later rounds and the pairs the
+    adaptive stop looks at."""
     job = Job(generator, scratch, settings, extra_path, sandbox, runner, device_env)
+    if protocol is not None:
+        job.round_mode = protocol.mode
     state = {r.name: RevisionState() for r in revisions}
     refusal = isolation_refusal(job.sandbox.settings, job.sandbox.runner)
     for rev in revisions:
@@ -69,7 +88,10 @@ def measure_commit(
     k, stop, facts = 0, None, {}
     while stop is None:
         active = [rev for rev in revisions if state[rev.name].active]
-        reports = job.round(active, k, chosen)
+        if k == CHECK_ROUND and protocol is not None:
+            reports = protocol.check(job, active)
+        else:
+            reports = job.round(active, k, chosen)
         memory = []
         for rev in active:
             rep = reports[rev.name]
@@ -100,6 +122,7 @@ def measure_commit(
             paired=chosen == "calls",
             analysis=analysis,
             precision=settings.precision,
+            pairs=protocol.pairs(state) if protocol is not None else None,
         )
         log.info(
             "round %d (%s; %d to %d): %s%s",
@@ -174,7 +197,8 @@ def timing_of(rev: Revision, st: RevisionState, settings: Settings, contract: st
         "contract": contract,
         "timer": st.timer,
         "device": device,
-        "events_ms": [s for rnd in st.events for s in rnd],  # CUDA events on the current stream only
+        "events_ms": [s for rnd in st.events for s in rnd],
+        "first_call_ms": st.first_calls,  # CUDA events on the current stream only
         "gpu_devices": st.gpu_devices,
         "env": st.env,
         "settings": settings.as_dict(),

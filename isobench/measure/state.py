@@ -55,6 +55,7 @@ class RevisionState:
 
     rounds: list[list[float]] = field(default_factory=list)  # the samples of each round (ms)
     events: list[list[float]] = field(default_factory=list)  # CUDA event times beside them (GPU tests)
+    first_calls: list[float] = field(default_factory=list)  # each round's first (untimed) call, ms
     failed: dict | None = None  # the report that stopped it (category, error, ...); None while it runs
     equivalent: bool | None = None  # head/main: its result matched base's (the check round's check)
     env: dict | None = None
@@ -89,6 +90,8 @@ class RevisionState:
             if line not in self.script_errors and len(self.script_errors) < MAX_ERROR_LINES:
                 self.script_errors.append(line)
         self.gpu_devices = rep.get("gpu_devices") or self.gpu_devices
+        if rep.get("first_call_ms") is not None and rep["status"] == "ok":
+            self.first_calls.append(rep["first_call_ms"])
         if rep.get("events_ms"):
             self.events.append(rep["events_ms"])
         self.warnings += [w for w in rep.get("warnings", []) if w not in self.warnings]

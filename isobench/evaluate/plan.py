@@ -1,0 +1,242 @@
+"""The plan of an evaluation run, made once per Snakemake run in the main process: predictions read and matched,
+the rows of what can never be timed (invalid_prediction, unknown_instance, instance_unusable, empty_patch), and
+one job per (instance, model): the spec file its rule reads, rewritten only when its content changes, so that a
+rerun redoes only the jobs whose patches, record or settings changed.
+
+Files: ``results/evaluations/<run>/planned.json`` (the planning rows and problems) and, per job,
+``results/evaluations/<run>/<instance>/<model>/spec.json``. A model named ``_calibration`` is the per-instance
+calibration: an empty change (A/A) and the human's own diff (gold) measured as candidates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import IsobenchError
+from ..git import is_url
+from ..jsonio import dumps, write_text_atomic
+from . import apply
+from .inputs import Prediction, expand, read_predictions
+from .instances import Dataset, read_dataset, unusable
+
+ROOT = "results/evaluations"
+CALIBRATION = "_calibration"
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def key_of(name: str) -> str:
+    """A name (model, instance id) as one safe path component: itself when it is one, else its safe characters
+    and 8 hex digits of its sha256 (``codex/gpt-4o`` → ``codex_gpt-4o-1a2b3c4d``): never a path."""
+    if _KEY.match(name) and ".." not in name:
+        return name
+    letters = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:48]
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{letters}-{digest}" if letters else f"x-{digest}"
+
+
+@dataclass
+class EvalRun:
+    run_id: str
+    dataset: str
+    rows: list[dict] = field(default_factory=list)  # predictions that reach no job
+    problems: list[str] = field(default_factory=list)  # planning problems, listed together
+    jobs: dict[str, dict] = field(default_factory=dict)  # job folder -> spec
+    predictions: int = 0
+    deduplicated: int = 0  # attempts that share a patch already measured in their job
+
+    @property
+    def folder(self) -> str:
+        return f"{ROOT}/{self.run_id}"
+
+
+def prediction_facts(p: Prediction) -> dict:
+    return {"file": p.file, "line": p.line, "format": p.format, "run_id": p.run_id}
+
+
+def row(run_id: str, p: Prediction, category: str, error: str | None, record: dict | None = None) -> dict:
+    """A row of evaluations.jsonl for a prediction that never reaches a job."""
+    return {
+        "run_id": run_id,
+        "instance_id": (record or {}).get("instance_id") or p.instance_id,
+        "model": p.model,
+        "attempt": p.attempt,
+        "status": category,
+        "error": error,
+        "prediction": prediction_facts(p),
+        "timed": False,
+    }
+
+
+def mirror_for(record: dict, cfg: dict, sources: dict) -> dict:
+    """Where the record's repository comes from: the evaluation's ``repos`` map, a source of this workflow whose
+    repository it is (its mirror, already made), the record's repo as a path or URL, or GitHub's owner/name."""
+    repo = record["repo"]
+    location = (cfg.get("repos") or {}).get(repo)
+    if location is None:
+        for plan in sources.values():
+            if repo in (plan.get("repo_name"), plan.get("repo")):
+                return {"repo": repo, "location": plan.get("repo"), "mirror": plan["mirror"], "source": True}
+        if is_url(repo) or Path(repo).is_absolute():
+            location = repo
+        elif re.match(r"^[\w.-]+/[\w.-]+$", repo):
+            location = f"https://github.com/{repo}.git"
+        else:
+            location = repo
+    return {"repo": repo, "location": location, "mirror": f"{ROOT}/_mirrors/{key_of(repo)}.git", "source": False}
+
+
+def plan_run(run_id: str, cfg: dict, dataset_path: str, sources: dict, base: Path) -> EvalRun:
+    """The plan of one evaluation run (``cfg``: its block of the config, defaults filled in)."""
+    run = EvalRun(run_id, dataset_path)
+    dataset: Dataset = read_dataset(base / dataset_path if not Path(dataset_path).is_absolute() else dataset_path)
+    run.problems += dataset.problems
+    index = dataset.index()
+    preds = read_predictions(expand(cfg["predictions"], base))
+    run.predictions = len(preds)
+    groups: dict[tuple[str, str], list[tuple[Prediction, dict]]] = {}
+    used: dict[str, dict] = {}
+    for p in preds:
+        if p.problem:
+            run.rows.append(row(run_id, p, "invalid_prediction", f"{p.where}: {p.problem}"))
+            continue
+        record, how = index.match(p)
+        if record is None:
+            run.rows.append(row(run_id, p, "unknown_instance", f"{p.where}: {how}"))
+            continue
+        bad = unusable(record)
+        if bad:
+            run.rows.append(row(run_id, p, "instance_unusable", f"{bad[0]}: {bad[1]}", record))
+            continue
+        if not apply.normalized(p.patch):
+            run.rows.append(row(run_id, p, "empty_patch", "the patch is empty or null: nothing to time", record))
+            continue
+        used[record["instance_id"]] = record
+        groups.setdefault((record["instance_id"], p.model), []).append((p, {"matched_by": how}))
+    for (iid, model), items in sorted(groups.items()):
+        _add_jobs(run, cfg, used[iid], model, items, dataset, sources)
+    if cfg["calibration"]:
+        for iid, record in sorted(used.items()):
+            _add_job(run, cfg, record, CALIBRATION, CALIBRATION, [], dataset, sources, calibration=True)
+    bad = [r for r in run.rows if r["status"] in ("invalid_prediction", "unknown_instance")]
+    run.problems += [r["error"] for r in bad]
+    return run
+
+
+def _add_jobs(run: EvalRun, cfg: dict, record: dict, model: str, items, dataset: Dataset, sources: dict) -> None:
+    """The jobs of one (instance, model): its distinct patches, ``attempts_per_job`` at most per job (split
+    deterministically, by attempt number)."""
+    items = sorted(items, key=lambda it: it[0].attempt)
+    digests: list[str] = []
+    for p, _ in items:
+        d = apply.digest(p.patch)
+        if d not in digests:
+            digests.append(d)
+    run.deduplicated += len(items) - len(digests)
+    size = cfg["attempts_per_job"]
+    parts = [digests[i : i + size] for i in range(0, len(digests), size)]
+    for n, part in enumerate(parts, 1):
+        chosen = [(p, extra) for p, extra in items if apply.digest(p.patch) in part]
+        suffix = f".part{n}" if len(parts) > 1 else ""
+        _add_job(run, cfg, record, model, key_of(model) + suffix, chosen, dataset, sources)
+
+
+def _add_job(run, cfg, record, model, model_key, items, dataset, sources, calibration=False) -> None:
+    folder = f"{run.folder}/{key_of(record['instance_id'])}/{model_key}"
+    attempts = [
+        {
+            "attempt": p.attempt,
+            "prediction": prediction_facts(p),
+            "matched_by": extra["matched_by"],
+            "digest": apply.digest(p.patch),
+            "patch": p.patch,
+        }
+        for p, extra in items
+    ]
+    run.jobs[folder] = {
+        "schema_version": 1,
+        "run_id": run.run_id,
+        "instance_id": record["instance_id"],
+        "model": model,
+        "calibration": calibration,
+        "attempts": attempts,
+        "record": {k: v for k, v in record.items() if k != "_line"},
+        "dataset": {"path": dataset.path, "sha256": dataset.sha256, "line": record["_line"]},
+        "repository": mirror_for(record, cfg, sources),
+        "settings": {k: cfg[k] for k in ("apply", "guard_tests", "success_p", "include_main", "measure")},
+    }
+
+
+def write_plan(runs: dict[str, EvalRun]) -> None:
+    """Each job's spec file, written only when its content changed (its time stamp is what reruns a job), and
+    each run's planned.json."""
+    for run in runs.values():
+        for folder, spec in run.jobs.items():
+            _write_if_changed(Path(folder) / "spec.json", dumps(spec) + "\n")
+        planned = {
+            "run_id": run.run_id,
+            "dataset": run.dataset,
+            "predictions": run.predictions,
+            "rows": run.rows,
+            "problems": run.problems,
+            "jobs": sorted(run.jobs),
+            "deduplicated": run.deduplicated,
+        }
+        _write_if_changed(Path(run.folder) / "planned.json", dumps(planned) + "\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, text)
+
+
+def with_defaults(cfg: dict, schema_path) -> dict:
+    """An evaluation block with the schema's defaults filled in (Snakemake's validate does not reach into
+    ``additionalProperties``)."""
+    import yaml
+
+    with open(schema_path, encoding="utf-8") as fh:
+        props = yaml.safe_load(fh)["$defs"]["evaluation"]["properties"]
+    return {**{k: v["default"] for k, v in props.items() if "default" in v}, **cfg}
+
+
+def plan_evaluations(config: dict, sources: dict, base: Path, schema_path) -> dict[str, EvalRun]:
+    """Every evaluation run of the config. A run whose dataset or predictions cannot be read at all stops
+    planning with one line naming it; a bad line or record is a row or a problem of its run."""
+    runs = {}
+    for run_id, cfg in (config.get("evaluations") or {}).items():
+        cfg = with_defaults(cfg, schema_path)
+        dataset = cfg.get("dataset") or config["dataset"]
+        try:
+            runs[run_id] = plan_run(run_id, cfg, dataset, sources, base)
+        except IsobenchError as exc:
+            raise IsobenchError(f"evaluations.{run_id}: {exc}") from None
+    return runs
+
+
+def print_plan(runs: dict[str, EvalRun], limit: int = 10) -> None:
+    """The lines an evaluation prints at the start of a run: what was read, what will run, and every problem
+    listed together (the first ``limit``, then their count)."""
+    import sys
+
+    for run in runs.values():
+        counts: dict[str, int] = {}
+        for r in run.rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        extra = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        sys.stderr.write(
+            f"isobench: evaluation {run.run_id}: {run.predictions} predictions against {run.dataset}: "
+            f"{len(run.jobs)} jobs{f', {run.deduplicated} identical patches measured once' if run.deduplicated else ''}"
+            f"{f'; not timed: {extra}' if extra else ''}\n"
+        )
+        for problem in run.problems[:limit]:
+            sys.stderr.write(f"isobench: evaluation {run.run_id}: {problem}\n")
+        if len(run.problems) > limit:
+            sys.stderr.write(f"isobench: evaluation {run.run_id}: ... and {len(run.problems) - limit} more problems\n")

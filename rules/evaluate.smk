@@ -1,0 +1,94 @@
+# Scoring agents' patches (docs/evaluation.md). Not part of a plain run: `snakemake evaluate`. The plan (predictions
+# read and matched, one spec file per (instance, model) job, rewritten only when its content changes) is made once
+# per run in the main process; no rule here reads a dataset rule's output, so an evaluation never re-runs one.
+from isobench.evaluate import plan as evaluation_plan
+
+EVAL_ROOT = evaluation_plan.ROOT
+EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"
+
+try:
+    EVALUATIONS = evaluation_plan.plan_evaluations(
+        config,
+        {name: {"repo": plan.repo, "repo_name": config["sources"][name].get("repo_name"), "mirror": str(plan.mirror)}
+         for name, plan in PLAN.items()},
+        Path(workflow.basedir),
+        SCHEMA,
+    )
+except IsobenchError as exc:
+    ic.fail(str(exc))
+if workflow.is_main_process:
+    evaluation_plan.write_plan(EVALUATIONS)
+    evaluation_plan.print_plan(EVALUATIONS)
+
+
+def evaluation_jobs(run_id):
+    return [f"{folder}/job.json" for folder in EVALUATIONS[run_id].jobs]
+
+
+rule evaluate_job:
+    input:
+        spec=f"{EVAL_JOB}/spec.json",
+    output:
+        job=f"{EVAL_JOB}/job.json",
+        timing_base=f"{EVAL_JOB}/timing_base.json",
+        timing_head=f"{EVAL_JOB}/timing_head.json",
+        candidates=directory(f"{EVAL_JOB}/candidates"),  # per candidate: applied.diff, timing.json; per attempt: evaluation.json
+    log:
+        f"{EVAL_JOB}/logs/evaluate.log",
+    benchmark:
+        f"{EVAL_JOB}/logs/evaluate.benchmark.tsv"
+    conda:
+        "../envs/isobench.yaml"
+    resources:
+        gpu=1,  # the same GPU slot rules as a measure job (isobench/measure/gpu.py)
+    params:
+        analysis=ic.analysis_settings(config, SCHEMA),
+        sandbox=config["sandbox"],
+        runner=config["runner"],
+        env=config["env"],
+        gpu=config.get("gpu"),
+        python_path=[],
+    script:
+        "../scripts/evaluate_job.py"
+
+
+rule evaluations:
+    input:
+        planned=f"{EVAL_ROOT}/{{run}}/planned.json",
+        jobs=lambda wc: evaluation_jobs(wc.run),
+    output:
+        rows=f"{EVAL_ROOT}/{{run}}/evaluations.jsonl",
+        calibration=f"{EVAL_ROOT}/{{run}}/calibration.json",
+    log:
+        f"{EVAL_ROOT}/{{run}}/logs/evaluations.log",
+    localrule: True
+    conda:
+        "../envs/isobench.yaml"
+    script:
+        "../scripts/evaluations.py"
+
+
+rule evaluation_report:
+    input:
+        rows=f"{EVAL_ROOT}/{{run}}/evaluations.jsonl",
+        calibration=f"{EVAL_ROOT}/{{run}}/calibration.json",
+    output:
+        report=directory(f"{EVAL_ROOT}/{{run}}/report"),
+    log:
+        f"{EVAL_ROOT}/{{run}}/logs/report.log",
+    localrule: True
+    conda:
+        "../envs/isobench.yaml"
+    params:
+        run_id=lambda wc: wc.run,
+        analysis=ic.analysis_settings(config, SCHEMA),
+    script:
+        "../scripts/evaluation_report.py"
+
+
+# `snakemake evaluate`: every evaluation run of the config (an `evaluations:` block, or one given with --configfile).
+# Every job's file is named too: a deleted one is made again (Snakemake does not look behind an up-to-date report).
+rule evaluate:
+    input:
+        [f"{EVAL_ROOT}/{run}/report" for run in EVALUATIONS],
+        [path for run in EVALUATIONS for path in evaluation_jobs(run)],
