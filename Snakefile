@@ -73,9 +73,17 @@ onstart:
     os.environ.update(forcerun_environment(workflow.dag_settings.forcerun))
 
 
+def end_of_run():
+    # `snakemake evaluate`: the leaderboard of each evaluation run, not the dataset's summary
+    if set(workflow.dag_settings.targets or ()) == {"evaluate"}:
+        evaluation_plan.print_boards(EVALUATIONS)
+    else:
+        ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
+
+
 onsuccess:
-    ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
+    end_of_run()
 
 
 onerror:
-    ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
+    end_of_run()

@@ -16,6 +16,15 @@ from .jsonio import load_json
 # load GitPython, the LLM SDKs, datasets or matplotlib.
 
 
+def _leaderboard(args) -> None:
+    from .evaluate.report import board_of
+
+    folder = Path(args.run_folder)
+    if not (folder / "report" / "leaderboard.json").exists() and not (folder / "leaderboard.json").exists():
+        raise IsobenchError(f"{folder}: no report/leaderboard.json (run `snakemake evaluate` first)")
+    print(board_of(folder), end="")
+
+
 def _extract(args) -> None:
     from .extraction_writer import commits_matching, write_extractions
 
@@ -219,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     _workflow_options(p)
     p.add_argument("--dry-run", action="store_true", help="list them; change nothing")
     p.set_defaults(func=_retry_generation)
+    p = sub.add_parser("leaderboard", help="the table of an evaluation run (results/evaluations/<run id>)")
+    p.add_argument("run_folder", help="an evaluation run's folder, e.g. results/evaluations/demo")
+    p.set_defaults(func=_leaderboard)
     args = parser.parse_args(argv)
     # `isobench audit | head`: end quietly, like any Unix tool
     if hasattr(signal, "SIGPIPE") and argv is None:

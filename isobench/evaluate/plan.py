@@ -44,12 +44,26 @@ class EvalRun:
     rows: list[dict] = field(default_factory=list)  # predictions that reach no job
     problems: list[str] = field(default_factory=list)  # planning problems, listed together
     jobs: dict[str, dict] = field(default_factory=dict)  # job folder -> spec
+    placed: list[dict] = field(default_factory=list)  # where each attempt sent to a job was read
     predictions: int = 0
     deduplicated: int = 0  # attempts that share a patch already measured in their job
 
     @property
     def folder(self) -> str:
         return f"{ROOT}/{self.run_id}"
+
+
+# What a job uses of its record: a record measured again (new timings, same test and SHAs) re-measures nothing.
+RECORD_FIELDS = ("repo", "instance_id", "base_commit", "head_commit", "main_commit", "efficiency_test", "test_patch",
+                 "setup_commands", "install_commands", "version")
+
+
+def used_fields(record: dict) -> dict:
+    prov = record.get("provenance") or {}
+    return {
+        **{k: record.get(k) for k in RECORD_FIELDS},
+        "provenance": {k: prov.get(k) for k in ("measure_settings", "contract", "analysis")},
+    }
 
 
 def prediction_facts(p: Prediction) -> dict:
@@ -145,15 +159,22 @@ def _add_jobs(run: EvalRun, cfg: dict, record: dict, model: str, items, dataset:
 
 def _add_job(run, cfg, record, model, model_key, items, dataset, sources, calibration=False) -> None:
     folder = f"{run.folder}/{key_of(record['instance_id'])}/{model_key}"
+    # what is measured only: where a line was read is not (moving a line re-measures nothing; the run's
+    # evaluations.jsonl takes it from planned.json)
     attempts = [
         {
             "attempt": p.attempt,
-            "prediction": prediction_facts(p),
+            "format": p.format,
             "matched_by": extra["matched_by"],
             "digest": apply.digest(p.patch),
             "patch": p.patch,
         }
         for p, extra in items
+    ]
+    run.placed += [
+        {"instance_id": record["instance_id"], "model": model, "attempt": p.attempt, "job": folder,
+         "prediction": prediction_facts(p)}
+        for p, _ in items
     ]
     run.jobs[folder] = {
         "schema_version": 1,
@@ -162,7 +183,7 @@ def _add_job(run, cfg, record, model, model_key, items, dataset, sources, calibr
         "model": model,
         "calibration": calibration,
         "attempts": attempts,
-        "record": {k: v for k, v in record.items() if k != "_line"},
+        "record": used_fields(record),
         "dataset": {"path": dataset.path, "sha256": dataset.sha256, "line": record["_line"]},
         "repository": mirror_for(record, cfg, sources),
         "settings": {k: cfg[k] for k in ("apply", "guard_tests", "success_p", "include_main", "measure")},
@@ -182,6 +203,7 @@ def write_plan(runs: dict[str, EvalRun]) -> None:
             "rows": run.rows,
             "problems": run.problems,
             "jobs": sorted(run.jobs),
+            "placed": run.placed,
             "deduplicated": run.deduplicated,
         }
         _write_if_changed(Path(run.folder) / "planned.json", dumps(planned) + "\n")
@@ -240,3 +262,16 @@ def print_plan(runs: dict[str, EvalRun], limit: int = 10) -> None:
             sys.stderr.write(f"isobench: evaluation {run.run_id}: {problem}\n")
         if len(run.problems) > limit:
             sys.stderr.write(f"isobench: evaluation {run.run_id}: ... and {len(run.problems) - limit} more problems\n")
+
+
+def print_boards(runs: dict[str, EvalRun]) -> None:
+    """The end of `snakemake evaluate`: each run's leaderboard (or where its rows are, when the report is missing)."""
+    import sys
+
+    from .report import board_of
+
+    for run in runs.values():
+        folder = Path(run.folder)
+        if (folder / "report" / "leaderboard.json").exists():
+            sys.stderr.write(board_of(folder))
+        sys.stderr.write(f"isobench: evaluation {run.run_id}: rows in {folder}/evaluations.jsonl, report in {folder}/report\n")

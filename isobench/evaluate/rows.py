@@ -60,7 +60,7 @@ def attempt_row(spec: dict, attempt: dict, cand: Candidate | None, dup_of: int |
         "attempt": attempt["attempt"],
         "status": status,
         "error": error,
-        "prediction": attempt["prediction"],
+        "prediction": {"format": attempt["format"]},  # where it was read: added by the run's evaluations step
         "matched_by": attempt.get("matched_by"),
         "timed": bool(cand and cand.revision is not None and (timings.get(cand.name) or {}).get("samples_ms")),
         "candidate": cand.name if cand else None,

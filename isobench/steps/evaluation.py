@@ -94,9 +94,11 @@ def evaluations_step(smk) -> None:
     planned = load_json(smk.input.planned)
     rows = list(planned["rows"])
     calibration = []
+    where = {(p["instance_id"], p["model"], p["attempt"]): p["prediction"] for p in planned["placed"]}
     for path in smk.input.jobs:
         job = load_json(path)
-        rows += job["rows"]
+        for r in job["rows"]:
+            rows.append({**r, "prediction": {**r["prediction"], **where.get((r["instance_id"], r["model"], r["attempt"]), {})}})
         if job.get("calibration"):
             calibration.append({"instance_id": job["instance_id"], **job["calibration"]})
     rows.sort(key=lambda r: (r["prediction"]["file"], r["prediction"]["line"] or 0, r["model"] or "", r["attempt"] or 0))

@@ -1,0 +1,186 @@
+"""The evaluator through real snakemake runs: the demo's dataset, taken as a file made elsewhere, scored in a fresh
+workflow folder (no results/ of its own) against predictions as agents write them; then a second model's file
+added (only its jobs run), then nothing to do. Hostile candidates each meet the rule written for them."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import snakemake
+from workflow_copy import copy_workflow
+
+from isobench.evaluate.report import GSO_SUMMARY
+
+GOLD_AND_AGENT = ("isobench__demokit-f38af46", "isobench__demokit-d8b3dfa")
+
+
+class Patches:
+    """Patches against a record's base, made with git in a clone of the demo repository."""
+
+    def __init__(self, repo: Path, where: Path):
+        self.tree = where / "clone"
+        subprocess.run(["git", "clone", "-q", str(repo), str(self.tree)], check=True)
+
+    def edit(self, base: str, *changes: tuple[str, str, str]) -> str:
+        subprocess.run(["git", "-C", str(self.tree), "checkout", "-q", "--detach", base], check=True)
+        for path, old, new in changes:
+            f = self.tree / path
+            text = f.read_text() if f.exists() else ""
+            assert old in text, (path, old)
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text.replace(old, new, 1))
+        subprocess.run(["git", "-C", str(self.tree), "add", "-A"], check=True)
+        out = subprocess.run(["git", "-C", str(self.tree), "diff", "--cached"], capture_output=True, text=True).stdout
+        subprocess.run(["git", "-C", str(self.tree), "reset", "-q", "--hard"], check=True)
+        return out
+
+
+def jsonl(lines) -> str:
+    return "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+
+
+def rows_of(work: Path, run: str) -> list[dict]:
+    path = work / "results" / "evaluations" / run / "evaluations.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def job_counts(proc) -> dict[str, int]:
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    block = text.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+
+
+@pytest.fixture(scope="module")
+def evaluated(demo_run, demo, tmp_path_factory):
+    """A fresh workflow folder, the demo's dataset copied beside it, one predictions file; evaluated once."""
+    root = tmp_path_factory.mktemp("evaluate")
+    work = copy_workflow(root / "wf")
+    dataset = root / "downloaded-dataset.jsonl"  # made elsewhere: not this folder's results/
+    shutil.copy(demo_run[0].with_name(demo_run[0].name + ".first-dataset.jsonl"), dataset)
+    records = {json.loads(x)["instance_id"]: json.loads(x) for x in dataset.read_text().splitlines()}
+    patches = Patches(demo[0], root)
+    a, b = (records[i] for i in GOLD_AND_AGENT)
+    wrong = patches.edit(a["base_commit"], ("demokit/text.py", "words.count(word) for", "words.count(word) + 1 for"))
+    slow = patches.edit(
+        b["base_commit"], ("demokit/numbers.py", "    primes = []\n", "    import time\n    time.sleep(0.02)\n    primes = []\n")
+    )
+    broken = wrong.replace("        if word not in unique:", "        if word not in seen_words:")
+    (work / "preds.jsonl").write_text(
+        jsonl(
+            [
+                {"instance_id": a["instance_id"], "model_name_or_path": "gold", "model_patch": a["patch"]},
+                {"instance_id": b["instance_id"], "model_name_or_path": "gold", "model_patch": b["patch"]},
+                {"instance_id": a["instance_id"], "model_name_or_path": "agent", "model_patch": wrong},
+                '{"instance_id": "isobench__demokit-f38af46", "model_name_or_path": ',  # malformed: line 4
+                {"instance_id": b["instance_id"], "model_name_or_path": "agent", "model_patch": slow},
+                {"instance_id": b["instance_id"], "model_name_or_path": "agent", "model_patch": ""},
+                {"instance_id": a["instance_id"], "model_name_or_path": "agent", "model_patch": broken},
+                {"instance_id": "isobench__demokit-0000000", "model_name_or_path": "agent", "model_patch": slow},
+            ]
+        )
+    )
+    (work / "eval.yaml").write_text(
+        f"evaluations:\n  demo:\n    predictions: preds.jsonl\n    dataset: {dataset}\n"
+        "    measure: {rounds: 3, max_rounds: 8}\n"
+    )
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return work, records, patches, proc
+
+
+def test_demo_evaluation(evaluated):
+    work, records, _, proc = evaluated
+    rows = rows_of(work, "demo")
+    assert len(rows) == 8  # exactly one row per line read, the malformed one included
+    by = {(r["model"], (r["instance_id"] or "")[-7:], r["attempt"]): r for r in rows}
+    gold = [r for r in rows if r["model"] == "gold"]
+    assert all(r["status"] == "evaluated" and r["timed"] for r in gold)
+    for r in gold:  # the human's own diff, re-measured beside head in the same job
+        assert abs(r["metrics"]["sr_vs_human"]["speedup"] - 1) < 0.15, r["metrics"]["sr_vs_human"]
+    assert sum(r["metrics"]["sr_vs_human"]["verdict"] == "no_change" for r in gold) >= 1
+    assert by[("agent", "f38af46", 1)]["status"] == "not_equivalent"
+    assert by[("agent", "d8b3dfa", 1)]["verdict"] == "slower"
+    assert by[("agent", "d8b3dfa", 1)]["success_decided"] == "failure"
+    assert by[("agent", "d8b3dfa", 2)]["status"] == "empty_patch" and not by[("agent", "d8b3dfa", 2)]["timed"]
+    broken = by[("agent", "f38af46", 2)]
+    assert broken["status"] == "patch_failed" and not broken["timed"]
+    assert "patch does not apply" in broken["error"] or "patch failed" in broken["error"]
+    assert not (work / "results/evaluations/demo/isobench__demokit-f38af46/agent/candidates" / broken["candidate"]).exists()
+    bad = next(r for r in rows if r["status"] == "invalid_prediction")
+    assert bad["prediction"]["line"] == 4 and "preds.jsonl:4" in bad["error"]
+    unknown = next(r for r in rows if r["status"] == "unknown_instance")
+    assert unknown["prediction"]["line"] == 8 and "0000000" in unknown["error"]
+    assert "preds.jsonl:4" in proc.stderr and "preds.jsonl:8" in proc.stderr  # listed together at planning
+    # no dataset job ran: the evaluation read the dataset file, never rebuilt it
+    assert not list((work / "results").glob("demo/*/record.json"))
+    assert "rule measure:" not in proc.stdout + proc.stderr
+    # per attempt: its evaluation.json and the timing files of base, head and the candidate
+    job = work / "results/evaluations/demo/isobench__demokit-d8b3dfa/agent"
+    assert json.loads((job / "candidates/attempt-1/evaluation.json").read_text())["verdict"] == "slower"
+    cand = by[("agent", "d8b3dfa", 1)]["candidate"]
+    timing = json.loads((job / "candidates" / cand / "timing.json").read_text())
+    assert timing["revision"] == cand and timing["status"] == "ok"
+    assert json.loads((job / "timing_base.json").read_text())["revision"] == "base"
+    assert "time.sleep" in (job / "candidates" / cand / "applied.diff").read_text()
+    # the settings: the record's own, the evaluation's two over them, recorded
+    measured = by[("agent", "d8b3dfa", 1)]["measurement"]
+    assert measured["overrides"] == {"rounds": 3, "max_rounds": 8} and measured["recorded"]["max_rounds"] == 30
+    # calibration: A/A and the human's diff as candidates, apart from the models
+    cal = json.loads((work / "results/evaluations/demo/calibration.json").read_text())
+    assert len(cal["instances"]) == 2
+    assert all(c["aa"]["status"] == "evaluated" and c["gold"]["status"] == "evaluated" for c in cal["instances"])
+
+
+def test_reports(evaluated):
+    work = evaluated[0]
+    report = work / "results/evaluations/demo/report"
+    gso = json.loads((report / "gold.demo.report.json").read_text())
+    assert set(gso["summary"]) == set(GSO_SUMMARY)
+    assert {"completed_ids", "passed_ids", "opt_base_ids", "opt_commit_ids", "opt_main_ids"} <= set(gso["instance_sets"])
+    assert gso["summary"]["passed_instances"] == 2
+    header = (report / "sweperf.csv").read_text().splitlines()[0].split(",")
+    assert {"apply", "correctness", "performance", "human_performance"} <= set(header)
+    assert "human_speedup_ratio" in (report / "swefficiency.csv").read_text().splitlines()[0]
+    for figure in ("sr_distribution.svg", "candidate_vs_human.svg"):
+        assert (report / figure).read_text().startswith("<?xml")
+    board = json.loads((report / "leaderboard.json").read_text())
+    assert set(board["models"]) == {"gold", "agent"}
+    assert board["calibration"]["aa_measured"] == 2
+    out = subprocess.run(
+        [sys.executable, "-m", "isobench.cli", "leaderboard", str(work / "results/evaluations/demo")],
+        capture_output=True, text=True, cwd=work,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "gold" in out.stdout and "calibration" in out.stdout
+
+
+def test_second_model_runs_only_its_jobs(evaluated):
+    work, records, patches, _ = evaluated
+    a = records[GOLD_AND_AGENT[0]]
+    # a second model's file: the human's patch with CRLF line ends, and once more unchanged (identical: measured once)
+    crlf = a["patch"].replace("\n", "\r\n")
+    (work / "preds2.jsonl").write_text(
+        jsonl([{"instance_id": a["instance_id"], "model_name_or_path": "second", "model_patch": p} for p in (crlf, a["patch"])])
+    )
+    cfg = (work / "eval.yaml").read_text().replace("predictions: preds.jsonl", "predictions: [preds.jsonl, preds2.jsonl]")
+    (work / "eval.yaml").write_text(cfg)
+    dry = snakemake(work, "-n", "evaluate", "--configfile", "eval.yaml")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert job_counts(dry).get("evaluate_job") == 1, dry.stdout[-3000:]
+    assert "/second/spec.json" in dry.stdout
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    second = [r for r in rows_of(work, "demo") if r["model"] == "second"]
+    assert [r["attempt"] for r in second] == [1, 2]
+    assert second[0]["candidate"] == second[1]["candidate"] and second[1]["duplicate_of"] == 1
+    assert len(rows_of(work, "demo")) == 10
+    again = snakemake(work, "-n", "evaluate", "--configfile", "eval.yaml")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
