@@ -76,7 +76,7 @@ onstart:
 def end_of_run():
     # `snakemake evaluate`: the leaderboard of each evaluation run, not the dataset's summary
     if set(workflow.dag_settings.targets or ()) == {"evaluate"}:
-        evaluation_plan.print_boards(EVALUATIONS)
+        print_boards(EVALUATIONS)
     else:
         ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
 

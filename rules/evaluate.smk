@@ -2,6 +2,7 @@
 # read and matched, one spec file per (instance, model) job, rewritten only when its content changes) is made once
 # per run in the main process; no rule here reads a dataset rule's output, so an evaluation never re-runs one.
 from isobench.evaluate import plan as evaluation_plan
+from isobench.evaluate.report import print_boards
 
 EVAL_ROOT = evaluation_plan.ROOT
 EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"

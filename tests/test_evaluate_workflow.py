@@ -36,7 +36,9 @@ class Patches:
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(text.replace(old, new, 1))
         subprocess.run(["git", "-C", str(self.tree), "add", "-A"], check=True)
-        out = subprocess.run(["git", "-C", str(self.tree), "diff", "--cached"], capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["git", "-C", str(self.tree), "diff", "--cached"], capture_output=True, text=True
+        ).stdout
         subprocess.run(["git", "-C", str(self.tree), "reset", "-q", "--hard"], check=True)
         return out
 
@@ -68,9 +70,16 @@ def evaluated(demo_run, demo, tmp_path_factory):
     records = {json.loads(x)["instance_id"]: json.loads(x) for x in dataset.read_text().splitlines()}
     patches = Patches(demo[0], root)
     a, b = (records[i] for i in GOLD_AND_AGENT)
-    wrong = patches.edit(a["base_commit"], ("demokit/text.py", "words.count(word) for", "words.count(word) + 1 for"))
+    wrong = patches.edit(
+        a["base_commit"], ("demokit/text.py", "words.count(word) for", "words.count(word) + 1 for")
+    )
     slow = patches.edit(
-        b["base_commit"], ("demokit/numbers.py", "    primes = []\n", "    import time\n    time.sleep(0.02)\n    primes = []\n")
+        b["base_commit"],
+        (
+            "demokit/numbers.py",
+            "    primes = []\n",
+            "    import time\n    time.sleep(0.02)\n    primes = []\n",
+        ),
     )
     broken = wrong.replace("        if word not in unique:", "        if word not in seen_words:")
     (work / "preds.jsonl").write_text(
@@ -83,7 +92,11 @@ def evaluated(demo_run, demo, tmp_path_factory):
                 {"instance_id": b["instance_id"], "model_name_or_path": "agent", "model_patch": slow},
                 {"instance_id": b["instance_id"], "model_name_or_path": "agent", "model_patch": ""},
                 {"instance_id": a["instance_id"], "model_name_or_path": "agent", "model_patch": broken},
-                {"instance_id": "isobench__demokit-0000000", "model_name_or_path": "agent", "model_patch": slow},
+                {
+                    "instance_id": "isobench__demokit-0000000",
+                    "model_name_or_path": "agent",
+                    "model_patch": slow,
+                },
             ]
         )
     )
@@ -113,7 +126,9 @@ def test_demo_evaluation(evaluated):
     broken = by[("agent", "f38af46", 2)]
     assert broken["status"] == "patch_failed" and not broken["timed"]
     assert "patch does not apply" in broken["error"] or "patch failed" in broken["error"]
-    assert not (work / "results/evaluations/demo/isobench__demokit-f38af46/agent/candidates" / broken["candidate"]).exists()
+    assert not (
+        work / "results/evaluations/demo/isobench__demokit-f38af46/agent/candidates" / broken["candidate"]
+    ).exists()
     bad = next(r for r in rows if r["status"] == "invalid_prediction")
     assert bad["prediction"]["line"] == 4 and "preds.jsonl:4" in bad["error"]
     unknown = next(r for r in rows if r["status"] == "unknown_instance")
@@ -132,11 +147,15 @@ def test_demo_evaluation(evaluated):
     assert "time.sleep" in (job / "candidates" / cand / "applied.diff").read_text()
     # the settings: the record's own, the evaluation's two over them, recorded
     measured = by[("agent", "d8b3dfa", 1)]["measurement"]
-    assert measured["overrides"] == {"rounds": 3, "max_rounds": 8} and measured["recorded"]["max_rounds"] == 30
+    assert (
+        measured["overrides"] == {"rounds": 3, "max_rounds": 8} and measured["recorded"]["max_rounds"] == 30
+    )
     # calibration: A/A and the human's diff as candidates, apart from the models
     cal = json.loads((work / "results/evaluations/demo/calibration.json").read_text())
     assert len(cal["instances"]) == 2
-    assert all(c["aa"]["status"] == "evaluated" and c["gold"]["status"] == "evaluated" for c in cal["instances"])
+    assert all(
+        c["aa"]["status"] == "evaluated" and c["gold"]["status"] == "evaluated" for c in cal["instances"]
+    )
 
 
 def test_reports(evaluated):
@@ -144,7 +163,9 @@ def test_reports(evaluated):
     report = work / "results/evaluations/demo/report"
     gso = json.loads((report / "gold.demo.report.json").read_text())
     assert set(gso["summary"]) == set(GSO_SUMMARY)
-    assert {"completed_ids", "passed_ids", "opt_base_ids", "opt_commit_ids", "opt_main_ids"} <= set(gso["instance_sets"])
+    assert {"completed_ids", "passed_ids", "opt_base_ids", "opt_commit_ids", "opt_main_ids"} <= set(
+        gso["instance_sets"]
+    )
     assert gso["summary"]["passed_instances"] == 2
     header = (report / "sweperf.csv").read_text().splitlines()[0].split(",")
     assert {"apply", "correctness", "performance", "human_performance"} <= set(header)
@@ -156,7 +177,9 @@ def test_reports(evaluated):
     assert board["calibration"]["aa_measured"] == 2
     out = subprocess.run(
         [sys.executable, "-m", "isobench.cli", "leaderboard", str(work / "results/evaluations/demo")],
-        capture_output=True, text=True, cwd=work,
+        capture_output=True,
+        text=True,
+        cwd=work,
     )
     assert out.returncode == 0, out.stderr
     assert "gold" in out.stdout and "calibration" in out.stdout
@@ -168,9 +191,18 @@ def test_second_model_runs_only_its_jobs(evaluated):
     # a second model's file: the human's patch with CRLF line ends, and once more unchanged (identical: measured once)
     crlf = a["patch"].replace("\n", "\r\n")
     (work / "preds2.jsonl").write_text(
-        jsonl([{"instance_id": a["instance_id"], "model_name_or_path": "second", "model_patch": p} for p in (crlf, a["patch"])])
+        jsonl(
+            [
+                {"instance_id": a["instance_id"], "model_name_or_path": "second", "model_patch": p}
+                for p in (crlf, a["patch"])
+            ]
+        )
     )
-    cfg = (work / "eval.yaml").read_text().replace("predictions: preds.jsonl", "predictions: [preds.jsonl, preds2.jsonl]")
+    cfg = (
+        (work / "eval.yaml")
+        .read_text()
+        .replace("predictions: preds.jsonl", "predictions: [preds.jsonl, preds2.jsonl]")
+    )
     (work / "eval.yaml").write_text(cfg)
     dry = snakemake(work, "-n", "evaluate", "--configfile", "eval.yaml")
     assert dry.returncode == 0, dry.stderr[-3000:]
@@ -184,3 +216,85 @@ def test_second_model_runs_only_its_jobs(evaluated):
     assert len(rows_of(work, "demo")) == 10
     again = snakemake(work, "-n", "evaluate", "--configfile", "eval.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+
+def test_hostile_candidates(evaluated):
+    """Each reward hack meets its rule: replaying base's reference (locked away: not_equivalent), replacing the
+    clock (the harness's is bound first: no speedup), keeping results across calls (caching_suspect), editing the
+    tests (touches_tests: measured, never counted)."""
+    work, records, patches, _ = evaluated
+    a = records[GOLD_AND_AGENT[0]]
+    start = "    words = tokenize(text)\n"
+    replay = patches.edit(
+        a["base_commit"],
+        (
+            "demokit/text.py",
+            start,
+            (
+                "    import json, os, sys\n"
+                "    ref = sys.argv[sys.argv.index('--reference') + 1] if '--reference' in sys.argv else ''\n"
+                "    data = os.path.dirname(os.path.dirname(os.path.dirname(ref)))\n"
+                "    vault = os.path.join(os.path.dirname(data), 'vault')\n"
+                "    for path in (os.path.join(data, 'reference.out'), os.path.join(vault, 'reference.out')):\n"
+                "        if os.path.exists(path):\n"
+                "            return json.load(open(path))\n"
+                "    return {}\n"
+            ),
+        ),
+    )
+    clock = patches.edit(
+        a["base_commit"],
+        (
+            "demokit/text.py",
+            "import re\n",
+            (
+                "import re\nimport time as _t\n\n_real = _t.perf_counter_ns\n"
+                "_t.perf_counter_ns = lambda: _real() // 1000\n"
+                "_t.perf_counter = lambda: _real() / 1e12\n"
+            ),
+        ),
+    )
+    cache = patches.edit(
+        a["base_commit"],
+        ("demokit/text.py", "import re\n", "import re\n\n_CACHE = {}\n"),
+        ("demokit/text.py", start, "    if text in _CACHE:\n        return dict(_CACHE[text])\n" + start),
+        (
+            "demokit/text.py",
+            "    return {word: words.count(word) for word in unique}",
+            "    _CACHE[text] = {word: words.count(word) for word in unique}\n    return dict(_CACHE[text])",
+        ),
+    )
+    tests = a["patch"] + patches.edit(
+        a["base_commit"], ("tests/test_speed.py", "", "def test_fast():\n    assert True\n")
+    )
+    (work / "hostile.jsonl").write_text(
+        jsonl(
+            [
+                {
+                    "instance_id": a["instance_id"],
+                    "model_name_or_path": "hostile",
+                    "model_patch": p,
+                    "attempt": i,
+                }
+                for i, p in enumerate((replay, clock, cache, tests), 1)
+            ]
+        )
+    )
+    with open(work / "eval.yaml", "a") as fh:
+        fh.write(
+            f"  hostile:\n    predictions: hostile.jsonl\n    dataset: {work.parent / 'downloaded-dataset.jsonl'}\n"
+            "    calibration: false\n    measure: {rounds: 3, max_rounds: 6}\n"
+        )
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {r["attempt"]: r for r in rows_of(work, "hostile")}
+    assert rows[1]["status"] == "not_equivalent", rows[1]["error"]
+    assert rows[2]["status"] == "evaluated"
+    assert rows[2]["metrics"]["speedup"]["speedup"] < 2 and "excessive_speedup" not in rows[2]["flags"]
+    assert "caching_suspect" in rows[3]["flags"], rows[3]["metrics"]["means_ms"]
+    assert "touches_tests" in rows[4]["flags"] and rows[4]["apply"]["test_paths"] == ["tests/test_speed.py"]
+    assert (
+        rows[4]["status"] == "evaluated"
+        and not rows[4]["counted"]
+        and rows[4]["success_decided"] == "excluded"
+    )

@@ -61,7 +61,7 @@ def per_instance(rows: list[dict]) -> dict[str, list[dict]]:
 
 def sr_value(row: dict) -> float | None:
     """SWE-fficiency's SR of an attempt (a failed or incorrect one counts as speedup 1)."""
-    sw = ((row.get("metrics") or {}).get("swefficiency") or {})
+    sw = (row.get("metrics") or {}).get("swefficiency") or {}
     return sw.get("human_speedup_ratio")
 
 
@@ -81,21 +81,38 @@ def model_summary(rows: list[dict], k_values=(1, 5)) -> dict:
         "predictions": len(rows),
         "instances": len(inst),
         "statuses": _counts(r["status"] for r in rows),
-        "success_decided": {"rate": float(np.mean(succ)) if succ else None, "ci95": _interval(succ, _mean, rng),
-                            "inconclusive": sum(r.get("success_decided") == "inconclusive" for r in first)},
-        "hm_sr": {"value": _hmean(np.asarray(sr)) if sr else None, "ci95": _interval(sr, _hmean, rng), "n": len(sr)},
-        "gm_speedup": {"value": _gmean(np.asarray(speed)) if speed else None, "ci95": _interval(speed, _gmean, rng),
-                       "n": len(speed)},
+        "success_decided": {
+            "rate": float(np.mean(succ)) if succ else None,
+            "ci95": _interval(succ, _mean, rng),
+            "inconclusive": sum(r.get("success_decided") == "inconclusive" for r in first),
+        },
+        "hm_sr": {
+            "value": _hmean(np.asarray(sr)) if sr else None,
+            "ci95": _interval(sr, _hmean, rng),
+            "n": len(sr),
+        },
+        "gm_speedup": {
+            "value": _gmean(np.asarray(speed)) if speed else None,
+            "ci95": _interval(speed, _gmean, rng),
+            "n": len(speed),
+        },
         "fast_p": {},
         "opt_at_k": {},
     }
     for q in FAST_P:
         key = f"{q:g}"
         vals = [1.0 if r.get("counted") and (r["metrics"]["fast_p"] or {}).get(key) else 0.0 for r in first]
-        out["fast_p"][key] = {"value": float(np.mean(vals)) if vals else None, "ci95": _interval(vals, _mean, rng)}
+        out["fast_p"][key] = {
+            "value": float(np.mean(vals)) if vals else None,
+            "ci95": _interval(vals, _mean, rng),
+        }
     for k in k_values:
         gso = [1.0 if any(_opt_commit(r) for r in attempts[:k]) else 0.0 for attempts in inst.values()]
-        unbiased = [unbiased_pass_at_k(len(a), sum(_opt_commit(r) for r in a), k) for a in inst.values() if len(a) >= k]
+        unbiased = [
+            unbiased_pass_at_k(len(a), sum(_opt_commit(r) for r in a), k)
+            for a in inst.values()
+            if len(a) >= k
+        ]
         out["opt_at_k"][str(k)] = {
             "gso_union": float(np.mean(gso)) if gso else None,
             "unbiased": float(np.mean(unbiased)) if unbiased else None,
@@ -136,5 +153,12 @@ def compare_models(a_rows: list[dict], b_rows: list[dict], alpha: float = 0.05) 
         better = "a" if only_a > only_b else "b"
     elif wil < alpha:
         better = "a" if np.median(d) > 0 else "b"
-    return {"shared_instances": len(shared), "success_only_a": only_a, "success_only_b": only_b,
-            "mcnemar_p": float(mcnemar), "wilcoxon_log_sr_p": wil, "alpha": alpha, "better": better}
+    return {
+        "shared_instances": len(shared),
+        "success_only_a": only_a,
+        "success_only_b": only_b,
+        "mcnemar_p": float(mcnemar),
+        "wilcoxon_log_sr_p": wil,
+        "alpha": alpha,
+        "better": better,
+    }

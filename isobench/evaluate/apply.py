@@ -19,7 +19,9 @@ from pathlib import Path
 from ..git import GIT_ENV, locked
 
 EMPTY_DIGEST = "empty"
-TEST_PATH = re.compile(r"(^|/)(tests?|testing|benchmarks?)/|(^|/)test_[^/]*\.py$|_test\.py$|(^|/)conftest\.py$")
+TEST_PATH = re.compile(
+    r"(^|/)(tests?|testing|benchmarks?)/|(^|/)test_[^/]*\.py$|_test\.py$|(^|/)conftest\.py$"
+)
 # files that build or install the package, or run code when any Python starts (a candidate's sitecustomize.py on
 # the path runs before the harness)
 BUILD_PATH = re.compile(
@@ -64,7 +66,12 @@ def flags_of(patch: str, test_files: set[str]) -> dict:
     paths = touched_paths(patch)
     tests = sorted(p for p in paths if p in test_files or TEST_PATH.search(p))
     build = sorted(p for p in paths if BUILD_PATH.search(p))
-    return {"touches_tests": bool(tests), "touches_build": bool(build), "test_paths": tests, "build_paths": build}
+    return {
+        "touches_tests": bool(tests),
+        "touches_build": bool(build),
+        "test_paths": tests,
+        "build_paths": build,
+    }
 
 
 def test_files(record: dict) -> set[str]:
@@ -118,7 +125,9 @@ def apply_patch(mirror: Path, sha: str, patch: str, tree: Path, method: str = "s
     patch_file = tree.with_name(tree.name + ".patch")
     patch_file.parent.mkdir(parents=True, exist_ok=True)
     text = patch.replace("\r\n", "\n")
-    patch_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8", errors="surrogateescape")
+    patch_file.write_text(
+        text if text.endswith("\n") else text + "\n", encoding="utf-8", errors="surrogateescape"
+    )
     messages = []
     for how in METHODS[method]:
         fresh_tree(mirror, sha, tree)
@@ -132,7 +141,9 @@ def apply_patch(mirror: Path, sha: str, patch: str, tree: Path, method: str = "s
         else:
             ok, out = _run(["patch", "--dry-run", "-p1", "--fuzz=3", "-i", str(patch_file)], tree)
             if ok:
-                ok, out = _run(["patch", "-p1", "--fuzz=3", "--no-backup-if-mismatch", "-i", str(patch_file)], tree)
+                ok, out = _run(
+                    ["patch", "-p1", "--fuzz=3", "--no-backup-if-mismatch", "-i", str(patch_file)], tree
+                )
         if ok:
             return Applied("applied", how, out, changed_files(tree))
         messages.append(f"{how}: {out}" if len(METHODS[method]) > 1 else out)

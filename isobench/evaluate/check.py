@@ -73,10 +73,17 @@ class EvaluationRounds:
             with job.storing_at(self.store(job, name)):
                 rep = job.run(rev, "reference", workdir(name, "round0"))
             if rep["status"] == "ok":
-                rep = self._judged(job, base, name, rep) if base_ok else {
-                    **failed("no_reference", "base has no reproducible reference to check the candidate against"),
-                    "samples_ms": rep.get("samples_ms", []),
-                }
+                rep = (
+                    self._judged(job, base, name, rep)
+                    if base_ok
+                    else {
+                        **failed(
+                            "no_reference",
+                            "base has no reproducible reference to check the candidate against",
+                        ),
+                        "samples_ms": rep.get("samples_ms", []),
+                    }
+                )
             reports[name] = rep
         return reports
 

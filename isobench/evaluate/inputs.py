@@ -117,7 +117,9 @@ def _predictions_file(path: Path) -> list[Prediction]:
         if isinstance(data, dict):  # {instance_id: prediction}
             data = [{"instance_id": k, **v} if isinstance(v, dict) else v for k, v in data.items()]
         if not isinstance(data, list):
-            return [_bad(path, None, "predictions_json", "neither a list of predictions nor an object of them")]
+            return [
+                _bad(path, None, "predictions_json", "neither a list of predictions nor an object of them")
+            ]
         return [_prediction(path, i, "predictions_json", item) for i, item in enumerate(data, 1)]
     out = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -133,7 +135,9 @@ def _predictions_file(path: Path) -> list[Prediction]:
 
 
 def _bad(path: Path, line: int | None, fmt: str, problem: str, **known) -> Prediction:
-    return Prediction(str(path), line, fmt, known.get("instance_id"), known.get("model"), None, problem=problem)
+    return Prediction(
+        str(path), line, fmt, known.get("instance_id"), known.get("model"), None, problem=problem
+    )
 
 
 def _prediction(path: Path, line: int, fmt: str, item) -> Prediction:
@@ -155,7 +159,9 @@ def _prediction(path: Path, line: int, fmt: str, item) -> Prediction:
         return _bad(path, line, fmt, f"field model_patch: over {MAX_PATCH_BYTES >> 20} MiB", **known)
     attempt = item.get("attempt")
     if attempt is not None and (not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1):
-        return _bad(path, line, fmt, f"field attempt: {shown(repr(attempt))} is not a positive integer", **known)
+        return _bad(
+            path, line, fmt, f"field attempt: {shown(repr(attempt))} is not a positive integer", **known
+        )
     run_id = item.get("run_id")
     return Prediction(
         str(path),
@@ -216,13 +222,17 @@ def _agent_runs(root: Path, journals: list[Path]) -> list[Prediction]:
 def _journal(path: Path) -> dict | str:
     """{head, base} from a journal's ``commits.human`` and ``commits.pre``, or why it cannot be read."""
     try:
-        data = json.loads(read_input(path, MAX_PREDICTIONS_BYTES, "journal").decode("utf-8", errors="replace"))
+        data = json.loads(
+            read_input(path, MAX_PREDICTIONS_BYTES, "journal").decode("utf-8", errors="replace")
+        )
     except (IsobenchError, ValueError) as exc:
         return f"journal.json unreadable: {str(exc)[:200] or 'empty file'}"
     commits = data.get("commits") if isinstance(data, dict) else None
     if not isinstance(commits, dict):
         return "journal.json has no commits object"
-    hints = {k: commits.get(v) for k, v in (("head", "human"), ("base", "pre")) if isinstance(commits.get(v), str)}
+    hints = {
+        k: commits.get(v) for k, v in (("head", "human"), ("base", "pre")) if isinstance(commits.get(v), str)
+    }
     return hints or "journal.json names neither commits.human nor commits.pre"
 
 

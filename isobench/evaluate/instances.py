@@ -119,10 +119,14 @@ class Index:
             i += 1
         return found
 
-    def match(self, pred: Prediction) -> tuple[dict | None, str]:
-        """(the record, how it was found) or (None, why none was)."""
-        if pred.instance_id in self.by_id:
-            return self.by_id[pred.instance_id], "instance_id"
+    def match(self, pred: Prediction, id_names: str = "auto") -> tuple[dict | None, str]:
+        """(the record, how it was found) or (None, why none was).
+
+        An ISO-Bench agent run's journal names the human and base commits: they decide. Otherwise ``id_names``
+        says what a prediction's id names: ``auto`` (SWE-bench's convention: the dataset's instance_id; else the
+        SHA that ends it, 7 digits read as the base first as ISO-Bench writes them, longer as the head first),
+        ``base`` or ``head`` (only the SHA that ends it, as that commit: ISO-Bench's prediction lines name the
+        base, with an id shaped like an isobench instance_id of another record)."""
         tried = []
         for kind in ("head", "base"):
             sha = pred.hints.get(kind)
@@ -131,16 +135,20 @@ class Index:
                 if found[0] is not None or found[1].startswith("ambiguous"):
                     return found
                 tried.append(f"{kind} {sha[:12]}")
+        if id_names == "auto" and pred.instance_id in self.by_id and not pred.hints:
+            return self.by_id[pred.instance_id], "instance_id"
         m = _TRAILING_HEX.search(pred.instance_id or "")
         if m:
             sha = m.group(1)
-            # ISO-Bench's ids end in the first 7 digits of the base; a longer SHA is taken as the head first
-            order = ("base", "head") if len(sha) == 7 else ("head", "base")
+            if id_names in ("base", "head"):
+                order: tuple[str, ...] = (id_names,)
+            else:  # ISO-Bench's ids end in the first 7 digits of the base; a longer SHA is taken as the head first
+                order = ("base", "head") if len(sha) == 7 else ("head", "base")
             for kind in order:
                 found = self._found(sha, kind)
                 if found[0] is not None or found[1].startswith("ambiguous"):
                     return found
-            tried.append(f"head or base {sha}")
+            tried.append(f"{' or '.join(order)} {sha}")
         what = f"instance id {pred.instance_id!r}" if pred.instance_id else "no instance id"
         return None, f"no record of the dataset matches {what}" + (f" ({', '.join(tried)})" if tried else "")
 

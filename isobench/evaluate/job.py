@@ -49,10 +49,15 @@ def candidates_of(spec: dict, mirror: Path) -> list[Candidate]:
     rec = spec["record"]
     if spec["calibration"]:
         gold = diff(mirror, rec["base_commit"], rec["head_commit"]) if rec.get("head_commit") else ""
-        return [Candidate(f"{CANDIDATE_PREFIX}aa", "aa", "", []), Candidate(f"{CANDIDATE_PREFIX}gold", "gold", gold, [])]
+        return [
+            Candidate(f"{CANDIDATE_PREFIX}aa", "aa", "", []),
+            Candidate(f"{CANDIDATE_PREFIX}gold", "gold", gold, []),
+        ]
     out: dict[str, Candidate] = {}
     for a in spec["attempts"]:
-        c = out.setdefault(a["digest"], Candidate(f"{CANDIDATE_PREFIX}{a['digest'][:12]}", a["digest"], a["patch"], []))
+        c = out.setdefault(
+            a["digest"], Candidate(f"{CANDIDATE_PREFIX}{a['digest'][:12]}", a["digest"], a["patch"], [])
+        )
         c.attempts.append(a["attempt"])
     return list(out.values())
 
@@ -90,12 +95,16 @@ def ensure_repository(spec: dict) -> Path:
     return mirror
 
 
-def environment(name: str, sha: str, tree: Path, env_dir: Path, spec: dict, cfg: dict, runner: Runner) -> Revision:
+def environment(
+    name: str, sha: str, tree: Path, env_dir: Path, spec: dict, cfg: dict, runner: Runner
+) -> Revision:
     """A revision on ``tree`` with its environment built (mode none: nothing to build)."""
     rec = spec["record"]
     marker_path = env_dir / "marker.json"
     with locked(env_dir.with_name(env_dir.name + ".lock")):
-        marker = load_json(marker_path) if marker_path.exists() and not name.startswith(CANDIDATE_PREFIX) else None
+        marker = (
+            load_json(marker_path) if marker_path.exists() and not name.startswith(CANDIDATE_PREFIX) else None
+        )
         if marker is None or marker.get("status") != "ok" or marker.get("mode") != cfg.get("mode", "none"):
             marker = envs.build_env(
                 sha=sha,
@@ -121,7 +130,9 @@ def environment(name: str, sha: str, tree: Path, env_dir: Path, spec: dict, cfg:
     )
 
 
-def prepare(spec: dict, folder: Path, mirror: Path, env_cfg: dict, runner: Runner) -> tuple[list[Revision], list[Candidate]]:
+def prepare(
+    spec: dict, folder: Path, mirror: Path, env_cfg: dict, runner: Runner
+) -> tuple[list[Revision], list[Candidate]]:
     """Base, head (main) and the candidates, each a tree and an environment; candidates applied strictly."""
     rec = spec["record"]
     shas = {"base": rec["base_commit"], "head": rec["head_commit"]}
@@ -137,7 +148,9 @@ def prepare(spec: dict, folder: Path, mirror: Path, env_cfg: dict, runner: Runne
         tree = (folder / "trees" / c.name).resolve()
         c.flags = apply.flags_of(c.patch, tests)
         if c.patch:
-            c.applied = apply.apply_patch(mirror, rec["base_commit"], c.patch, tree, spec["settings"]["apply"])
+            c.applied = apply.apply_patch(
+                mirror, rec["base_commit"], c.patch, tree, spec["settings"]["apply"]
+            )
         else:  # the A/A candidate: a fresh tree of base, nothing applied
             apply.fresh_tree(mirror, rec["base_commit"], tree)
             c.applied = apply.Applied("applied", None, "no change (A/A)", [])
@@ -145,12 +158,16 @@ def prepare(spec: dict, folder: Path, mirror: Path, env_cfg: dict, runner: Runne
             continue
         out = folder / "candidates" / c.name
         out.mkdir(parents=True, exist_ok=True)
-        (out / "applied.diff").write_text(apply.applied_diff(tree), encoding="utf-8", errors="surrogateescape")
+        (out / "applied.diff").write_text(
+            apply.applied_diff(tree), encoding="utf-8", errors="surrogateescape"
+        )
         base_rev = revisions[0]
         if env_cfg.get("mode", "none") == "none":  # runs the tree from source: base's environment serves
             c.revision = replace(base_rev, name=c.name, worktree=tree.resolve())
         else:
-            c.revision = environment(c.name, rec["base_commit"], tree, folder / "envs" / c.name, spec, env_cfg, runner)
+            c.revision = environment(
+                c.name, rec["base_commit"], tree, folder / "envs" / c.name, spec, env_cfg, runner
+            )
             if c.revision.env_error:
                 c.build_error, c.revision = c.revision.env_error, None
     return revisions, cands
@@ -198,7 +215,13 @@ def measure(
 
 
 def guard_tests(
-    selection: str, cand: Candidate, folder: Path, settings: Settings, sandbox: dict, runner: Runner, python_path
+    selection: str,
+    cand: Candidate,
+    folder: Path,
+    settings: Settings,
+    sandbox: dict,
+    runner: Runner,
+    python_path,
 ) -> str | None:
     """The config's guard tests (a pytest selection, paths relative to the tree) run in the candidate's tree, in
     the sandbox: None when they pass, else pytest's last lines."""
@@ -206,14 +229,25 @@ def guard_tests(
     tree = rev.worktree
     args = [a if a.startswith("-") else str(tree / a) for a in shlex.split(selection)]
     generator = folder / "generator.py"
-    job = Job(generator, folder / "guard" / cand.name, settings, tuple(python_path), SandboxSettings.from_config(sandbox), runner)
+    job = Job(
+        generator,
+        folder / "guard" / cand.name,
+        settings,
+        tuple(python_path),
+        SandboxSettings.from_config(sandbox),
+        runner,
+    )
     workdir = job.data / "guard"
     workdir.mkdir(parents=True, exist_ok=True)
-    run = job.run_sandboxed(rev, [rev.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={tree}", *args], workdir)
+    run = job.run_sandboxed(
+        rev, [rev.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--rootdir={tree}", *args], workdir
+    )
     try:
         if run.returncode == 0:
             return None
-        out = (workdir / "stdout.txt").read_text(errors="replace") if (workdir / "stdout.txt").exists() else ""
+        out = (
+            (workdir / "stdout.txt").read_text(errors="replace") if (workdir / "stdout.txt").exists() else ""
+        )
         what = "timed out" if run.returncode is None else f"exit {run.exit_code()}"
         return f"guard tests {selection!r} failed ({what}): " + " | ".join(out.strip().splitlines()[-3:])
     finally:

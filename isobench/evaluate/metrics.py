@@ -108,7 +108,11 @@ def attempt_metrics(
 ) -> dict:
     """Every metric of one attempt. ``cand``: its timing file (None when never timed); ``correct``: measured and
     equivalent to base. Missing pieces give nulls, never invented numbers."""
-    human = compare(base["rounds_ms"], head["rounds_ms"], analysis=analysis, paired=paired) if _ok(base, head) else None
+    human = (
+        compare(base["rounds_ms"], head["rounds_ms"], analysis=analysis, paired=paired)
+        if _ok(base, head)
+        else None
+    )
     base, head = base or {}, head or {}
     out: dict = {
         "human_speedup": _short(human),
@@ -117,14 +121,28 @@ def attempt_metrics(
         "main_speedup": None,
         "success_decided": "failure",
         "success_p": p,
-        "gso": {"opt_base": False, "opt_commit": False, "opt_main": False, "gm_speedup_patch_base": None,
-                "hm_speedup_patch_commit": None, "hm_speedup_patch_main": None},
+        "gso": {
+            "opt_base": False,
+            "opt_commit": False,
+            "opt_main": False,
+            "gm_speedup_patch_base": None,
+            "hm_speedup_patch_commit": None,
+            "hm_speedup_patch_main": None,
+        },
         "isobench_hard_success": False,
         "isobench_improvement": None,
-        "sweperf": {"apply": cand is not None, "correctness": bool(correct), "performance": 0.0,
-                    "human_performance": None},
-        "swefficiency": {"correctness": 1.0 if correct else 0.0, "pred_speedup_ratio": 1.0,
-                         "gold_speedup_ratio": None, "human_speedup_ratio": None},
+        "sweperf": {
+            "apply": cand is not None,
+            "correctness": bool(correct),
+            "performance": 0.0,
+            "human_performance": None,
+        },
+        "swefficiency": {
+            "correctness": 1.0 if correct else 0.0,
+            "pred_speedup_ratio": 1.0,
+            "gold_speedup_ratio": None,
+            "human_speedup_ratio": None,
+        },
         "fast_p": {f"{q:g}": False for q in FAST_P},
         "means_ms": {"base": mean(base), "head": mean(head), "candidate": mean(cand) if cand else None},
     }
@@ -146,7 +164,9 @@ def attempt_metrics(
         if correct:
             out["success_decided"] = decided(sr, p)
     if main is not None and _ok(main):
-        out["main_speedup"] = _short(compare(main["rounds_ms"], cand["rounds_ms"], analysis=analysis, paired=paired))
+        out["main_speedup"] = _short(
+            compare(main["rounds_ms"], cand["rounds_ms"], analysis=analysis, paired=paired)
+        )
     if not correct or not mc:
         return out
     gm = mb / mc

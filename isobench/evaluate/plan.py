@@ -54,8 +54,18 @@ class EvalRun:
 
 
 # What a job uses of its record: a record measured again (new timings, same test and SHAs) re-measures nothing.
-RECORD_FIELDS = ("repo", "instance_id", "base_commit", "head_commit", "main_commit", "efficiency_test", "test_patch",
-                 "setup_commands", "install_commands", "version")
+RECORD_FIELDS = (
+    "repo",
+    "instance_id",
+    "base_commit",
+    "head_commit",
+    "main_commit",
+    "efficiency_test",
+    "test_patch",
+    "setup_commands",
+    "install_commands",
+    "version",
+)
 
 
 def used_fields(record: dict) -> dict:
@@ -99,13 +109,20 @@ def mirror_for(record: dict, cfg: dict, sources: dict) -> dict:
             location = f"https://github.com/{repo}.git"
         else:
             location = repo
-    return {"repo": repo, "location": location, "mirror": f"{ROOT}/_mirrors/{key_of(repo)}.git", "source": False}
+    return {
+        "repo": repo,
+        "location": location,
+        "mirror": f"{ROOT}/_mirrors/{key_of(repo)}.git",
+        "source": False,
+    }
 
 
 def plan_run(run_id: str, cfg: dict, dataset_path: str, sources: dict, base: Path) -> EvalRun:
     """The plan of one evaluation run (``cfg``: its block of the config, defaults filled in)."""
     run = EvalRun(run_id, dataset_path)
-    dataset: Dataset = read_dataset(base / dataset_path if not Path(dataset_path).is_absolute() else dataset_path)
+    dataset: Dataset = read_dataset(
+        base / dataset_path if not Path(dataset_path).is_absolute() else dataset_path
+    )
     run.problems += dataset.problems
     index = dataset.index()
     preds = read_predictions(expand(cfg["predictions"], base))
@@ -116,7 +133,7 @@ def plan_run(run_id: str, cfg: dict, dataset_path: str, sources: dict, base: Pat
         if p.problem:
             run.rows.append(row(run_id, p, "invalid_prediction", f"{p.where}: {p.problem}"))
             continue
-        record, how = index.match(p)
+        record, how = index.match(p, cfg["id_names"])
         if record is None:
             run.rows.append(row(run_id, p, "unknown_instance", f"{p.where}: {how}"))
             continue
@@ -125,21 +142,25 @@ def plan_run(run_id: str, cfg: dict, dataset_path: str, sources: dict, base: Pat
             run.rows.append(row(run_id, p, "instance_unusable", f"{bad[0]}: {bad[1]}", record))
             continue
         if not apply.normalized(p.patch):
-            run.rows.append(row(run_id, p, "empty_patch", "the patch is empty or null: nothing to time", record))
+            run.rows.append(
+                row(run_id, p, "empty_patch", "the patch is empty or null: nothing to time", record)
+            )
             continue
         used[record["instance_id"]] = record
         groups.setdefault((record["instance_id"], p.model), []).append((p, {"matched_by": how}))
     for (iid, model), items in sorted(groups.items()):
         _add_jobs(run, cfg, used[iid], model, items, dataset, sources)
     if cfg["calibration"]:
-        for iid, record in sorted(used.items()):
+        for _, record in sorted(used.items()):
             _add_job(run, cfg, record, CALIBRATION, CALIBRATION, [], dataset, sources, calibration=True)
     bad = [r for r in run.rows if r["status"] in ("invalid_prediction", "unknown_instance")]
     run.problems += [r["error"] for r in bad]
     return run
 
 
-def _add_jobs(run: EvalRun, cfg: dict, record: dict, model: str, items, dataset: Dataset, sources: dict) -> None:
+def _add_jobs(
+    run: EvalRun, cfg: dict, record: dict, model: str, items, dataset: Dataset, sources: dict
+) -> None:
     """The jobs of one (instance, model): its distinct patches, ``attempts_per_job`` at most per job (split
     deterministically, by attempt number)."""
     items = sorted(items, key=lambda it: it[0].attempt)
@@ -172,8 +193,13 @@ def _add_job(run, cfg, record, model, model_key, items, dataset, sources, calibr
         for p, extra in items
     ]
     run.placed += [
-        {"instance_id": record["instance_id"], "model": model, "attempt": p.attempt, "job": folder,
-         "prediction": prediction_facts(p)}
+        {
+            "instance_id": record["instance_id"],
+            "model": model,
+            "attempt": p.attempt,
+            "job": folder,
+            "prediction": prediction_facts(p),
+        }
         for p, _ in items
     ]
     run.jobs[folder] = {
@@ -261,17 +287,6 @@ def print_plan(runs: dict[str, EvalRun], limit: int = 10) -> None:
         for problem in run.problems[:limit]:
             sys.stderr.write(f"isobench: evaluation {run.run_id}: {problem}\n")
         if len(run.problems) > limit:
-            sys.stderr.write(f"isobench: evaluation {run.run_id}: ... and {len(run.problems) - limit} more problems\n")
-
-
-def print_boards(runs: dict[str, EvalRun]) -> None:
-    """The end of `snakemake evaluate`: each run's leaderboard (or where its rows are, when the report is missing)."""
-    import sys
-
-    from .report import board_of
-
-    for run in runs.values():
-        folder = Path(run.folder)
-        if (folder / "report" / "leaderboard.json").exists():
-            sys.stderr.write(board_of(folder))
-        sys.stderr.write(f"isobench: evaluation {run.run_id}: rows in {folder}/evaluations.jsonl, report in {folder}/report\n")
+            sys.stderr.write(
+                f"isobench: evaluation {run.run_id}: ... and {len(run.problems) - limit} more problems\n"
+            )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 from ..jsonio import load_json, write_json, write_text_atomic
@@ -13,9 +14,21 @@ from ..report import _pyplot
 from . import aggregate
 from .plan import CALIBRATION, key_of
 
-GSO_SUMMARY = ("total_instances", "total_predictions", "completed_instances", "incomplete_instances",
-               "passed_instances", "base_failed_instances", "patch_failed_instances", "test_failed_instances",
-               "empty_patch_instances", "error_instances", "opt_base", "opt_commit", "opt_main")
+GSO_SUMMARY = (
+    "total_instances",
+    "total_predictions",
+    "completed_instances",
+    "incomplete_instances",
+    "passed_instances",
+    "base_failed_instances",
+    "patch_failed_instances",
+    "test_failed_instances",
+    "empty_patch_instances",
+    "error_instances",
+    "opt_base",
+    "opt_commit",
+    "opt_main",
+)
 NOT_RUN = ("invalid_prediction", "unknown_instance", "instance_unusable")
 
 
@@ -41,9 +54,22 @@ def gso_report(rows: list[dict], total_instances: int) -> dict:
     for r in sorted(rows, key=lambda r: r["attempt"] or 0):
         if r.get("instance_id") and r["status"] not in NOT_RUN:
             first.setdefault(r["instance_id"], r)
-    sets: dict[str, set] = {k: set() for k in ("completed_ids", "passed_ids", "base_failed_ids", "patch_failed_ids",
-                                               "test_failed_ids", "incomplete_ids", "empty_patch_ids", "error_ids",
-                                               "opt_base_ids", "opt_commit_ids", "opt_main_ids")}
+    sets: dict[str, set] = {
+        k: set()
+        for k in (
+            "completed_ids",
+            "passed_ids",
+            "base_failed_ids",
+            "patch_failed_ids",
+            "test_failed_ids",
+            "incomplete_ids",
+            "empty_patch_ids",
+            "error_ids",
+            "opt_base_ids",
+            "opt_commit_ids",
+            "opt_main_ids",
+        )
+    }
     stats = {}
     for iid, r in first.items():
         st = r["status"]
@@ -76,8 +102,12 @@ def gso_report(rows: list[dict], total_instances: int) -> dict:
         if key not in summary:
             stem = key.replace("_instances", "")
             summary[key] = len(sets.get(f"{stem}_ids", sets.get(f"{key}_ids", set())))
-    return {"schema_version": 1, "summary": {k: summary[k] for k in GSO_SUMMARY},
-            "instance_sets": {k: sorted(v) for k, v in sets.items()}, "opt_stats": stats}
+    return {
+        "schema_version": 1,
+        "summary": {k: summary[k] for k in GSO_SUMMARY},
+        "instance_sets": {k: sorted(v) for k, v in sets.items()},
+        "opt_stats": stats,
+    }
 
 
 def sweperf_rows(model: str, rows: list[dict], total: int) -> list[dict]:
@@ -88,18 +118,32 @@ def sweperf_rows(model: str, rows: list[dict], total: int) -> list[dict]:
     perf = sum(r["metrics"]["sweperf"]["performance"] for r in correct if r.get("counted"))
     human = sum(r["metrics"]["sweperf"]["human_performance"] or 0.0 for r in correct)
     n = max(total, 1)
-    return [{"model": model, "total": total, "apply": len(applied) / n, "correctness": len(correct) / n,
-             "performance": perf / n, "human_performance": human / n, "repo": "total"}]
+    return [
+        {
+            "model": model,
+            "total": total,
+            "apply": len(applied) / n,
+            "correctness": len(correct) / n,
+            "performance": perf / n,
+            "human_performance": human / n,
+            "repo": "total",
+        }
+    ]
 
 
 def swefficiency_rows(rows: list[dict]) -> list[dict]:
     out = []
     for r in _first(rows):
         sw = (r.get("metrics") or {}).get("swefficiency") or {}
-        out.append({"instance_id": r["instance_id"], "pred_speedup_ratio": sw.get("pred_speedup_ratio", 1.0),
-                    "gold_speedup_ratio": sw.get("gold_speedup_ratio"),
-                    "human_speedup_ratio": sw.get("human_speedup_ratio"),
-                    "correctness": sw.get("correctness", 0.0)})
+        out.append(
+            {
+                "instance_id": r["instance_id"],
+                "pred_speedup_ratio": sw.get("pred_speedup_ratio", 1.0),
+                "gold_speedup_ratio": sw.get("gold_speedup_ratio"),
+                "human_speedup_ratio": sw.get("human_speedup_ratio"),
+                "correctness": sw.get("correctness", 0.0),
+            }
+        )
     return out
 
 
@@ -121,15 +165,21 @@ def calibration_summary(calibration: dict) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(aggregate.SEED)
-    return {"instances": len(calibration["instances"]), "aa_measured": len(aa),
-            "false_verdict_rate": float(np.mean(false)) if false else None,
-            "gold_measured": len(srs), "gold_hm_sr": aggregate._hmean(np.asarray(srs)) if srs else None,
-            "gold_hm_sr_ci95": aggregate._interval(srs, aggregate._hmean, rng),
-            "gold_no_change": sum(g["sr_vs_human"]["verdict"] == "no_change" for g in gold)}
+    return {
+        "instances": len(calibration["instances"]),
+        "aa_measured": len(aa),
+        "false_verdict_rate": float(np.mean(false)) if false else None,
+        "gold_measured": len(srs),
+        "gold_hm_sr": aggregate._hmean(np.asarray(srs)) if srs else None,
+        "gold_hm_sr_ci95": aggregate._interval(srs, aggregate._hmean, rng),
+        "gold_no_change": sum(g["sr_vs_human"]["verdict"] == "no_change" for g in gold),
+    }
 
 
 def leaderboard_text(board: dict) -> str:
-    lines = [f"evaluation {board['run_id']}: {board['predictions']} predictions, {board['instances']} instances"]
+    lines = [
+        f"evaluation {board['run_id']}: {board['predictions']} predictions, {board['instances']} instances"
+    ]
     head = f"{'model':<28} {'n':>4} {'success':>8} {'incon.':>6} {'hm SR [95% CI]':>24} {'gm speedup':>11} {'Opt@1':>6}"
     lines += [head, "-" * len(head)]
     for model, s in board["models"].items():
@@ -139,36 +189,54 @@ def leaderboard_text(board: dict) -> str:
         gm = f"{s['gm_speedup']['value']:.3f}" if s["gm_speedup"]["value"] else "-"
         rate = s["success_decided"]["rate"]
         opt = s["opt_at_k"]["1"]["gso_union"]
-        lines.append(f"{model[:28]:<28} {s['predictions']:>4} {(f'{rate:.0%}' if rate is not None else '-'):>8} "
-                     f"{s['success_decided']['inconclusive']:>6} {cell:>24} {gm:>11} "
-                     f"{(f'{opt:.0%}' if opt is not None else '-'):>6}")
+        lines.append(
+            f"{model[:28]:<28} {s['predictions']:>4} {(f'{rate:.0%}' if rate is not None else '-'):>8} "
+            f"{s['success_decided']['inconclusive']:>6} {cell:>24} {gm:>11} "
+            f"{(f'{opt:.0%}' if opt is not None else '-'):>6}"
+        )
     cal = board["calibration"]
     if cal["instances"]:
-        g = cal["gold_hm_sr"]
-        lines.append(f"calibration: A/A false verdicts {cal['false_verdict_rate'] if cal['false_verdict_rate'] is not None else '-'}"
-                     f" over {cal['aa_measured']}; gold hm SR {f'{g:.3f}' if g else '-'} over {cal['gold_measured']}")
+        g, rate = cal["gold_hm_sr"], cal["false_verdict_rate"]
+        lines.append(
+            f"calibration: A/A false verdicts {f'{rate:.0%}' if rate is not None else '-'}"
+            f" over {cal['aa_measured']}; gold hm SR {f'{g:.3f}' if g else '-'} over {cal['gold_measured']}"
+        )
     for pair in board["comparisons"]:
-        lines.append(f"{pair['a']} vs {pair['b']}: {pair['shared_instances']} shared, McNemar p={pair['mcnemar_p']:.3g},"
-                     f" Wilcoxon p={pair['wilcoxon_log_sr_p']:.3g}: "
-                     + (f"{pair[pair['better']]} ahead" if pair["better"] else "no significant difference"))
+        lines.append(
+            f"{pair['a']} vs {pair['b']}: {pair['shared_instances']} shared, McNemar p={pair['mcnemar_p']:.3g},"
+            f" Wilcoxon p={pair['wilcoxon_log_sr_p']:.3g}: "
+            + (f"{pair[pair['better']]} ahead" if pair["better"] else "no significant difference")
+        )
     return "\n".join(lines) + "\n"
 
 
 def write_report(rows: list[dict], calibration: dict, out: Path, run_id: str, analysis: dict) -> str:
     out.mkdir(parents=True, exist_ok=True)
     models = by_model([r for r in rows if r.get("model") != CALIBRATION])
-    instances = sorted({r["instance_id"] for r in rows if r.get("instance_id") and r["status"] not in NOT_RUN})
-    board = {"run_id": run_id, "predictions": len(rows), "instances": len(instances),
-             "models": {m: aggregate.model_summary(rs) for m, rs in models.items()},
-             "calibration": calibration_summary(calibration), "comparisons": []}
+    instances = sorted(
+        {r["instance_id"] for r in rows if r.get("instance_id") and r["status"] not in NOT_RUN}
+    )
+    board = {
+        "run_id": run_id,
+        "predictions": len(rows),
+        "instances": len(instances),
+        "models": {m: aggregate.model_summary(rs) for m, rs in models.items()},
+        "calibration": calibration_summary(calibration),
+        "comparisons": [],
+    }
     names = list(models)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             board["comparisons"].append({"a": a, "b": b, **aggregate.compare_models(models[a], models[b])})
     for model, rs in models.items():
         write_json(out / f"{key_of(model)}.{run_id}.report.json", gso_report(rs, len(instances)))
-    _csv(out / "sweperf.csv", [row for m, rs in models.items() for row in sweperf_rows(m, rs, len(instances))])
-    _csv(out / "swefficiency.csv", [{"model": m, **row} for m, rs in models.items() for row in swefficiency_rows(rs)])
+    _csv(
+        out / "sweperf.csv", [row for m, rs in models.items() for row in sweperf_rows(m, rs, len(instances))]
+    )
+    _csv(
+        out / "swefficiency.csv",
+        [{"model": m, **row} for m, rs in models.items() for row in swefficiency_rows(rs)],
+    )
     write_json(out / "leaderboard.json", board)
     text = leaderboard_text(board)
     write_text_atomic(out / "leaderboard.txt", text)
@@ -198,8 +266,14 @@ def figures(models: dict[str, list[dict]], out: Path) -> None:
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 5))
     for model, rs in models.items():
-        pts = [((r["metrics"]["human_speedup"] or {}).get("speedup"), (r["metrics"]["speedup"] or {}).get("speedup"))
-               for r in rs if r.get("metrics") and r["metrics"].get("speedup")]
+        pts = [
+            (
+                (r["metrics"]["human_speedup"] or {}).get("speedup"),
+                (r["metrics"]["speedup"] or {}).get("speedup"),
+            )
+            for r in rs
+            if r.get("metrics") and r["metrics"].get("speedup")
+        ]
         pts = [(h, c) for h, c in pts if h and c]
         if pts:
             ax.scatter(*zip(*pts), label=model[:20], s=18)
@@ -222,3 +296,13 @@ def board_of(folder: Path) -> str:
         path = Path(folder) / "leaderboard.json"
     return leaderboard_text(load_json(path))
 
+
+def print_boards(runs: dict) -> None:
+    """The end of `snakemake evaluate`: each run's leaderboard (or where its rows are, when the report is missing)."""
+    for run in runs.values():
+        folder = Path(run.folder)
+        if (folder / "report" / "leaderboard.json").exists():
+            sys.stderr.write(board_of(folder))
+        sys.stderr.write(
+            f"isobench: evaluation {run.run_id}: rows in {folder}/evaluations.jsonl, report in {folder}/report\n"
+        )

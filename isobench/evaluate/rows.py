@@ -9,8 +9,18 @@ from . import metrics
 from .job import Candidate
 
 # categories of the candidate's own measurement that are the candidate's fault, as the dataset names them
-CANDIDATE_FAILURES = {"not_equivalent", "eqcheck_error", "crash", "timeout", "sandbox_violation",
-                      "experiment_error", "setup_error", "import_error", "store_error", "harness_error"}
+CANDIDATE_FAILURES = {
+    "not_equivalent",
+    "eqcheck_error",
+    "crash",
+    "timeout",
+    "sandbox_violation",
+    "experiment_error",
+    "setup_error",
+    "import_error",
+    "store_error",
+    "harness_error",
+}
 
 
 def status_of(cand: Candidate | None, timings: dict, guard_error: str | None) -> tuple[str, str | None]:
@@ -34,18 +44,30 @@ def status_of(cand: Candidate | None, timings: dict, guard_error: str | None) ->
     return "evaluated", None
 
 
-def candidate_metrics(cand: Candidate | None, timings: dict, analysis: Analysis, success_p: float, status: str) -> tuple[dict, list[str]]:
+def candidate_metrics(
+    cand: Candidate | None, timings: dict, analysis: Analysis, success_p: float, status: str
+) -> tuple[dict, list[str]]:
     base, head, main = timings.get("base"), timings.get("head"), timings.get("main")
     t = timings.get(cand.name) if cand and cand.revision is not None else None
     paired = (base or {}).get("interleave") == "calls"
     correct = status == "evaluated"
-    m = metrics.attempt_metrics(base, head, t, main, analysis=analysis, paired=paired, p=success_p, correct=correct)
+    m = metrics.attempt_metrics(
+        base, head, t, main, analysis=analysis, paired=paired, p=success_p, correct=correct
+    )
     flags = metrics.flags(m, base, t, cand.flags or {}) if cand else []
     return m, flags
 
 
-def attempt_row(spec: dict, attempt: dict, cand: Candidate | None, dup_of: int | None, timings: dict,
-                analysis: Analysis, measured_with: dict, guard_error: str | None) -> dict:
+def attempt_row(
+    spec: dict,
+    attempt: dict,
+    cand: Candidate | None,
+    dup_of: int | None,
+    timings: dict,
+    analysis: Analysis,
+    measured_with: dict,
+    guard_error: str | None,
+) -> dict:
     """The evaluation of one attempt."""
     status, error = status_of(cand, timings, guard_error)
     m, flags = candidate_metrics(cand, timings, analysis, spec["settings"]["success_p"], status)
@@ -62,7 +84,9 @@ def attempt_row(spec: dict, attempt: dict, cand: Candidate | None, dup_of: int |
         "error": error,
         "prediction": {"format": attempt["format"]},  # where it was read: added by the run's evaluations step
         "matched_by": attempt.get("matched_by"),
-        "timed": bool(cand and cand.revision is not None and (timings.get(cand.name) or {}).get("samples_ms")),
+        "timed": bool(
+            cand and cand.revision is not None and (timings.get(cand.name) or {}).get("samples_ms")
+        ),
         "candidate": cand.name if cand else None,
         "patch_sha256": attempt["digest"],
         "duplicate_of": dup_of,
@@ -71,12 +95,17 @@ def attempt_row(spec: dict, attempt: dict, cand: Candidate | None, dup_of: int |
             "method": applied.method if applied else None,
             "message": (applied.message if applied else "")[-4000:],
             "files": applied.files if applied else [],
-            **(cand.flags if cand and cand.flags else {"touches_tests": False, "touches_build": False,
-                                                        "test_paths": [], "build_paths": []}),
+            **(
+                cand.flags
+                if cand and cand.flags
+                else {"touches_tests": False, "touches_build": False, "test_paths": [], "build_paths": []}
+            ),
         },
         "metrics": m,
         "verdict": (m["speedup"] or {}).get("verdict"),
-        "success_decided": m["success_decided"] if counted else ("excluded" if status == "evaluated" else "failure"),
+        "success_decided": m["success_decided"]
+        if counted
+        else ("excluded" if status == "evaluated" else "failure"),
         "flags": flags,
         "counted": counted,
         "record": {
@@ -99,6 +128,11 @@ def calibration_of(cands: list[Candidate], timings: dict, analysis: Analysis, su
     for c in cands:
         status, error = status_of(c, timings, None)
         m, _ = candidate_metrics(c, timings, analysis, success_p, status)
-        out[c.digest] = {"status": status, "error": error, "speedup": m["speedup"], "sr_vs_human": m["sr_vs_human"],
-                         "success_decided": m["success_decided"]}
+        out[c.digest] = {
+            "status": status,
+            "error": error,
+            "speedup": m["speedup"],
+            "sr_vs_human": m["sr_vs_human"],
+            "success_decided": m["success_decided"],
+        }
     return out

@@ -277,7 +277,9 @@ def run(args):
         try:
             t0 = _CLOCK_NS()
             result = module.experiment(data)  # the check call: its result is stored or checked, never timed
-            report["first_call_ms"] = (_CLOCK_NS() - t0) / 1e6  # the process's first call (results kept across
+            report["first_call_ms"] = (
+                _CLOCK_NS() - t0
+            ) / 1e6  # the process's first call (results kept across
         except BaseException as exc:  # calls show as a first call far slower than the timed ones)
             raise Failure("experiment_error", _text_of(exc), _tb_tail())
         report["equivalent"] = check_reference(module, result, args.mode, args.reference)

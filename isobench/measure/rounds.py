@@ -38,6 +38,7 @@ class RoundProtocol(Protocol):
     def pairs(self, state: dict[str, RevisionState]) -> list[tuple[str, str]]:
         """The comparisons the adaptive stop waits for."""
 
+
 GPU_TIMERS = ("cuda_sync_wall", "cuda_event")  # cuda_event: harness 4 and older (events on one stream)
 
 
