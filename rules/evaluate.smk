@@ -74,7 +74,14 @@ rule evaluation_report:
         rows=f"{EVAL_ROOT}/{{run}}/evaluations.jsonl",
         calibration=f"{EVAL_ROOT}/{{run}}/calibration.json",
     output:
-        report=directory(f"{EVAL_ROOT}/{{run}}/report"),
+        # the figures also go into `snakemake --report` (the folder holds the leaderboard, GSO's, SWE-Perf's and
+        # SWE-fficiency's files beside them)
+        report=report(
+            directory(f"{EVAL_ROOT}/{{run}}/report"),
+            patterns=["{name}.svg"],
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+        ),
     log:
         f"{EVAL_ROOT}/{{run}}/logs/report.log",
     localrule: True

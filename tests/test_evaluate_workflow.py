@@ -221,7 +221,7 @@ def test_second_model_runs_only_its_jobs(evaluated):
 def test_hostile_candidates(evaluated):
     """Each reward hack meets its rule: replaying base's reference (locked away: not_equivalent), replacing the
     clock (the harness's is bound first: no speedup), keeping results across calls (caching_suspect), editing the
-    tests (touches_tests: measured, never counted)."""
+    tests (touches_tests: measured, never counted), breaking what the timed test does not see (guard tests)."""
     work, records, patches, _ = evaluated
     a = records[GOLD_AND_AGENT[0]]
     start = "    words = tokenize(text)\n"
@@ -264,6 +264,11 @@ def test_hostile_candidates(evaluated):
             "    _CACHE[text] = {word: words.count(word) for word in unique}\n    return dict(_CACHE[text])",
         ),
     )
+    # equal on the timed text (lowercase words), wrong on the repository's own test of tokenize: guard tests catch it
+    guard = patches.edit(
+        a["base_commit"],
+        ("demokit/text.py", 'return re.findall(r"[a-z\']+", text.lower())', "return text.lower().split()"),
+    )
     tests = a["patch"] + patches.edit(
         a["base_commit"], ("tests/test_speed.py", "", "def test_fast():\n    assert True\n")
     )
@@ -276,14 +281,15 @@ def test_hostile_candidates(evaluated):
                     "model_patch": p,
                     "attempt": i,
                 }
-                for i, p in enumerate((replay, clock, cache, tests), 1)
+                for i, p in enumerate((replay, clock, cache, tests, guard), 1)
             ]
         )
     )
     with open(work / "eval.yaml", "a") as fh:
         fh.write(
             f"  hostile:\n    predictions: hostile.jsonl\n    dataset: {work.parent / 'downloaded-dataset.jsonl'}\n"
-            "    calibration: false\n    measure: {rounds: 3, max_rounds: 6}\n"
+            "    calibration: false\n    guard_tests: tests/test_text.py\n    attempts_per_job: 8\n"
+            "    measure: {rounds: 3, max_rounds: 5}\n"
         )
     proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -298,3 +304,5 @@ def test_hostile_candidates(evaluated):
         and not rows[4]["counted"]
         and rows[4]["success_decided"] == "excluded"
     )
+    assert rows[5]["status"] == "guard_tests_failed" and "test_tokenize" in rows[5]["error"], rows[5]["error"]
+    assert rows[5]["timed"] and rows[5]["success_decided"] == "failure"
