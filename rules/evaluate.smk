@@ -22,6 +22,20 @@ if workflow.is_main_process:
     evaluation_plan.print_plan(EVALUATIONS)
 
 
+def evaluation_exclusive(wildcards=None):
+    """measure.exclusive (the config's top-level block): nothing else runs beside an evaluation job either."""
+    return MeasureSettings.from_config(config.get("measure") or {}).exclusive
+
+
+def evaluation_threads(wildcards):
+    if not evaluation_exclusive() or workflow.non_local_exec:
+        return 1
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
 def evaluation_jobs(run_id):
     return [f"{folder}/job.json" for folder in EVALUATIONS[run_id].jobs]
 
@@ -40,8 +54,10 @@ rule evaluate_job:
         f"{EVAL_JOB}/logs/evaluate.benchmark.tsv"
     conda:
         "../envs/isobench.yaml"
+    threads: evaluation_threads
     resources:
-        gpu=1,  # the same GPU slot rules as a measure job (isobench/measure/gpu.py)
+        gpu=1,  # the same GPU slot rules as a measure job (isobench/measure/gpu.py); SLURM: --gpus=1
+        slurm_extra=lambda wc: "--exclusive" if evaluation_exclusive() else "",
     params:
         analysis=ic.analysis_settings(config, SCHEMA),
         sandbox=config["sandbox"],

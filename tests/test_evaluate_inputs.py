@@ -247,3 +247,33 @@ def test_dataset_lines_that_are_no_record(tmp_path):
     assert len(d.problems) == 3 and "base_commit" in d.problems[0] and f"{f}:2" in d.problems[0]
     with pytest.raises(IsobenchError, match="no such dataset"):
         read_dataset(tmp_path / "missing.jsonl")
+
+
+def test_jobs_split_past_attempts_per_job_and_share_identical_patches(tmp_path):
+    rec = {
+        "instance_id": "o__r-1",
+        "repo": "o/r",
+        "base_commit": "a" * 40,
+        "head_commit": "b" * 40,
+        "efficiency_test": ["def setup(): pass"],
+        "status": "ok",
+    }
+    (tmp_path / "d.jsonl").write_text(json.dumps(rec) + "\n")
+    patch = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+{}\n"
+    lines = [
+        {"instance_id": "o__r-1", "model_name_or_path": "m", "model_patch": patch.format(i % 5)}
+        for i in range(7)
+    ]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    schema = ROOT / "isobench/schemas/config.schema.yaml"
+    cfg = plan.with_defaults({"predictions": "p.jsonl", "attempts_per_job": 2, "calibration": False}, schema)
+    run = plan.plan_run("r", cfg, "d.jsonl", {}, tmp_path)
+    assert sorted(Path(f).name for f in run.jobs) == ["m.part1", "m.part2", "m.part3"]
+    distinct = [sorted({a["digest"] for a in s["attempts"]}) for s in run.jobs.values()]
+    assert [len(d) for d in distinct] == [2, 2, 1] and run.deduplicated == 2
+    # identical patches go to the job of their first attempt: attempts 1 and 6 share one
+    first = run.jobs[sorted(run.jobs)[0]]
+    assert [a["attempt"] for a in first["attempts"]] == [1, 2, 6, 7]
+    assert sum(len(s["attempts"]) for s in run.jobs.values()) == 7
+    # the same plan again: the same jobs, the same specs (a rerun redoes nothing)
+    assert plan.plan_run("r", cfg, "d.jsonl", {}, tmp_path).jobs == run.jobs

@@ -5,6 +5,7 @@ added (only its jobs run), then nothing to do. Hostile candidates each meet the 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -306,3 +307,51 @@ def test_hostile_candidates(evaluated):
     )
     assert rows[5]["status"] == "guard_tests_failed" and "test_tokenize" in rows[5]["error"], rows[5]["error"]
     assert rows[5]["timed"] and rows[5]["success_decided"] == "failure"
+
+
+def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path):
+    """env mode venv: each candidate's tree gets an environment of its own, installed by the record's install
+    commands and verified; one that fails its verification is build_failed and never timed."""
+    work = copy_workflow(tmp_path / "wf")
+    # an install that needs no index: the tree on the venv's path (a .pth file), as `pip install -e` would put it
+    install = (
+        '{python} -c "import pathlib, site; '
+        "pathlib.Path(site.getsitepackages()[0], 't.pth').write_text('{worktree}')\""
+    )
+    first = demo_run[0].with_name(demo_run[0].name + ".first-dataset.jsonl")
+    a = next(json.loads(x) for x in first.read_text().splitlines() if GOLD_AND_AGENT[0] in x)
+    dataset = tmp_path / "dataset.jsonl"
+    dataset.write_text(json.dumps({**a, "install_commands": [install]}) + "\n")
+    patches = Patches(demo[0], tmp_path)
+    subprocess.run(
+        ["git", "-C", str(patches.tree), "checkout", "-q", "--detach", a["base_commit"]], check=True
+    )
+    (patches.tree / "demokit" / "series.py").unlink()  # the verification imports it
+    subprocess.run(["git", "-C", str(patches.tree), "add", "-A"], check=True)
+    broken = (
+        a["patch"]
+        + subprocess.run(
+            ["git", "-C", str(patches.tree), "diff", "--cached"], capture_output=True, text=True
+        ).stdout
+    )
+    subprocess.run(["git", "-C", str(patches.tree), "reset", "-q", "--hard"], check=True)
+    preds = [
+        {"instance_id": a["instance_id"], "model_name_or_path": "m", "model_patch": p}
+        for p in (a["patch"], broken)
+    ]
+    (work / "preds.jsonl").write_text(jsonl(preds))
+    (work / "eval.yaml").write_text(
+        "env: {mode: venv, system_site_packages: true, verify_command: '{python} -c \"import demokit.series\"'}\n"
+        f"evaluations:\n  venv:\n    predictions: preds.jsonl\n    dataset: {dataset}\n    calibration: false\n"
+        "    measure: {rounds: 3, max_rounds: 4}\n"
+    )
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = {r["attempt"]: r for r in rows_of(work, "venv")}
+    assert rows[1]["status"] == "evaluated", rows[1]["error"]
+    job = work / "results/evaluations/venv" / GOLD_AND_AGENT[0] / "m"
+    timing = json.loads((job / "candidates" / rows[1]["candidate"] / "timing.json").read_text())
+    assert timing["python"] == os.path.abspath(job / "envs" / rows[1]["candidate"] / "venv/bin/python")
+    assert (
+        rows[2]["status"] == "build_failed" and not rows[2]["timed"] and "demokit.series" in rows[2]["error"]
+    )

@@ -1,20 +1,15 @@
 """Measurement harness: one fresh process times one revision of one generated test.
 
-Standard library only (torch is used when the test itself imports it), so that it
-runs with the Python of any revision's environment. It is copied next to a copy
-of the test module and run as a script:
+Standard library only (torch is used when the test itself imports it), so that it runs with the Python of any
+revision's environment. It is copied next to a copy of the test module and run as a script:
 
-    python harness.py --module perf_test.py --mode reference --reference ref.out \
-        --warmup 2 --repeat 10 --out result.json
+    python harness.py --module perf_test.py --mode reference --reference ref.out --warmup 2 --repeat 10 --out r.json
 
-The test module defines ``setup()``, ``experiment(data)``, ``store_result(result, path)``,
-``load_result(path)`` and ``check_equivalence(reference, current)``.
-
-Modes: ``reference`` stores the first result; ``eqcheck`` checks the first result
-against the stored reference (a missing reference is a failure); ``time`` only times; ``coverage``
-makes one untraced call, then one call traced by ``tracer.py`` (beside this file) for the changed files
-that ``--coverage TARGETS`` names, and times nothing.
-The report (JSON) is always written to ``--out`` unless the process dies.
+The test module defines ``setup()``, ``experiment(data)``, ``store_result(result, path)``, ``load_result(path)``
+and ``check_equivalence(reference, current)``. Modes: ``reference`` stores the first result; ``eqcheck`` checks
+it against the stored reference (a missing reference is a failure); ``time`` only times; ``coverage`` makes one
+untraced call, then one call traced by ``tracer.py`` (beside this file) for the changed files ``--coverage
+TARGETS`` names, and times nothing. The report (JSON) is always written to ``--out`` unless the process dies.
 """
 
 import argparse
@@ -28,8 +23,7 @@ import sys
 import time
 import traceback
 
-# 5: GPU samples are wall time between device-wide synchronizations; CUDA decided after warm-up
-# 6: the coverage mode (which changed lines one call of experiment() executes)
+# 5: GPU samples between device-wide synchronizations; 6: the coverage mode; 7: the first call's time, clocks bound
 HARNESS_VERSION = "7"
 # The clocks, bound before the test (and the code it imports) is loaded: code that replaces time.perf_counter_ns
 # later does not change what the harness reads.
