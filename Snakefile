@@ -73,17 +73,9 @@ onstart:
     os.environ.update(forcerun_environment(workflow.dag_settings.forcerun))
 
 
-def end_of_run():
-    # `snakemake evaluate`: the leaderboard of each evaluation run, not the dataset's summary
-    if set(workflow.dag_settings.targets or ()) == {"evaluate"}:
-        print_boards(EVALUATIONS)
-    else:
-        ip.print_run_summary(config["dataset"], per_commit, RUN_STARTED)
-
-
 onsuccess:
-    end_of_run()
+    end_of_run(RUN_STARTED)
 
 
 onerror:
-    end_of_run()
+    end_of_run(RUN_STARTED)

@@ -11,6 +11,8 @@ from isobench import config as ic
 from isobench import plan as ip
 from isobench.dataset import complete_copy
 from isobench.errors import IsobenchError
+from isobench.evaluate import plan as evaluation_plan
+from isobench.evaluate.report import print_boards
 from isobench.measure.cache import forcerun_environment
 from isobench.measure.job import Settings as MeasureSettings
 from isobench.pregenerated import find_pregenerated
@@ -177,3 +179,54 @@ def sandbox_params(wildcards):
         "sandbox": ic.layered(config, wildcards.source, SCHEMA, "sandbox"),
         "runner": ic.layered(config, wildcards.source, SCHEMA, "runner"),
     }
+
+
+# Evaluation runs (rules/evaluate.smk; docs/evaluation.md): planned once per run in the main process, like the sources.
+EVAL_ROOT = evaluation_plan.ROOT
+EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"
+
+try:
+    EVALUATIONS = evaluation_plan.plan_evaluations(
+        config,
+        {
+            name: {
+                "repo": plan.repo,
+                "repo_name": config["sources"][name].get("repo_name"),
+                "mirror": str(plan.mirror),
+            }
+            for name, plan in PLAN.items()
+        },
+        Path.cwd(),
+        SCHEMA,
+    )
+except IsobenchError as exc:
+    ic.fail(str(exc))
+if workflow.is_main_process:
+    evaluation_plan.write_plan(EVALUATIONS)
+    evaluation_plan.print_plan(EVALUATIONS)
+
+
+def evaluation_exclusive(wildcards=None):
+    """measure.exclusive (the config's top-level block): nothing else runs beside an evaluation job either."""
+    return MeasureSettings.from_config(config.get("measure") or {}).exclusive
+
+
+def evaluation_threads(wildcards):
+    if not evaluation_exclusive() or workflow.non_local_exec:
+        return 1
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
+
+
+def evaluation_jobs(run_id):
+    return [f"{folder}/job.json" for folder in EVALUATIONS[run_id].jobs]
+
+
+def end_of_run(started):
+    """`snakemake evaluate` ends with each evaluation run's leaderboard; any other run with the dataset's summary."""
+    if set(workflow.dag_settings.targets or ()) == {"evaluate"}:
+        print_boards(EVALUATIONS)
+    else:
+        ip.print_run_summary(config["dataset"], per_commit, started)

@@ -1,45 +1,6 @@
 # Scoring agents' patches (docs/evaluation.md). Not part of a plain run: `snakemake evaluate`. The plan (predictions
 # read and matched, one spec file per (instance, model) job, rewritten only when its content changes) is made once
 # per run in the main process; no rule here reads a dataset rule's output, so an evaluation never re-runs one.
-from isobench.evaluate import plan as evaluation_plan
-from isobench.evaluate.report import print_boards
-
-EVAL_ROOT = evaluation_plan.ROOT
-EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"
-
-try:
-    EVALUATIONS = evaluation_plan.plan_evaluations(
-        config,
-        {name: {"repo": plan.repo, "repo_name": config["sources"][name].get("repo_name"), "mirror": str(plan.mirror)}
-         for name, plan in PLAN.items()},
-        Path(workflow.basedir),
-        SCHEMA,
-    )
-except IsobenchError as exc:
-    ic.fail(str(exc))
-if workflow.is_main_process:
-    evaluation_plan.write_plan(EVALUATIONS)
-    evaluation_plan.print_plan(EVALUATIONS)
-
-
-def evaluation_exclusive(wildcards=None):
-    """measure.exclusive (the config's top-level block): nothing else runs beside an evaluation job either."""
-    return MeasureSettings.from_config(config.get("measure") or {}).exclusive
-
-
-def evaluation_threads(wildcards):
-    if not evaluation_exclusive() or workflow.non_local_exec:
-        return 1
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return 1
-
-
-def evaluation_jobs(run_id):
-    return [f"{folder}/job.json" for folder in EVALUATIONS[run_id].jobs]
-
-
 rule evaluate_job:
     input:
         spec=f"{EVAL_JOB}/spec.json",
