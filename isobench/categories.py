@@ -39,6 +39,10 @@ CATEGORIES = {
     "say nothing of the change",
     "target_imported_elsewhere": "a module the commit changes was imported from outside the revision's worktree and "
     "environment (site-packages, a copy), so the revision's own code was not what was timed",
+    "repo_unavailable": "an evaluation could not have the record's repository or its commits here (no network, a "
+    "wrong `repos` entry), so nothing was run",
+    "job_failed": "an evaluation job could not prepare its trees or environments (its log says why), so nothing "
+    "was run",
     "sandbox_violation": "the test broke a sandbox rule: processes left running after it exited, "
     "or output over the cap",
 }

@@ -46,6 +46,17 @@ def test_shipped_config_is_valid(config):
             "field llm: Additional properties are not allowed ('api_key'",
         ),
         (lambda c: c["sources"]["demo"].update(llm={"repairs": -1}), "field sources.demo.llm.repairs"),
+        (lambda c: c.update(evaluations={"r": {"dataset": "d.jsonl"}}), "field evaluations.r: 'predictions'"),
+        (lambda c: c.update(evaluations={"r": {"predictions": 3}}), "field evaluations.r.predictions"),
+        (
+            lambda c: c.update(evaluations={"r": {"predictions": "p", "apply": "force"}}),
+            "field evaluations.r.apply: 'force' is not one of ['strict', '3way', 'fuzzy']",
+        ),
+        (
+            lambda c: c.update(evaluations={"r": {"predictions": "p", "measure": {"rounds": 0}}}),
+            "evaluations.r.measure",
+        ),
+        (lambda c: c.update(evaluations={"../x": {"predictions": "p"}}), "field evaluations"),
     ],
 )
 def test_bad_config_is_one_line(config, mutate, message):

@@ -115,3 +115,16 @@ def test_normalizing_and_flags():
     assert apply.flags_of(p, {"x.py"})["touches_tests"] is True  # one of the record's own test files
     assert apply.flags_of(build, set())["touches_build"] is True
     assert apply.flags_of(startup, set())["build_paths"] == ["sitecustomize.py"]
+
+
+@pytest.mark.parametrize("method", ["strict", "fuzzy"])
+def test_a_patch_never_writes_outside_its_tree(repo, tmp_path, method):
+    mirror, base, _ = repo
+    victim = tmp_path / "victim.txt"
+    for target in ("../victim.txt", str(victim), "../../victim.txt"):
+        patch = f"--- /dev/null\n+++ b/{target}\n@@ -0,0 +1 @@\n+owned\n"
+        git_style = f"diff --git a/{target} b/{target}\nnew file mode 100644\n" + patch
+        for text in (patch, git_style):
+            done = apply.apply_patch(mirror, base, text, tmp_path / "trees" / "t", method)
+            assert not victim.exists(), (target, method, done)
+            assert not (tmp_path / "trees" / "victim.txt").exists()

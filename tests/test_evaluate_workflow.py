@@ -217,6 +217,24 @@ def test_second_model_runs_only_its_jobs(evaluated):
     assert len(rows_of(work, "demo")) == 10
     again = snakemake(work, "-n", "evaluate", "--configfile", "eval.yaml")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+    # one attempt's patch edited: only its (instance, model) is measured again
+    edited = a["patch"].replace(
+        "return dict(Counter(tokenize(text)))", "return dict(Counter(tokenize(text)))  # x"
+    )
+    assert edited != a["patch"]
+    (work / "preds2.jsonl").write_text(
+        jsonl(
+            [
+                {"instance_id": a["instance_id"], "model_name_or_path": "second", "model_patch": p}
+                for p in (crlf, edited)
+            ]
+        )
+    )
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert job_counts(proc).get("evaluate_job") == 1 and "/second/spec.json" in proc.stdout + proc.stderr
+    second = [r for r in rows_of(work, "demo") if r["model"] == "second"]
+    assert second[1]["duplicate_of"] is None and second[1]["candidate"] != second[0]["candidate"]
 
 
 def test_hostile_candidates(evaluated):
@@ -273,6 +291,9 @@ def test_hostile_candidates(evaluated):
     tests = a["patch"] + patches.edit(
         a["base_commit"], ("tests/test_speed.py", "", "def test_fast():\n    assert True\n")
     )
+    build = a["patch"] + patches.edit(
+        a["base_commit"], ("pyproject.toml", "[project]\n", "[project]\n# faster\n")
+    )
     (work / "hostile.jsonl").write_text(
         jsonl(
             [
@@ -282,15 +303,35 @@ def test_hostile_candidates(evaluated):
                     "model_patch": p,
                     "attempt": i,
                 }
-                for i, p in enumerate((replay, clock, cache, tests, guard), 1)
+                for i, p in enumerate((replay, clock, cache, tests, guard, build), 1)
             ]
         )
     )
+    # a test whose result differs run to run: base disagrees with itself, no candidate is charged
+    nondet = work.parent / "nondeterministic.jsonl"
+    test = "import json, random\n\ndef setup():\n    return 0\n\ndef experiment(x):\n    return random.random()\n"
+    test += "\ndef store_result(r, p):\n    json.dump(r, open(p, 'w'))\n"
+    test += "\ndef load_result(p):\n    return json.load(open(p))\n"
+    test += "\ndef check_equivalence(a, b):\n    assert a == b\n"
+    nondet.write_text(json.dumps({**a, "efficiency_test": [test]}) + "\n")
+    (work / "nondet.jsonl").write_text(
+        jsonl([{"instance_id": a["instance_id"], "model_name_or_path": "any", "model_patch": a["patch"]}])
+    )
+    # a record whose repository cannot be had: its rows say so, the other runs go on
+    elsewhere = work.parent / "elsewhere.jsonl"
+    elsewhere.write_text(json.dumps({**a, "repo": "nowhere/none", "instance_id": "nowhere__none-1"}) + "\n")
+    (work / "elsewhere-preds.jsonl").write_text(
+        jsonl([{"instance_id": "nowhere__none-1", "model_name_or_path": "any", "model_patch": a["patch"]}])
+    )
     with open(work / "eval.yaml", "a") as fh:
         fh.write(
+            f"  elsewhere:\n    predictions: elsewhere-preds.jsonl\n    dataset: {elsewhere}\n"
+            "    repos: {nowhere/none: /nonexistent/none}\n"
             f"  hostile:\n    predictions: hostile.jsonl\n    dataset: {work.parent / 'downloaded-dataset.jsonl'}\n"
             "    calibration: false\n    guard_tests: tests/test_text.py\n    attempts_per_job: 8\n"
             "    measure: {rounds: 3, max_rounds: 5}\n"
+            f"  nondet:\n    predictions: nondet.jsonl\n    dataset: {nondet}\n    calibration: false\n"
+            "    measure: {rounds: 2, max_rounds: 2}\n"
         )
     proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -307,6 +348,14 @@ def test_hostile_candidates(evaluated):
     )
     assert rows[5]["status"] == "guard_tests_failed" and "test_tokenize" in rows[5]["error"], rows[5]["error"]
     assert rows[5]["timed"] and rows[5]["success_decided"] == "failure"
+    assert "excessive_speedup" in rows[3]["flags"]  # cached results: far more than 10x base
+    assert (
+        rows[6]["flags"] == ["touches_build"] and rows[6]["status"] == "evaluated" and not rows[6]["counted"]
+    )
+    (row,) = rows_of(work, "elsewhere")
+    assert row["status"] == "repo_unavailable" and "/nonexistent/none" in row["error"] and not row["timed"]
+    (row,) = rows_of(work, "nondet")
+    assert row["status"] == "nondeterministic_test" and "nondeterministic" in row["error"]
 
 
 def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path):
@@ -343,7 +392,7 @@ def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path
     (work / "eval.yaml").write_text(
         "env: {mode: venv, system_site_packages: true, verify_command: '{python} -c \"import demokit.series\"'}\n"
         f"evaluations:\n  venv:\n    predictions: preds.jsonl\n    dataset: {dataset}\n    calibration: false\n"
-        "    measure: {rounds: 3, max_rounds: 4}\n"
+        "    include_main: true\n    measure: {rounds: 3, max_rounds: 4}\n"
     )
     proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -355,3 +404,8 @@ def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path
     assert (
         rows[2]["status"] == "build_failed" and not rows[2]["timed"] and "demokit.series" in rows[2]["error"]
     )
+    # the branch tip, measured beside them on request: GSO's opt_main has its numbers
+    assert (job / "candidates/main/timing.json").exists() and rows[1]["metrics"]["main_speedup"][
+        "speedup"
+    ] > 0
+    assert rows[1]["metrics"]["gso"]["hm_speedup_patch_main"] is not None

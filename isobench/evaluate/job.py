@@ -32,6 +32,10 @@ log = logging.getLogger("isobench")
 SHARED = Path("results/evaluations")
 
 
+class RepositoryUnavailable(RuntimeError):
+    """The record's repository or commits cannot be had here (no network, a wrong ``repos`` entry)."""
+
+
 @dataclass
 class Candidate:
     name: str  # the revision's name, cand_<digest>
@@ -88,10 +92,13 @@ def ensure_repository(spec: dict) -> Path:
     needed = [s for s in (rec.get("base_commit"), rec.get("head_commit")) if s]
     if (mirror / "HEAD").exists() and all(resolve_many(mirror, needed).values()):
         return mirror
-    ensure_mirror(repo["location"], mirror, fetch=(mirror / "HEAD").exists())
+    try:
+        ensure_mirror(repo["location"], mirror, fetch=(mirror / "HEAD").exists())
+    except Exception as exc:  # git's own words: no network, no such repository, ...
+        raise RepositoryUnavailable(f"{repo['location']}: {exc}") from None
     missing = [s[:12] for s, found in resolve_many(mirror, needed).items() if not found]
     if missing:
-        raise RuntimeError(f"{repo['location']}: commits {', '.join(missing)} not found")
+        raise RepositoryUnavailable(f"{repo['location']}: commits {', '.join(missing)} not found")
     return mirror
 
 

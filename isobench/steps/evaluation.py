@@ -10,7 +10,9 @@ from ..evaluate import report as er
 from ..evaluate.rows import attempt_row, calibration_of
 from ..jsonio import load_json, validate, write_json
 from ..measure.containers import Runner
+from ..measure.job import Revision
 from ..measure.machine import ran_on
+from ..measure.rounds import not_run
 from ..secrecy import redact, secret_values
 from .common import log, now_iso
 
@@ -27,8 +29,6 @@ def evaluate_job_step(smk) -> None:
     runner = Runner.from_config(p.runner)
     if overrides:
         log.info("measurement: the record's settings, with the evaluation's %s over them", overrides)
-    timings: dict = {}
-    cands: list = []
     stamp = {
         "settings": settings.as_dict(),
         "contract": settings.contract,
@@ -37,89 +37,37 @@ def evaluate_job_step(smk) -> None:
         "measured_at": now_iso(),
         "ran_on": ran_on(),
     }
+    timings: dict = {}
+    cands: list = []
     try:
         mirror = ej.ensure_repository(spec)
         revisions, cands = ej.prepare(spec, folder, mirror, p.env, runner)
-        for c in cands:
-            if c.applied and c.applied.status != "applied":
-                log.info("  %s: patch_failed: %s", c.name, c.applied.message.splitlines()[-1:])
+        measured = sum(c.revision is not None for c in cands)
         log.info(
-            "evaluating %s for %s: base, head and %d candidate(s), %d to %d rounds",
+            "evaluating %s for %s: base, head and %d candidate(s)",
             spec["instance_id"],
             spec["model"],
-            sum(c.revision is not None for c in cands),
-            settings.rounds,
-            settings.most_rounds,
+            measured,
         )
         timings, placed = ej.measure(
-            spec,
-            folder,
-            revisions,
-            cands,
-            settings=settings,
-            analysis=analysis,
-            sandbox=p.sandbox,
-            runner=runner,
-            gpu_cfg=p.gpu,
-            python_path=p.python_path,
-        )
+            spec, folder, revisions, cands, settings=settings, analysis=analysis, sandbox=p.sandbox,
+            runner=runner, gpu_cfg=p.gpu, python_path=p.python_path,
+        )  # fmt: skip
         stamp.update(gpu_slot=placed["gpu_slot"], warnings=placed["warnings"])
         stamp.update({k: (timings.get("base") or {}).get(k) for k in ("interleave", "rounds_stop")})
     except (
         Exception
-    ) as exc:  # a repository or tree that cannot be had: every attempt says so, nothing is timed
+    ) as exc:  # the repository or a tree cannot be had: every attempt says so, nothing is timed
+        unavailable = isinstance(exc, ej.RepositoryUnavailable)
         log.warning("not measured: %s", exc)
-        stamp["error"] = f"{type(exc).__name__}: {exc}"
-    secrets = secret_values()
-    for name, t in timings.items():
-        t = redact(t, secrets)
-        validate(t, "timing", f"{folder}: timing of {name}")
-        target = (
-            Path(getattr(smk.output, f"timing_{name}"))
-            if name in ("base", "head")
-            else out_dir / name / "timing.json"
-        )
-        write_json(target, t)
-    for name in ("base", "head"):
-        if name not in timings:
-            write_json(
-                getattr(smk.output, f"timing_{name}"),
-                {"revision": name, "status": "not_run", "error": stamp.get("error")},
-            )
-    guards = {}
-    selection = spec["settings"].get("guard_tests")
-    if selection and timings:
-        for c in cands:
-            if c.revision is not None and (timings.get(c.name) or {}).get("status") == "ok":
-                guards[c.name] = ej.guard_tests(
-                    selection, c, folder, settings, p.sandbox, runner, p.python_path
-                )
-    by_digest = {c.digest: c for c in cands}
-    rows, first = [], {}
-    for a in sorted(spec["attempts"], key=lambda a: a["attempt"]):
-        cand = by_digest.get(a["digest"])
-        row = attempt_row(
-            spec,
-            a,
-            cand,
-            first.get(a["digest"]),
-            timings,
-            analysis,
-            stamp,
-            guards.get(cand.name) if cand else None,
-        )
-        if "error" in stamp and not timings:
-            row.update(
-                status="repo_unavailable"
-                if "mirror" in stamp["error"] or "commits" in stamp["error"]
-                else "job_failed",
-                error=stamp["error"],
-                timed=False,
-            )
-        first.setdefault(a["digest"], a["attempt"])
-        validate(row, "evaluation", f"{folder}: attempt {a['attempt']}")
-        write_json(out_dir / f"attempt-{a['attempt']}" / "evaluation.json", row)
-        rows.append(row)
+        stamp["failure"] = "repo_unavailable" if unavailable else "job_failed"
+        stamp["error"] = str(exc) if unavailable else f"{type(exc).__name__}: {exc}"
+    write_timings(smk, spec, folder, out_dir, timings, stamp, settings)
+    guards = guard_results(spec, cands, timings, folder, settings, p, runner)
+    rows = attempt_rows(spec, cands, timings, analysis, stamp, guards, folder, out_dir)
+    calibration = None
+    if spec["calibration"] and timings:
+        calibration = calibration_of(cands, timings, analysis, spec["settings"]["success_p"])
     job = {
         "schema_version": 1,
         "run_id": spec["run_id"],
@@ -127,9 +75,7 @@ def evaluate_job_step(smk) -> None:
         "model": spec["model"],
         "rows": rows,
         "measurement": stamp,
-        "calibration": calibration_of(cands, timings, analysis, spec["settings"]["success_p"])
-        if spec["calibration"] and timings
-        else None,
+        "calibration": calibration,
     }
     write_json(smk.output.job, job)
     for r in rows:
@@ -139,8 +85,56 @@ def evaluate_job_step(smk) -> None:
     shutil.rmtree(folder / "trees", ignore_errors=True)
 
 
+def write_timings(smk, spec, folder, out_dir, timings, stamp, settings) -> None:
+    """The timing files of base and head (rule outputs) and of each candidate (and main) under candidates/; a job
+    that measured nothing still writes base's and head's, saying why."""
+    secrets = secret_values()
+    for name, t in timings.items():
+        t = redact(t, secrets)
+        validate(t, "timing", f"{folder}: timing of {name}")
+        own = name in ("base", "head")
+        write_json(getattr(smk.output, f"timing_{name}") if own else out_dir / name / "timing.json", t)
+    for name in ("base", "head"):
+        if name not in timings:
+            sha = spec["record"][f"{name}_commit"]
+            failure = stamp.get("failure", "job_failed")
+            t = not_run(
+                Revision(name, sha, Path(".")), failure, stamp.get("error") or "not measured", settings
+            )
+            validate(t, "timing", f"{folder}: timing of {name}")
+            write_json(getattr(smk.output, f"timing_{name}"), t)
+
+
+def guard_results(spec, cands, timings, folder, settings, p, runner) -> dict:
+    """{candidate: None when the guard tests pass, else why not}, for every candidate measured correct."""
+    selection = spec["settings"].get("guard_tests")
+    out = {}
+    for c in cands if selection and timings else []:
+        if c.revision is not None and (timings.get(c.name) or {}).get("status") == "ok":
+            out[c.name] = ej.guard_tests(selection, c, folder, settings, p.sandbox, runner, p.python_path)
+    return out
+
+
+def attempt_rows(spec, cands, timings, analysis, stamp, guards, folder, out_dir) -> list[dict]:
+    """One evaluation per attempt, each validated and written as candidates/attempt-<n>/evaluation.json."""
+    by_digest = {c.digest: c for c in cands}
+    rows, first = [], {}
+    for a in sorted(spec["attempts"], key=lambda a: a["attempt"]):
+        cand = by_digest.get(a["digest"])
+        guard = guards.get(cand.name) if cand else None
+        row = attempt_row(spec, a, cand, first.get(a["digest"]), timings, analysis, stamp, guard)
+        if "failure" in stamp and not timings:
+            row.update(status=stamp["failure"], error=stamp["error"], timed=False)
+        first.setdefault(a["digest"], a["attempt"])
+        validate(row, "evaluation", f"{folder}: attempt {a['attempt']}")
+        write_json(out_dir / f"attempt-{a['attempt']}" / "evaluation.json", row)
+        rows.append(row)
+    return rows
+
+
 def evaluations_step(smk) -> None:
-    """evaluations.jsonl: exactly one row per prediction read (planning's rows and every job's attempts)."""
+    """evaluations.jsonl: exactly one row per prediction read (planning's rows and every job's attempts), each with
+    where it was read (from planned.json: a line moved in its file re-measures nothing)."""
     planned = load_json(smk.input.planned)
     rows = list(planned["rows"])
     calibration = []
@@ -148,15 +142,8 @@ def evaluations_step(smk) -> None:
     for path in smk.input.jobs:
         job = load_json(path)
         for r in job["rows"]:
-            rows.append(
-                {
-                    **r,
-                    "prediction": {
-                        **r["prediction"],
-                        **where.get((r["instance_id"], r["model"], r["attempt"]), {}),
-                    },
-                }
-            )
+            read = where.get((r["instance_id"], r["model"], r["attempt"]), {})
+            rows.append({**r, "prediction": {**r["prediction"], **read}})
         if job.get("calibration"):
             calibration.append({"instance_id": job["instance_id"], **job["calibration"]})
     rows.sort(
@@ -175,6 +162,7 @@ def evaluations_step(smk) -> None:
 def evaluation_report_step(smk) -> None:
     rows = er.read_jsonl(smk.input.rows)
     calibration = load_json(smk.input.calibration)
-    out = Path(smk.output.report)
-    table = er.write_report(rows, calibration, out, smk.params.run_id, smk.params.analysis)
+    table = er.write_report(
+        rows, calibration, Path(smk.output.report), smk.params.run_id, smk.params.analysis
+    )
     log.info("%s", table)
