@@ -116,12 +116,12 @@ def dry_run(workdir: Path, snakefile: Path | None = None) -> tuple[float, float]
     return wall, int(kib) / 1024
 
 
-def setup(tmp: Path, n: int) -> tuple[Path, Path]:
+def source_workflow(tmp: Path, n: int, folder: str = "ours") -> tuple[Path, list[str]]:
+    """A synthetic repository of ``n`` + 1 commits and a copy of the workflow whose one source is its ``n`` newest
+    commits, a (blank) pre-generated script each: (the workflow folder, the repository's SHAs, oldest first)."""
     history = make_repo(tmp / "repo", n + 1, files=50, file_bytes=400)
     heads = history[1:]
-    ours = tmp / "ours"
-    ours.mkdir()
-    copy_workflow(ours)
+    ours = copy_workflow(tmp / folder)
     gens = ours / "generators"
     gens.mkdir()
     for sha in heads:
@@ -129,6 +129,13 @@ def setup(tmp: Path, n: int) -> tuple[Path, Path]:
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     config["sources"] = {"s": {"repo": str(tmp / "repo"), "commits": heads, "generators": "generators"}}
     (ours / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return ours, history
+
+
+def setup(tmp: Path, n: int) -> tuple[Path, Path]:
+    ours, history = source_workflow(tmp, n)
+    heads = history[1:]
+    gens = ours / "generators"
     bare = tmp / "bare"
     bare.mkdir()
     shutil.copytree(gens, bare / "generators")

@@ -26,9 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from dag_scale import PEAK  # noqa: E402
-from synthetic import make_repo  # noqa: E402
-from workflow_copy import copy_workflow  # noqa: E402
+from dag_scale import PEAK, source_workflow  # noqa: E402
 
 TEST = "def setup():\n    return 1\n\ndef experiment(x):\n    return x\n"
 
@@ -39,16 +37,8 @@ def patch_for(i: int, model: int, attempt: int) -> str:
 
 
 def setup(tmp: Path, n: int, models: int, attempts: int) -> tuple[Path, int]:
-    history = make_repo(tmp / "repo", n + 1, files=50, file_bytes=400)
+    work, history = source_workflow(tmp, n, "wf")
     heads = history[1:]
-    work = copy_workflow(tmp / "wf")
-    gens = work / "generators"
-    gens.mkdir()
-    for sha in heads:
-        (gens / f"{sha[:8]}_test_case_generator.py").write_text("")
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    config["sources"] = {"s": {"repo": str(tmp / "repo"), "commits": heads, "generators": "generators"}}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     records = [
         {
             "instance_id": f"bench__repo-{h[:7]}",

@@ -53,6 +53,13 @@ def rows_of(work: Path, run: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def evaluate(work: Path, run: str) -> dict[int, dict]:
+    """`snakemake evaluate` with the folder's eval.yaml; the rows of ``run`` by attempt."""
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return {r["attempt"]: r for r in rows_of(work, run)}
+
+
 def job_counts(proc) -> dict[str, int]:
     text = proc.stdout + proc.stderr
     if "Nothing to be done" in text:
@@ -333,9 +340,7 @@ def test_hostile_candidates(evaluated):
             f"  nondet:\n    predictions: nondet.jsonl\n    dataset: {nondet}\n    calibration: false\n"
             "    measure: {rounds: 2, max_rounds: 2}\n"
         )
-    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = {r["attempt"]: r for r in rows_of(work, "hostile")}
+    rows = evaluate(work, "hostile")
     assert rows[1]["status"] == "not_equivalent", rows[1]["error"]
     assert rows[2]["status"] == "evaluated"
     assert rows[2]["metrics"]["speedup"]["speedup"] < 2 and "excessive_speedup" not in rows[2]["flags"]
@@ -394,9 +399,7 @@ def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path
         f"evaluations:\n  venv:\n    predictions: preds.jsonl\n    dataset: {dataset}\n    calibration: false\n"
         "    include_main: true\n    measure: {rounds: 3, max_rounds: 4}\n"
     )
-    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = {r["attempt"]: r for r in rows_of(work, "venv")}
+    rows = evaluate(work, "venv")
     assert rows[1]["status"] == "evaluated", rows[1]["error"]
     job = work / "results/evaluations/venv" / GOLD_AND_AGENT[0] / "m"
     timing = json.loads((job / "candidates" / rows[1]["candidate"] / "timing.json").read_text())
