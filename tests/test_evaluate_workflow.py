@@ -110,7 +110,7 @@ def evaluated(demo_run, demo, tmp_path_factory):
     )
     (work / "eval.yaml").write_text(
         f"evaluations:\n  demo:\n    predictions: preds.jsonl\n    dataset: {dataset}\n"
-        "    measure: {rounds: 3, max_rounds: 8}\n"
+        "    measure: {rounds: 4, max_rounds: 16}\n"
     )
     proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -156,7 +156,7 @@ def test_demo_evaluation(evaluated):
     # the settings: the record's own, the evaluation's two over them, recorded
     measured = by[("agent", "d8b3dfa", 1)]["measurement"]
     assert (
-        measured["overrides"] == {"rounds": 3, "max_rounds": 8} and measured["recorded"]["max_rounds"] == 30
+        measured["overrides"] == {"rounds": 4, "max_rounds": 16} and measured["recorded"]["max_rounds"] == 30
     )
     # calibration: A/A and the human's diff as candidates, apart from the models
     cal = json.loads((work / "results/evaluations/demo/calibration.json").read_text())
@@ -322,7 +322,16 @@ def test_hostile_candidates(evaluated):
     test += "\ndef check_equivalence(a, b):\n    assert a == b\n"
     nondet.write_text(json.dumps({**a, "efficiency_test": [test]}) + "\n")
     (work / "nondet.jsonl").write_text(
-        jsonl([{"instance_id": a["instance_id"], "model_name_or_path": "any", "model_patch": a["patch"]}])
+        jsonl(
+            [
+                {"instance_id": a["instance_id"], "model_name_or_path": "any", "model_patch": a["patch"]},
+                {
+                    "instance_id": a["instance_id"],
+                    "model_name_or_path": "none-applies",
+                    "model_patch": "junk\n",
+                },
+            ]
+        )
     )
     # a record whose repository cannot be had: its rows say so, the other runs go on
     elsewhere = work.parent / "elsewhere.jsonl"
@@ -354,13 +363,17 @@ def test_hostile_candidates(evaluated):
     assert rows[5]["status"] == "guard_tests_failed" and "test_tokenize" in rows[5]["error"], rows[5]["error"]
     assert rows[5]["timed"] and rows[5]["success_decided"] == "failure"
     assert "excessive_speedup" in rows[3]["flags"]  # cached results: far more than 10x base
-    assert (
-        rows[6]["flags"] == ["touches_build"] and rows[6]["status"] == "evaluated" and not rows[6]["counted"]
-    )
+    assert "touches_build" in rows[6]["flags"] and rows[6]["status"] == "evaluated" and not rows[6]["counted"]
     (row,) = rows_of(work, "elsewhere")
     assert row["status"] == "repo_unavailable" and "/nonexistent/none" in row["error"] and not row["timed"]
-    (row,) = rows_of(work, "nondet")
+    row, junk = sorted(rows_of(work, "nondet"), key=lambda r: r["model"])
     assert row["status"] == "nondeterministic_test" and "nondeterministic" in row["error"]
+    # a job none of whose patches applies times nothing at all, base and head included
+    assert junk["status"] == "patch_failed" and not junk["timed"]
+    job = json.loads(
+        (work / "results/evaluations/nondet" / a["instance_id"] / "none-applies/job.json").read_text()
+    )
+    assert "were not measured" in job["measurement"]["error"]
 
 
 def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path):

@@ -93,3 +93,19 @@ def test_failing_base_leaves_no_reference(tmp_path, revisions):
         "head": ("failed", "no_reference"),
         "main": ("failed", "no_reference"),
     }
+
+
+def test_each_revision_follows_each_other_as_often():
+    """call_order: over two cycles every revision runs first as often, and right after each other one as often
+    (a candidate identical to head is not always the one that finds head's code warm)."""
+    from collections import Counter
+
+    from isobench.measure.lockstep import call_order
+
+    for names in (["base", "head", "main"], ["base", "head", "c1", "c2"]):
+        n = len(names)
+        orders = [call_order(names, i) for i in range(2 * n)]
+        assert Counter(o[0] for o in orders) == Counter({x: 2 for x in names})
+        follows = Counter((o[j], o[j + 1]) for o in orders for j in range(n - 1))
+        assert len(set(follows.values())) == 1 and len(follows) == n * (n - 1)
+    assert call_order([], 3) == []

@@ -59,7 +59,7 @@ class EvaluationRounds:
                             **again,
                             "category": "nondeterministic",
                             "error": "base's result differs from the reference base itself stored in this job: "
-                            f"the test cannot judge a candidate ({again.get('error')})",
+                            f"the test is nondeterministic and cannot judge a candidate ({again.get('error')})",
                         }
                     reports["base"] = again
         for name in ("head", "main"):

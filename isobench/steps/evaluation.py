@@ -43,21 +43,22 @@ def evaluate_job_step(smk) -> None:
         mirror = ej.ensure_repository(spec)
         revisions, cands = ej.prepare(spec, folder, mirror, p.env, runner)
         measured = sum(c.revision is not None for c in cands)
-        log.info(
-            "evaluating %s for %s: base, head and %d candidate(s)",
-            spec["instance_id"],
-            spec["model"],
-            measured,
-        )
+        if not measured:
+            raise NothingToMeasure(
+                "no candidate of this job applied and built: base and head were not measured"
+            )
+        what = f"{spec['instance_id']} for {spec['model']}: base, head and {measured} candidate(s)"
+        log.info("evaluating %s", what)
         timings, placed = ej.measure(
             spec, folder, revisions, cands, settings=settings, analysis=analysis, sandbox=p.sandbox,
             runner=runner, gpu_cfg=p.gpu, python_path=p.python_path,
         )  # fmt: skip
         stamp.update(gpu_slot=placed["gpu_slot"], warnings=placed["warnings"])
         stamp.update({k: (timings.get("base") or {}).get(k) for k in ("interleave", "rounds_stop")})
-    except (
-        Exception
-    ) as exc:  # the repository or a tree cannot be had: every attempt says so, nothing is timed
+    except NothingToMeasure as exc:
+        log.info("%s", exc)
+        stamp["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001  the repository or a tree cannot be had: every attempt says so
         unavailable = isinstance(exc, ej.RepositoryUnavailable)
         log.warning("not measured: %s", exc)
         stamp["failure"] = "repo_unavailable" if unavailable else "job_failed"
@@ -83,6 +84,10 @@ def evaluate_job_step(smk) -> None:
             "  attempt %s: %s%s", r["attempt"], r["status"], f" ({r['verdict']})" if r["verdict"] else ""
         )
     shutil.rmtree(folder / "trees", ignore_errors=True)
+
+
+class NothingToMeasure(Exception):
+    """Every candidate of the job failed to apply or build: there is nothing to time base and head against."""
 
 
 def write_timings(smk, spec, folder, out_dir, timings, stamp, settings) -> None:
