@@ -118,20 +118,22 @@ def without_timings(record: dict, work: Path) -> dict:
 
 
 def pytest_sessionstart(session):
-    """The tests run generated code in bubblewrap's sandbox (isobench/measure/view.py): install Debian's
-    bubblewrap when it is missing and this user may (root or passwordless sudo, apt-get)."""
-    if shutil.which("bwrap") or not shutil.which("apt-get"):
+    """The tests run generated code in bubblewrap's sandbox (isobench/measure/view.py), and an evaluation's
+    `apply: fuzzy` uses GNU patch: install Debian's packages when they are missing and this user may (root or
+    passwordless sudo, apt-get)."""
+    missing = [pkg for tool, pkg in (("bwrap", "bubblewrap"), ("patch", "patch")) if not shutil.which(tool)]
+    if not missing or not shutil.which("apt-get"):
         return
     sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
     if sudo and not shutil.which("sudo"):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", "bubblewrap"]
+    install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
     if subprocess.run(install, capture_output=True, env=env).returncode != 0:
         subprocess.run([*sudo, "apt-get", "update", "-q"], capture_output=True, env=env)
         if subprocess.run(install, capture_output=True, env=env).returncode != 0:
             sys.stderr.write(
-                "conftest: apt-get install bubblewrap failed: tests that run a test will refuse\n"
+                f"conftest: apt-get install {' '.join(missing)} failed: tests that need them will fail\n"
             )
 
 
