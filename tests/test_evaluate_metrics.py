@@ -130,3 +130,10 @@ def test_model_summary_and_comparison():
     assert cmp["shared_instances"] == 12 and cmp["better"] == "a" and cmp["mcnemar_p"] < 0.01
     same = aggregate.compare_models(a, a)
     assert same["better"] is None and same["mcnemar_p"] == 1.0
+
+
+def test_unknown_instances_are_not_the_models_instances():
+    a = [row(f"i{i}", True, 1.2) for i in range(3)]
+    a.append({"instance_id": "nope", "attempt": 1, "status": "unknown_instance"})
+    s = aggregate.model_summary(a)
+    assert s["predictions"] == 4 and s["instances"] == 3 and s["success_decided"]["rate"] == 1.0

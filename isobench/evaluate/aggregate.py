@@ -20,6 +20,8 @@ from .metrics import FAST_P
 
 BOOTSTRAP = 2000
 SEED = 0
+# predictions that say nothing of the model on the dataset: counted among its predictions, not its instances
+NOT_THE_MODELS = ("unknown_instance", "instance_unusable")
 
 
 def unbiased_pass_at_k(n: int, c: int, k: int) -> float:
@@ -52,10 +54,12 @@ def _mean(a: np.ndarray) -> float:
 
 
 def per_instance(rows: list[dict]) -> dict[str, list[dict]]:
-    """A model's attempts by instance, in attempt order."""
+    """A model's attempts by instance of the dataset, in attempt order (rows of unknown or unusable instances
+    left out)."""
     out: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["attempt"] or 0):
-        out.setdefault(r["instance_id"], []).append(r)
+        if r.get("instance_id") and r["status"] not in NOT_THE_MODELS:
+            out.setdefault(r["instance_id"], []).append(r)
     return out
 
 
@@ -72,7 +76,7 @@ def speedup_value(row: dict) -> float | None:
 def model_summary(rows: list[dict], k_values=(1, 5)) -> dict:
     """The figures of one model's rows (every row of its predictions, whatever happened to them)."""
     rng = np.random.default_rng(SEED)
-    inst = per_instance([r for r in rows if r.get("instance_id")])
+    inst = per_instance(rows)
     first = [attempts[0] for attempts in inst.values()]
     succ = [1.0 if r.get("success_decided") == "success" else 0.0 for r in first]
     sr = [v for v in (sr_value(r) for r in first) if v and v > 0]
