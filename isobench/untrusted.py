@@ -33,7 +33,7 @@ def is_commit_hash(value) -> bool:
     return isinstance(value, str) and _COMMIT_HASH.match(value) is not None
 
 
-def commit_key(commit: str) -> str:
+def commit_key(commit: str, prefix: str = "ref-") -> str:
     """The name of a commit's folder and files when git did not resolve it to a SHA: ``commit`` itself when it is
     one path component that fits the ``{commit}`` wildcard (``no-such-ref``, an unknown SHA), else
     ``ref-<its safe characters>-<8 hex digits of its sha256>`` (``-x`` gives ``ref-x-…``, ``../../a/b``
@@ -42,7 +42,7 @@ def commit_key(commit: str) -> str:
         return commit
     letters = re.sub(r"[^A-Za-z0-9._-]+", "_", commit).strip("._-")[:40]
     digest = hashlib.sha256(commit.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"ref-{letters}-{digest}" if letters else f"ref-{digest}"
+    return f"{prefix}{letters}-{digest}" if letters else f"{prefix}{digest}"
 
 
 def shown(value: str, limit: int = 200) -> str:

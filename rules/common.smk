@@ -113,7 +113,12 @@ def measure_threads(wildcards):
     """A quiet machine: with measure.exclusive a local measure job takes every core Snakemake has. On a
     cluster the job asks for a whole node instead (measure_slurm_extra); its CPU count comes from the
     profile (`set-threads`), since Snakemake's --cores means nothing there."""
-    if not measure_exclusive(wildcards) or workflow.non_local_exec:
+    return exclusive_threads(measure_exclusive(wildcards))
+
+
+def exclusive_threads(exclusive: bool) -> int:
+    """Every core Snakemake has for a job that must run alone (measure.exclusive), locally; 1 otherwise."""
+    if not exclusive or workflow.non_local_exec:
         return 1
     try:
         return workflow.cores
@@ -186,7 +191,7 @@ EVAL_ROOT = evaluation_plan.ROOT
 EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"
 
 try:
-    EVALUATIONS = evaluation_plan.plan_evaluations(
+    EVALUATIONS, UNPLANNED = evaluation_plan.plan_evaluations(
         config,
         {
             name: {
@@ -203,7 +208,7 @@ except IsobenchError as exc:
     ic.fail(str(exc))
 if workflow.is_main_process:
     evaluation_plan.write_plan(EVALUATIONS)
-    evaluation_plan.print_plan(EVALUATIONS)
+    evaluation_plan.print_plan(EVALUATIONS, UNPLANNED)
 
 
 def evaluation_exclusive(wildcards=None):
@@ -212,12 +217,18 @@ def evaluation_exclusive(wildcards=None):
 
 
 def evaluation_threads(wildcards):
-    if not evaluation_exclusive() or workflow.non_local_exec:
-        return 1
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return 1
+    return exclusive_threads(evaluation_exclusive())
+
+
+def evaluation_targets(wildcards):
+    """What `snakemake evaluate` makes: each run's report and every job's file (a deleted one is made again:
+    Snakemake does not look behind an up-to-date report). A run that could not be planned stops it here, when
+    the target is asked for, never a dataset run."""
+    if UNPLANNED:
+        ic.fail(UNPLANNED[0])
+    return [f"{EVAL_ROOT}/{run}/report" for run in EVALUATIONS] + [
+        path for run in EVALUATIONS for path in evaluation_jobs(run)
+    ]
 
 
 def evaluation_jobs(run_id):

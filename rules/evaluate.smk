@@ -75,5 +75,4 @@ rule evaluation_report:
 # Every job's file is named too: a deleted one is made again (Snakemake does not look behind an up-to-date report).
 rule evaluate:
     input:
-        [f"{EVAL_ROOT}/{run}/report" for run in EVALUATIONS],
-        [path for run in EVALUATIONS for path in evaluation_jobs(run)],
+        evaluation_targets,

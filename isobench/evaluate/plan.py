@@ -10,31 +10,27 @@ calibration: an empty change (A/A) and the human's own diff (gold) measured as c
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import IsobenchError
 from ..git import is_url
 from ..jsonio import dumps, write_text_atomic
+from ..settings import load_schema
+from ..untrusted import commit_key
 from . import apply
 from .inputs import Prediction, expand, read_predictions
 from .instances import Dataset, read_dataset, unusable
 
 ROOT = "results/evaluations"
 CALIBRATION = "_calibration"
-_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def key_of(name: str) -> str:
-    """A name (model, instance id) as one safe path component: itself when it is one, else its safe characters
-    and 8 hex digits of its sha256 (``codex/gpt-4o`` → ``codex_gpt-4o-1a2b3c4d``): never a path."""
-    if _KEY.match(name) and ".." not in name:
-        return name
-    letters = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:48]
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"{letters}-{digest}" if letters else f"x-{digest}"
+    """A name (model, instance id) as one safe path component, as a commit id becomes one
+    (``codex/gpt-4o`` → ``key-codex_gpt-4o-1a2b3c4d``): never a path."""
+    return commit_key(name, prefix="key-")
 
 
 @dataclass
@@ -74,6 +70,14 @@ def used_fields(record: dict) -> dict:
         **{k: record.get(k) for k in RECORD_FIELDS},
         "provenance": {k: prov.get(k) for k in ("measure_settings", "contract", "analysis")},
     }
+
+
+def shown_path(path: Path, base: Path) -> Path:
+    """A path under the project folder relative to it (rows and specs stay the same when the folder moves)."""
+    try:
+        return path.relative_to(base)
+    except ValueError:
+        return path
 
 
 def prediction_facts(p: Prediction) -> dict:
@@ -120,12 +124,12 @@ def mirror_for(record: dict, cfg: dict, sources: dict) -> dict:
 def plan_run(run_id: str, cfg: dict, dataset_path: str, sources: dict, base: Path) -> EvalRun:
     """The plan of one evaluation run (``cfg``: its block of the config, defaults filled in)."""
     run = EvalRun(run_id, dataset_path)
-    dataset: Dataset = read_dataset(
-        base / dataset_path if not Path(dataset_path).is_absolute() else dataset_path
-    )
+    dataset: Dataset = read_dataset(base / dataset_path)  # an absolute dataset_path stays itself
+    dataset.path = str(dataset_path)  # as configured: a project folder moved elsewhere keeps its specs
     run.problems += dataset.problems
     index = dataset.index()
     preds = read_predictions(expand(cfg["predictions"], base))
+    preds = [replace(p, file=str(shown_path(Path(p.file), base))) for p in preds]
     run.predictions = len(preds)
     groups: dict[tuple[str, str], list[tuple[Prediction, dict]]] = {}
     used: dict[str, dict] = {}
@@ -248,32 +252,34 @@ def _write_if_changed(path: Path, text: str) -> None:
 def with_defaults(cfg: dict, schema_path) -> dict:
     """An evaluation block with the schema's defaults filled in (Snakemake's validate does not reach into
     ``additionalProperties``)."""
-    import yaml
-
-    with open(schema_path, encoding="utf-8") as fh:
-        props = yaml.safe_load(fh)["$defs"]["evaluation"]["properties"]
+    props = load_schema(str(schema_path))["$defs"]["evaluation"]["properties"]
     return {**{k: v["default"] for k, v in props.items() if "default" in v}, **cfg}
 
 
-def plan_evaluations(config: dict, sources: dict, base: Path, schema_path) -> dict[str, EvalRun]:
-    """Every evaluation run of the config. A run whose dataset or predictions cannot be read at all stops
-    planning with one line naming it; a bad line or record is a row or a problem of its run."""
-    runs = {}
+def plan_evaluations(
+    config: dict, sources: dict, base: Path, schema_path
+) -> tuple[dict[str, EvalRun], list[str]]:
+    """Every evaluation run of the config, and one line for each run whose dataset or predictions cannot be read
+    at all (``snakemake evaluate`` stops on it; a dataset run goes on). A bad line or record is a row or a
+    problem of its run."""
+    runs, broken = {}, []
     for run_id, cfg in (config.get("evaluations") or {}).items():
         cfg = with_defaults(cfg, schema_path)
         dataset = cfg.get("dataset") or config["dataset"]
         try:
             runs[run_id] = plan_run(run_id, cfg, dataset, sources, base)
         except IsobenchError as exc:
-            raise IsobenchError(f"evaluations.{run_id}: {exc}") from None
-    return runs
+            broken.append(f"evaluations.{run_id}: {exc}")
+    return runs, broken
 
 
-def print_plan(runs: dict[str, EvalRun], limit: int = 10) -> None:
+def print_plan(runs: dict[str, EvalRun], unplanned: list[str] = (), limit: int = 10) -> None:
     """The lines an evaluation prints at the start of a run: what was read, what will run, and every problem
     listed together (the first ``limit``, then their count)."""
     import sys
 
+    for line in unplanned:
+        sys.stderr.write(f"isobench: {line} (`snakemake evaluate` stops on it; other targets go on)\n")
     for run in runs.values():
         counts: dict[str, int] = {}
         for r in run.rows:

@@ -50,10 +50,7 @@ def by_model(rows: list[dict]) -> dict[str, list[dict]]:
 
 def gso_report(rows: list[dict], total_instances: int) -> dict:
     """GSO's per-run report, from one model's rows (attempt 1 of each instance, as one GSO run holds)."""
-    first = {}
-    for r in sorted(rows, key=lambda r: r["attempt"] or 0):
-        if r.get("instance_id") and r["status"] not in NOT_RUN:
-            first.setdefault(r["instance_id"], r)
+    first = {r["instance_id"]: r for r in _first(rows)}
     sets: dict[str, set] = {
         k: set()
         for k in (

@@ -67,10 +67,18 @@ def attempt_row(
     analysis: Analysis,
     measured_with: dict,
     guard_error: str | None,
+    known: dict | None = None,
 ) -> dict:
-    """The evaluation of one attempt."""
-    status, error = status_of(cand, timings, guard_error)
-    m, flags = candidate_metrics(cand, timings, analysis, spec["settings"]["success_p"], status)
+    """The evaluation of one attempt. ``known``: what earlier attempts of the job computed, by candidate (attempts
+    sharing a patch share its status and metrics: the bootstraps and SWE-Perf's search run once per candidate)."""
+    key = cand.name if cand else None
+    if known is not None and key in known:
+        status, error, m, flags = known[key]
+    else:
+        status, error = status_of(cand, timings, guard_error)
+        m, flags = candidate_metrics(cand, timings, analysis, spec["settings"]["success_p"], status)
+        if known is not None:
+            known[key] = status, error, m, flags
     counted = status == "evaluated" and not ({"touches_tests", "touches_build"} & set(flags))
     rec = spec["record"]
     applied = cand.applied if cand else None

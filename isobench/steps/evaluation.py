@@ -123,11 +123,11 @@ def guard_results(spec, cands, timings, folder, settings, p, runner) -> dict:
 def attempt_rows(spec, cands, timings, analysis, stamp, guards, folder, out_dir) -> list[dict]:
     """One evaluation per attempt, each validated and written as candidates/attempt-<n>/evaluation.json."""
     by_digest = {c.digest: c for c in cands}
-    rows, first = [], {}
+    rows, first, known = [], {}, {}
     for a in sorted(spec["attempts"], key=lambda a: a["attempt"]):
         cand = by_digest.get(a["digest"])
         guard = guards.get(cand.name) if cand else None
-        row = attempt_row(spec, a, cand, first.get(a["digest"]), timings, analysis, stamp, guard)
+        row = attempt_row(spec, a, cand, first.get(a["digest"]), timings, analysis, stamp, guard, known)
         if "failure" in stamp and not timings:
             row.update(status=stamp["failure"], error=stamp["error"], timed=False)
         first.setdefault(a["digest"], a["attempt"])
