@@ -41,10 +41,12 @@ def analysis_settings(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     return {**block_defaults("analysis", schema_path), **(config.get("analysis") or {})}
 
 
-def layered(config: dict, source: str, schema_path: str | Path, key: str) -> dict:
-    """A settings block: the schema's defaults, then the global ``key``, then the source's ``key``."""
+def layered(config: dict, source: str | None, schema_path: str | Path, key: str) -> dict:
+    """A settings block: the schema's defaults, then the global ``key``, then the source's ``key`` (none: the
+    global block alone)."""
     defaults = block_defaults(key, schema_path)
-    return {**defaults, **(config.get(key) or {}), **(config["sources"][source].get(key) or {})}
+    own = (config["sources"][source].get(key) or {}) if source else {}
+    return {**defaults, **(config.get(key) or {}), **own}
 
 
 def llm_settings(config: dict, source: str, schema_path: str | Path = SCHEMA) -> dict:

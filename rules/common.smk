@@ -211,6 +211,24 @@ if workflow.is_main_process:
     evaluation_plan.print_plan(EVALUATIONS, UNPLANNED)
 
 
+def evaluation_block(key):
+    """The job's ``key`` block (sandbox, runner, env): that of the source whose repository the record's is, so that
+    a candidate runs as its revisions were measured; else the config's top-level block.
+    """
+
+    def block(wildcards):
+        run = EVALUATIONS.get(wildcards.run)
+        folder = f"{EVAL_ROOT}/{wildcards.run}/{wildcards.instance}/{wildcards.model}"
+        spec = run.jobs.get(folder) if run else None
+        mirror = spec["repository"]["mirror"] if spec else None
+        source = next(
+            (name for name, plan in PLAN.items() if str(plan.mirror) == mirror), None
+        )
+        return ic.layered(config, source, SCHEMA, key)
+
+    return block
+
+
 def evaluation_exclusive(wildcards=None):
     """measure.exclusive (the config's top-level block): nothing else runs beside an evaluation job either."""
     return MeasureSettings.from_config(config.get("measure") or {}).exclusive

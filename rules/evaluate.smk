@@ -21,9 +21,9 @@ rule evaluate_job:
         slurm_extra=lambda wc: "--exclusive" if evaluation_exclusive() else "",
     params:
         analysis=ic.analysis_settings(config, SCHEMA),
-        sandbox=config["sandbox"],
-        runner=config["runner"],
-        env=config["env"],
+        sandbox=evaluation_block("sandbox"),
+        runner=evaluation_block("runner"),
+        env=evaluation_block("env"),
         gpu=config.get("gpu"),
         python_path=[],
     script:

@@ -32,9 +32,11 @@ SITE = [
     "--set-threads",
     "measure=2",
     "env=1",
+    "evaluate_job=2",
     "--set-resources",
     "measure:mem_mb=2000",
     "env:mem_mb=1000",
+    "evaluate_job:mem_mb=2000",
     "--local-cores",
     "2",
 ]
@@ -145,6 +147,31 @@ def test_demo_on_slurm_matches_a_local_run(cluster, demo_run, tmp_path):
     again = on_slurm(work, cluster)  # nothing to do, and no job submitted
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     assert "submitted with SLURM" not in again.stdout + again.stderr
+
+    # an evaluation on the cluster: its (instance, model) job is a SLURM job like a measurement
+    record = next(r for r in rows if r["instance_id"] == "isobench__demokit-d8b3dfa")
+    line = {
+        "instance_id": record["instance_id"],
+        "model_name_or_path": "gold",
+        "model_patch": record["patch"],
+    }
+    (work / "preds.jsonl").write_text(json.dumps(line) + "\n")
+    (work / "eval.yaml").write_text(
+        "evaluations:\n  onslurm:\n    predictions: preds.jsonl\n    calibration: false\n"
+        "    measure: {rounds: 2, max_rounds: 2}\n"
+    )
+    proc = on_slurm(work, cluster, "evaluate", "--configfile=eval.yaml")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run = work / "results" / "evaluations" / "onslurm"
+    (row,) = [json.loads(x) for x in (run / "evaluations.jsonl").read_text().splitlines()]
+    assert row["status"] == "evaluated" and row["timed"], row
+    (job_file,) = run.glob("*/*/job.json")
+    slurm = json.loads(job_file.read_text())["measurement"]["ran_on"]["slurm"]
+    job = scontrol_job(cluster, slurm["job_id"])
+    assert job["JobState"] == "COMPLETED" and job["Comment"].startswith("rule_evaluate_job_wildcards_"), job
+    assert "gpu:1" in job["TresPerJob"], job
+    submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", proc.stdout + proc.stderr)
+    assert submitted == [slurm["job_id"]]  # the rows and the report were made here
 
 
 # --- the sbatch lines our profile makes, written by the plugin itself (no cluster needed) ----------------
