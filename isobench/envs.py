@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .errors import IsobenchError
 from .measure.containers import Runner, inspect_image, runner_prefix
+from .measure.sandbox import SandboxSettings
 from .settings import schema_settings
 
 
@@ -79,6 +80,24 @@ def _run(
     return proc.returncode, out[-1500:]
 
 
+# What a timing file records of its revision's environment (its ``revision_env``), from the environment's marker.
+REVISION_ENV = (
+    "mode",
+    "python",
+    "image",
+    "image_id",
+    "image_digest",
+    "engine",
+    "engine_version",
+    "python_version",
+)
+
+
+def revision_env(marker: dict) -> dict:
+    """The marker's part that a timing file records (``revision_env``)."""
+    return {key: marker.get(key) for key in REVISION_ENV}
+
+
 def build_env(
     *,
     sha: str,
@@ -89,9 +108,12 @@ def build_env(
     install_commands: list[str],
     runner: Runner,
     log_path: Path,
+    build_in_tree: bool = False,
 ) -> dict:
     """Build (or rebuild) the environment of ``sha`` (``cfg``: the config's env block); returns its marker
-    (status ok or failed)."""
+    (status ok or failed). ``build_in_tree`` (image mode): the setup and install commands run in the image with
+    the worktree writable, so that what they build stays in the tree (an evaluation's candidate that changes
+    compiled sources)."""
     settings = EnvSettings.from_config(cfg)
     mode = settings.mode
     worktree = Path(worktree).resolve()
@@ -146,7 +168,13 @@ def build_env(
                 log.write(f"{exc}\n")
                 return {**marker, "status": "failed", "error": str(exc)}
             commands = []
-            inside = runner_prefix(runner, worktree, [(worktree, False)], {}, "allow", image=image)
+            if build_in_tree:
+                commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
+            # building in the tree: the tree writable, and a writable /tmp and HOME for the build's tools
+            mounts = [(worktree, build_in_tree)]
+            env = {"HOME": "/tmp"} if build_in_tree else {}
+            limits = SandboxSettings.from_config({}) if build_in_tree else None
+            inside = runner_prefix(runner, worktree, mounts, env, "allow", image=image, limits=limits)
         if settings.verify_command:
             commands.append(("verify", settings.verify_command))
         for kind, template in commands:

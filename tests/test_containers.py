@@ -15,6 +15,7 @@ import time
 import pytest
 import yaml
 from conftest import container_image_build, copy_workflow, processes_with, snakemake, without_timings
+from test_evaluate_workflow import Patches, jsonl, rows_of
 from test_sandbox import SECRET, TEST
 
 from isobench.dataset import read_dataset
@@ -283,15 +284,16 @@ def test_workflow_in_containers_matches_a_local_run(tmp_path, demo, demo_run, im
         )
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
         proc = snakemake(work, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
+        evaluate_in_images(work, repo, rows[shas["primes"]], template)
     finally:
         for sha in tagged:
             subprocess.run(["podman", "untag", image, "localhost/" + template.replace("{sha12}", sha[:12])])
-    assert proc.returncode == 0, proc.stderr[-3000:]
     local = {
         r["head_commit"]: r
         for r in read_dataset(demo_run[0].with_name(demo_run[0].name + ".first-dataset.jsonl"))
     }
-    rows = {r["head_commit"]: r for r in read_dataset(work / "results" / "dataset.jsonl")}
     assert sorted(rows) == sorted(keep)
     for key in keys:
         row = rows[shas[key]]
@@ -319,4 +321,60 @@ def test_workflow_in_containers_matches_a_local_run(tmp_path, demo, demo_run, im
     assert broken["base"]["status"] == "ok" and broken["head"]["category"] == "env_failed"
     head = json.loads((work / "results" / "demo" / shas["wordfreq"] / "timing_head.json").read_text())
     assert f"image isobench-test-rev:{shas['wordfreq'][:12]} not found" in head["error"]
+    assert containers_named() == []
+
+
+def evaluate_in_images(work, repo, record, template):
+    """`snakemake evaluate` on the run's dataset: the human's diff, a patch that changes the result and one that
+    changes a compiled source, each candidate a tree of base run by base's image, as the source's revisions were
+    (its runner and env mode); the compiled change built by the record's install command in base's image."""
+    patches = Patches(repo, work.parent)
+    wrong = patches.edit(
+        record["base_commit"], ("demokit/numbers.py", "    primes = []\n", "    primes = [1]\n")
+    )
+    compiled = patches.edit(  # imports what only the build makes: measured only if it was built
+        record["base_commit"],
+        ("demokit/speed.c", "", "int fast;\n"),
+        (
+            "demokit/numbers.py",
+            "    primes = []\n",
+            "    from demokit.speed_built import BUILT\n    primes = []\n",
+        ),
+    )
+    (work / "preds.jsonl").write_text(
+        jsonl(
+            {"instance_id": record["instance_id"], "model_name_or_path": "agent", "model_patch": patch}
+            for patch in (record["patch"], wrong, compiled)
+        )
+    )
+    build = (
+        "python3 -c \"import pathlib; [pathlib.Path(str(c)[:-2] + '_built.py').write_text('BUILT = 1') "
+        "for c in pathlib.Path('demokit').glob('*.c')]\""
+    )
+    dataset = work / "with-install.jsonl"
+    dataset.write_text(json.dumps({**record, "install_commands": [build]}) + "\n")
+    (work / "eval.yaml").write_text(
+        f"evaluations:\n  boxed:\n    predictions: preds.jsonl\n    dataset: {dataset}\n    calibration: false\n"
+        "    measure: {rounds: 3, max_rounds: 3}\n"
+    )
+    proc = snakemake(work, "evaluate", "--configfile", "eval.yaml", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["attempt"]: r for r in rows_of(work, "boxed")}
+    assert rows[1]["status"] == "evaluated" and rows[1]["timed"], rows[1]
+    assert rows[2]["status"] == "not_equivalent", rows[2]
+    assert rows[3]["status"] == "evaluated" and rows[3]["timed"], rows[3]
+    job = work / "results" / "evaluations" / "boxed" / record["instance_id"] / "agent"
+    log = (job / "envs" / rows[3]["candidate"] / "build.log").read_text()
+    # the record's install command ran in base's image on the candidate's tree (without it, numbers.py's
+    # import of demokit.speed_built fails and attempt 3 is not timed)
+    assert "_built.py" in log and "[exit 0]" in log, log
+    base_image = template.replace("{sha12}", record["base_commit"][:12])
+    timings = sorted(job.glob("candidates/*/timing.json"))
+    assert len(timings) == 3
+    for path in [*timings, timings[0].parents[2] / "timing_base.json"]:
+        t = json.loads(path.read_text())
+        renv = t["revision_env"]
+        assert renv["engine"] == "podman" and renv["image"] == base_image, renv
+        assert t["env"]["python_executable"] == "/usr/bin/python3"
+        assert t["sandbox"]["container"]["network"] == "none"
     assert containers_named() == []

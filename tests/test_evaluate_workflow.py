@@ -311,6 +311,8 @@ def test_hostile_candidates(evaluated):
     build = a["patch"] + patches.edit(
         a["base_commit"], ("pyproject.toml", "[project]\n", "[project]\n# faster\n")
     )
+    # a compiled source changed where the env mode builds nothing: build_failed, never timed (nor silently dropped)
+    compiled = patches.edit(a["base_commit"], ("demokit/fast.c", "", "int fast;\n"))
     (work / "hostile.jsonl").write_text(
         jsonl(
             [
@@ -320,7 +322,7 @@ def test_hostile_candidates(evaluated):
                     "model_patch": p,
                     "attempt": i,
                 }
-                for i, p in enumerate((replay, clock, cache, tests, guard, build), 1)
+                for i, p in enumerate((replay, clock, cache, tests, guard, build, compiled), 1)
             ]
         )
     )
@@ -374,6 +376,8 @@ def test_hostile_candidates(evaluated):
     assert rows[5]["timed"] and rows[5]["success_decided"] == "failure"
     assert "excessive_speedup" in rows[3]["flags"]  # cached results: far more than 10x base
     assert "touches_build" in rows[6]["flags"] and rows[6]["status"] == "evaluated" and not rows[6]["counted"]
+    assert rows[7]["status"] == "build_failed" and not rows[7]["timed"], rows[7]
+    assert "demokit/fast.c" in rows[7]["error"] and "env mode none" in rows[7]["error"]
     (row,) = rows_of(work, "elsewhere")
     assert row["status"] == "repo_unavailable" and "/nonexistent/none" in row["error"] and not row["timed"]
     row, junk = sorted(rows_of(work, "nondet"), key=lambda r: r["model"])

@@ -28,6 +28,8 @@ BUILD_PATH = re.compile(
     r"(^|/)(setup\.py|setup\.cfg|pyproject\.toml|CMakeLists\.txt|Makefile|MANIFEST\.in|build\.py|"
     r"requirements[^/]*\.txt|sitecustomize\.py|usercustomize\.py)$|\.cmake$|\.pth$|(^|/)\.github/"
 )
+# sources a build compiles: a hunk in one changes nothing until the tree is built (isobench/evaluate/job.py)
+COMPILED_PATH = re.compile(r"\.(c|cc|cpp|cxx|cu|cuh|h|hh|hpp|hxx|pyx|pxd|rs|f|f90)$")
 METHODS = {"strict": ("git",), "3way": ("git", "3way"), "fuzzy": ("git", "3way", "fuzz")}
 _DIFF_PATHS = re.compile(r"^diff --git a/(.+?) b/(.+)$", re.M)
 _PLUS_MINUS = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(.+?)(?:\t.*)?$", re.M)
@@ -58,6 +60,11 @@ def touched_paths(patch: str) -> list[str]:
         if p != "/dev/null":
             paths.add(p)
     return sorted(paths)
+
+
+def compiled_paths(patch: str) -> list[str]:
+    """The compiled sources ``patch`` touches (C, C++, CUDA, Cython, Rust, Fortran)."""
+    return sorted(p for p in touched_paths(patch) if COMPILED_PATH.search(p))
 
 
 def flags_of(patch: str, test_files: set[str]) -> dict:

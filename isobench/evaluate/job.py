@@ -2,9 +2,10 @@
 
 The revisions are the measure job's (isobench.measure): base and head from worktrees of the record's SHAs, each
 candidate a fresh tree of base with its patch applied strictly (isobench.evaluate.apply); the environment by the
-config's ``env`` mode (none: base's interpreter runs the tree from source; venv/image: built for the tree and
-verified, ``build_failed`` otherwise); the record's own test and measurement settings (its provenance), with the
-evaluation's ``measure`` block over them. Identical patches are one candidate.
+config's ``env`` mode (none, image: base's environment runs the tree from source, a changed compiled source
+built in base's image; venv: built for the tree and verified; ``build_failed`` otherwise); the record's own test
+and measurement settings (its provenance), with the evaluation's ``measure`` block over them. Identical patches are one
+candidate.
 """
 
 from __future__ import annotations
@@ -103,7 +104,14 @@ def ensure_repository(spec: dict) -> Path:
 
 
 def environment(
-    name: str, sha: str, tree: Path, env_dir: Path, spec: dict, cfg: dict, runner: Runner
+    name: str,
+    sha: str,
+    tree: Path,
+    env_dir: Path,
+    spec: dict,
+    cfg: dict,
+    runner: Runner,
+    build_in_tree: bool = False,
 ) -> Revision:
     """A revision on ``tree`` with its environment built (mode none: nothing to build)."""
     rec = spec["record"]
@@ -122,6 +130,7 @@ def environment(
                 install_commands=list(rec.get("install_commands") or []),
                 runner=runner,
                 log_path=env_dir / "build.log",
+                build_in_tree=build_in_tree,
             )
             write_json(marker_path, marker)
     error = None if marker["status"] == "ok" else f"{marker['error']} (log: {marker['log']})"
@@ -134,6 +143,7 @@ def environment(
         read_only=tuple(Path(x) for x in [marker.get("path")] if x),
         on_path=marker["worktree_on_path"],
         image=marker.get("image"),
+        env=envs.revision_env(marker),
     )
 
 
@@ -168,16 +178,37 @@ def prepare(
         (out / "applied.diff").write_text(
             apply.applied_diff(tree), encoding="utf-8", errors="surrogateescape"
         )
-        base_rev = revisions[0]
-        if env_cfg.get("mode", "none") == "none":  # runs the tree from source: base's environment serves
-            c.revision = replace(base_rev, name=c.name, worktree=tree.resolve())
-        else:
-            c.revision = environment(
-                c.name, rec["base_commit"], tree, folder / "envs" / c.name, spec, env_cfg, runner
-            )
-            if c.revision.env_error:
-                c.build_error, c.revision = c.revision.env_error, None
+        c.revision, c.build_error = candidate_env(c, tree, revisions[0], folder, spec, env_cfg, runner)
     return revisions, cands
+
+
+def candidate_env(
+    c: Candidate, tree: Path, base_rev: Revision, folder: Path, spec: dict, cfg: dict, runner: Runner
+) -> tuple[Revision | None, str | None]:
+    """The candidate's environment, or why it has none. Modes none and image run the tree from source: base's
+    environment serves, unless the patch changes compiled sources, which must be built, never dropped: image mode
+    runs the record's setup and install commands in base's image with the tree writable (what they build stays in
+    the tree); mode none builds nothing. Mode venv builds one per (base, patch) from the install commands."""
+    mode = cfg.get("mode", "none")
+    compiled = apply.compiled_paths(c.patch)
+    rec = spec["record"]
+    named = ", ".join(compiled[:3]) + (f" and {len(compiled) - 3} more" if len(compiled) > 3 else "")
+    if mode != "venv" and not compiled:
+        return replace(base_rev, name=c.name, worktree=tree.resolve()), None
+    if mode == "none":
+        return None, (
+            f"compiled sources changed ({named}): env mode none runs the tree from source and builds nothing; "
+            "use env mode venv or image"
+        )
+    if mode == "image" and not (rec.get("install_commands") or rec.get("setup_commands")):
+        return (
+            None,
+            f"compiled sources changed ({named}) and the record has no install_commands to build them",
+        )
+    rev = environment(
+        c.name, rec["base_commit"], tree, folder / "envs" / c.name, spec, cfg, runner, build_in_tree=True
+    )
+    return (None, rev.env_error) if rev.env_error else (rev, None)
 
 
 def measure(
@@ -200,7 +231,7 @@ def measure(
     measured = revisions + [c.revision for c in cands if c.revision is not None]
     protocol = EvaluationRounds(scratch.with_name("vault"))
     try:
-        return gpu.on_gpu(
+        timings, placed = gpu.on_gpu(
             GpuSettings.from_config(gpu_cfg),
             f"evaluate {spec['instance_id'][:40]}",
             lambda device_env: measure_commit(
@@ -216,6 +247,10 @@ def measure(
                 protocol=protocol,
             ),
         )
+        for rev in measured:
+            if rev.name in timings:
+                timings[rev.name]["revision_env"] = rev.env
+        return timings, placed
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(scratch.with_name("vault"), ignore_errors=True)

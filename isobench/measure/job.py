@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import IsobenchError
@@ -73,6 +73,7 @@ class Revision:
     read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
     on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
     image: str | None = None  # the revision's image (env mode image; isobench/measure/containers.py)
+    env: dict | None = field(default=None, compare=False)  # what its timing file records as revision_env
 
 
 STDERR_TAIL = 4000

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import worktrees
 from ..categories import REVISIONS
+from ..envs import revision_env
 from ..errors import IsobenchError
 from ..jsonio import load_json, sha256_file, validate, write_json
 from ..measure import gpu
@@ -152,7 +153,7 @@ def measure_step(smk) -> None:
         if key:
             cache.put(key, timings)
     for name in REVISIONS:
-        timings[name]["revision_env"] = {key: envs[name].get(key) for key in REVISION_ENV}
+        timings[name]["revision_env"] = revision_env(envs[name])
         # a key the sandbox did not let in cannot be printed, but be sure
         t = redact(timings[name], secret_values())
         validate(t, "timing", f"timing_{name}")
@@ -165,18 +166,6 @@ def measure_step(smk) -> None:
             log.info("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
     write_seal(smk)
     shutil.rmtree(p.scratch, ignore_errors=True)
-
-
-REVISION_ENV = (
-    "mode",
-    "python",
-    "image",
-    "image_id",
-    "image_digest",
-    "engine",
-    "engine_version",
-    "python_version",
-)
 
 
 def write_seal(smk) -> None:
