@@ -105,7 +105,9 @@ def _export(args) -> None:
 def _push(args) -> None:
     from .hub import format_push, push_to_hub
 
-    summary = push_to_hub(_publishable(args), args.repo_id, split=args.split, dry_run=args.dry_run)
+    summary = push_to_hub(
+        _publishable(args), args.repo_id, split=args.split, dry_run=args.dry_run, private=args.private
+    )
     print(format_push(summary))
 
 
@@ -213,12 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--split", default="test", help="the Parquet file's split name (default test)")
     p.set_defaults(func=_export)
-    p = sub.add_parser("push", help="merge the dataset into a Hub dataset repo (token from HF_TOKEN only)")
+    p = sub.add_parser(
+        "push",
+        help="merge the dataset into a Hub dataset repo, with its card (token: HF_TOKEN or `hf auth login`)",
+    )
     _workflow_options(p)
     p.add_argument("repo_id", help="namespace/name of the dataset repository")
     p.add_argument("--dataset", help="a dataset.jsonl (default: the config's)")
     p.add_argument("--split", default="test", help="split to merge into (default test)")
     p.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    p.add_argument(
+        "--private", action="store_true", help="create the repository private; refuse to push to a public one"
+    )
     p.set_defaults(func=_push)
     p = sub.add_parser(
         "retry-generation",

@@ -13,6 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .card import card_text
+from .features import encode, view_features
+
 VIEWS = ("isobench", "swe-perf", "gso")
 
 
@@ -76,20 +79,18 @@ def view(rows: list[dict], name: str) -> list[dict]:
     return [convert(r) for r in rows if r["status"] == "ok"]
 
 
-def uniform(rows: list[dict]) -> list[dict]:
-    """Every row with every column (``Dataset.from_list`` takes the columns from the first row only)."""
-    columns = dict.fromkeys(key for row in rows for key in row)
-    return [{key: row.get(key) for key in columns} for row in rows]
-
-
 def to_dataset(rows: list[dict], name: str = "isobench"):
+    """The rows in view ``name`` as a ``datasets.Dataset`` whose Features come from the record schema (the same
+    columns and types for every run, so that exports concatenate; isobench/features.py)."""
     from datasets import Dataset
 
-    return Dataset.from_list(uniform(view(rows, name)))
+    features = view_features(name)
+    return Dataset.from_list(encode(view(rows, name), features), features=features)
 
 
 def export(rows: list[dict], out: str | Path, views=VIEWS, split: str = "test") -> dict[str, dict[str, str]]:
-    """Each view under ``out/<view>/``: ``hf/`` (Dataset.save_to_disk) and ``<split>.parquet``."""
+    """Each view under ``out/<view>/``: ``hf/`` (Dataset.save_to_disk) and ``<split>.parquet``; the isobench
+    view also its dataset card, ``README.md`` (isobench/card.py)."""
     written = {}
     for name in views:
         folder = Path(out) / name
@@ -98,4 +99,8 @@ def export(rows: list[dict], out: str | Path, views=VIEWS, split: str = "test") 
         dataset.save_to_disk(str(folder / "hf"))
         dataset.to_parquet(str(folder / f"{split}.parquet"))
         written[name] = {"hf": str(folder / "hf"), "parquet": str(folder / f"{split}.parquet")}
+        if name == "isobench":  # the card describes the record's own fields
+            card = card_text(rows, split, [], view_features(name), "isobench dataset")
+            (folder / "README.md").write_text(card, encoding="utf-8")
+            written[name]["card"] = str(folder / "README.md")
     return written

@@ -6,8 +6,13 @@ rule as dataset.jsonl (one record per (repo, head_commit), the later one winning
 over the Hub's), and replaces the split's shards by one ``data/{split}-00000-of-00001.parquet`` in a
 single commit. Other splits and files are left alone; a push that would change nothing commits nothing.
 
-The token comes only from the environment variable HF_TOKEN; the endpoint from the ``endpoint``
-argument, else HF_ENDPOINT, else huggingface_hub's default.
+The columns are declared from the record schema (isobench/features.py), so shards pushed by any run load and
+concatenate alike; the same commit writes the dataset card (isobench/card.py: a card a person wrote keeps its
+prose, only its YAML metadata is updated). The token is found as huggingface_hub finds it (HF_TOKEN, else the
+token ``hf auth login`` saved) and only ever sent to the Hub; the endpoint from the ``endpoint`` argument, else
+HF_ENDPOINT, else huggingface_hub's default. ``private``: a repository created by the push is private, and a
+public one is refused (never publish what was meant to stay private); without it a new repository gets the
+namespace's default visibility.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .card import card_text
 from .dataset import merge
 from .errors import IsobenchError
-from .export import uniform
-from .secrecy import HUB_TOKEN_ENV
+from .export import to_dataset
+from .features import decode, record_features
 
 
 def shard_path(split: str) -> str:
@@ -30,26 +36,35 @@ def shard_path(split: str) -> str:
 
 
 def push_to_hub(
-    rows: list[dict], repo_id: str, split: str = "test", dry_run: bool = False, endpoint: str | None = None
+    rows: list[dict],
+    repo_id: str,
+    split: str = "test",
+    dry_run: bool = False,
+    endpoint: str | None = None,
+    private: bool = False,
 ) -> dict:
     """Merge ``rows`` into split ``split`` of the Hub dataset ``repo_id`` and push it (unless ``dry_run``).
 
     Returns a summary: {"repo_id", "split", "hub_rows", "local_rows", "added", "replaced", "unchanged",
     "kept", "pushed", "commit"}, the lists holding instance ids ("kept": rows only on the Hub).
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
     if not re.fullmatch(r"\w+", split):
         raise IsobenchError(f"push: split {split!r} must be letters, digits and underscores")
-    token = os.environ.get(HUB_TOKEN_ENV) or None
+    token = get_token()  # HF_TOKEN, else the token `hf auth login` saved
     if token is None and not dry_run:
-        raise IsobenchError("push: HF_TOKEN is not set")
-    # token=False: never fall back to a token saved on disk by `hf auth login`.
+        raise IsobenchError("push: no Hub token: set HF_TOKEN or run `hf auth login`")
     api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token or False)
     try:
         with tempfile.TemporaryDirectory(prefix="isobench-hub-") as tmp, _quiet():
-            head, files = _hub_files(api, repo_id)
+            head, files, public = _hub_files(api, repo_id)
+            if private and public:
+                raise IsobenchError(
+                    f"push: {repo_id} is public on the Hub and --private was asked: nothing pushed "
+                    "(make the repository private first, or push without --private)"
+                )
             shards = sorted(f for f in files if f.startswith(f"data/{split}-") and f.endswith(".parquet"))
             hub_rows = [
                 row
@@ -73,21 +88,21 @@ def push_to_hub(
             if dry_run or not (summary["added"] or summary["replaced"]):
                 return summary
             if head is None:
-                api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+                api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private or None)
             parquet = Path(tmp) / "merged.parquet"
             _write_parquet(merged, parquet, repo_id)
             target = shard_path(split)
             operations = [CommitOperationAdd(path_in_repo=target, path_or_fileobj=str(parquet))]
             operations += [CommitOperationDelete(path_in_repo=name) for name in shards if name != target]
-            # sizes recorded in the card would no longer match: `load_dataset` would refuse
+            existing = None
             if "README.md" in files:
-                card = _card_without_sizes(
-                    api.hf_hub_download(
-                        repo_id, "README.md", repo_type="dataset", revision=head, cache_dir=tmp
-                    )
+                readme = api.hf_hub_download(
+                    repo_id, "README.md", repo_type="dataset", revision=head, cache_dir=tmp
                 )
-                if card is not None:
-                    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card))
+                existing = Path(readme).read_text(encoding="utf-8")
+            others = sorted({m.group(1) for f in files if (m := re.fullmatch(r"data/(\w+)-.*\.parquet", f))})
+            card = card_text(merged, split, others, record_features(), repo_id, existing)
+            operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
             info = api.create_commit(
                 repo_id,
                 operations,
@@ -129,15 +144,17 @@ def format_push(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _hub_files(api, repo_id: str) -> tuple[str | None, list[str]]:
-    """(head commit, every file) of the Hub repository; (None, []) for a repo that does not exist."""
+def _hub_files(api, repo_id: str) -> tuple[str | None, list[str], bool]:
+    """(head commit, every file, whether it is public) of the Hub repository; (None, [], False) for a repo that
+    does not exist."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
-        head = api.dataset_info(repo_id).sha
+        info = api.dataset_info(repo_id)
     except RepositoryNotFoundError:
-        return None, []
-    return head, api.list_repo_files(repo_id, repo_type="dataset", revision=head)
+        return None, [], False
+    files = api.list_repo_files(repo_id, repo_type="dataset", revision=info.sha)
+    return info.sha, files, info.private is False
 
 
 def _check_records(rows: list[dict], repo_id: str, split: str) -> None:
@@ -150,35 +167,25 @@ def _check_records(rows: list[dict], repo_id: str, split: str) -> None:
             )
 
 
-def _card_without_sizes(readme: str) -> bytes | None:
-    """The dataset card without its ``dataset_info`` (split sizes and features written by
-    ``datasets.push_to_hub``), or None when it has none."""
-    from huggingface_hub import DatasetCard, DatasetCardData
-
-    card = DatasetCard(Path(readme).read_text(encoding="utf-8"))
-    data = card.data.to_dict()
-    if "dataset_info" not in data:
-        return None
-    data.pop("dataset_info")
-    card.data = DatasetCardData(**data)
-    return str(card).encode()
-
-
 def _read_parquet(path: str) -> list[dict]:
+    """The rows of a shard as they were written (the JSON text of a shard isobench wrote decoded)."""
     import pyarrow.parquet as pq
+    from datasets import Features
 
-    return pq.read_table(path).to_pylist()
+    table = pq.read_table(path)
+    return decode(table.to_pylist(), Features.from_arrow_schema(table.schema))
 
 
 def _write_parquet(rows: list[dict], path: Path, repo_id: str) -> None:
-    """One parquet file of ``rows``, every row with every column."""
+    """One parquet file of ``rows``, with the record schema's columns and types."""
     import pyarrow as pa
-    from datasets import Dataset
 
     try:
-        Dataset.from_list(uniform(rows)).to_parquet(str(path))
+        to_dataset(rows).to_parquet(str(path))
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise IsobenchError(f"push: {repo_id}: the merged rows do not fit one table: {exc}") from None
+    except ValueError as exc:  # a column the schema does not know (a row that came from the Hub)
+        raise IsobenchError(f"push: {repo_id}: {exc}") from None
 
 
 def _compare(hub_rows: list[dict], local: list[dict], merged: list[dict]) -> dict:

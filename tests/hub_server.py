@@ -29,6 +29,7 @@ GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n"
 REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
 ROUTES = [  # (method, pattern, handler name); patterns match the unquoted path
     ("POST", r"/api/repos/create", "create_repo"),
+    ("GET", r"/api/whoami-v2", "whoami"),
     ("POST", r"/api/validate-yaml", "validate_yaml"),
     ("GET", rf"/api/datasets/{REPO}(?:/revision/(?P<rev>[^/]+))?", "repo_info"),
     ("GET", rf"/api/datasets/{REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", "tree"),
@@ -74,6 +75,7 @@ class FakeHub(LocalServer):
     def __init__(self, token: str = "hf_stand_in_token"):
         self.token = token
         self.repos: dict[str, list[Commit]] = {}  # dataset repo id -> its commits, oldest first
+        self.private: set[str] = set()  # the repos created private
         self.requests: list[dict] = []
         self._lock = threading.Lock()
         hub = self
@@ -176,7 +178,21 @@ class FakeHub(LocalServer):
         if repo_id in self.repos:
             return json_reply({"error": "You already created this dataset repo", "url": url}, 409)
         self._create(repo_id)
+        if payload.get("private") or payload.get("visibility") == "private":
+            self.private.add(repo_id)
         return json_reply({"url": url, "name": repo_id, "id": repo_id})
+
+    def _on_whoami(self, query, body) -> Reply:
+        """Who the token is (`hf auth login` asks before it saves a token)."""
+        if not self.requests[-1]["authorized"]:
+            raise HubError(401, "Invalid credentials in Authorization header")
+        return json_reply(
+            {
+                "type": "user",
+                "name": "stand-in",
+                "auth": {"type": "access_token", "accessToken": {"displayName": "tests", "role": "write"}},
+            }
+        )
 
     def _on_validate_yaml(self, query, body) -> Reply:
         """The Hub checks a README's metadata before a commit that adds one: the stand-in only needs YAML."""
@@ -192,7 +208,7 @@ class FakeHub(LocalServer):
                 "id": repo,
                 "_id": repo,
                 "sha": commit.oid,
-                "private": False,
+                "private": repo in self.private,
                 "siblings": [{"rfilename": p} for p in sorted(commit.files)],
             }
         )

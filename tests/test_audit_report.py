@@ -198,11 +198,21 @@ def test_summary_report_and_run_summary(demo_run, work):
 def test_export_round_trips_through_datasets(work, tmp_path):
     from datasets import Dataset, load_from_disk
 
+    from isobench.features import decode, record_features
+
     rows = read_dataset(work / "results" / "dataset.jsonl")
     proc = isobench(work, "export", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
-    assert load_from_disk(str(tmp_path / "out" / "isobench" / "hf")).to_list() == rows
-    assert Dataset.from_parquet(str(tmp_path / "out" / "isobench" / "test.parquet")).to_list() == rows
+    # every column of the record schema in every row (None where a record has no value), free-form values as
+    # JSON text: decoded, each row is its record
+    full = [{key: r.get(key) for key in record_features()} for r in rows]
+    for ds in (
+        load_from_disk(str(tmp_path / "out" / "isobench" / "hf")),
+        Dataset.from_parquet(str(tmp_path / "out" / "isobench" / "test.parquet")),
+    ):
+        assert ds.features == record_features() and decode(ds.to_list(), ds.features) == full
+    card = (tmp_path / "out" / "isobench" / "README.md").read_text()
+    assert card.startswith("---\n") and "holds 7 records" in card
     gso = load_from_disk(str(tmp_path / "out" / "gso" / "hf"))
     ok = [r for r in rows if r["status"] == "ok"]  # benchmark instances only: base and head measured
     assert set(gso.column_names) == GSO_FIELDS and len(gso) == len(ok) == 6

@@ -11,7 +11,7 @@ from datasets import Dataset
 from hub_server import FakeHub
 
 from isobench.errors import IsobenchError
-from isobench.hub import format_push, push_to_hub
+from isobench.hub import _canonical, format_push, push_to_hub
 
 REPO_ID = "isobench/perf-bench"
 SHARD = "data/test-00000-of-00001.parquet"
@@ -37,7 +37,14 @@ def parquet_bytes(rows: list[dict]) -> bytes:
 
 
 def rows_at(hub: FakeHub, path: str) -> list[dict]:
-    return pq.read_table(io.BytesIO(hub.files(REPO_ID)[path])).to_pylist()
+    """The rows of a shard as isobench reads them back (Json columns decoded), without the None values of the
+    columns a row does not have (every shard isobench writes has every column of the record schema)."""
+    from datasets import Features
+
+    from isobench.features import decode
+
+    table = pq.read_table(io.BytesIO(hub.files(REPO_ID)[path]))
+    return [_canonical(r) for r in decode(table.to_pylist(), Features.from_arrow_schema(table.schema))]
 
 
 @pytest.fixture
@@ -75,7 +82,7 @@ def test_push_to_an_empty_hub_creates_the_repo_and_one_parquet(hub):
         [],
     )
     assert any(r["path"] == "/api/repos/create" for r in hub.requests)
-    assert sorted(hub.files(REPO_ID)) == [".gitattributes", SHARD]
+    assert sorted(hub.files(REPO_ID)) == [".gitattributes", "README.md", SHARD]  # README.md: the card
     assert rows_at(hub, SHARD) == [row(1), row(2), row(3)]
     assert "pushed commit" in format_push(summary)
 
@@ -90,7 +97,7 @@ def test_second_push_merges_new_rows_win_hub_only_rows_kept_old_shards_deleted(s
     assert summary["kept"] == ["org__proj-1"]
     assert len(seeded.commits(REPO_ID)) == commits + 1
     assert summary["commit"] == seeded.commits(REPO_ID)[-1].oid
-    assert sorted(seeded.files(REPO_ID)) == [".gitattributes", SHARD]
+    assert sorted(seeded.files(REPO_ID)) == [".gitattributes", "README.md", SHARD]
     assert rows_at(seeded, SHARD) == [row(1), row(2, performance=0.25), row(3), row(4)]
 
 
@@ -106,12 +113,17 @@ def test_a_push_that_changes_nothing_makes_no_commit(hub):
 
 
 def test_rows_with_different_fields_round_trip_and_are_not_seen_as_changed(hub):
-    """Parquet gives every row every column (missing ones as None); that is no change to push again."""
-    rows = [row(1), row(2, note="flaky", provenance={"source": "y", "url": "u"})]
+    """Parquet gives every row every column (missing ones as None); that is no change to push again. Free-form
+    objects (provenance) come back exactly as they were, not widened to the union of their keys."""
+    rows = [row(1), row(2, notes="flaky", provenance={"source": "y", "url": "u", "ci_level": 0.95})]
     push_to_hub(rows, REPO_ID)
     on_hub = rows_at(hub, SHARD)
-    assert on_hub[0]["note"] is None and on_hub[0]["provenance"] == {"source": "x", "url": None}
-    assert on_hub[1]["note"] == "flaky" and on_hub[1]["provenance"] == {"source": "y", "url": "u"}
+    assert "notes" not in on_hub[0] and on_hub[0]["provenance"] == {"source": "x"}
+    assert on_hub[1]["notes"] == "flaky" and on_hub[1]["provenance"] == {
+        "source": "y",
+        "url": "u",
+        "ci_level": 0.95,
+    }
     summary = push_to_hub(rows, REPO_ID)
     assert summary["unchanged"] == ["org__proj-1", "org__proj-2"] and not summary["pushed"]
 
@@ -147,7 +159,7 @@ def test_no_token_is_a_one_line_error_before_any_request(hub, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     with pytest.raises(IsobenchError) as exc:
         push_to_hub([row(1)], REPO_ID)
-    assert str(exc.value) == "push: HF_TOKEN is not set"
+    assert str(exc.value) == "push: no Hub token: set HF_TOKEN or run `hf auth login`"
     assert hub.requests == []
 
 
@@ -171,7 +183,10 @@ def test_pushing_test_leaves_the_train_split_and_other_files_alone(hub):
     summary = push_to_hub([row(1)], REPO_ID, split="test")
     assert summary["hub_rows"] == 0 and summary["kept"] == [] and summary["pushed"]
     files = hub.files(REPO_ID)
-    assert files["data/train-00000-of-00001.parquet"] == train and files["README.md"] == b"# bench\n"
+    assert files["data/train-00000-of-00001.parquet"] == train
+    # the card a person wrote keeps its words; its YAML now names both splits' files
+    card = files["README.md"].decode()
+    assert card.endswith("\n---\n# bench\n") and "path: data/train-*" in card and "path: data/test-*" in card
     assert sorted(files) == [".gitattributes", "README.md", SHARD, "data/train-00000-of-00001.parquet"]
     assert rows_at(hub, SHARD) == [row(1)]
 
@@ -218,13 +233,15 @@ def test_the_isobench_push_command_on_the_demo_dataset(hub, tmp_path):
     done = push()
     assert done.returncode == 0, done.stderr
     assert sorted(r["instance_id"] for r in rows_at(hub, SHARD)) == sorted(r["instance_id"] for r in rows)
-    assert rows_at(hub, SHARD) == sorted(rows, key=lambda r: (r["repo"], r["created_at"], r["head_commit"]))
+    expected = sorted(rows, key=lambda r: (r["repo"], r["created_at"], r["head_commit"]))
+    assert rows_at(hub, SHARD) == [_canonical(r) for r in expected]
     assert hub.token not in done.stdout + done.stderr
 
 
 def test_split_sizes_in_the_dataset_card_are_dropped_with_the_push(hub):
     """A card written by `datasets.push_to_hub` records each split's size; after our push it would be wrong
-    (and `load_dataset` would refuse the split), so the same commit removes `dataset_info`."""
+    (and `load_dataset` would refuse the split), so the same commit replaces its `dataset_info` by ours
+    (features, no sizes), keeping the rest of the card."""
     card = (
         b"---\nlicense: mit\ndataset_info:\n  splits:\n  - name: test\n    num_examples: 1\n---\n"
         b"# bench\nSome words.\n"
@@ -233,7 +250,8 @@ def test_split_sizes_in_the_dataset_card_are_dropped_with_the_push(hub):
     summary = push_to_hub([row(1), row(2)], REPO_ID)
     assert summary["pushed"] and len(hub.commits(REPO_ID)) == 2 + 1
     readme = hub.files(REPO_ID)["README.md"].decode()
-    assert "dataset_info" not in readme and "license: mit" in readme and "Some words." in readme
+    assert "num_examples" not in readme and "license: mit" in readme and "Some words." in readme
+    assert "- name: human_performance\n    dtype: float64" in readme
 
 
 def test_rows_that_are_not_records_and_bad_repo_ids_are_one_line_errors(hub):

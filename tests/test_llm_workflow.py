@@ -7,10 +7,12 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import FIXTURES, ROOT, copy_workflow, snakemake
+from datasets import concatenate_datasets, load_dataset, load_from_disk
 from llm_server import FakeLLM, reply
 
 from isobench.dataset import read_dataset
+from isobench.features import decode, record_features
 from isobench.jsonio import validate
 
 pytestmark = pytest.mark.slow
@@ -113,6 +115,44 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
         report = json.loads(audit.stdout)
         assert audit.returncode == 0 and report["ok"], report["findings"]
         assert report["counts"]["secret"] == 0 and report["failures"]["generation_failed"] == {"commit": 1}
+
+        # This LLM run's export and a pre-generated run's (the demo's records) concatenate and load alike: the
+        # columns are declared from the record schema, not guessed per export (issue 26)
+        exports = []
+        for name, dataset in (
+            ("llm", work / "results" / "dataset.jsonl"),
+            ("pre", FIXTURES / "demo_dataset.jsonl"),
+        ):
+            out = tmp_path / f"export-{name}"
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "isobench.cli",
+                    "export",
+                    "--dataset",
+                    str(dataset),
+                    "--out",
+                    str(out),
+                ],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 0, done.stderr
+            exports.append(out / "isobench")
+        both = concatenate_datasets([load_from_disk(str(e / "hf")) for e in exports])
+        assert len(both) == 7 + 7 and both.features == record_features()
+        parquet = load_dataset(
+            "parquet", data_files=[str(e / "test.parquet") for e in exports], split="train"
+        )
+        assert parquet.features == record_features()
+        back = decode(parquet.to_list(), parquet.features)
+        assert [r["head_commit"] for r in back[:7]] == [
+            r["head_commit"] for r in read_dataset(work / "results" / "dataset.jsonl")
+        ]
+        assert back[0]["provenance"]["generator"]["source"] in ("pregenerated", "llm")
 
         # An edited step script, a deleted output and a forced rerun: the scripts come back from the
         # cache, no request is made.
