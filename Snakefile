@@ -43,6 +43,7 @@ include: "rules/measure.smk"
 include: "rules/record.smk"
 include: "rules/dataset.smk"
 include: "rules/report.smk"
+include: "rules/publish.smk"
 include: "rules/evaluate.smk"
 
 
@@ -56,6 +57,8 @@ rule all:
         config["llm_summary"],
         rules.report_figures.output,
         all_artifacts(),
+        # ISO-Bench's push_to_hf, or publish.repo_id: the dataset goes to the Hub after the run
+        ["results/publish.json"] if config["publish"]["repo_id"] else [],
 
 
 # Early cutoff for prompt edits: `snakemake prompts` first re-renders every prompt; a prompt whose

@@ -111,7 +111,10 @@ def load_config(path: str | Path, schema_path: str | Path = SCHEMA, overrides: l
         data = read_yaml(name)
         layers.append((str(name), data))
         update_config(config, data)
+    from .experiments import adopt
+
     try:
+        adopt(config, [path, *overrides])
         prepare_config(config, schema_path, str(path))
     except IsobenchError as exc:  # name the file that set the field, not always the first one
         raise IsobenchError(_blame(str(exc), layers)) from None

@@ -13,6 +13,7 @@ from isobench.dataset import complete_copy
 from isobench.errors import IsobenchError
 from isobench.evaluate import plan as evaluation_plan
 from isobench.evaluate.report import print_boards
+from isobench.experiments import adopt as adopt_experiments
 from isobench.measure.cache import forcerun_environment
 from isobench.measure.job import Settings as MeasureSettings
 from isobench.pregenerated import find_pregenerated
@@ -20,6 +21,10 @@ from isobench.pregenerated import find_pregenerated
 SCHEMA = ic.SCHEMA
 
 try:
+    # ISO-Bench's experiments.yaml (--configfile): its keys become a source, the dataset and publish settings
+    for line in adopt_experiments(config, workflow.overwrite_configfiles):
+        if workflow.is_main_process:
+            sys.stderr.write(f"isobench: {line}\n")
     ic.prepare_config(config, SCHEMA)
 except IsobenchError as exc:
     ic.fail(str(exc))

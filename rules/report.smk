@@ -1,4 +1,4 @@
-# The dataset at a glance (figures for `snakemake --report report.html`), its audit, and its exports.
+# The dataset at a glance (figures for `snakemake --report report.html`) and its audit.
 REPORT_DIR = "results/report"
 
 
@@ -43,19 +43,3 @@ rule audit:
         config=lambda wc: config,
     script:
         "../scripts/audit.py"
-
-
-# `snakemake export`: the dataset as Hugging Face datasets (save_to_disk + Parquet), in the isobench,
-# SWE-Perf and GSO views (isobench/export.py).
-rule export:
-    input:
-        dataset=DATASET_COMPLETE,  # the last complete dataset (rules/dataset.smk)
-    output:
-        folder=directory("results/export"),
-    log:
-        "results/export.log",
-    localrule: True
-    conda:
-        "../envs/isobench.yaml"
-    script:
-        "../scripts/export.py"

@@ -103,7 +103,7 @@ def test_every_relative_import_names_a_module_of_the_package():
 LAYERS = [
     ("entry points", ("isobench.cli", "isobench.steps")),
     ("whole-run checks", ("isobench.audit",)),
-    ("planning and configuration", ("isobench.plan", "isobench.config")),
+    ("planning and configuration", ("isobench.plan", "isobench.config", "isobench.experiments")),
     ("domain", ()),  # every module not named in another layer (inputs, generation, measure/, results)
     (
         "foundations",

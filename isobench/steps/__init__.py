@@ -1,6 +1,7 @@
 """The work of each rule, called by the thin scripts in ``scripts/`` with Snakemake's ``snakemake`` object:
 ``run_step(snakemake, <rule>_step)``. ``inputs`` holds the steps before and after the measurement,
-``generation`` the generator rule, ``measurement`` the measure rule; ``common`` what they share."""
+``generation`` the generator rule, ``measurement`` the measure rule, ``publish`` the export and publish rules;
+``common`` what they share."""
 
 from .common import run_step
 from .generation import generator_step
@@ -8,7 +9,6 @@ from .inputs import (
     audit_step,
     dataset_step,
     env_step,
-    export_step,
     extraction_step,
     llm_summary_step,
     prompt_step,
@@ -17,6 +17,7 @@ from .inputs import (
     worktree_step,
 )
 from .measurement import measure_step
+from .publish import export_step, publish_step
 
 __all__ = [
     "audit_step",
@@ -27,6 +28,7 @@ __all__ = [
     "generator_step",
     "llm_summary_step",
     "measure_step",
+    "publish_step",
     "prompt_step",
     "record_step",
     "report_figures_step",

@@ -13,7 +13,6 @@ from ..costs import llm_summary, summary_line
 from ..dataset import dataset_of, read_dataset, write_dataset, write_record
 from ..envs import build_env
 from ..errors import CommitFailure, IsobenchError
-from ..export import export
 from ..extraction import failed_extraction, normalize
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..measure.containers import Runner
@@ -206,10 +205,3 @@ def audit_step(smk) -> None:
         raise IsobenchError(
             f"audit failed: integrity problems (listed above, in {smk.log[0]} and {smk.params.report})"
         )
-
-
-def export_step(smk) -> None:
-
-    rows = read_dataset(smk.input.dataset)
-    for view, files in export(rows, smk.output.folder).items():
-        log.info("%s view: %s, %s", view, files["hf"], files["parquet"])
