@@ -23,6 +23,7 @@ and the revisions measured with it get category ``env_failed`` while everything 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import subprocess
 import sys
@@ -58,7 +59,7 @@ def expand(command: str, *, sha: str, worktree: Path, python: str) -> str:
 
 
 def _run(
-    command: str, cwd: Path, log, timeout_s: float, argv: list[str] | None = None
+    command: str, cwd: Path, log, timeout_s: float, argv: list[str] | None = None, env: dict | None = None
 ) -> tuple[int | None, str]:
     """Run a shell command (or ``argv``), its output appended to the log; (exit code or None on timeout, tail)."""
     log.write(f"$ {command}\n")
@@ -67,6 +68,7 @@ def _run(
         proc = subprocess.run(
             argv or ["bash", "-c", command],
             cwd=cwd,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             timeout=timeout_s,
@@ -156,6 +158,11 @@ def build_env(
                 }
             python = str(venv / "bin" / "python")
             marker.update(python=python, path=str(venv))
+            # the commands run in the venv, as if activated: a bare `pip install -e .` installs there
+            activated = {k: v for k, v in os.environ.items() if k != "PYTHONHOME"}
+            activated.update(
+                VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+            )
             commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
             inside = None
         else:  # image: the container is the environment
@@ -167,7 +174,7 @@ def build_env(
             except IsobenchError as exc:
                 log.write(f"{exc}\n")
                 return {**marker, "status": "failed", "error": str(exc)}
-            commands = []
+            commands, activated = [], None
             if build_in_tree:
                 commands = [("setup", c) for c in setup_commands] + [("install", c) for c in install_commands]
             # building in the tree: the tree writable, and a writable /tmp and HOME for the build's tools
@@ -184,7 +191,7 @@ def build_env(
             # setup and install run in the worktree; verify runs elsewhere, so that it sees the install, not the sources
             cwd = worktree if kind != "verify" else Path(env_dir).resolve()
             cwd.mkdir(parents=True, exist_ok=True)
-            code, tail = _run(command, cwd, log, timeout, argv)
+            code, tail = _run(command, cwd, log, timeout, argv, env=activated)
             if code != 0:
                 what = "timed out" if code is None else f"exited with {code}"
                 last = tail.strip().splitlines()[-1][:300] if tail.strip() else ""

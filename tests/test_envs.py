@@ -78,6 +78,26 @@ def test_venv_installs_the_package_of_the_sha(worktree, tmp_path):
     assert "site-packages" in out.stdout
 
 
+def test_commands_run_as_in_the_activated_venv(worktree, tmp_path):
+    """ISO-Bench's install commands say `pip install -e .`, not `{python} -m pip`: a bare python or pip is the
+    revision's venv, never the host's."""
+    sha, wt = worktree
+    marker = build_env(
+        sha=sha,
+        worktree=wt,
+        env_dir=tmp_path / "env",
+        cfg={"mode": "venv", "system_site_packages": True},
+        setup_commands=[],
+        install_commands=["python -c \"import sys; print('prefix=' + sys.prefix)\"", "pip --version"],
+        runner=Runner(),
+        log_path=tmp_path / "env.log",
+    )
+    assert marker["status"] == "ok", marker["error"]
+    venv = tmp_path.resolve() / "env" / "venv"
+    log = (tmp_path / "env.log").read_text()
+    assert f"prefix={venv}\n" in log and f"{venv}/lib/python" in log, log
+
+
 def test_failing_install_or_verification_is_reported(worktree, tmp_path):
     sha, wt = worktree
     marker = build_env(
