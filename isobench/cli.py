@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -119,10 +120,20 @@ def _retry_generation(args) -> None:
     from .plan import plan_sources
 
     config = _config(args)
-    found = 0
+    wanted = [c.lower() for c in args.commits]
+    short = [c for c in wanted if len(c) < 7 or not re.fullmatch(r"[0-9a-f]+", c)]
+    if short:
+        raise IsobenchError(
+            f"retry-generation: {short[0]!r} is not a commit SHA or a prefix of 7+ hex digits"
+        )
+    found, matched = 0, set()
     for source, plan in plan_sources(config, prepare=False).items():
         cache = Cache(llm_settings(config, source, Path(args.schema))["cache_dir"])
-        for key in plan.commits:
+        for key, commit in plan.commits.items():
+            hits = {w for w in wanted if key.startswith(w) or (commit.head or "").startswith(w)}
+            if wanted and not hits:
+                continue
+            matched |= hits
             folder = Path("results") / source / key
             try:
                 meta = load_json(folder / "generator.json")
@@ -146,10 +157,13 @@ def _retry_generation(args) -> None:
                 cache.drop("replies", request_key)
             for name in ("generator.py", "generator.json", "llm_transcript.json"):
                 (folder / name).unlink(missing_ok=True)
+    unknown = [w for w in wanted if w not in matched]
+    if unknown:
+        raise IsobenchError(f"retry-generation: no planned commit is {', '.join(unknown)}")
     print(
         f"{found} commit(s) with generation_failed; run the workflow to generate them again"
         if found
-        else "no commit with generation_failed"
+        else "no commit with generation_failed" + (" among those named" if wanted else "")
     )
 
 
@@ -234,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         "generation failed (drops their cached replies)",
     )
     _workflow_options(p)
+    p.add_argument(
+        "commits",
+        nargs="*",
+        help="only these commits (SHAs or their prefixes, at least 7 characters); default all",
+    )
     p.add_argument("--dry-run", action="store_true", help="list them; change nothing")
     p.set_defaults(func=_retry_generation)
     p = sub.add_parser("leaderboard", help="the table of an evaluation run (results/evaluations/<run id>)")

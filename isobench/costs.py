@@ -10,6 +10,7 @@ from .jsonio import load_json
 
 COUNTERS = (
     "api_requests",
+    "refused_requests",
     "cached_replies",
     "input_tokens",
     "output_tokens",
@@ -52,7 +53,9 @@ def llm_summary(meta_paths: list[str], since: float | None = None) -> dict:
 def summary_line(summary: dict, what: str) -> str:
     t = summary["totals"]
     return (
-        f"isobench LLM use ({what}): {t['api_requests']} API requests, {t['input_tokens']} input + "
+        f"isobench LLM use ({what}): {t['api_requests']} API requests"
+        + (f" ({t['refused_requests']} refused or unanswered)" if t.get("refused_requests") else "")
+        + f", {t['input_tokens']} input + "
         f"{t['output_tokens']} output tokens; {t['generated']} generated scripts "
         f"({t['accepted_from_cache']} from the cache, {t['cached_replies']} replies replayed from the cache, "
         f"{t['generation_failed']} failed), {t['pregenerated']} pre-generated"

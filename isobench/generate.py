@@ -25,7 +25,7 @@ from .candidate import check_candidate, extract_code, parses
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_bytes, write_json
 from .provenance import generator_provenance
-from .secrecy import redact, secret_values
+from .secrecy import hide_local_paths, redact, secret_values
 from .settings import schema_settings
 
 TRANSCRIPT_VERSION = 1
@@ -266,6 +266,7 @@ class Generator:
         regen_left, repair_left = self.policy.regenerations, self.policy.repairs
         kind, messages = "initial", base
         script = contract = error = None
+        transient = False
         while True:
             try:
                 attempt, reply = self._ask(kind, messages)
@@ -273,6 +274,7 @@ class Generator:
                 if exc.fatal:  # a setup mistake (no key, no model, refused key, unknown model): fix and rerun
                     raise IsobenchError(f"{self.settings.provider} API: {exc}") from None
                 error = f"no reply from the {self.settings.provider} API: {exc}"
+                transient = exc.transient
                 break
             script, contract, problem = self._judge(attempt, reply)
             if script is not None:
@@ -286,7 +288,8 @@ class Generator:
                 kind, messages = "regeneration", base
             elif repair_left:
                 repair_left -= 1
-                repair = self.repair_template.replace("{{ error }}", error)
+                # what the provider reads: no path of this machine (the smoke run names the tree <repo>)
+                repair = self.repair_template.replace("{{ error }}", hide_local_paths(error))
                 said = reply.text if reply.text.strip() else "(an empty reply)"  # APIs refuse empty turns
                 kind, messages = (
                     "repair",
@@ -300,10 +303,11 @@ class Generator:
             "schema_version": TRANSCRIPT_VERSION,
             "status": status,
             "error": None if script else error,
+            "transient": script is None and transient,  # the next run asks again (isobench/llm_check.py)
             "accepted_key": key,
             "provider": self.settings.provider,
             "model": self.settings.model,
-            "base_url": self.settings.base_url,
+            "base_url": llm.url_origin(self.settings)[0],  # the URL the SDK used, however it was set
             "parameters": self.settings.parameters(),
             "policy": {
                 "regenerations": self.policy.regenerations,
@@ -342,6 +346,10 @@ def totals(attempts: list[dict], cache_hit: bool = False) -> dict:
     paid = [] if cache_hit else [a for a in attempts if not a["cached"]]
     return {
         "api_requests": sum(a["http_requests"] for a in paid),
+        # requests that got an error or no answer at all (the SDK's retries included)
+        "refused_requests": sum(
+            1 for a in paid for st in a.get("http_statuses") or [] if st is None or st >= 400
+        ),
         "cached_replies": 0 if cache_hit else len(attempts) - len(paid),
         "cache_hit": cache_hit,
         "replies": len(attempts),

@@ -79,19 +79,41 @@ class APIFailure(IsobenchError):
         latency_s: float = 0.0,
         request: dict | None = None,
         fatal: bool = False,
+        transient: bool = False,
     ):
         super().__init__(message)
         self.http, self.latency_s, self.request, self.fatal = http, latency_s, request or {}, fatal
+        # not the reply's fault (no connection, 429 or 5xx after the SDK's retries): a later run asks again
+        self.transient = transient
 
 
 def sdk_base_url(settings: LLMSettings) -> str | None:
     """The base URL as the SDK wants it, however it was written: Anthropic's SDK adds /v1 itself, so a URL
-    ending in /v1 (as OpenAI-compatible servers are written) is cut back to the host."""
+    ending in /v1 (as OpenAI-compatible servers are written) is cut back to the host; OpenAI's does not, so a
+    bare host (http://localhost:8000) gets the API's /v1."""
+    from urllib.parse import urlsplit
+
     url = settings.base_url
     if url and settings.provider == "anthropic":
         url = url.rstrip("/")
         url = url[:-3] if url.endswith("/v1") else url
+    elif url and urlsplit(url).path in ("", "/"):
+        url = url.rstrip("/") + "/v1"
     return url
+
+
+BASE_URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+DEFAULT_URL = {"openai": "https://api.openai.com/v1", "anthropic": "https://api.anthropic.com"}
+
+
+def url_origin(settings: LLMSettings) -> tuple[str, str]:
+    """(the base URL the SDK will use, where it came from: llm.base_url, the SDK's variable, or its default)."""
+    if settings.base_url:
+        return sdk_base_url(settings), "llm.base_url"
+    env = BASE_URL_ENV[settings.provider]
+    if os.environ.get(env):
+        return os.environ[env], env
+    return DEFAULT_URL[settings.provider], f"the {settings.provider} SDK's default"
 
 
 def make_client(settings: LLMSettings):
@@ -230,9 +252,11 @@ def chat(client, settings: LLMSettings, system: str | None, messages: list[dict]
             adapted.append(change)
         except sdk.APIError as exc:
             # a refused key or an unknown model is a setup mistake, not this commit's failure
-            fatal = getattr(exc, "status_code", None) in (401, 403, 404)
+            status = getattr(exc, "status_code", None)
+            fatal = status in (401, 403, 404)
+            transient = status is None or status == 429 or status >= 500  # no connection, busy, broken
             raise APIFailure(
-                _error_text(exc), http(), time.monotonic() - started, _shown(req), fatal
+                _error_text(exc), http(), time.monotonic() - started, _shown(req), fatal, transient
             ) from None
     latency = round(time.monotonic() - started, 3)
     if settings.provider == "openai":

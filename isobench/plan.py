@@ -15,13 +15,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import git, runs
+from . import git, llm_check, runs
 from .config import layered, llm_settings
 from .dataset import protect_results
 from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, collection_entries, collection_problem, commit_id_of_file, is_extraction
 from .jsonio import write_text_atomic
+from .llm import LLMSettings
 from .measure import cgroups
 from .measure.containers import Runner
 from .measure.gpu import GpuSettings, gpu_environment
@@ -98,7 +99,10 @@ def claim_run(config: dict, cluster: bool = False) -> None:
 
 
 def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
-    """Before any work: commits that need an LLM-generated test need a model (one line naming the field)."""
+    """Before any work: commits that need an LLM-generated test need a model (one line naming the field); a
+    generation that got no reply last time is asked again; the endpoint that this run's generations will use is
+    asked once (isobench/llm_check.py)."""
+    needs = []
     for name, plan in plans.items():
         folder = config["sources"][name].get("generators")
         need = [
@@ -106,12 +110,23 @@ def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
             for c in plan.commits.values()
             if c.head and not c.problem and not find_pregenerated(folder, c.head)
         ]
-        if need and not llm_settings(config, name, schema_path).get("model"):
+        cfg = llm_settings(config, name, schema_path)
+        if need and not cfg.get("model"):
             raise IsobenchError(
                 f"config: field llm.model: not set, and {len(need)} commit(s) of source {name} have no "
                 f"pre-generated script (e.g. {need[0][:12]}); set llm.model (and the provider's key), "
                 f"or add <sha>_test_case_generator.py files to sources.{name}.generators"
             )
+        again = llm_check.reset_transient(RESULTS / name / key for key in need)
+        if again:
+            sys.stderr.write(
+                f"isobench: source {name}: {len(again)} commit(s) whose generation got no reply from the LLM API "
+                f"are asked again: {', '.join(k[:12] for k in again)}\n"
+            )
+        todo = [key for key in need if not (RESULTS / name / key / "generator.json").exists()]
+        needs.append((name, LLMSettings.from_config(cfg), todo))
+    for line in llm_check.check_all(needs):
+        sys.stderr.write(line + "\n")
 
 
 def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:

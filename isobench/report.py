@@ -12,6 +12,7 @@ from .categories import REVISIONS
 from .costs import llm_summary, summary_line
 from .dataset import read_dataset
 from .errors import IsobenchError
+from .failures import failure_lines
 from .jsonio import load_json
 
 COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "coverage", "notes")
@@ -250,7 +251,8 @@ def run_summary(
         f"  records written this run: {len(fresh(records))} ({holds})",
         f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)",
     ]
-    lines.append("  failures by category: " + format_failures(failures(rows)))
+    lines += failure_lines(rows)  # per commit, grouped by cause (isobench/failures.py)
+    lines.append("  failed revisions by category (main's included): " + format_failures(failures(rows)))
     lines.append("  " + summary_line(llm_summary(metas, since=since), "this run"))
     lines.append("  per commit: `isobench summary`; integrity and staleness: `isobench audit`")
     return "\n".join(lines)

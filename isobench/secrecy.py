@@ -63,6 +63,24 @@ def redact(obj, values: list[str]):
     return obj
 
 
+# An absolute local path (not a URL's path): folders of at least two levels
+_LOCAL_PATH = re.compile(r"(?<![\w.~/:-])/(?:[\w.+@-]+/){2,}[\w.+@-]*")
+
+
+def hide_local_paths(text: str, named: dict[str, str] | None = None) -> str:
+    """``text`` for a provider: the folders in ``named`` by their names (the revision's tree → ``<repo>``), any
+    other absolute path cut to its last two parts (``.../numpy/core.py``): this machine's layout (users, project
+    folders) never leaves it."""
+    for path, name in sorted((named or {}).items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(path, name)
+
+    def short(m: re.Match) -> str:
+        parts = m.group(0).rstrip("/").split("/")
+        return ".../" + "/".join(parts[-2:])
+
+    return _LOCAL_PATH.sub(short, text)
+
+
 SECRET_PATTERNS = {
     "Anthropic key": r"sk-ant-[A-Za-z0-9_-]{20,}",
     "OpenAI key": r"sk-(?!ant-)(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}",

@@ -44,12 +44,74 @@ class FakeLLM(LocalServer):
         self.answers: list[Answer | Callable[[dict], Answer]] = []
         self.requests: list[dict] = []
         self.default: Answer | Callable[[dict], Answer] | None = None  # when the script runs out
+        # The models API (GET /v1/models[/id], what isobench asks at planning): None serves any model id
+        self.models: list[str] | None = None
+        self.key: str | None = None  # when set, a request without it gets 401, as a provider answers
+        self.models_status: int | None = None  # when set, the models API answers only this error (503: busy)
+        self.model_requests: list[dict] = []  # the GETs, kept apart from the chat requests
         self._lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # keep test output quiet
                 pass
+
+            def _reply(self, status: int, payload: dict) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _refused(self) -> dict | None:
+                """The error a provider answers to a missing or wrong key (None: the key is right)."""
+                if fake.key is None:
+                    return None
+                given = self.headers.get("x-api-key") or (self.headers.get("authorization") or "")[7:]
+                if given == fake.key:
+                    return None
+                return {"error": {"message": "Incorrect API key provided", "type": "authentication_error"}}
+
+            def do_GET(self):
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with fake._lock:
+                    fake.model_requests.append({"path": self.path, "headers": headers})
+                path = self.path.split("?")[0].rstrip("/")
+                if self._refused():
+                    return self._reply(401, self._refused())
+                if fake.models_status:
+                    return self._reply(
+                        fake.models_status, {"error": {"message": "overloaded", "type": "api_error"}}
+                    )
+                anthropic = "anthropic-version" in headers
+                served = fake.models if fake.models is not None else ["test-model"]
+
+                def entry(model: str) -> dict:
+                    if anthropic:
+                        return {
+                            "id": model,
+                            "type": "model",
+                            "display_name": model,
+                            "created_at": "2025-01-01T00:00:00Z",
+                        }
+                    return {"id": model, "object": "model", "created": 0, "owned_by": "tests"}
+
+                if path == "/v1/models":
+                    data = [entry(m) for m in served]
+                    if anthropic:
+                        return self._reply(
+                            200, {"data": data, "has_more": False, "first_id": None, "last_id": None}
+                        )
+                    return self._reply(200, {"object": "list", "data": data})
+                if path.startswith("/v1/models/"):
+                    model = path[len("/v1/models/") :]
+                    if fake.models is None or model in fake.models:
+                        return self._reply(200, entry(model))
+                    return self._reply(
+                        404, {"error": {"message": f"model {model} not found", "type": "not_found_error"}}
+                    )
+                return self._reply(404, {"error": {"message": f"no route {path}", "type": "not_found_error"}})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
@@ -60,6 +122,13 @@ class FakeLLM(LocalServer):
                 }
                 with fake._lock:
                     fake.requests.append(request)
+                if not self.path.startswith("/v1/"):  # the APIs live under /v1, as on real servers
+                    return self._reply(
+                        404, {"error": {"message": f"no route {self.path}", "type": "not_found"}}
+                    )
+                if self._refused():
+                    return self._reply(401, self._refused())
+                with fake._lock:
                     answer = fake.answers.pop(0) if fake.answers else fake.default
                 if callable(answer):
                     answer = answer(request)

@@ -174,7 +174,11 @@ def test_audit_as_a_snakemake_target(work):
 def test_summary_report_and_run_summary(demo_run, work):
     assert "isobench run summary" in demo_run[1].stderr
     assert "records written this run: 7" in demo_run[1].stderr
-    assert "failures by category: import_error 1 (main 1); not_equivalent 2" in demo_run[1].stderr
+    err = demo_run[1].stderr
+    assert "failed revisions by category (main's included): import_error 1 (main 1); not_equivalent 2" in err
+    # per commit: the one failed commit named by its extraction file, its category and the message
+    assert "  failed commits: 1 of 7 (not_equivalent 1)" in err
+    assert re.search(r"\n    [0-9a-f]{40}\.json: not_equivalent: \S", err), err[-3000:]
     summary = isobench(work, "summary")
     assert summary.returncode == 0, summary.stderr
     lines = summary.stdout.splitlines()

@@ -181,13 +181,23 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
             ROOT / "demo" / "generators" / f"{shas['regex'][:8]}_test_case_generator.py"
         ).read_text()
         fake.default = lambda request: reply(f"```python\n{regex_script}```\n")
-        retry = subprocess.run(
-            [sys.executable, "-m", "isobench.cli", "retry-generation"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=300,
+
+        def retry_generation(*commits):
+            return subprocess.run(
+                [sys.executable, "-m", "isobench.cli", "retry-generation", *commits],
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+
+        unknown = retry_generation("0123456789ab")
+        assert unknown.returncode == 1 and unknown.stderr == (
+            "isobench: retry-generation: no planned commit is 0123456789ab\n"
         )
+        # the end summary said which command retries it (the commit named), and it does
+        assert f"isobench retry-generation {shas['regex'][:12]}" in proc.stderr
+        retry = retry_generation(shas["regex"][:12])
         assert retry.returncode == 0 and "2 cached replies dropped" in retry.stdout, retry.stderr
         proc = snakemake(work, "--resources", "llm=2")
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -9,7 +9,7 @@ from ..config import SCHEMA, llm_settings
 from ..errors import IsobenchError
 from ..generate import Cache, Generator, Policy
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
-from ..llm import LLMSettings
+from ..llm import LLMSettings, url_origin
 from ..measure import gpu
 from ..measure.containers import Runner
 from ..measure.contracts import check_script
@@ -18,7 +18,7 @@ from ..measure.rounds import smoke_run
 from ..measure.sandbox import SandboxSettings, isolation_refusal
 from ..pregenerated import find_pregenerated
 from ..provenance import generator_provenance, origin_string
-from ..secrecy import redact, secret_values
+from ..secrecy import hide_local_paths, redact, secret_values
 from ..untrusted import MAX_SCRIPT_BYTES, read_input
 from .common import log
 from .measurement import revision_of
@@ -112,7 +112,7 @@ def _generate_with_llm(smk) -> None:
         def smoke(script: str) -> str | None:  # a smoke run holds a GPU slot too (never beside a measurement)
             write_text_atomic(candidate, script)
             try:
-                return gpu.on_gpu(
+                problem = gpu.on_gpu(
                     GpuSettings.from_config(smk.config.get("gpu")),
                     f"smoke run {p.commit[:12]}",
                     lambda device_env: smoke_run(
@@ -127,6 +127,12 @@ def _generate_with_llm(smk) -> None:
                         device_env=device_env,
                     ),
                 )[0]
+                # what a repair prompt tells the provider names the tree, never this machine's folders
+                named = {
+                    str(Path(folder).resolve()): name
+                    for folder, name in ((head.worktree, "<repo>"), (p.scratch, "<scratch>"))
+                }
+                return hide_local_paths(problem, named) if problem else problem
             finally:
                 candidate.unlink(missing_ok=True)
 
@@ -170,9 +176,13 @@ def _generate_with_llm(smk) -> None:
         "llm": {
             "provider": cfg["provider"],
             "model": cfg["model"],
-            "base_url": cfg["base_url"],
+            "base_url": url_origin(LLMSettings.from_config(cfg))[
+                0
+            ],  # as used: llm.base_url, *_BASE_URL, default
             "accepted_key": outcome.transcript.get("accepted_key"),
             "transcript_sha256": sha256_file(smk.output.transcript),
+            # no reply (no connection, 429 or 5xx after the retries): the next run asks again (isobench/llm_check.py)
+            "transient": bool(outcome.transcript.get("transient")),
             **outcome.totals,
         },
     }
