@@ -29,6 +29,8 @@ CLUSTER_DIR = Path(tempfile.gettempdir()) / "isobench-slurm-tests"
 SITE = [
     "--slurm-init-seconds-before-status-checks",
     "2",
+    "--seconds-between-status-checks",  # a one-node test cluster: ask often (the default, 10 s, idles minutes)
+    "1",
     "--set-threads",
     "measure=2",
     "env=1",
