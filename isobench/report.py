@@ -121,11 +121,27 @@ def format_summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# Each verdict drawn in its own colour, in the figure and the table: only `slower` is red; `no_change` (decided:
+# within the minimum effect) and `inconclusive` (not decided) are neither a gain nor a loss.
+VERDICT_COLORS = {
+    "faster": "#2ca02c",  # green
+    "slower": "#d62728",  # red
+    "no_change": "#1f77b4",  # blue
+    "inconclusive": "#7f7f7f",  # gray
+}
+
+
 def summary_html(rows: list[dict]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    at = COLUMNS.index("verdict")
+
+    def cell(i: int, text: str) -> str:
+        color = VERDICT_COLORS.get(text) if i == at else None
+        style = f" class='verdict-{text}' style='color:{color};font-weight:bold'" if color else ""
+        return f"<td{style}>{html.escape(text)}</td>"
+
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(r)) + "</tr>"
-        for r in summary_rows(rows)
+        "<tr>" + "".join(cell(i, c) for i, c in enumerate(_cells(r))) + "</tr>" for r in summary_rows(rows)
     )
     return (
         f"<html><head><meta charset='utf-8'><title>isobench dataset</title></head><body>"
@@ -149,21 +165,27 @@ def plot_speedups(rows: list[dict], path: str | Path) -> None:
     plt = _pyplot()
     data = [r for r in summary_rows(rows) if r["speedup"] is not None]
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(data) + 1.2)))
-    colors = {"faster": "tab:green", "slower": "tab:red"}
+    seen = set()
     for i, r in enumerate(data):
+        verdict = r["verdict"] if r["verdict"] in VERDICT_COLORS else "inconclusive"
         ax.errorbar(
             r["speedup"],
             i,
             xerr=[[r["speedup"] - r["ci_low"]], [r["ci_high"] - r["speedup"]]],
             fmt="o",
-            color=colors.get(r["verdict"], "tab:gray"),
+            mfc=VERDICT_COLORS[verdict] if verdict != "inconclusive" else "white",  # undecided: hollow
+            color=VERDICT_COLORS[verdict],
             capsize=3,
+            label=verdict.replace("_", " ") if verdict not in seen else None,
         )
+        seen.add(verdict)
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yticks(range(len(data)), [f"{r['commit'][:8]} {r['api']}"[:40] for r in data])
     ax.invert_yaxis()
-    ax.set_xlabel("speedup, base → head (CI; green faster, red slower, gray inconclusive)")
+    ax.set_xlabel("speedup, base → head, with its interval (log scale)")
+    if seen:
+        ax.legend(loc="best", fontsize="small", title="verdict")
     ax.set_title(f"{len(data)} commits with a base→head comparison")
     fig.tight_layout()
     fig.savefig(path)
