@@ -19,7 +19,12 @@ check_config_file("config/config.yaml")
 configfile: "config/config.yaml"
 
 
-report: "report/workflow.rst"
+# `snakemake --report`: its first page is the dataset at a glance (written by rule report_figures, see
+# isobench/front_page.py) once a run has made it; before that, the workflow's description.
+FRONT_PAGE = "results/report/workflow.rst"
+
+
+report: os.path.abspath(FRONT_PAGE) if os.path.exists(FRONT_PAGE) else "report/workflow.rst"
 
 
 include: "rules/common.smk"

@@ -1,11 +1,16 @@
 # The dataset at a glance (figures for `snakemake --report report.html`) and its audit.
-REPORT_DIR = "results/report"
+REPORT_DIR = (
+    "results/report"  # FRONT_PAGE, the report's first page, is set in the Snakefile
+)
 
 
 rule report_figures:
     input:
         dataset=DATASET_COMPLETE,  # the last complete dataset (rules/dataset.smk)
+        llm_summary=config["llm_summary"],
     output:
+        # the first page of `snakemake --report` (the Snakefile's report: takes it once it exists)
+        front=FRONT_PAGE,
         speedups=report(
             f"{REPORT_DIR}/speedups.svg",
             caption="../report/speedups.rst",

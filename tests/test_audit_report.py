@@ -197,6 +197,10 @@ def test_summary_report_and_run_summary(demo_run, work):
     assert "<svg" in files["speedups.svg"] and "word_frequencies" in files["speedups.svg"]
     assert "<svg" in files["samples.svg"] and "main" in files["samples.svg"]
     assert files["summary.html"].count("<tr>") == 1 + 7 and "faster" in files["summary.html"]
+    # the first page is the dataset at a glance: the counts, the figure, the per-commit table, the LLM's part
+    assert "<div class='isobench-front'>" in html and "<b>7 commits</b> (6 ok, 1 failed)" in html
+    assert "data:image/svg+xml;base64," in html and "<h3>Per commit</h3>" in html
+    assert html.count("class='verdict-faster'") >= 5 and "<h3>The LLM</h3>" in html
 
 
 def test_export_round_trips_through_datasets(work, tmp_path):

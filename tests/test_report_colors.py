@@ -1,5 +1,5 @@
-"""Verdicts drawn by kind (issue 26, point 5): only a decided slowdown is red; no_change and inconclusive
-have colours of their own, in the figure and in the table. Records the demo's workflow wrote."""
+"""The report a person reads (issue 26, point 5): verdicts drawn by kind (only a decided slowdown is red) and a
+first page that no record's text can turn into a template. Records the demo's workflow wrote."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 
 from conftest import FIXTURES
 
+from isobench.front_page import front_page
 from isobench.report import VERDICT_COLORS, plot_speedups, summary_html
 
 ROWS = [json.loads(line) for line in (FIXTURES / "demo_dataset.jsonl").read_text().splitlines() if line]
@@ -37,3 +38,18 @@ def test_the_figure_draws_no_change_and_inconclusive_apart_from_slower(tmp_path)
     for verdict in ("no_change", "inconclusive", "faster"):
         assert VERDICT_COLORS[verdict] in text
     assert "no change" in text and "inconclusive" in text  # the legend names them
+
+
+def test_the_first_page_holds_no_template_syntax_whatever_the_records_say(tmp_path):
+    """Snakemake renders the page with Jinja: a hostile API name or error text must stay text."""
+    rows = with_verdicts("faster", "inconclusive")
+    rows[0]["api"] = "{{ 7 * 7 }} {% include '/etc/passwd' %}"
+    rows[1]["status"] = "generation_failed"
+    rows[1]["provenance"]["generation_error"] = "no reply {# a comment #}"
+    svg = tmp_path / "speedups.svg"
+    plot_speedups(rows, svg)
+    summary = {"totals": {"api_requests": 3, "refused_requests": 1, "generation_failed": 1}, "commits": []}
+    page = front_page(rows, summary, svg.read_text(), "results/dataset.jsonl")
+    assert "{" not in page and "}" not in page
+    assert "&#123;&#123; 7 * 7 &#125;&#125;" in page and "no reply &#123;# a comment #&#125;" in page
+    assert "3 (1 refused or unanswered)" in page and max(len(line) for line in page.splitlines()) < 10_000

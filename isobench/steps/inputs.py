@@ -14,6 +14,7 @@ from ..dataset import dataset_of, read_dataset, write_dataset, write_record
 from ..envs import build_env
 from ..errors import CommitFailure, IsobenchError
 from ..extraction import failed_extraction, normalize
+from ..front_page import front_page
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..measure.containers import Runner
 from ..prompt import render
@@ -193,6 +194,13 @@ def report_figures_step(smk) -> None:
     plot_speedups(rows, smk.output.speedups)
     plot_samples(rows, smk.output.samples)
     write_text_atomic(smk.output.table, summary_html(rows))
+    page = front_page(
+        rows,
+        load_json(smk.input.llm_summary),
+        Path(smk.output.speedups).read_text(encoding="utf-8"),
+        dataset_of(smk.input.dataset),
+    )
+    write_text_atomic(smk.output.front, page)
     log.info("report figures of %d records in %s", len(rows), Path(smk.output.table).parent)
 
 
