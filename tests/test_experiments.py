@@ -35,12 +35,20 @@ notes: null
 """
 
 
-def iso_layout(root: Path, demo_repo: Path) -> Path:
-    """ISO-Bench's folders, holding the demo's files: misc/experiments/{commit_extractions_with_apis,
-    generated_test_generators_v4}, and a clone of the demo whose origin is on GitHub; returns the clone."""
+def iso_layout(root: Path, demo: tuple) -> Path:
+    """ISO-Bench's folders holding three of the demo's commits: misc/experiments/{commit_extractions_with_apis,
+    generated_test_generators_v4} (scripts named by 8-character hash, as ISO-Bench's), and a clone of the demo
+    whose origin is on GitHub; returns the clone."""
+    demo_repo, shas = demo
     experiments = root / "misc" / "experiments"
-    shutil.copytree(ROOT / "demo" / "extractions", experiments / "commit_extractions_with_apis")
-    shutil.copytree(ROOT / "demo" / "generators", experiments / "generated_test_generators_v4")
+    for folder in ("commit_extractions_with_apis", "generated_test_generators_v4"):
+        (experiments / folder).mkdir(parents=True)
+    for key in ("primes", "histogram", "wordfreq"):
+        shutil.copy(
+            ROOT / "demo" / "extractions" / f"{shas[key]}.json", experiments / "commit_extractions_with_apis"
+        )
+        name = f"{shas[key][:8]}_test_case_generator.py"
+        shutil.copy(ROOT / "demo" / "generators" / name, experiments / "generated_test_generators_v4")
     clone = root / "vllm"
     subprocess.run(["git", "clone", "-q", str(demo_repo), str(clone)], check=True)
     subprocess.run(
@@ -63,7 +71,7 @@ def experiments_yaml(root: Path, clone: Path, **changes) -> Path:
 
 
 def test_each_key_is_used_or_reported(tmp_path, demo):
-    clone = iso_layout(tmp_path, demo[0])
+    clone = iso_layout(tmp_path, demo)
     path = experiments_yaml(tmp_path, clone, notes="batch 1", api="tokenizer")
     config = yaml.safe_load(path.read_text())
     notes = adopt(config, [str(path)])
@@ -130,7 +138,7 @@ def test_github_names():
 
 def test_the_seed_example_runs_on_the_demo_and_publishes(tmp_path, demo, monkeypatch):
     work = copy_workflow(tmp_path / "wf")
-    clone = iso_layout(tmp_path, demo[0])
+    clone = iso_layout(tmp_path, demo)
     path = experiments_yaml(tmp_path, clone, push_to_hf=True)
     fast = tmp_path / "fast.yaml"
     fast.write_text("measure: {rounds: 2, max_rounds: 2, repeat: 2, warmup: 1}\n")
@@ -146,13 +154,13 @@ def test_the_seed_example_runs_on_the_demo_and_publishes(tmp_path, demo, monkeyp
             json.loads(line)
             for line in (work / "data" / "vllm_dataset_with_test.jsonl").read_text().splitlines()
         ]
-        assert len(rows) == 7 and {r["repo"] for r in rows} == {"isobench/demokit"}
+        assert len(rows) == 3 and {r["repo"] for r in rows} == {"isobench/demokit"}
         assert all(r["instance_id"].startswith("isobench__demokit-") for r in rows)
         assert {r["provenance"]["generator"]["source"] for r in rows} == {"pregenerated"}
         assert not (work / "results" / "dataset.jsonl").exists()  # the demo's source was not added
         published = json.loads((work / "results" / "publish.json").read_text())
         repo_id = "ISO-Bench/vllm_dataset_with_test"
-        assert published["repo_id"] == repo_id and published["pushed"] and len(published["added"]) == 7
+        assert published["repo_id"] == repo_id and published["pushed"] and len(published["added"]) == 3
         assert len(hub.commits(repo_id)) == 2 and "README.md" in hub.files(repo_id)
         # nothing changed: nothing runs, nothing is pushed
         writes = len(hub.writes())
