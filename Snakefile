@@ -77,6 +77,8 @@ rule prompts:
 # One run measures at a time in this folder (and, with gpu.lock_dir, on this machine); its jobs end with it.
 onstart:
     ip.claim_run(config, cluster=workflow.non_local_exec)
+    # the LLM endpoints asked once before any job (a missing key, a wrong URL: one line, nothing spent)
+    llm_check.before_jobs(LLM_NEEDS, workflow.dag_settings.targets)
     # `--forcerun measure` measures again: its jobs learn what was forced (isobench/measure/cache.py)
     os.environ.update(forcerun_environment(workflow.dag_settings.forcerun))
 

@@ -43,7 +43,7 @@ from .provenance import generator_of
 from .record import FIGURES, efficiency_test, figures, tampered_timings
 from .record import tampered as tampered_timing
 from .report import failures, format_failures
-from .secrecy import ALL_KEY_ENVS, known_values, secret_hits
+from .secrecy import ALL_KEY_ENVS, known_values, refuse_secrets, secret_hits
 
 INTEGRITY = ("integrity", "schema", "secret")
 # Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
@@ -254,6 +254,13 @@ def set_aside_files(results: Path) -> list[Finding]:
         for path in sorted(_ours(results))
         if _SET_ASIDE.search(path.name)
     ]
+
+
+def refuse_unpublishable(rows: list[dict], where: str, config: dict | None, schema: Path) -> None:
+    """Before export and push: nothing the secret scan flags leaves (``refuse_secrets``), the config's key
+    variables included (without a config: every known one)."""
+    variables = key_variables(config, schema) if config is not None else sorted(ALL_KEY_ENVS)
+    refuse_secrets(rows, where, variables)
 
 
 def key_variables(config: dict, schema: Path) -> list[str]:

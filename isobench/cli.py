@@ -84,15 +84,14 @@ def _summary(args) -> None:
 
 def _publishable(args) -> list[dict]:
     """The dataset's records, refused whole when the secret scan flags one (export and push)."""
-    from .audit import key_variables
-    from .secrecy import ALL_KEY_ENVS, refuse_secrets
+    from .audit import refuse_unpublishable
 
     rows = _rows(args)
     try:
-        variables = key_variables(_config(args), Path(args.schema))
+        config = _config(args)
     except IsobenchError:  # a dataset given without the workflow's config: the known key variables
-        variables = sorted(ALL_KEY_ENVS)
-    refuse_secrets(rows, str(args.dataset or "the dataset"), variables)
+        config = None
+    refuse_unpublishable(rows, str(args.dataset or "the dataset"), config, Path(args.schema))
     return rows
 
 
@@ -117,6 +116,7 @@ def _retry_generation(args) -> None:
     the reply cache (else a rerun would replay them for free, and fail the same way) and their generator outputs
     go (so Snakemake runs the generator, and then measure and record, again)."""
     from .generate import Cache
+    from .llm_check import drop_generator_outputs
     from .plan import plan_sources
 
     config = _config(args)
@@ -155,8 +155,7 @@ def _retry_generation(args) -> None:
                 continue
             for request_key in keys:
                 cache.drop("replies", request_key)
-            for name in ("generator.py", "generator.json", "llm_transcript.json"):
-                (folder / name).unlink(missing_ok=True)
+            drop_generator_outputs(folder)
     unknown = [w for w in wanted if w not in matched]
     if unknown:
         raise IsobenchError(f"retry-generation: no planned commit is {', '.join(unknown)}")

@@ -1,5 +1,5 @@
 """Setup mistakes found before money is spent: the LLM endpoint each source's generations will use is asked once,
-at planning, when some commit needs an LLM-written test that it does not have yet.
+when a run starts its jobs, if some commit needs an LLM-written test that it does not have yet.
 
 One request per endpoint (the model's entry in the provider's models API, through the same SDK client the
 generations use, without retries): a missing key, an endpoint that cannot be reached, a refused key, an unknown
@@ -10,8 +10,12 @@ provider that is busy (429, 5xx) is only a warning: the generations retry (``llm
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import sys
+from pathlib import Path
 
+from .errors import IsobenchError
 from .llm import LLMSettings, make_client, url_origin
 
 CHECK_TIMEOUT_S = 15.0
@@ -85,12 +89,28 @@ def _cause(exc: BaseException) -> str:
     return text[:200]
 
 
+# targets whose jobs never generate a test (an evaluation reads a dataset file; the audit has no inputs)
+NO_GENERATION_TARGETS = frozenset({"evaluate", "audit"})
+
+
+def before_jobs(needs: list[tuple[str, LLMSettings, list[str]]], targets) -> None:
+    """Snakemake's onstart, so only in a run that executes jobs (not ``-n``, not ``--report``): the endpoints
+    asked (``check_all``) unless the targets generate nothing; a mistake ends the run before any job with one
+    line (SystemExit), the warnings are said."""
+    if targets and set(targets) <= NO_GENERATION_TARGETS:
+        return
+    try:
+        lines = check_all(needs)
+    except IsobenchError as exc:
+        raise SystemExit(f"isobench: {exc}") from None
+    for line in lines:
+        sys.stderr.write(line + "\n")
+
+
 def check_all(needs: list[tuple[str, LLMSettings, list[str]]]) -> list[str]:
     """``needs``: (source, its LLM settings, the commits that will ask the LLM in this run). Each distinct
     endpoint is checked once; the first error stops the run (IsobenchError, one line naming the variable or the
     URL and the commits waiting for it); the warnings are returned as lines to print."""
-    from .errors import IsobenchError
-
     checked, lines = set(), []
     for source, settings, keys in needs:
         if not keys:
@@ -112,9 +132,6 @@ def check_all(needs: list[tuple[str, LLMSettings, list[str]]]) -> list[str]:
 def reset_transient(folders) -> list[str]:
     """The commit folders whose last generation got no reply (no connection, 429 or 5xx after the retries:
     ``llm.transient`` in generator.json) lose their generator outputs, so that this run asks again; their names."""
-    import json
-    from pathlib import Path
-
     again = []
     for folder in map(Path, folders):
         try:
@@ -123,7 +140,16 @@ def reset_transient(folders) -> list[str]:
             continue
         llm = (meta.get("llm") if isinstance(meta, dict) else None) or {}
         if meta.get("status") == "generation_failed" and llm.get("transient"):
-            for name in ("generator.py", "generator.json", "llm_transcript.json"):
-                (folder / name).unlink(missing_ok=True)
+            drop_generator_outputs(folder)
             again.append(folder.name)
     return again
+
+
+GENERATOR_OUTPUTS = ("generator.py", "generator.json", "llm_transcript.json")
+
+
+def drop_generator_outputs(folder: Path) -> None:
+    """The generator rule's outputs of one commit removed: the next run generates its test again (and then
+    measures and records it again)."""
+    for name in GENERATOR_OUTPUTS:
+        (folder / name).unlink(missing_ok=True)

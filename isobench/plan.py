@@ -58,13 +58,13 @@ def print_run_summary(dataset: str, per_commit, since: float) -> None:
 
 def start_of_run(
     config: dict, plans: dict, schema_path: str | Path, gpu_budget=None, cluster: bool = False
-) -> None:
+) -> list:
     """What the main Snakemake process does once, before any job: a missing model is an error; the sandbox's
     state is said; the jobs learn the run's GPU count (``--resources gpu=N``, ``gpu_budget``) and whether a
     cluster scheduler allocates GPUs (isobench/measure/gpu.py), and the GPUs are named; records that are not what the
     record step wrote are set aside so that this run rebuilds them, and the dataset is the last complete one
-    (isobench/dataset.py)."""
-    check_llm_work(config, plans, schema_path)
+    (isobench/dataset.py). Returns the LLM work for ``llm_check.before_jobs`` (Snakemake's onstart)."""
+    llm_needs = check_llm_work(config, plans, schema_path)
     for line in isolation_lines(config, schema_path):
         sys.stderr.write(line + "\n")
     os.environ.update(gpu_environment(gpu_budget, cluster))  # local jobs and sbatch inherit it
@@ -76,11 +76,12 @@ def start_of_run(
         sys.stderr.write(
             f"isobench: another isobench run is measuring here ({holder}); results left as they are\n"
         )
-        return
+        return llm_needs
     protect_results(
         [RESULTS / source / key / "record.json" for source, plan in plans.items() for key in plan.commits],
         Path(config["dataset"]),
     )
+    return llm_needs
 
 
 def claim_run(config: dict, cluster: bool = False) -> None:
@@ -98,10 +99,10 @@ def claim_run(config: dict, cluster: bool = False) -> None:
         os.environ.pop(runs.RUN_ENV, None)
 
 
-def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
+def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> list:
     """Before any work: commits that need an LLM-generated test need a model (one line naming the field); a
-    generation that got no reply last time is asked again; the endpoint that this run's generations will use is
-    asked once (isobench/llm_check.py)."""
+    generation that got no reply last time is asked again. Returns what the run's start asks the endpoints about
+    (isobench/llm_check.py, ``before_jobs``): (source, its LLM settings, the commits still to generate)."""
     needs = []
     for name, plan in plans.items():
         folder = config["sources"][name].get("generators")
@@ -125,8 +126,7 @@ def check_llm_work(config: dict, plans: dict, schema_path: str | Path) -> None:
             )
         todo = [key for key in need if not (RESULTS / name / key / "generator.json").exists()]
         needs.append((name, LLMSettings.from_config(cfg), todo))
-    for line in llm_check.check_all(needs):
-        sys.stderr.write(line + "\n")
+    return needs
 
 
 def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, workflow.basedir)
 
 from isobench import config as ic
+from isobench import llm_check
 from isobench import plan as ip
 from isobench.dataset import complete_copy
 from isobench.errors import IsobenchError
@@ -38,9 +39,12 @@ except OSError as exc:  # e.g. a read-only results/: one line, never a traceback
         f"{exc.filename or 'results'}: {exc.strerror}; check the folder's permissions and free space"
     )
 
+LLM_NEEDS = (
+    []
+)  # the LLM work this run may do: its endpoints are asked at onstart (isobench/llm_check.py)
 if workflow.is_main_process:
     try:
-        ip.start_of_run(
+        LLM_NEEDS = ip.start_of_run(
             config,
             PLAN,
             SCHEMA,
@@ -195,19 +199,17 @@ def sandbox_params(wildcards):
 EVAL_ROOT = evaluation_plan.ROOT
 EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"
 
+EVAL_SOURCES = {
+    name: {
+        "repo": plan.repo,
+        "repo_name": config["sources"][name].get("repo_name"),
+        "mirror": str(plan.mirror),
+    }
+    for name, plan in PLAN.items()
+}
 try:
     EVALUATIONS, UNPLANNED = evaluation_plan.plan_evaluations(
-        config,
-        {
-            name: {
-                "repo": plan.repo,
-                "repo_name": config["sources"][name].get("repo_name"),
-                "mirror": str(plan.mirror),
-            }
-            for name, plan in PLAN.items()
-        },
-        Path.cwd(),
-        SCHEMA,
+        config, EVAL_SOURCES, Path.cwd(), SCHEMA
     )
 except IsobenchError as exc:
     ic.fail(str(exc))
@@ -217,17 +219,11 @@ if workflow.is_main_process:
 
 
 def evaluation_block(key):
-    """The job's ``key`` block (sandbox, runner, env): that of the source whose repository the record's is, so that
-    a candidate runs as its revisions were measured; else the config's top-level block.
-    """
+    """The job's ``key`` block (sandbox, runner, env): its source's (isobench/evaluate/plan.py: source_of)."""
 
-    def block(wildcards):
-        run = EVALUATIONS.get(wildcards.run)
-        folder = f"{EVAL_ROOT}/{wildcards.run}/{wildcards.instance}/{wildcards.model}"
-        spec = run.jobs.get(folder) if run else None
-        mirror = spec["repository"]["mirror"] if spec else None
-        source = next(
-            (name for name, plan in PLAN.items() if str(plan.mirror) == mirror), None
+    def block(wc):
+        source = evaluation_plan.source_of(
+            EVALUATIONS, wc.run, wc.instance, wc.model, EVAL_SOURCES
         )
         return ic.layered(config, source, SCHEMA, key)
 

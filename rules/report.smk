@@ -1,7 +1,6 @@
 # The dataset at a glance (figures for `snakemake --report report.html`) and its audit.
-REPORT_DIR = (
-    "results/report"  # FRONT_PAGE, the report's first page, is set in the Snakefile
-)
+# (FRONT_PAGE, the report's first page, is set in the Snakefile, whose report: reads it)
+REPORT_DIR = "results/report"
 
 
 rule report_figures:

@@ -277,3 +277,35 @@ def test_jobs_split_past_attempts_per_job_and_share_identical_patches(tmp_path):
     assert sum(len(s["attempts"]) for s in run.jobs.values()) == 7
     # the same plan again: the same jobs, the same specs (a rerun redoes nothing)
     assert plan.plan_run("r", cfg, "d.jsonl", {}, tmp_path).jobs == run.jobs
+
+
+def test_a_job_runs_with_the_blocks_of_the_source_its_record_came_from(tmp_path):
+    """env, runner and sandbox of an evaluation job are those of the source whose repository the record is; a
+    repository that is no source of this workflow takes the top-level blocks (source None)."""
+    recs = [
+        {
+            "instance_id": f"{owner}__r-1",
+            "repo": f"{owner}/r",
+            "base_commit": "a" * 40,
+            "head_commit": "b" * 40,
+            "efficiency_test": ["def setup(): pass"],
+            "status": "ok",
+        }
+        for owner in ("o", "elsewhere")
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    patch = "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"
+    lines = [{"instance_id": r["instance_id"], "model_name_or_path": "m", "model_patch": patch} for r in recs]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    cfg = plan.with_defaults(
+        {"predictions": "p.jsonl", "calibration": False}, ROOT / "isobench/schemas/config.schema.yaml"
+    )
+    sources = {
+        "other": {"repo": "/src/x", "repo_name": "x/x", "mirror": "results/other/_git/mirror.git"},
+        "mine": {"repo": "/src/r", "repo_name": "o/r", "mirror": "results/mine/_git/mirror.git"},
+    }
+    runs = {"r": plan.plan_run("r", cfg, "d.jsonl", sources, tmp_path)}
+    assert plan.source_of(runs, "r", "o__r-1", "m", sources) == "mine"
+    assert plan.source_of(runs, "r", "elsewhere__r-1", "m", sources) is None
+    assert plan.source_of(runs, "r", "no__such-1", "m", sources) is None
+    assert plan.source_of(runs, "nosuchrun", "o__r-1", "m", sources) is None

@@ -121,6 +121,18 @@ def mirror_for(record: dict, cfg: dict, sources: dict) -> dict:
     }
 
 
+def source_of(runs: dict, run_id: str, instance: str, model: str, sources: dict) -> str | None:
+    """The workflow source (``sources``: as given to ``plan_evaluations``) whose repository the job's record is:
+    its env, runner and sandbox blocks are the job's, so that candidates run as the revisions were measured.
+    None when the repository is no source of this workflow (the top-level blocks then)."""
+    run = runs.get(run_id)
+    spec = run.jobs.get(f"{ROOT}/{run_id}/{instance}/{model}") if run else None
+    repository = (spec or {}).get("repository") or {}
+    if not repository.get("source"):
+        return None
+    return next((name for name, s in sources.items() if s["mirror"] == repository["mirror"]), None)
+
+
 def plan_run(run_id: str, cfg: dict, dataset_path: str, sources: dict, base: Path) -> EvalRun:
     """The plan of one evaluation run (``cfg``: its block of the config, defaults filled in)."""
     run = EvalRun(run_id, dataset_path)

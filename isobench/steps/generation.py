@@ -176,9 +176,7 @@ def _generate_with_llm(smk) -> None:
         "llm": {
             "provider": cfg["provider"],
             "model": cfg["model"],
-            "base_url": url_origin(LLMSettings.from_config(cfg))[
-                0
-            ],  # as used: llm.base_url, *_BASE_URL, default
+            "base_url": url_origin(gen.settings)[0],  # as used: llm.base_url, *_BASE_URL or the SDK's default
             "accepted_key": outcome.transcript.get("accepted_key"),
             "transcript_sha256": sha256_file(smk.output.transcript),
             # no reply (no connection, 429 or 5xx after the retries): the next run asks again (isobench/llm_check.py)

@@ -5,19 +5,18 @@ than the dataset until the dataset changes."""
 
 from __future__ import annotations
 
-from ..audit import key_variables
+from ..audit import refuse_unpublishable
 from ..config import SCHEMA
 from ..dataset import dataset_of, read_dataset
 from ..export import export
 from ..hub import format_push, push_to_hub
 from ..jsonio import sha256_file, write_json
-from ..secrecy import refuse_secrets
 from .common import log, now_iso
 
 
 def _publishable(smk) -> list[dict]:
     rows = read_dataset(smk.input.dataset)
-    refuse_secrets(rows, str(dataset_of(smk.input.dataset)), key_variables(smk.config, SCHEMA))
+    refuse_unpublishable(rows, str(dataset_of(smk.input.dataset)), smk.config, SCHEMA)
     return rows
 
 
