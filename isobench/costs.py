@@ -19,8 +19,9 @@ COUNTERS = (
 )
 
 
-def llm_summary(meta_paths: list[str], since: float | None = None) -> dict:
-    """Totals and per-commit rows; with ``since`` (a time stamp) only files written after it count."""
+def llm_summary(meta_paths: list[str], since: float | None = None, prices: dict | None = None) -> dict:
+    """Totals and per-commit rows; with ``since`` (a time stamp) only files written after it count; with
+    ``prices`` (config ``llm_prices``: model → USD per million input and output tokens) what they cost."""
     rows, totals = [], {k: 0 for k in COUNTERS}
     totals.update(generated=0, accepted_from_cache=0, generation_failed=0, pregenerated=0)
     for path in meta_paths:
@@ -47,7 +48,36 @@ def llm_summary(meta_paths: list[str], since: float | None = None) -> dict:
                 **{k: info.get(k, 0) for k in (*COUNTERS, "cache_hit")},
             }
         )
-    return {"totals": totals, "commits": rows}
+    return price({"totals": totals, "commits": rows}, prices or {})
+
+
+def price(summary: dict, prices: dict) -> dict:
+    """Each generated commit's cost in USD from its tokens and its model's price; the total, or None while a
+    model that was asked has no price (``unpriced`` names it)."""
+    unpriced = set()
+    total = 0.0
+    for row in summary["commits"]:
+        rate = prices.get(row.get("model") or "")
+        if rate is None:
+            row["cost_usd"] = None
+            if row.get("input_tokens") or row.get("output_tokens"):
+                unpriced.add(str(row.get("model")))
+            continue
+        row["cost_usd"] = round(
+            (row.get("input_tokens", 0) * rate["input"] + row.get("output_tokens", 0) * rate["output"]) / 1e6,
+            6,
+        )
+        total += row["cost_usd"]
+    summary["totals"]["cost_usd"] = None if unpriced else round(total, 6)
+    summary["totals"]["unpriced_models"] = sorted(unpriced)
+    return summary
+
+
+def cost_text(totals: dict) -> str:
+    """The cost as a person reads it: ``$0.42``, or which model's price is missing."""
+    if totals.get("cost_usd") is not None:
+        return f"${totals['cost_usd']:.2f}"
+    return "unknown: no price for " + ", ".join(totals.get("unpriced_models") or []) + " in llm_prices"
 
 
 def summary_line(summary: dict, what: str) -> str:
@@ -59,4 +89,5 @@ def summary_line(summary: dict, what: str) -> str:
         f"{t['output_tokens']} output tokens; {t['generated']} generated scripts "
         f"({t['accepted_from_cache']} from the cache, {t['cached_replies']} replies replayed from the cache, "
         f"{t['generation_failed']} failed), {t['pregenerated']} pre-generated"
+        + (f"; cost {cost_text(t)}" if t.get("input_tokens") or t.get("output_tokens") else "")
     )

@@ -128,7 +128,7 @@ def build_env(
         "path": None,
         "worktree_on_path": mode != "venv",
         "commands": [],
-        "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "log": str(log_path),
     }
     if mode == "none":

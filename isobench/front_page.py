@@ -14,6 +14,7 @@ import html
 import textwrap
 from collections import Counter
 
+from .costs import cost_text
 from .failures import commit_failure, where
 from .report import summary_html
 
@@ -39,7 +40,8 @@ def llm_section(rows: list[dict], summary: dict) -> str:
             "API requests",
             f"{t.get('api_requests', 0)} ({t.get('refused_requests', 0)} refused or unanswered)",
         ),
-        ("tokens (the cost)", f"{t.get('input_tokens', 0)} input + {t.get('output_tokens', 0)} output"),
+        ("tokens", f"{t.get('input_tokens', 0)} input + {t.get('output_tokens', 0)} output"),
+        ("cost", html.escape(cost_text(t)) if t.get("input_tokens") or t.get("output_tokens") else "$0.00"),
         (
             "cache",
             f"{t.get('accepted_from_cache', 0)} scripts and {t.get('cached_replies', 0)} replies reused",

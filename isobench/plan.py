@@ -21,6 +21,7 @@ from .dataset import protect_results
 from .demo import build_demo_repo
 from .errors import IsobenchError
 from .extraction import bundle_lines, collection_entries, collection_problem, commit_id_of_file, is_extraction
+from .failures import missing_commit_lines
 from .jsonio import write_text_atomic
 from .llm import LLMSettings
 from .measure import cgroups
@@ -41,7 +42,7 @@ RESULTS = Path("results")
 _PARENT_RE = re.compile(r'"parent_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
 
-def print_run_summary(dataset: str, per_commit, since: float) -> None:
+def print_run_summary(dataset: str, per_commit, since: float, prices: dict | None = None) -> None:
     """The end of a run, on one screen (isobench.report.run_summary); ``per_commit(name)`` lists a file of
     every planned commit."""
     sys.stderr.write(
@@ -51,6 +52,7 @@ def print_run_summary(dataset: str, per_commit, since: float) -> None:
             per_commit("timing_base.json"),
             per_commit("generator.json"),
             since,
+            prices,
         )
         + "\n"
     )
@@ -326,6 +328,7 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
     parents = git.first_parents(mirror, sorted({s for s in resolved.values() if s}))
     plan = SourcePlan(name=name, repo=repo, mirror=mirror, main_sha=main_sha, warnings=warnings)
     problems: dict[str, int] = {}  # a problem's text: how many commits it fails
+    missing: list[tuple[str, str]] = []  # (where it is named, the commit) of commits the repository lacks
     for commit, parent, extraction_file, origin, problem in entries:
         head = resolved.get(commit) if _resolvable(commit, parent, extraction_file, origin, problem) else None
         key = head or commit_key(commit)  # a SHA or a safe key: what names the commit's folder and files
@@ -345,9 +348,8 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
         if problem:  # said once per problem, after the loop: a collection's is every one of its commits'
             problems[problem[1]] = problems.get(problem[1], 0) + 1
         elif head is None:
-            warnings.append(
-                f"{origin or extraction_file or 'config: field sources.' + name + '.commits'}: commit "
-                f"{shown(commit)} is not in the repository of source {name} (the commit ends as a failed record)"
+            missing.append(
+                (origin or extraction_file or f"config: field sources.{name}.commits", shown(commit))
             )
         base = resolved.get(parent) if parent else (parents.get(head) if head else None)
         plan.commits[key] = CommitPlan(
@@ -359,6 +361,7 @@ def plan_source(name: str, cfg: dict, prepare: bool) -> SourcePlan:
             problem=problem,
             commit_id=commit,
         )
+    warnings += missing_commit_lines(name, repo, missing, len(entries))
     for text, count in problems.items():
         warnings.append(
             f"{text} (the commit ends as a failed record)"

@@ -12,7 +12,7 @@ from .categories import REVISIONS
 from .costs import llm_summary, summary_line
 from .dataset import read_dataset
 from .errors import IsobenchError
-from .failures import failure_lines
+from .failures import failure_lines, main_line
 from .jsonio import load_json
 
 COLUMNS = ("commit", "api", "status", "verdict", "speedup [CI]", "base", "head", "main", "coverage", "notes")
@@ -245,7 +245,12 @@ def format_failures(by_category: dict[str, dict[str, int]]) -> str:
 
 
 def run_summary(
-    dataset: str | Path, records: list[str], timings: list[str], metas: list[str], since: float
+    dataset: str | Path,
+    records: list[str],
+    timings: list[str],
+    metas: list[str],
+    since: float,
+    prices: dict | None = None,
 ) -> str:
     """One screen at the end of a run: what it wrote, what failed and why, what it spent, what it reused."""
 
@@ -274,7 +279,7 @@ def run_summary(
         f"  measurements this run: {measured} fresh, {cached} reused (measurement cache)",
     ]
     lines += failure_lines(rows)  # per commit, grouped by cause (isobench/failures.py)
-    lines.append("  failed revisions by category (main's included): " + format_failures(failures(rows)))
-    lines.append("  " + summary_line(llm_summary(metas, since=since), "this run"))
+    lines += main_line(rows)
+    lines.append("  " + summary_line(llm_summary(metas, since=since, prices=prices), "this run"))
     lines.append("  per commit: `isobench summary`; integrity and staleness: `isobench audit`")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, workflow.basedir)
 
 from isobench import config as ic
+from isobench import console
 from isobench import llm_check
 from isobench import plan as ip
 from isobench.dataset import complete_copy
@@ -43,6 +44,12 @@ LLM_NEEDS = (
     []
 )  # the LLM work this run may do: its endpoints are asked at onstart (isobench/llm_check.py)
 if workflow.is_main_process:
+    # the jobs' lines printed as each ends, above the progress view; their details (worktrees, prompts, medians)
+    # only with --verbose, in their log files always (isobench/console.py)
+    console.start(
+        bool(getattr(workflow.output_settings, "verbose", False)),
+        getattr(workflow, "logger_manager", None),
+    )
     try:
         LLM_NEEDS = ip.start_of_run(
             config,
@@ -259,4 +266,6 @@ def end_of_run(started):
     if set(workflow.dag_settings.targets or ()) == {"evaluate"}:
         print_boards(EVALUATIONS)
     else:
-        ip.print_run_summary(config["dataset"], per_commit, started)
+        ip.print_run_summary(
+            config["dataset"], per_commit, started, config["llm_prices"]
+        )

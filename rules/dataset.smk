@@ -25,5 +25,7 @@ rule llm_summary:
     localrule: True
     conda:
         "../envs/isobench.yaml"
+    params:
+        prices=config["llm_prices"],  # a price edited: only this summary and the report's page are redone
     script:
         "../scripts/llm_summary.py"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -99,6 +100,36 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600, gpus: int = 1) -> s
     # --resources=X (one word): a plain --resources takes every word after it, a target included
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", f"--resources=gpu={gpus}", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+
+
+def snakemake_log(proc: subprocess.CompletedProcess) -> str:
+    """Snakemake's own log of a run that ran jobs (.snakemake/log/): every job's rule, inputs, outputs and
+    reason, and isobench's lines, whatever the console showed (its default is the progress view)."""
+    found = re.search(r"Complete [Ll]og(?:\(s\))?: (\S+)", proc.stderr + proc.stdout)
+    assert found, (proc.stderr + proc.stdout)[-2000:]
+    return Path(found.group(1)).read_text(encoding="utf-8")
+
+
+def before_jobs(stderr: str) -> str:
+    """What a run said while planning, before its job table (Snakemake's "Building DAG" or the progress view's
+    "Job stats")."""
+    return re.split(r"Building DAG|Job stats", stderr, maxsplit=1)[0]
+
+
+def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """{rule: jobs} of a run (from its log) or of a dry run (the console's job table); {} when nothing was to
+    be done."""
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return {}
+    if re.search(r"Complete [Ll]og", text):
+        block = snakemake_log(proc).split("Job stats:")[1].split("total")[0]
+        return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", block, re.M)}
+    block = text.split("Job stats")[1].split("total")[0]  # the progress view's table: "evaluate job   1"
+    return {
+        m.group(1).strip().replace(" ", "_"): int(m.group(2))
+        for m in re.finditer(r"^\s*([a-z][\w ]*?)\s+(\d+)\s*$", block, re.M)
+    }
 
 
 def without_timings(record: dict, work: Path) -> dict:

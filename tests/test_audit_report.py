@@ -175,7 +175,8 @@ def test_summary_report_and_run_summary(demo_run, work):
     assert "isobench run summary" in demo_run[1].stderr
     assert "records written this run: 7" in demo_run[1].stderr
     err = demo_run[1].stderr
-    assert "failed revisions by category (main's included): import_error 1 (main 1); not_equivalent 2" in err
+    # counted in commits: main's failure where base and head passed is said apart (it fails no commit)
+    assert "  main (the branch tip) failed for 1 of the other commits (import_error 1)" in err
     # per commit: the one failed commit named by its extraction file, its category and the message
     assert "  failed commits: 1 of 7 (not_equivalent 1)" in err
     assert re.search(r"\n    [0-9a-f]{40}\.json: not_equivalent: \S", err), err[-3000:]

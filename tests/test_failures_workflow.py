@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, before_jobs, copy_workflow, snakemake
 
 from isobench.cli import main as cli
 from isobench.dataset import read_dataset
@@ -47,7 +47,7 @@ def test_bad_commits_become_records_and_nothing_earned_is_lost(tmp_path, demo, c
     proc = snakemake(work)  # no --keep-going needed: no job fails
     assert proc.returncode == 0, proc.stderr[-3000:]
     err = proc.stderr
-    before_work = err[: err.index("Building DAG")]  # every planning problem, one line each, before any work
+    before_work = before_jobs(err)  # every planning problem, one line each, before any work
     for needle in (
         "extraction_summary.json: not an extraction",
         f"-old.json and bad/extractions/{shas['regex']}.json both name commit",

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import processes_with, snakemake
+from conftest import processes_with, snakemake, snakemake_log
 
 from isobench.dataset import read_dataset
 
@@ -119,7 +119,7 @@ def test_a_forged_cache_entry_is_measured_again_and_forcerun_measures_again(work
         assert proc.returncode == 0, proc.stderr[-3000:]
         log = (folder / "logs" / "measure.log").read_text()
         assert "measurement: fresh (forced by --forcerun" in log and "from the measurement cache" not in log
-        assert proc.stderr.count("rule measure:") == 1  # this commit's job alone
+        assert snakemake_log(proc).count("rule measure:") == 1  # this commit's job alone
         head = json.loads((folder / "timing_head.json").read_text())
         assert head["measurement"]["cached"] is False
         assert (head["measurement"]["measured_at"], head["samples_ms"]) != before
@@ -137,7 +137,10 @@ def test_a_truncated_dataset_is_restored_without_a_traceback(work):
     (dataset.parent / "dataset.jsonl.complete").unlink()  # no complete copy either: rebuilt from the records
     proc = snakemake(work)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "it is rebuilt from the records in this run" in proc.stderr and "localrule dataset:" in proc.stderr
+    assert (
+        "it is rebuilt from the records in this run" in proc.stderr
+        and "localrule dataset:" in snakemake_log(proc)
+    )
     assert dataset.read_bytes() == complete and "Traceback" not in proc.stderr
     assert "records written this run: 0 (the dataset holds 7" in proc.stderr
 

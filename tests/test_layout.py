@@ -113,6 +113,7 @@ LAYERS = [
             "isobench.categories",
             "isobench.settings",
             "isobench.secrecy",
+            "isobench.console",
         ),
     ),
 ]

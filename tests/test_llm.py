@@ -365,3 +365,24 @@ def test_trivial_scripts_are_refused(code, message):
     with pytest.raises(IsobenchError, match=message):
         check_candidate(code)
     assert check_candidate(GOOD) == "functions"
+
+
+def test_the_cost_in_money_is_priced_per_model_or_said_unknown():
+    from isobench.costs import cost_text, price
+
+    def summary():
+        return {
+            "totals": {"input_tokens": 3_000_000, "output_tokens": 500_000},
+            "commits": [
+                {"model": "gpt-4.1", "input_tokens": 2_000_000, "output_tokens": 500_000},
+                {"model": "other", "input_tokens": 1_000_000, "output_tokens": 0},
+                {"model": "unasked", "input_tokens": 0, "output_tokens": 0},  # a cache hit costs nothing
+            ],
+        }
+
+    prices = {"gpt-4.1": {"input": 2.0, "output": 8.0}, "other": {"input": 0.5, "output": 1.0}}
+    priced = price(summary(), prices)
+    assert [r["cost_usd"] for r in priced["commits"]] == [8.0, 0.5, None]
+    assert priced["totals"]["cost_usd"] == 8.5 and cost_text(priced["totals"]) == "$8.50"
+    unknown = price(summary(), {"gpt-4.1": prices["gpt-4.1"]})["totals"]
+    assert unknown["cost_usd"] is None and cost_text(unknown) == "unknown: no price for other in llm_prices"

@@ -59,6 +59,7 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
             "repairs": 1,
             "cache_dir": "cache/llm",
         }
+        config["llm_prices"] = {"test-model": {"input": 2000.0, "output": 8000.0}}  # USD per million tokens
         (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
 
         proc = snakemake(work, "--resources", "llm=2")
@@ -102,6 +103,15 @@ def test_generated_and_failed_generation_through_the_workflow(tmp_path, demo, mo
             summary["api_requests"] == 3 and summary["generated"] == 2 and summary["generation_failed"] == 1
         )
         assert summary["pregenerated"] == 5
+        # the cost in money: the tokens the server reported at the configured price, at the run's end and on the
+        # report's first page
+        cost = (summary["input_tokens"] * 2000 + summary["output_tokens"] * 8000) / 1e6
+        assert summary["cost_usd"] == pytest.approx(cost) and cost > 1
+        assert f"cost ${cost:.2f}" in proc.stderr.split("isobench LLM use (this run)")[1].splitlines()[0]
+        assert (
+            f"<th align='left'>cost</th><td>${cost:.2f}</td>"
+            in (work / "results" / "report" / "workflow.rst").read_text()
+        )
         no_secret_under(work / "results")
         no_secret_under(work / "cache")
         # the audit agrees: every chain intact (a generation_failed record included), and no key anywhere

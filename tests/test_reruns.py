@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow
+from conftest import ROOT, copy_workflow, job_counts
 from llm_server import FakeLLM, reply
 
 from isobench.dataset import read_dataset
@@ -38,11 +38,10 @@ class Counter:
         assert proc.returncode == 0, proc.stderr[-3000:]
         calls = len(self.fake.requests) - self.requests
         self.requests = len(self.fake.requests)
-        fresh = proc.stderr.count("measurement: fresh")
-        jobs = {
-            rule: len(re.findall(rf"^(?:local)?rule {rule}:", proc.stderr, re.M))
-            for rule in ("generator", "measure")
-        }
+        said = re.search(r"measurements this run: (\d+) fresh", proc.stderr)  # the run summary's count
+        fresh = int(said.group(1)) if said else 0
+        counts = job_counts(proc)
+        jobs = {rule: counts.get(rule, 0) for rule in ("generator", "measure")}
         return calls, fresh, jobs, proc.stderr
 
 
@@ -130,13 +129,13 @@ def test_rerun_semantics(setup, monkeypatch):
     package = work / "isobench" / "record.py"
     package.write_text(package.read_text() + "# edited\n")
     calls, fresh, jobs, err = counter.run()
-    assert (calls, fresh, jobs["measure"]) == (0, 0, 3) and err.count("from the measurement cache") == 3
+    assert (calls, fresh, jobs["measure"]) == (0, 0, 3) and "measurements this run: 0 fresh, 3 reused" in err
 
     # one deleted timing file: only that commit's measurement job runs (restored from the cache)
     (work / "results" / "a" / shas["primes"] / "timing_head.json").unlink()
     calls, fresh, jobs, err = counter.run()
     assert (calls, fresh, jobs) == (0, 0, {"generator": 0, "measure": 1})
-    assert "from the measurement cache" in err
+    assert "measurements this run: 0 fresh, 1 reused" in err
 
     # main advanced: no LLM call, the new main measured, records and dataset updated
     (repo / "NEWS.md").write_text("a new release\n")

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_workflow, demo_subset, without_timings
+from conftest import ROOT, copy_workflow, demo_subset, snakemake_log, without_timings
 
 from isobench.dataset import read_dataset
 
@@ -234,7 +234,7 @@ def sbatch_calls(work: Path, *args: str) -> tuple[dict[str, str], str]:
         line = re.sub(r"_wildcards_\S+", "", line)
         line = re.sub(r" -D \S+", " -D WORKDIR", line)
         calls[re.search(r"--comment rule_(\w+)", line).group(1)] = re.sub(r"\s+", " ", line)
-    return calls, proc.stdout + proc.stderr
+    return calls, proc.stdout + proc.stderr + snakemake_log(proc)  # the log: every job's rule
 
 
 @pytest.fixture(scope="module")
@@ -252,6 +252,8 @@ def test_measurement_job_sbatch_line(tmp_path):
     )
     for rule in ("extraction", "generator", "worktree", "env"):
         assert f"localrule {rule}:" in log, rule
+    # the refusal is said on the console the run draws (its progress view shows no failed job's message)
+    assert "isobench: job measure failed: SLURM sbatch failed. " in log
 
 
 def test_cpu_job_sbatch_line(refused):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, copy_workflow, snakemake
+from conftest import ROOT, before_jobs, copy_workflow, snakemake
 
 from isobench.dataset import read_dataset
 from isobench.jsonio import load_json
@@ -71,7 +71,7 @@ def configure(work: Path, **source) -> None:
 
 def planning_lines(stderr: str) -> list[str]:
     """What the run said before any work (a dry run logs its plan to stdout)."""
-    return stderr.split("Building DAG")[0].splitlines()
+    return before_jobs(stderr).splitlines()
 
 
 @pytest.mark.slow

@@ -104,11 +104,11 @@ def measure_commit(
                 "auto", job.contract, memory, left or len(revisions), settings.auto_memory_fraction
             )
             chosen = decision["chosen"]
-            log.info("interleave: %s (auto: %s)", chosen, decision["reason"])
+            log.debug("interleave: %s (auto: %s)", chosen, decision["reason"])
         if k == CHECK_ROUND and change is not None and settings.coverage:
             verdict = coverage.check(job, revisions, state, change)
             if verdict and verdict["status"] != "not_traced":
-                log.info(
+                log.debug(
                     "coverage: %s%s",
                     verdict["status"],
                     f" ({verdict['reason']})" if verdict["reason"] else "",
@@ -125,7 +125,7 @@ def measure_commit(
             precision=settings.precision,
             pairs=protocol.pairs(state) if protocol is not None else None,
         )
-        log.info(
+        log.debug(
             "round %d (%s; %d to %d): %s%s",
             k,
             "check" if k == CHECK_ROUND + 1 else "timed",

@@ -8,6 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from ..console import console_handler
 from ..errors import IsobenchError
 from ..runs import watch_run
 
@@ -15,17 +16,20 @@ log = logging.getLogger("isobench")
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def run_step(smk, step) -> None:
-    """Run ``step(smk)``: log to the rule's log file; an error is one line on stderr and exit 1."""
+    """Run ``step(smk)``: everything to the rule's log file, the console only what matters (isobench.console); an
+    error is one line on stderr and exit 1."""
     log_path = Path(smk.log[0]) if smk.log else None
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
         log_path.parent.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [console_handler(log_path)]
+    if log_path:
         handlers.append(logging.FileHandler(log_path, mode="w", encoding="utf-8"))
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=handlers, force=True)
+    log.setLevel(logging.DEBUG)  # a step's details (log.debug) reach its log file; the console filters them
     watch_run()  # the job (and the tests it runs) ends when the run that started it is gone
     try:
         step(smk)
@@ -33,10 +37,14 @@ def run_step(smk, step) -> None:
         log.error("isobench: %s", exc)
         sys.exit(1)
     except Exception as exc:  # a bug of ours: the traceback goes to the log only
-        if log_path:
+        log.error(
+            "isobench: internal error in rule %s: %s: %s (traceback in %s)",
+            smk.rule,
+            type(exc).__name__,
+            exc,
+            log_path,
+        )
+        if log_path:  # after the line (the log's handler writes from where it stands)
             with open(log_path, "a", encoding="utf-8") as fh:
                 fh.write(traceback.format_exc())
-        sys.stderr.write(
-            f"isobench: internal error in rule {smk.rule}: {type(exc).__name__}: {exc} (traceback in {log_path})\n"
-        )
         sys.exit(1)

@@ -28,7 +28,7 @@ def evaluate_job_step(smk) -> None:
     analysis = ej.analysis_of(spec, p.analysis)
     runner = Runner.from_config(p.runner)
     if overrides:
-        log.info("measurement: the record's settings, with the evaluation's %s over them", overrides)
+        log.debug("measurement: the record's settings, with the evaluation's %s over them", overrides)
     stamp = {
         "settings": settings.as_dict(),
         "contract": settings.contract,
@@ -48,7 +48,7 @@ def evaluate_job_step(smk) -> None:
                 "no candidate of this job applied and built: base and head were not measured"
             )
         what = f"{spec['instance_id']} for {spec['model']}: base, head and {measured} candidate(s)"
-        log.info("evaluating %s", what)
+        log.debug("evaluating %s", what)
         timings, placed = ej.measure(
             spec, folder, revisions, cands, settings=settings, analysis=analysis, sandbox=p.sandbox,
             runner=runner, gpu_cfg=p.gpu, python_path=p.python_path,
@@ -79,10 +79,16 @@ def evaluate_job_step(smk) -> None:
         "calibration": calibration,
     }
     write_json(smk.output.job, job)
-    for r in rows:
-        log.info(
-            "  attempt %s: %s%s", r["attempt"], r["status"], f" ({r['verdict']})" if r["verdict"] else ""
+    log.info(
+        "evaluated %s for %s: %s",
+        spec["instance_id"],
+        spec["model"],
+        "; ".join(
+            f"attempt {r['attempt']} {r['status']}" + (f" ({r['verdict']})" if r["verdict"] else "")
+            for r in rows
         )
+        or "no attempt",
+    )
     shutil.rmtree(folder / "trees", ignore_errors=True)
 
 
@@ -170,4 +176,4 @@ def evaluation_report_step(smk) -> None:
     table = er.write_report(
         rows, calibration, Path(smk.output.report), smk.params.run_id, smk.params.analysis
     )
-    log.info("%s", table)
+    log.debug("%s", table)  # the run's end prints the leaderboards (rules/common.smk)

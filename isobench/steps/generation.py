@@ -64,7 +64,7 @@ def generator_step(smk) -> None:
                     "llm": None,
                 },
             )
-            log.info("generator: not generated (%s)", skipped)
+            log.debug("generator: not generated (%s)", skipped)
             return
         return _generate_with_llm(smk)
     generator = generator_provenance("pregenerated", path=str(pre))
@@ -84,14 +84,15 @@ def generator_step(smk) -> None:
                 "llm": None,
             },
         )
-        log.error("isobench: %s (invalid_script: the commit's record says so; the other commits go on)", exc)
+        # the record's line says it on the console, and the run's end lists it
+        log.debug("isobench: %s (invalid_script: the commit's record says so; the other commits go on)", exc)
         return
     _write_generator(
         smk,
         text,
         {"generator": generator, "status": "pregenerated", "contract": contract, "error": None, "llm": None},
     )
-    log.info("generator: pre-generated %s (%s contract)", pre, contract)
+    log.debug("generator: pre-generated %s (%s contract)", pre, contract)
 
 
 def _generate_with_llm(smk) -> None:
@@ -186,7 +187,7 @@ def _generate_with_llm(smk) -> None:
     }
     _write_meta(smk.output.meta, meta)
     t = outcome.totals
-    log.info(
+    log.debug(
         "generator: %s via %s/%s: %d API requests, %d cached replies%s, %d+%d tokens",
         status,
         cfg["provider"],

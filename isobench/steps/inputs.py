@@ -14,6 +14,7 @@ from ..dataset import dataset_of, read_dataset, write_dataset, write_record
 from ..envs import build_env
 from ..errors import CommitFailure, IsobenchError
 from ..extraction import failed_extraction, normalize
+from ..failures import outcome_line
 from ..front_page import front_page
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..measure.containers import Runner
@@ -51,7 +52,8 @@ def extraction_step(smk) -> None:
         )
         validate(data, "extraction", smk.output.extraction)
         write_json(smk.output.extraction, data)
-        log.error(
+        # the record's line says it on the console, and the run's end lists it
+        log.debug(
             "isobench: %s (%s: the commit's record says so; the other commits go on)", exc, exc.category
         )
         return
@@ -64,7 +66,7 @@ def extraction_step(smk) -> None:
     for warning in data["warnings"]:
         log.warning("warning: %s", warning)
     write_json(smk.output.extraction, data)
-    log.info(
+    log.debug(
         "extraction %s: base %s, %d files, %d APIs",
         data["head_commit"][:12],
         data["base_commit"][:12],
@@ -96,7 +98,7 @@ def prompt_step(smk) -> None:
         chars=len(text),
     )
     write_json(smk.output.meta, facts)
-    log.info("prompt: %d characters%s", len(text), " (diff truncated)" if facts["diff_truncated"] else "")
+    log.debug("prompt: %d characters%s", len(text), " (diff truncated)" if facts["diff_truncated"] else "")
 
 
 def env_step(smk) -> None:
@@ -117,7 +119,7 @@ def env_step(smk) -> None:
     )
     write_json(smk.output.marker, marker)
     if marker["status"] == "ok":
-        log.info("env %s: %s, python %s", smk.wildcards.sha[:12], marker["mode"], marker["python"])
+        log.debug("env %s: %s, python %s", smk.wildcards.sha[:12], marker["mode"], marker["python"])
     else:
         log.warning("env %s: failed: %s (log: %s)", smk.wildcards.sha[:12], marker["error"], marker["log"])
 
@@ -125,7 +127,7 @@ def env_step(smk) -> None:
 def worktree_step(smk) -> None:
     path = worktrees.ensure_worktree(Path(smk.params.mirror), smk.wildcards.sha, Path(smk.params.path))
     write_json(smk.output.marker, {"sha": smk.wildcards.sha, "path": str(path)})
-    log.info("worktree %s at %s", smk.wildcards.sha[:12], path)
+    log.debug("worktree %s at %s", smk.wildcards.sha[:12], path)
 
 
 def record_step(smk) -> None:
@@ -165,15 +167,7 @@ def record_step(smk) -> None:
     )
     validate(record, "record", smk.output.record)
     write_record(smk.output.record, record, smk.output.seal)
-    cmp = record["comparisons"]["base_head"]
-    log.info(
-        "record %s: %s, %s",
-        record["instance_id"],
-        record["status"],
-        "no comparison"
-        if cmp is None
-        else f"speedup {cmp['speedup']:.3f} [{cmp['ci_low']:.3f}, {cmp['ci_high']:.3f}] {cmp['verdict']}",
-    )
+    log.info("%s", outcome_line(record))
 
 
 def dataset_step(smk) -> None:
@@ -183,9 +177,9 @@ def dataset_step(smk) -> None:
 
 
 def llm_summary_step(smk) -> None:
-    summary = llm_summary(list(smk.input.metas))
+    summary = llm_summary(list(smk.input.metas), prices=dict(smk.params.prices))
     write_json(smk.output.summary, summary)
-    log.info("%s", summary_line(summary, "all commits of the dataset"))
+    log.debug("%s", summary_line(summary, "all commits of the dataset"))
 
 
 def report_figures_step(smk) -> None:

@@ -69,7 +69,7 @@ def measure_step(smk) -> None:
             validate(t, "timing", f"timing_{name}")
             write_json(getattr(smk.output, name), t)
         write_seal(smk)
-        log.info("not measured: %s: %s", category, error)
+        log.debug("not measured: %s: %s", category, error)
         return
     envs = {name: load_json(getattr(smk.input, f"env_{name}")) for name in REVISIONS}
     # A marker may outlive its folder (deleted by hand): revision_of makes sure the checkout is there and clean.
@@ -99,12 +99,14 @@ def measure_step(smk) -> None:
         )
     timings = cache.get(key) if key else None
     if timings is not None:
-        log.info("measurement: from the measurement cache (key %s; measure.epoch forces a new one)", key[:16])
+        log.debug(
+            "measurement: from the measurement cache (key %s; measure.epoch forces a new one)", key[:16]
+        )
         timings = {
             name: {**t, "measurement": {**t["measurement"], "cached": True}} for name, t in timings.items()
         }
     else:
-        log.info(
+        log.debug(
             "measurement: fresh%s, %s: %d to %d rounds x (%d warm-up + %d timed calls) per revision, "
             "interleave %s",
             " (forced by --forcerun: the measurement cache is not read)" if force else "",
@@ -159,11 +161,11 @@ def measure_step(smk) -> None:
         validate(t, "timing", f"timing_{name}")
         write_json(getattr(smk.output, name), t)
         if t["status"] == "ok":
-            log.info(
+            log.debug(
                 "  %s %s: median %.3f ms (n=%d)", name, t["sha"][:12], t["stats"]["median"], t["stats"]["n"]
             )
         else:
-            log.info("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
+            log.debug("  %s %s: failed, %s: %s", name, t["sha"][:12], t["category"], (t["error"] or "")[:300])
     write_seal(smk)
     shutil.rmtree(p.scratch, ignore_errors=True)
 
