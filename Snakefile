@@ -49,7 +49,7 @@ include: "rules/record.smk"
 include: "rules/dataset.smk"
 include: "rules/report.smk"
 include: "rules/publish.smk"
-include: "rules/evaluate.smk"
+include: "rules/evaluation.smk"
 
 
 RUN_STARTED = time.time()
@@ -76,7 +76,7 @@ rule prompts:
 
 # One run measures at a time in this folder (and, with gpu.lock_dir, on this machine); its jobs end with it.
 onstart:
-    ip.claim_run(config, cluster=workflow.non_local_exec)
+    run_bounds.claim_run(config, cluster=workflow.non_local_exec)
     # the LLM endpoints asked once before any job (a missing key, a wrong URL: one line, nothing spent)
     llm_check.before_jobs(LLM_NEEDS, workflow.dag_settings.targets)
     # `--forcerun measure` measures again: its jobs learn what was forced (isobench/measure/cache.py)

@@ -11,6 +11,7 @@ from isobench import config as ic
 from isobench import console
 from isobench import llm_check
 from isobench import plan as ip
+from isobench import run_bounds
 from isobench.dataset import complete_copy
 from isobench.errors import IsobenchError
 from isobench.evaluate import plan as evaluation_plan
@@ -51,7 +52,7 @@ if workflow.is_main_process:
         getattr(workflow, "logger_manager", None),
     )
     try:
-        LLM_NEEDS = ip.start_of_run(
+        LLM_NEEDS = run_bounds.start_of_run(
             config,
             PLAN,
             SCHEMA,
@@ -202,7 +203,7 @@ def sandbox_params(wildcards):
     }
 
 
-# Evaluation runs (rules/evaluate.smk; docs/evaluation.md): planned once per run in the main process, like the sources.
+# Evaluation runs (rules/evaluation.smk; docs/evaluation.md): planned once per run in the main process, like the sources.
 EVAL_ROOT = evaluation_plan.ROOT
 EVAL_JOB = f"{EVAL_ROOT}/{{run}}/{{instance}}/{{model}}"
 
@@ -266,6 +267,6 @@ def end_of_run(started):
     if set(workflow.dag_settings.targets or ()) == {"evaluate"}:
         print_boards(EVALUATIONS)
     else:
-        ip.print_run_summary(
+        run_bounds.print_run_summary(
             config["dataset"], per_commit, started, config["llm_prices"]
         )

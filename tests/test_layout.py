@@ -3,9 +3,13 @@ moved into a function to dodge a circle still closes it), and the Python code is
 configured in pyproject.toml)."""
 
 import ast
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import isobench.steps as steps_package
 
 PACKAGE = Path(__file__).resolve().parents[1] / "isobench"
 
@@ -103,7 +107,10 @@ def test_every_relative_import_names_a_module_of_the_package():
 LAYERS = [
     ("entry points", ("isobench.cli", "isobench.steps")),
     ("whole-run checks", ("isobench.audit",)),
-    ("planning and configuration", ("isobench.plan", "isobench.config", "isobench.experiments")),
+    (
+        "planning and configuration",
+        ("isobench.plan", "isobench.run_bounds", "isobench.config", "isobench.experiments"),
+    ),
     ("domain", ()),  # every module not named in another layer (inputs, generation, measure/, results)
     (
         "foundations",
@@ -136,4 +143,21 @@ def test_a_layer_imports_only_its_own_and_the_layers_below():
         if layer_of(b) < layer_of(a)
     ]
     assert upward == []
-    assert layer_of("isobench.measure.rounds") == 3 and layer_of("isobench.steps.inputs") == 0
+    assert layer_of("isobench.measure.rounds") == 3 and layer_of("isobench.steps.record") == 0
+
+
+def test_steps_mirror_rules():
+    """rules/X.smk → scripts/<rule>.py → isobench/steps/X.py: each rule's script calls a step of the module named
+    like the rule's file, and every step module but ``common`` has its rule file."""
+    root = PACKAGE.parent
+    rule_files = {p.stem: p for p in (root / "rules").glob("*.smk") if p.stem != "common"}
+    steps = {p.stem for p in (PACKAGE / "steps").glob("*.py")} - {"__init__", "common"}
+    assert set(rule_files) == steps
+    for stem, path in rule_files.items():
+        scripts = [root / "rules" / s for s in re.findall(r'"(\.\./scripts/\w+\.py)"', path.read_text())]
+        assert scripts, path
+        for script in scripts:
+            called = re.search(r"run_step\(snakemake, (\w+)\)", script.read_text()).group(1)
+            module = importlib.import_module(f"isobench.steps.{stem}")
+            assert getattr(module, called).__module__ == f"isobench.steps.{stem}", (script, called)
+            assert called in steps_package.__all__ or stem == "evaluation", called

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT
 
-from isobench import config, git
+from isobench import config, git, run_bounds
 from isobench import plan as planning
 from isobench.cli import main as cli
 from isobench.config import SCHEMA
@@ -147,10 +147,10 @@ def test_without_isolation_no_test_runs_unless_allowed(tmp_path, revisions, monk
     allowed = measure(tmp_path, revisions, sandbox=SandboxSettings(require_isolation=False))
     assert all(x["status"] == "ok" for x in allowed.values())
     config = {"sources": {"s": {"repo": "x"}}}
-    lines = planning.isolation_lines(config, SCHEMA)
+    lines = run_bounds.isolation_lines(config, SCHEMA)
     assert len(lines) == 1 and "isolation unavailable on this host" in lines[0]
     config["sandbox"] = {"require_isolation": False}
-    assert "WITHOUT isolation" in planning.isolation_lines(config, SCHEMA)[0]
+    assert "WITHOUT isolation" in run_bounds.isolation_lines(config, SCHEMA)[0]
 
 
 def test_a_test_cannot_read_the_workflows_keys_from_its_parents(tmp_path, revisions):
@@ -282,13 +282,13 @@ def test_a_missing_model_is_caught_at_planning(tmp_path, monkeypatch, demo):
         },
     }
     plans = planning.plan_sources(cfg, prepare=True)
-    planning.check_llm_work(cfg, plans, SCHEMA)  # it has a pre-generated script
+    run_bounds.check_llm_work(cfg, plans, SCHEMA)  # it has a pre-generated script
     cfg["sources"]["demo"]["commits"].append(shas["docs-dev"])
     plans = planning.plan_sources(cfg, prepare=True)
     with pytest.raises(
         IsobenchError, match=r"config: field llm.model: not set, and 1 commit\(s\) of source demo"
     ):
-        planning.check_llm_work(cfg, plans, SCHEMA)
+        run_bounds.check_llm_work(cfg, plans, SCHEMA)
 
 
 def test_anthropic_base_url_works_however_it_is_written():

@@ -21,7 +21,7 @@ from ..provenance import generator_provenance, origin_string
 from ..secrecy import hide_local_paths, redact, secret_values
 from ..untrusted import MAX_SCRIPT_BYTES, read_input
 from .common import log
-from .measurement import revision_of
+from .measure import revision_of
 
 
 def _write_meta(path: str, meta: dict) -> None:
