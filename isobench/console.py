@@ -67,8 +67,12 @@ def console_handler(log_path: Path | None) -> logging.Handler:
     return handler
 
 
+def log_file(log: str | Path) -> Path:
+    return Path(str(log).split(" (", 1)[0])  # Snakemake may annotate a file: "x.log (...)"
+
+
 def console_file(log_path: str | Path) -> Path:
-    path = Path(str(log_path).split(" (", 1)[0])  # Snakemake may annotate a file: "x.log (...)"
+    path = log_file(log_path)
     return path.with_name(path.name + SUFFIX)
 
 
@@ -121,7 +125,7 @@ class JobConsoleRelay(logging.Handler):
 
 def _no_log_yet(log: str) -> None:
     """A failed job's log that was never written (the job was refused or died first) gets a line saying so."""
-    path = Path(str(log).split(" (", 1)[0])
+    path = log_file(log)
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

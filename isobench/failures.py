@@ -96,9 +96,9 @@ def failure_lines(rows: list[dict]) -> list[str]:
         + ", ".join(f"{cat} {n}" for cat, n in counts.most_common())
         + ")"
     ]
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str], list[tuple[dict, str]]] = {}
     for row, (category, message) in failed:
-        groups.setdefault((category, _generic(row, message)), []).append(row)
+        groups.setdefault((category, _generic(row, message)), []).append((row, message))
     shown = 0
     for (category, generic), members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         if shown == SHOWN:
@@ -107,15 +107,15 @@ def failure_lines(rows: list[dict]) -> list[str]:
             )
             break
         if len(members) >= GROUP_AT:
-            names = ", ".join(where(r) for r in members[:3])
+            names = ", ".join(where(r) for r, _ in members[:3])
             lines.append(
                 f"    {len(members)} commits ({names}, ...): {category}" + (f": {generic}" if generic else "")
             )
             shown += 1
             continue
-        for row in members:
+        for row, message in members:
             if shown < SHOWN:
-                message = _own(row, commit_failure(row)[1])
+                message = _own(row, message)
                 lines.append(f"    {where(row)}: {category}" + (f": {message}" if message else ""))
                 shown += 1
     again = [r for r, (cat, _) in failed if cat == "generation_failed" and transient(r)]
