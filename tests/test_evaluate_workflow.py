@@ -117,19 +117,19 @@ def test_demo_evaluation(evaluated):
     assert all(r["status"] == "evaluated" and r["timed"] for r in gold)
     for r in gold:  # the human's own diff, re-measured beside head in the same job
         assert abs(r["metrics"]["sr_vs_human"]["speedup"] - 1) < 0.15, r["metrics"]["sr_vs_human"]
-    # head→candidate for the human's own diff, in the model's jobs and in the calibration jobs: mostly no change
-    # (or not decided either way), a success by the interval's lower bound. This VM's speed swings process by
-    # process: a 5-10 % difference between two processes of identical code is sometimes decided (the calibration
-    # reports how often).
+    # head→candidate for the human's own diff, in the model's jobs and in the calibration jobs: an A/A comparison.
+    # Its interval must hold the truth (1) for most of them and must rarely decide against the candidate. How
+    # narrow it is depends on the machine, not on the code: alone on this 2-core VM the lower bounds sat at
+    # 0.96-0.98, within the whole suite at 0.84-0.90 (a 5-10 % difference between two processes of identical
+    # code; the calibration reports such rates to the user), so success by the lower bound is not asserted here.
     cal = json.loads((work / "results/evaluations/demo/calibration.json").read_text())
     selfchecks = [r["metrics"]["sr_vs_human"] for r in gold] + [
         c["gold"]["sr_vs_human"] for c in cal["instances"]
     ]
     assert len(selfchecks) == 4
+    assert all(c["ci_low"] <= c["speedup"] <= c["ci_high"] for c in selfchecks), selfchecks
     assert sum(c["verdict"] in ("no_change", "inconclusive") for c in selfchecks) >= 2, selfchecks
-    # at most one of the four A/A comparisons decided against the candidate by the interval (seen once, in a run
-    # with other test suites loading this 2-core machine; the calibration reports such rates to the user)
-    assert sum(c["ci_low"] >= 0.95 for c in selfchecks) >= 2, selfchecks
+    assert sum(c["ci_low"] <= 1.0 <= c["ci_high"] for c in selfchecks) >= 2, selfchecks
     assert sum(c["ci_high"] < 0.95 for c in selfchecks) <= 1, selfchecks
     assert by[("agent", "f38af46", 1)]["status"] == "not_equivalent"
     assert by[("agent", "d8b3dfa", 1)]["verdict"] == "slower"
