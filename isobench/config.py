@@ -55,17 +55,25 @@ def llm_settings(config: dict, source: str, schema_path: str | Path = SCHEMA) ->
 
 def check_runners(config: dict, schema_path: str | Path = SCHEMA) -> None:
     """Environment modes and runners that cannot work together are config errors (one line)."""
+    from .measure.runners import KINDS, kind_of
+
+    names = [k for k, v in KINDS.items() if v.container]
+    in_image = f"{', '.join(names[:-1])} or {names[-1]}"
     for name in config["sources"]:
         runner, env = layered(config, name, schema_path, "runner"), layered(config, name, schema_path, "env")
         where = f"config: field sources.{name}"
-        if runner["kind"] != "local" and not runner.get("image"):
-            raise IsobenchError(f"{where}.runner.image: runner {runner['kind']} needs an image")
-        if env["mode"] == "image" and runner["kind"] == "local":
-            raise IsobenchError(f"{where}.env.mode: mode image needs runner kind docker, podman or apptainer")
-        if env["mode"] != "image" and runner["kind"] != "local":
+        try:
+            kind = kind_of(runner["kind"])
+        except IsobenchError as e:
+            raise IsobenchError(f"{where}.{e}") from None
+        if kind.container and not runner.get("image"):
+            raise IsobenchError(f"{where}.runner.image: runner {kind.name} needs an image")
+        if env["mode"] == "image" and not kind.container:
+            raise IsobenchError(f"{where}.env.mode: mode image needs runner kind {in_image}")
+        if env["mode"] != "image" and kind.container:
             raise IsobenchError(
                 f"{where}.env.mode: mode {env['mode']} uses this machine's Python; with runner "
-                f"{runner['kind']} use mode image"
+                f"{kind.name} use mode image"
             )
 
 

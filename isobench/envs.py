@@ -12,7 +12,7 @@ Modes:
   Python runs the test, with its packages, and the worktree (mounted read-only) on PYTHONPATH. The image
   may name the revision (``myorg/vllm:{sha}``); it must exist and run its Python before anything is
   measured (else the marker says failed, with one line: engine missing, image not found, no Python), and
-  the marker records its ID and digest and the engine (isobench/measure/containers.py).
+  the marker records its ID and digest and the engine (isobench/measure/runners.py).
 
 An optional verify_command (same placeholders; run outside the worktree, so that it imports what
 was installed) checks the result, e.g. that the installed version is the SHA's. A failing command makes
@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 from .errors import IsobenchError
-from .measure.containers import Runner, inspect_image, runner_prefix
+from .measure.runners import Runner
 from .measure.sandbox import SandboxSettings
 from .settings import schema_settings
 
@@ -170,7 +170,7 @@ def build_env(
             image = runner.image_for(sha)
             marker.update(python=python, image=image)
             try:
-                marker.update(inspect_image(runner, image, python))
+                marker.update(runner.inspect_image(image, python))
             except IsobenchError as exc:
                 log.write(f"{exc}\n")
                 return {**marker, "status": "failed", "error": str(exc)}
@@ -181,7 +181,7 @@ def build_env(
             mounts = [(worktree, build_in_tree)]
             env = {"HOME": "/tmp"} if build_in_tree else {}
             limits = SandboxSettings.from_config({}) if build_in_tree else None
-            inside = runner_prefix(runner, worktree, mounts, env, "allow", image=image, limits=limits)
+            inside = runner.prefix(worktree, mounts, env, "allow", image=image, limits=limits)
         if settings.verify_command:
             commands.append(("verify", settings.verify_command))
         for kind, template in commands:

@@ -14,9 +14,9 @@ from .dataset import protect_results
 from .errors import IsobenchError
 from .llm import LLMSettings
 from .measure import cgroups
-from .measure.containers import Runner
 from .measure.gpu import GpuSettings, gpu_environment
 from .measure.gpu import start_line as gpu_start_line
+from .measure.runners import Runner
 from .measure.sandbox import SandboxSettings, isolation_gaps
 from .plan import RESULTS
 from .pregenerated import find_pregenerated
@@ -131,7 +131,7 @@ def isolation_lines(config: dict, schema_path: str | Path) -> list[str]:
             )
     limit_gap = cgroups.gap()
     if limit_gap and any(
-        Runner.from_config(layered(config, n, schema_path, "runner")).kind == "local"
+        not Runner.from_config(layered(config, n, schema_path, "runner")).impl.container
         for n in config["sources"]
     ):
         lines.append(f"isobench: warning: sandbox: {limit_gap}")

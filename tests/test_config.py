@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 import yaml
@@ -137,6 +138,26 @@ def test_runner_and_env_mode_must_fit(config, source, message):
         check_runners(config, SCHEMA)
 
 
+def test_runner_kinds_registry_is_the_schema_list(config):
+    """The schema's runner kinds are exactly the registered classes; an unknown kind is an error wherever a
+    Runner is made (config, timing file, code), never another kind's branch."""
+    from isobench.config import check_runners
+    from isobench.measure.runners import KINDS, Runner
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    assert schema["$defs"]["runner"]["properties"]["kind"]["enum"] == list(KINDS)
+    for name, kind in KINDS.items():
+        runner = Runner(kind=name, image="img:1")
+        assert runner.impl is kind and bool(runner.prefix(Path("/w"), [], {}, "isolate")) == kind.container
+    with pytest.raises(
+        IsobenchError, match=r"runner.kind: unknown kind 'singularity' \(known: local, docker"
+    ):
+        Runner(kind="singularity", image="x.sif")
+    config["sources"]["demo"]["runner"] = {"kind": "singularity", "image": "x.sif"}
+    with pytest.raises(IsobenchError, match="config: field sources.demo.runner.kind: unknown kind"):
+        check_runners(config, SCHEMA)
+
+
 def test_llm_settings_layering(config):
     config["llm"] = {"provider": "anthropic", "model": "m1", "repairs": 1}
     config["sources"]["demo"]["llm"] = {"model": "m2"}
@@ -161,9 +182,9 @@ def _typed_settings():
     from isobench.envs import EnvSettings
     from isobench.generate import Policy
     from isobench.llm import LLMSettings
-    from isobench.measure.containers import Runner
     from isobench.measure.gpu import GpuSettings
     from isobench.measure.job import Settings
+    from isobench.measure.runners import Runner
     from isobench.measure.stats import Analysis
 
     return [

@@ -21,9 +21,9 @@ from test_sandbox import SECRET, TEST
 from isobench.dataset import read_dataset
 from isobench.envs import build_env
 from isobench.jsonio import validate
-from isobench.measure.containers import Runner, runner_prefix
 from isobench.measure.job import Settings
 from isobench.measure.rounds import measure_commit, smoke_run
+from isobench.measure.runners import Runner
 from isobench.measure.sandbox import SandboxSettings
 
 pytestmark = pytest.mark.slow
@@ -203,8 +203,7 @@ def test_gpu_flags_only_with_a_gpu(tmp_path):
     mounts = [(tmp_path, False)]
     for kind, flags in (("docker", ["--gpus", "device=3"]), ("podman", ["--device", "nvidia.com/gpu=3"])):
         runner = Runner(kind=kind, image="img:{sha12}")
-        with_gpu = runner_prefix(
-            runner,
+        with_gpu = runner.prefix(
             tmp_path,
             mounts,
             {"CUDA_VISIBLE_DEVICES": "3"},
@@ -216,10 +215,10 @@ def test_gpu_flags_only_with_a_gpu(tmp_path):
         assert (
             with_gpu[-1] == "img:" + "ab" * 6 and "CUDA_VISIBLE_DEVICES=3" not in with_gpu
         )  # the container's only GPU
-        without = runner_prefix(runner, tmp_path, mounts, {}, "isolate", image="img:x", device=None)
+        without = runner.prefix(tmp_path, mounts, {}, "isolate", image="img:x", device=None)
         assert "--gpus" not in without and "--device" not in without
-        never = runner_prefix(
-            dataclasses.replace(runner, gpus=None), tmp_path, mounts, {}, "isolate", image="img:x", device="3"
+        never = dataclasses.replace(runner, gpus=None).prefix(
+            tmp_path, mounts, {}, "isolate", image="img:x", device="3"
         )
         assert "--gpus" not in never and "--device" not in never
 

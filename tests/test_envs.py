@@ -6,7 +6,7 @@ import pytest
 
 from isobench import worktrees
 from isobench.envs import build_env, expand
-from isobench.measure.containers import Runner
+from isobench.measure.runners import Runner
 
 # setuptools < 70 (a fresh venv of Python 3.11) builds wheels only with `wheel` installed: a setup step.
 SETUP = "{python} -m pip install --quiet wheel && echo set up {sha}"

@@ -14,9 +14,9 @@ from conftest import processes_with
 
 from isobench.jsonio import validate
 from isobench.measure import sandbox, sandbox_exec, view
-from isobench.measure.containers import Runner, runner_prefix
 from isobench.measure.job import Settings
 from isobench.measure.rounds import measure_commit
+from isobench.measure.runners import Runner
 from isobench.measure.sandbox import SandboxSettings, allowed_env, namespace_prefix
 
 SECRET = "sk-test-SECRET-sandbox-31415926"
@@ -203,8 +203,7 @@ def test_protections_are_recorded(tmp_path, revisions):
 def test_container_commands():
     work, code, data, wt = Path("/w/r0"), Path("/s/code"), Path("/s/data"), Path("/wt/abc")
     mounts = [(code, False), (data, True), (wt, False)]
-    docker = runner_prefix(
-        Runner(kind="docker", image="vllm/vllm-openai:v0.6.0", options=("--shm-size", "8g")),
+    docker = Runner(kind="docker", image="vllm/vllm-openai:v0.6.0", options=("--shm-size", "8g")).prefix(
         work,
         mounts,
         {"PYTHONPATH": "/wt/abc", "HOME": "/w/r0/home"},
@@ -225,18 +224,14 @@ def test_container_commands():
         f"--user {os.getuid()}:{os.getgid()}",
     ):
         assert part in text
-    app = runner_prefix(
-        Runner(kind="apptainer", image="/img/vllm.sif", gpus=None), work, mounts, {"A": "1"}, "allow"
-    )
+    app = Runner(kind="apptainer", image="/img/vllm.sif", gpus=None).prefix(work, mounts, {"A": "1"}, "allow")
     assert app[:2] == ["apptainer", "exec"] and app[-1] == "/img/vllm.sif"
     text = " ".join(app)
     assert "--containall --cleanenv --no-home" in text and "--bind /s/data:/s/data:rw" in text
     assert "--nv" not in app and "--network" not in app and "--env A=1" in text
-    assert "--nv" in runner_prefix(
-        Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate", device="0"
-    )
-    assert "--nv" not in runner_prefix(Runner(kind="apptainer", image="x.sif"), work, mounts, {}, "isolate")
-    assert runner_prefix(Runner(), work, mounts, {}, "isolate") == []
+    assert "--nv" in Runner(kind="apptainer", image="x.sif").prefix(work, mounts, {}, "isolate", device="0")
+    assert "--nv" not in Runner(kind="apptainer", image="x.sif").prefix(work, mounts, {}, "isolate")
+    assert Runner().prefix(work, mounts, {}, "isolate") == []
 
 
 def test_own_loopback_inside_the_host_unreachable(tmp_path, revisions):

@@ -20,10 +20,10 @@ from .. import envs, worktrees
 from ..git import diff, ensure_mirror, locked, resolve_many
 from ..jsonio import load_json, write_json
 from ..measure import gpu
-from ..measure.containers import Runner
 from ..measure.gpu import GpuSettings
 from ..measure.job import Job, Revision, Settings
 from ..measure.rounds import measure_commit
+from ..measure.runners import Runner
 from ..measure.sandbox import SandboxSettings
 from ..measure.stats import Analysis
 from . import apply

@@ -11,7 +11,7 @@ By the process each part runs in:
 - the sandbox around every run of a test: ``sandbox`` (environment, namespaces, captures; what was in
   force), ``view`` (what the test sees of the host: bubblewrap's mount namespace, or Landlock rules),
   ``process`` (one sandboxed process, its limits and what the sandbox saw), ``cgroups`` (the process limit of
-  a root run), ``containers`` (the runners docker, podman, apptainer), and ``sandbox_exec`` (the launcher
+  a root run), ``runners`` (the runner kinds: local, docker, podman, apptainer), and ``sandbox_exec`` (the launcher
   inside, standard library only);
 - the worker, run by each revision's own Python, standard library only: ``harness`` (a function-contract
   test: reference, check, warm-up, timed calls) and ``script_runner`` (a command-line script, noting the

@@ -21,9 +21,9 @@ from ..errors import IsobenchError
 from ..jsonio import load_json
 from ..settings import schema_settings
 from . import contracts, harness, sandbox_exec, script_runner, tracer
-from .containers import Runner
 from .lockstep import PIN_CPU, lockstep_round
 from .process import Run
+from .runners import Runner
 from .sandbox import COMPILE_CACHES, Command, Sandbox, SandboxSettings, compile_cache_env
 from .state import crash, failed, round_mode, timed_out
 
@@ -72,7 +72,7 @@ class Revision:
     env_error: str | None = None  # its environment failed to build: nothing is run, category env_failed
     read_only: tuple[Path, ...] = ()  # more folders a container runner must mount (the environment)
     on_path: bool = True  # the worktree goes on PYTHONPATH (env mode none; an install decides otherwise)
-    image: str | None = None  # the revision's image (env mode image; isobench/measure/containers.py)
+    image: str | None = None  # the revision's image (env mode image; isobench/measure/runners.py)
     env: dict | None = field(default=None, compare=False)  # what its timing file records as revision_env
 
 

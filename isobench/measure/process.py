@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import IsobenchError
 from ..jsonio import load_json
-from . import cgroups, containers, sandbox_exec
+from . import cgroups, runners, sandbox_exec
 
 DISK_POLL_S = 0.5  # how often the free space of the run's disk is looked at (one statvfs call)
 DISK_BLAME = 64 << 20  # what a run must have taken of the disk to be stopped for it
@@ -140,7 +140,7 @@ class Run:
         except (ProcessLookupError, PermissionError):
             pass
         if self.container:
-            containers.remove(self.container["engine"], self.container["name"])
+            runners.remove(self.container["engine"], self.container["name"])
         sandbox_exec.sweep(self.token)
 
     def close(self) -> None:

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from . import coverage, harness
 from .adaptive import decide_interleave, stop_reason
-from .containers import Runner
 from .job import Job, Revision, Settings
+from .runners import Runner
 from .sandbox import SandboxSettings, isolation_refusal
 from .state import CHECK_ROUND, RevisionState
 from .stats import Analysis, describe

@@ -23,7 +23,7 @@
   (isobench/measure/process.py: the ``Run`` of one sandboxed process and its ``SandboxOutcome``).
 
 What was in force is recorded in every timing file (``sandbox``). Runners ``docker``, ``podman`` and
-``apptainer`` put the same command in the revision's container (isobench/measure/containers.py).
+``apptainer`` put the same command in the revision's container (isobench/measure/runners.py).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from pathlib import Path
 
 from ..secrecy import NOT_SECRET, looks_secret
 from ..settings import schema_settings
-from . import cgroups, containers, sandbox_exec, view
-from .containers import Runner
+from . import cgroups, sandbox_exec, view
 from .process import Run
+from .runners import Runner
 
 SAFE_ENV = (
     "PATH",
@@ -159,7 +159,7 @@ def namespace_prefix(net: bool = True) -> tuple[str, ...]:
 
 def isolation_gaps(settings: SandboxSettings, runner: Runner) -> list[str]:
     """What isolation this host cannot give a local run (a container runner isolates by itself)."""
-    if runner.kind != "local":
+    if runner.impl.container:
         return []
     if settings.local_backend() == "bubblewrap":
         why = view.bwrap_works()
@@ -204,7 +204,7 @@ class Sandbox:
         only it; a local run sees the GPU's device files only then."""
         self.settings, self.runner, self.code, self.data = settings, runner, code, data
         self.device = device
-        self.backend = settings.local_backend() if runner.kind == "local" else runner.kind
+        self.backend = runner.kind if runner.impl.container else settings.local_backend()
         self.namespaces = namespace_prefix(settings.network == "isolate") if self.backend == "unshare" else ()
 
     @property
@@ -240,7 +240,7 @@ class Sandbox:
         caches = cache_mounts(env)
         read = [self.code, *command.read_only, *caches, *view.program_folders(env), *s.read_allow]
         read += [s.model_cache] if s.model_cache else []
-        if self.runner.kind == "local":
+        if not self.runner.impl.container:
             read += view.python_folders(command.python)
         write = [self.data, *s.write_allow]  # the round's folder is in data
         return view.View(
@@ -286,7 +286,7 @@ class Sandbox:
         elif s.network == "isolate":
             inner += ["--block-tcp"]  # no namespace of our own: Landlock refuses TCP altogether
         inner += ["--cpu", str(cpu)] if cpu is not None else []
-        group = cgroups.make(token, s.max_processes) if self.runner.kind == "local" else None
+        group = None if self.runner.impl.container else cgroups.make(token, s.max_processes)
         if self.backend == "bubblewrap":
             outer = view.bwrap_argv(seen, workdir)
         elif self.backend == "unshare":
@@ -297,12 +297,10 @@ class Sandbox:
             mounts = [(self.code, False)] + [(p, True) for p in seen.write]
             mounts += [(b, False) for p in chosen if (b := view.bindable(p))]
             mounts += [(Path(h), None) for h in seen.hidden]  # covered: an empty file in its place
-            name = f"isobench-{token[:20]}" if self.runner.kind in containers.OCI else None
-            outer = containers.runner_prefix(
-                self.runner, workdir, mounts, env, s.network, command.image, name, self.device, s
-            )
-            facts = containers.protections(
-                self.runner, command.image or self.runner.image, name, mounts, s.network, self.device, s
+            name = self.runner.impl.container_name(token)
+            outer = self.runner.prefix(workdir, mounts, env, s.network, command.image, name, self.device, s)
+            facts = self.runner.protections(
+                command.image or self.runner.image, name, mounts, s.network, self.device, s
             )
             return [*outer, *inner, "--", *command.argv], env, token, facts, group
         if group is not None:  # the first process joins the run's cgroup before it starts anything
@@ -365,7 +363,7 @@ class Sandbox:
         """What was in force for a run (``state``: what the launcher inside reported; ``run``: what the
         process watching it saw: its cgroup)."""
         s = self.settings
-        local = self.runner.kind == "local"
+        local = not self.runner.impl.container
         mount_ns = self.backend == "bubblewrap" or not local
         return {
             "runner": self.runner.kind,
@@ -378,7 +376,7 @@ class Sandbox:
             "compile_cache": s.compile_cache,
             "model_cache": s.model_cache,
             "hf_offline": os.environ.get("HF_HUB_OFFLINE") or ("1" if s.network == "isolate" else None),
-            "pid_namespace": bool(state.get("pid_namespace")) or self.runner.kind in containers.OCI,
+            "pid_namespace": bool(state.get("pid_namespace")) or self.runner.impl.own_pid_namespace,
             "mount_namespace": mount_ns,
             "host_sockets_hidden": mount_ns,
             "private_tmp": mount_ns,

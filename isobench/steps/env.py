@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import worktrees
 from ..envs import build_env
 from ..jsonio import write_json
-from ..measure.containers import Runner
+from ..measure.runners import Runner
 from .common import log
 
 

@@ -9,10 +9,10 @@ from ..evaluate import job as ej
 from ..evaluate import report as er
 from ..evaluate.rows import attempt_row, calibration_of
 from ..jsonio import load_json, validate, write_json
-from ..measure.containers import Runner
 from ..measure.job import Revision
 from ..measure.machine import ran_on
 from ..measure.rounds import not_run
+from ..measure.runners import Runner
 from ..secrecy import redact, secret_values
 from .common import log, now_iso
 

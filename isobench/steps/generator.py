@@ -11,10 +11,10 @@ from ..generate import Cache, Generator, Policy
 from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
 from ..llm import LLMSettings, url_origin
 from ..measure import gpu
-from ..measure.containers import Runner
 from ..measure.contracts import check_script
 from ..measure.gpu import GpuSettings
 from ..measure.rounds import smoke_run
+from ..measure.runners import Runner
 from ..measure.sandbox import SandboxSettings, isolation_refusal
 from ..pregenerated import find_pregenerated
 from ..provenance import generator_provenance, origin_string

@@ -13,12 +13,12 @@ from ..errors import IsobenchError
 from ..jsonio import load_json, sha256_file, validate, write_json
 from ..measure import gpu
 from ..measure.cache import MeasurementCache, fingerprint, forced, measurement_key
-from ..measure.containers import Runner
 from ..measure.coverage import Change
 from ..measure.gpu import GpuSettings
 from ..measure.job import Revision, Settings
 from ..measure.machine import ran_on
 from ..measure.rounds import measure_commit, not_run
+from ..measure.runners import Runner
 from ..measure.sandbox import SandboxSettings
 from ..measure.stats import Analysis
 from ..secrecy import redact, secret_values
