@@ -1,16 +1,6 @@
-"""Read ISO-Bench extraction files (three formats, one file each or a JSON Lines bundle) and normalize them
-with git facts. ``isobench.extraction_writer`` beside it writes the first format (``isobench extract``).
-
-Formats:
-- ``commit_extractions_with_apis``: ``commit_hash``, ``parent_hash``, ``message``,
-  ``files_changed`` as objects with ``file_path``/``diff``/... and ``affected_apis``.
-- ``pr_analysis``: no ``parent_hash`` (resolved from git), ``commit_subject``,
-  ``commit_message``, ``diff_text``, ``files_changed`` as paths, ``apis``, ``pr_url``, ``models``.
-  ISO-Bench also ships these as one JSON Lines file (one record a line).
-- ``commit_collection``: the output of ISO-Bench's commit-collection step: ``commit_hash``,
-  ``subject``, ``message``, ``date``, ``files_changed`` as paths, ``apis``, ``diff_text``. ISO-Bench writes
-  them one file per commit, or all of a repository's in one file ``{"repo_name", "repo_url",
-  "performance_commits": [...]}`` (``collection_entries``), beside its ``extraction_summary.json``.
+"""Read ISO-Bench extraction files (one file each, a JSON Lines bundle, or a commit collection) and normalize
+them with git facts. Each format is a module of isobench/formats/ (how it is recognized, its schema, what it
+contributes); ``isobench.extraction_writer`` beside it writes the first format (``isobench extract``).
 
 git is the authority for the diff, the message and the dates; the extraction
 file contributes the commit identity, the parent (first format), the affected
@@ -23,58 +13,30 @@ import json
 import re
 from pathlib import Path
 
-from . import git
+from . import formats, git
 from .apis import api_names, is_test_file, qualified_names, touched
 from .errors import CommitFailure, IsobenchError
 from .jsonio import parse_json, sha256_bytes, validate
 from .untrusted import MAX_BUNDLE_BYTES, read_input, shown
 
 __all__ = [
-    "FORMATS",
     "is_test_file",
     "detect_format",
     "is_extraction",
     "read_extraction",
     "bundle_lines",
-    "collection_entries",
-    "collection_problem",
     "commit_id_of_file",
     "normalize",
     "failed_extraction",
 ]
 
-FORMATS = ("commit_extractions_with_apis", "pr_analysis", "commit_collection")
-_SCHEMAS = {
-    "commit_extractions_with_apis": "extraction_commit",
-    "pr_analysis": "extraction_pr",
-    "commit_collection": "extraction_collection",
-}
-# Keys of the PR-analysis format kept as context for the prompt and the record.
-_PR_EXTRA = ("pr_url", "pr_date", "perf_command", "models", "lm_eval_commands", "test_details", "stats")
-_NOT_A_MODEL = {"n/a", "na", "none", "null", "-", ""}  # "not model-specific", never a model name
 _PR_URL = re.compile(r"/pull/(\d{1,9})\b")
 _PR_SUBJECT = re.compile(r"\(#(\d{1,9})\)\s*$")  # a squash-merged subject: "Speed up X (#21079)"
-_COMMIT_KEY = re.compile(r'"commit_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
 
 def detect_format(data) -> str:
-    if not isinstance(data, dict):
-        raise IsobenchError(f"expected a JSON object, got {type(data).__name__}")
-    files = data.get("files_changed")
-    if "parent_hash" in data or (isinstance(files, list) and files and isinstance(files[0], dict)):
-        return "commit_extractions_with_apis"
-    if "commit_subject" in data or "pr_url" in data:
-        return "pr_analysis"
-    if "subject" in data and "commit_hash" in data:
-        return "commit_collection"
-    if "diff_text" in data:
-        return "pr_analysis"
-    if "commit_hash" in data and "message" in data:
-        return "commit_extractions_with_apis"
-    raise IsobenchError(
-        "unsupported extraction format (expected commit_extractions_with_apis keys such as parent_hash, "
-        "pr_analysis keys such as commit_subject, or commit-collection keys such as subject)"
-    )
+    """The name of the format of a parsed extraction (isobench/formats/); IsobenchError when none claims it."""
+    return formats.detect(data).name
 
 
 def is_extraction(data) -> bool:
@@ -101,7 +63,7 @@ def _load_extraction(path: str | Path, origin: str | None) -> tuple[str, dict, b
         fmt = detect_format(data)
     except IsobenchError as exc:
         raise IsobenchError(f"{where}: {exc}") from None
-    validate(data, _SCHEMAS[fmt], where)
+    validate(data, formats.FORMATS[fmt].schema, where)
     return fmt, data, raw
 
 
@@ -126,8 +88,7 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
             if is_extraction(data) and isinstance(data["commit_hash"], str):
                 commit = data["commit_hash"].lower()
         except (json.JSONDecodeError, RecursionError):
-            m = _COMMIT_KEY.search(line)
-            commit = m.group(1).lower() if m else None
+            commit = formats.commit_in_text(line)
         if commit is None:
             warnings.append(
                 f"{path}:{number}: not an extraction of any known format (no commit_hash); skipped"
@@ -137,59 +98,10 @@ def bundle_lines(path: str | Path) -> tuple[list[tuple[int, str, str]], list[str
     return entries, warnings
 
 
-def collection_entries(path: str | Path) -> tuple[dict, list[tuple[int, str, str]], list[str]] | None:
-    """The commits of an ISO-Bench collection file ``{"repo_name", "repo_url", "performance_commits": [...]}``:
-    ({repo_name, repo_url}, [(index, commit id, the entry as JSON text)], warnings), or None when the file is not
-    one. An entry that names no commit is left out with a warning naming the file and its index."""
-    raw = read_input(path, MAX_BUNDLE_BYTES, "a commit collection")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("performance_commits"), list):
-        return None
-    entries, warnings = [], []
-    for index, item in enumerate(data["performance_commits"]):
-        commit = item.get("commit_hash") if isinstance(item, dict) else None
-        if not isinstance(commit, str):
-            warnings.append(f"{path}: performance_commits[{index}] names no commit (no commit_hash); skipped")
-            continue
-        entries.append((index, commit.lower(), json.dumps(item, ensure_ascii=False)))
-    repo = {k: data.get(k) if isinstance(data.get(k), str) else None for k in ("repo_name", "repo_url")}
-    return repo, entries, warnings
-
-
-def _repo_words(text: str | None) -> set[str]:
-    """The names a repository goes by: ``owner/name`` and ``name`` (from a URL, a path or a name), lower case."""
-    if not text:
-        return set()
-    tail = re.sub(r"(\.git)?/*$", "", text.strip()).lower()
-    parts = [p for p in re.split(r"[/:]", tail) if p]
-    return {"/".join(parts[-2:]), parts[-1]} if len(parts) >= 2 else set(parts)
-
-
-def collection_problem(path: str | Path, repo: dict, source: str, names: list[str | None]) -> str | None:
-    """Why a collection file is not the source's (its repo_url or repo_name names another repository), or None.
-    ``names``: what the source goes by (its repo, repo_name). A file that names no repository is not checked."""
-    known = set().union(*(_repo_words(n) for n in names))
-    for field in ("repo_url", "repo_name"):
-        given = _repo_words(repo.get(field))
-        if given and not given & known:
-            return (
-                f"{path}: field {field}: {shown(repo[field])} is not the repository of source {source} "
-                f"({', '.join(shown(n) for n in names if n)})"
-            )
-    return None
-
-
 def commit_id_of_file(path: Path) -> str | None:
     """The commit named by an extraction file's name (its last run of 7-40 hex digits)."""
     found = re.findall(r"(?<![0-9a-f])[0-9a-f]{7,40}(?![0-9a-f])", path.stem.lower())
     return found[-1] if found else None
-
-
-def _models(values) -> list[str]:
-    return [m for m in values or [] if isinstance(m, str) and m.strip().lower() not in _NOT_A_MODEL]
 
 
 def _pr_from_data(data: dict) -> int | None:
@@ -214,17 +126,12 @@ def _subject(data: dict) -> str:
     return _text(data.get("subject")) or _text(data.get("commit_subject")) or _message(data).split("\n")[0]
 
 
-def _file_apis(fmt: str, data: dict) -> list[str]:
-    apis = data.get("affected_apis") if fmt == "commit_extractions_with_apis" else data.get("apis")
-    return [a for a in apis if isinstance(a, str)] if isinstance(apis, list) else []
-
-
 def known_facts(raw: bytes) -> dict:
     """What a file (its bytes) says of a commit that cannot be used (not in the repository, another repository's,
     a duplicate): its PR, APIs, date, subject and message, for the failed record. Nothing when it is unreadable."""
     try:
         data = json.loads(raw)
-        fmt = detect_format(data)
+        fmt = formats.detect(data)
     except (IsobenchError, ValueError, RecursionError):
         return {}
     date = next((data[k] for k in ("date", "commit_date", "pr_date") if _text(data.get(k))), None)
@@ -232,7 +139,7 @@ def known_facts(raw: bytes) -> dict:
         "pr_number": _pr_from_data(data),
         "subject": _subject(data),
         "message": _message(data) or _subject(data),
-        "affected_apis": _file_apis(fmt, data),
+        "affected_apis": fmt.apis(data),
         "created_at": date,
     }
     return {k: v for k, v in facts.items() if v not in (None, "", [])}
@@ -240,21 +147,11 @@ def known_facts(raw: bytes) -> dict:
 
 def _format_facts(fmt: str, data: dict, info: dict, warnings: list[str]) -> tuple[list[str], dict]:
     """(affected APIs, extra context) contributed by the extraction file."""
-    apis = _file_apis(fmt, data)
-    if fmt == "commit_extractions_with_apis":
-        extra = {k: data[k] for k in ("summary", "csv_metadata") if k in data}
-    elif fmt == "pr_analysis":
-        extra = {k: data[k] for k in _PR_EXTRA if data.get(k) not in (None, "", [])}
-        if "models" in extra:
-            extra["models"] = _models(extra["models"])
-            if not extra["models"]:
-                del extra["models"]
-    else:
-        extra = {k: data[k] for k in ("stats",) if data.get(k)}
-    message = data.get("message") if fmt != "pr_analysis" else None
+    form = formats.FORMATS[fmt]
+    message = form.message(data)
     if message and message.strip() != info["message"].strip():
         warnings.append("the extraction's message differs from git's; git's is used")
-    return apis, extra
+    return form.apis(data), form.extra(data)
 
 
 def normalize(

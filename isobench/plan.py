@@ -9,16 +9,16 @@ the error for that commit alone).
 from __future__ import annotations
 
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import git
+from . import formats, git
 from .demo import build_demo_repo
 from .errors import IsobenchError
-from .extraction import bundle_lines, collection_entries, collection_problem, commit_id_of_file, is_extraction
+from .extraction import bundle_lines, commit_id_of_file, is_extraction
 from .failures import missing_commit_lines
+from .formats import commit_collection
 from .jsonio import write_text_atomic
 from .pregenerated import unmatched
 from .untrusted import commit_key, is_commit_hash, read_input, shown
@@ -27,9 +27,6 @@ DEMO_REPO = "isobench:demo"
 
 
 RESULTS = Path("results")
-
-
-_PARENT_RE = re.compile(r'"parent_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
 
 @dataclass
@@ -72,8 +69,8 @@ def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str |
     commit = commit_id_of_file(path)
     try:
         head_text = read_input(path, head=65536 if commit else None).decode("utf-8", "replace")
-        if commit and '"parent_hash"' not in head_text and '"commit_subject"' not in head_text:
-            head_text = read_input(path).decode("utf-8", "replace")  # rare: the key comes late in the file
+        if commit and not formats.peek(head_text)[1]:
+            head_text = read_input(path).decode("utf-8", "replace")  # rare: the keys come late in the file
     except IsobenchError as exc:
         return (
             (commit, None, None, str(exc), False) if commit else (None, None, f"{exc}; skipped", None, False)
@@ -83,15 +80,15 @@ def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str |
             data = json.loads(head_text)
         except (json.JSONDecodeError, RecursionError):
             return None, None, f"{path}: not JSON, and its name names no commit; skipped", None, False
-        if isinstance(data, dict) and isinstance(data.get("performance_commits"), list):
+        if isinstance(data, dict) and isinstance(data.get(commit_collection.LIST_KEY), list):
             return None, None, None, None, True
         if not is_extraction(data) or not isinstance(data["commit_hash"], str):
             why = "not an extraction of any known format (no commit_hash at its top level)"
             return None, None, f"{path}: {why}; skipped", None, False
         commit = data["commit_hash"].lower()
-    m = _PARENT_RE.search(head_text)
-    # a name with a hex run may still be a collection's (vllm_commits_20240115.json): collection_entries decides
-    return commit, (m.group(1).lower() if m else None), None, None, '"performance_commits"' in head_text
+    # a name with a hex run may still be a collection's (vllm_commits_20240115.json): its entries decide
+    maybe_collection = commit_collection.may_be_collection(head_text)
+    return commit, formats.peek(head_text)[0], None, None, maybe_collection
 
 
 def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]):
@@ -115,8 +112,7 @@ def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]
                 target = split / f"{commit_key(commit)}.json"  # a key, never a path: one name in split
                 if prepare and (not target.is_file() or target.read_text(encoding="utf-8") != line):
                     write_text_atomic(target, line)
-                m = _PARENT_RE.search(line)
-                yield commit, (m.group(1).lower() if m else None), str(target), f"{path}:{number}", None
+                yield commit, formats.peek(line)[0], str(target), f"{path}:{number}", None
             continue
         elif path.is_file():
             files = [path]
@@ -144,14 +140,14 @@ def _collection(name: str, cfg: dict, path: Path, prepare: bool, warnings: list[
     names a commit is an extraction of its own). A file of another repository (its repo_url or repo_name): each
     of its commits fails, extraction_invalid, naming the file and the field."""
     try:
-        found = collection_entries(path)
+        found = commit_collection.entries(path)
     except IsobenchError:
         return None
     if found is None:
         return None
     repo, entries, problems = found
     warnings.extend(problems)
-    problem = collection_problem(path, repo, name, [cfg["repo"], cfg.get("repo_name") or name])
+    problem = commit_collection.problem(path, repo, name, [cfg["repo"], cfg.get("repo_name") or name])
     split = RESULTS / name / "_extractions"
     out = []
     for index, commit, text in entries:

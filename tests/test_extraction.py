@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from conftest import FIXTURES, SHARED_FIXTURES
+from conftest import FIXTURES, ROOT, SHARED_FIXTURES
 
 from isobench.errors import IsobenchError
 from isobench.extraction import commit_id_of_file, detect_format, is_test_file, normalize, read_extraction
@@ -35,6 +35,26 @@ def test_detect_both_formats():
     assert read_extraction(PR_FILE)[0] == "pr_analysis"
     with pytest.raises(IsobenchError, match="unsupported extraction format"):
         detect_format({"hello": 1})
+
+
+def test_formats_registry_is_the_schema_list_and_decides_as_before():
+    """One module per format (isobench/formats/): the record schema's list of formats is the registry's (and
+    git's), each has its schema file and its name in the docs; a file claimed by two formats goes to the surer."""
+    from isobench import formats
+    from isobench.jsonio import schema
+
+    assert schema("extraction")["properties"]["format"]["enum"] == [*formats.FORMATS, "git"]
+    docs = (ROOT / "docs" / "configuration.md").read_text()
+    for name, fmt in formats.FORMATS.items():
+        assert schema(fmt.schema)["type"] == "object" and f"`{name}`" in docs
+    both = {"commit_hash": "ab" * 20, "message": "m", "diff_text": "d"}
+    assert detect_format(both) == "pr_analysis"  # diff_text outranks a bare commit and message
+    assert detect_format({"commit_hash": "ab" * 20, "message": "m"}) == "commit_extractions_with_apis"
+    assert detect_format({**both, "subject": "s"}) == "commit_collection"
+    assert detect_format({**both, "subject": "s", "parent_hash": "cd" * 20}) == "commit_extractions_with_apis"
+    text = '{"commit_hash": "%s", "parent_hash": "%s", "files_changed": [' % ("ab" * 20, "CD" * 20)
+    assert formats.peek(text) == ("cd" * 20, True) and formats.peek('{"commit_hash": "ab"') == (None, False)
+    assert formats.commit_in_text('{"commit_hash": "ABCDEF12", "x": [broken') == "abcdef12"
 
 
 @pytest.mark.skipif(not SHARED_FIXTURES.is_dir(), reason="shared ISO-Bench samples not present")
