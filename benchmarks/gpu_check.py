@@ -146,7 +146,7 @@ def slot_job(tmp: Path, index: int) -> None:
     test = tmp / f"slot{index}.py"
     test.write_text(STREAMS.replace("SIZE", "8192").replace("DEVICE", DEVICE).replace("SIDE", "False"))
     settings = Settings(
-        rounds=4, max_rounds=4, warmup=3, warmup_ms=500, repeat=20, timeout_s=120, interleave="rounds"
+        rounds=4, max_rounds=4, warmup=3, warmup_ms=500, repeat=20, timeout_s=120, interleave="sequential"
     )
     start = time.time()
     timings, facts = gpu.on_gpu(
@@ -262,7 +262,7 @@ def case_engine(tmp: Path) -> None:
     test.write_text(ENGINE.replace("DEVICE", DEVICE).replace("HOST_PORT", str(host.getsockname()[1])))
     os.environ["HF_TOKEN"] = "hf_check_never_passes"
     settings = Settings(
-        rounds=3, max_rounds=3, warmup=3, warmup_ms=200, repeat=20, timeout_s=300, interleave="rounds"
+        rounds=3, max_rounds=3, warmup=3, warmup_ms=200, repeat=20, timeout_s=300, interleave="sequential"
     )
     started = time.monotonic()
     timings = measure_commit(

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from isobench import git, worktrees  # noqa: E402
 from isobench.demo import build_demo_repo  # noqa: E402
+from isobench.measure import lockstep  # noqa: E402
 from isobench.measure.job import Revision, Settings  # noqa: E402
 from isobench.measure.rounds import measure_commit  # noqa: E402
 from isobench.measure.stats import Analysis, compare  # noqa: E402
@@ -48,7 +49,7 @@ def extra_loop(share: str) -> str:
 PATCHES = {"slow10": extra_loop("[: len(values) // 10]"), "slow2x": extra_loop("")}
 DEFAULTS = Settings()  # what a source that sets nothing gets (the schema's defaults are the same)
 BEFORE = Settings(
-    rounds=10, max_rounds=10, interleave="rounds"
+    rounds=10, max_rounds=10, interleave="sequential"
 )  # the defaults before adaptive rounds and auto
 ANALYSIS = Analysis()  # the schema's defaults
 
@@ -85,7 +86,7 @@ def trial(generator: Path, trees: dict, kind: str, settings: Settings, scratch: 
     assert all(x["status"] == "ok" for x in t.values()), {
         k: (v["category"], v["error"]) for k, v in t.items()
     }
-    paired = t["base"]["interleave"] == t["head"]["interleave"] == "calls"
+    paired = lockstep.paired(t["base"], t["head"])
     cmp = compare(
         t["base"]["rounds_ms"],
         t["head"]["rounds_ms"],

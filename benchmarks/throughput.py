@@ -55,7 +55,7 @@ MEASURE = {
     "warmup_ms": 0,
     "repeat": 3,
     "timeout_s": 120,
-    "interleave": "rounds",
+    "interleave": "sequential",
     "exclusive": False,
 }
 SLOW = (

@@ -13,7 +13,9 @@ import jsonschema
 import yaml
 
 from .errors import IsobenchError
+from .generate import POLICY_SHAPING
 from .jsonio import schema_problem
+from .llm import SHAPING
 from .settings import SCHEMA, block_defaults, load_schema
 
 
@@ -77,16 +79,7 @@ def check_runners(config: dict, schema_path: str | Path = SCHEMA) -> None:
             )
 
 
-LLM_SHAPING = (
-    "provider",
-    "model",
-    "temperature",
-    "max_output_tokens",
-    "reasoning",
-    "regenerations",
-    "repairs",
-    "smoke_run",
-)
+LLM_SHAPING = (*SHAPING, *POLICY_SHAPING)  # the one list: isobench/llm.py's and the generation policy's
 
 
 def llm_shaping(settings: dict) -> dict:

@@ -21,6 +21,11 @@ PROVIDERS = ("openai", "anthropic")
 _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.I)
 
 
+# The settings that shape the model's answer: the reply cache's key (``LLMSettings.parameters``) and, with the
+# generation policy's (isobench.generate.POLICY_SHAPING), what reruns a commit's generator job when changed.
+SHAPING = ("provider", "model", "temperature", "max_output_tokens", "reasoning")
+
+
 @schema_settings("llm")
 class LLMSettings:
     """How the model is asked (part of the config's ``llm`` block; defaults in the schema)."""
@@ -46,14 +51,11 @@ class LLMSettings:
 
     def parameters(self) -> dict:
         """What shapes the model's answer (part of the cache key); not the endpoint, timeout or retries."""
-        temperature = None if self.temperature is None else float(self.temperature)  # 0 and 0.0 are one key
-        return {
-            "provider": self.provider,
-            "model": self.model,
-            "temperature": temperature,
-            "max_output_tokens": self.max_output_tokens,
-            "reasoning": self.is_reasoning(),
-        }
+        values = {k: getattr(self, k) for k in SHAPING}
+        if values["temperature"] is not None:
+            values["temperature"] = float(values["temperature"])  # 0 and 0.0 are one key
+        values["reasoning"] = self.is_reasoning()  # "auto" as it was decided for this model
+        return values
 
 
 @dataclass

@@ -9,6 +9,7 @@ from . import __version__
 from .categories import REVISIONS
 from .errors import IsobenchError
 from .jsonio import load_json, sha256_file
+from .measure import lockstep
 from .measure.coverage import combine
 from .measure.harness import HARNESS_VERSION
 from .measure.stats import Analysis, compare
@@ -78,7 +79,7 @@ def comparisons(timings: dict, analysis: dict) -> dict:
         if base["status"] != "ok" or t["status"] != "ok":
             out[f"base_{other}"] = None
             continue
-        paired = base.get("interleave") == t.get("interleave") == "calls"
+        paired = lockstep.paired(base, t)
         out[f"base_{other}"] = compare(
             base["rounds_ms"], t["rounds_ms"], analysis=Analysis.from_config(analysis), paired=paired
         )

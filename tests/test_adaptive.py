@@ -9,6 +9,7 @@ from conftest import FIXTURES
 from isobench.jsonio import validate
 from isobench.measure.adaptive import decide_interleave
 from isobench.measure.job import Settings
+from isobench.measure.lockstep import paired
 from isobench.measure.machine import available_memory_mb
 from isobench.measure.rounds import measure_commit
 from isobench.measure.stats import Analysis, describe, noise_warnings
@@ -58,19 +59,21 @@ def faster_head(revisions):
 def test_auto_decision_from_memory_facts():
     small = [{"peak_rss_mb": 40.0}] * 3
     d = decide_interleave("auto", "functions", small, 3, 0.5, available_mb=8000)
-    assert d["chosen"] == "calls" and "3 x 40 MiB peak RSS <= 50% of 8,000 MiB available" == d["reason"]
+    assert d["chosen"] == "lockstep" and "3 x 40 MiB peak RSS <= 50% of 8,000 MiB available" == d["reason"]
     d = decide_interleave("auto", "functions", [{"peak_rss_mb": 3000.0}], 3, 0.5, available_mb=8000)
-    assert d["chosen"] == "rounds" and "> 50% of 8,000 MiB" in d["reason"]
+    assert d["chosen"] == "sequential" and "> 50% of 8,000 MiB" in d["reason"]
     gpu = [{"peak_rss_mb": 500.0, "gpu_peak_mb": 30000.0, "gpu_device": 0}]
     assert (
         decide_interleave("auto", "functions", gpu, 3, 0.5, available_mb=1e6, gpu_free=80000)["chosen"]
-        == "rounds"
+        == "sequential"
     )
     assert (
         decide_interleave("auto", "functions", gpu, 3, 0.9, available_mb=1e6, gpu_free=140000)["chosen"]
-        == "calls"
+        == "lockstep"
     )
-    assert decide_interleave("auto", "isobench_cli", small, 3, 0.5, available_mb=8000)["chosen"] == "rounds"
+    assert (
+        decide_interleave("auto", "isobench_cli", small, 3, 0.5, available_mb=8000)["chosen"] == "sequential"
+    )
     assert decide_interleave("rounds", "functions", small, 3, 0.5)["reason"] == "set in the config"
     assert available_memory_mb() > 0
 
@@ -78,7 +81,7 @@ def test_auto_decision_from_memory_facts():
 def test_auto_picks_lockstep_when_three_processes_fit(tmp_path, revisions):
     t = measure(tmp_path, revisions, Settings(rounds=3, max_rounds=3, **QUICK))
     decision = t["base"]["interleave_decision"]
-    assert t["base"]["interleave"] == t["head"]["interleave"] == "calls", decision
+    assert t["base"]["interleave"] == t["head"]["interleave"] == "lockstep", decision
     assert (
         decision["setting"] == "auto"
         and decision["peak_rss_mb"] > 1
@@ -97,7 +100,7 @@ def test_auto_falls_back_to_rounds_when_memory_cannot_be_tripled(tmp_path, revis
         ballast=300 * 2**20,
     )
     decision = t["head"]["interleave_decision"]
-    assert t["head"]["interleave"] == "rounds" and decision["chosen"] == "rounds", decision
+    assert t["head"]["interleave"] == "sequential" and decision["chosen"] == "sequential", decision
     assert decision["peak_rss_mb"] >= 300 and "peak RSS >" in decision["reason"]
     assert all(x["status"] == "ok" for x in t.values())
 
@@ -162,9 +165,49 @@ def test_summary_names_a_noisy_machine():
     assert "notes" in table.splitlines()[0] and "head: noisy (speed modes)" in table.splitlines()[2]
 
 
-@pytest.mark.parametrize("name", ["calls", "rounds"])
-def test_explicit_choices_stay(tmp_path, revisions, name):
-    t = measure(tmp_path, revisions, Settings(rounds=2, max_rounds=2, interleave=name, **QUICK))
+@pytest.mark.parametrize(
+    "name, now",
+    [("lockstep", "lockstep"), ("sequential", "sequential"), ("calls", "lockstep"), ("rounds", "sequential")],
+)
+def test_explicit_choices_stay(tmp_path, revisions, name, now):
+    """The names, and the old names of a config written before them (read as the new ones)."""
+    settings = Settings(rounds=2, max_rounds=2, interleave=name, **QUICK)
+    t = measure(tmp_path, revisions, settings)
+    assert settings.interleave == now and t["main"]["settings"]["interleave"] == now
     assert (
-        t["main"]["interleave"] == name and t["main"]["interleave_decision"]["reason"] == "set in the config"
+        t["main"]["interleave"] == now and t["main"]["interleave_decision"]["reason"] == "set in the config"
     )
+    assert paired(t["base"], t["head"]) == (now == "lockstep")
+
+
+def test_old_interleave_names_keep_their_cache_keys_and_pairing():
+    """The rename changes no measurement cache key (nothing is measured again) and old timing files still pair."""
+    import hashlib
+    import json
+
+    from isobench.measure.cache import measurement_key
+    from isobench.measure.harness import HARNESS_VERSION
+
+    args = dict(
+        generator_sha256="g", shas={"base": "b"}, fingerprints={}, contract="functions", python_path=[]
+    )
+    keys = {
+        name: measurement_key(settings={"interleave": name, "rounds": 5}, epoch=0, **args)
+        for name in ("calls", "lockstep", "rounds", "sequential", "auto")
+    }
+    assert keys["calls"] == keys["lockstep"] and keys["rounds"] == keys["sequential"] != keys["auto"]
+    before = {
+        "generator": "g",
+        "shas": {"base": "b"},
+        "environments": {},
+        "harness": HARNESS_VERSION,
+        "settings": {"interleave": "calls", "rounds": 5},
+        "contract": "functions",
+        "python_path": [],
+        "epoch": 0,
+    }  # fmt: skip  (the key's document as it was made before the rename)
+    assert keys["lockstep"] == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()
+    assert paired({"interleave": "calls"}, {"interleave": "lockstep"}) and not paired(
+        {"interleave": "rounds"}
+    )
+    assert not paired({"interleave": "lockstep"}, None)

@@ -31,8 +31,8 @@ def test_shipped_config_is_valid(config):
             "field measure.rounds: 0 is less than the minimum of 1",
         ),
         (
-            lambda c: c.setdefault("measure", {}).update(interleave="lockstep"),
-            "field measure.interleave: 'lockstep' is not one of ['auto', 'rounds', 'calls']",
+            lambda c: c.setdefault("measure", {}).update(interleave="together"),
+            "field measure.interleave: 'together' is not one of ['auto', 'lockstep', 'sequential', 'calls', 'rounds']",
         ),
         (lambda c: c["sources"]["demo"].update(repo=""), "field sources.demo.repo"),
         (lambda c: c["sources"]["demo"].update(colour="red"), "field sources.demo: Additional properties"),
@@ -252,3 +252,22 @@ def test_a_default_changed_in_the_schema_changes_the_code(tmp_path, monkeypatch)
     finally:
         settings.block_defaults.cache_clear()
     assert ic.SCHEMA == SCHEMA
+
+
+def test_one_list_of_result_shaping_llm_keys():
+    """The reply cache's key and the generator job's params come from one list: the model's settings and the
+    generation policy's, each a field of its settings class; endpoint, timeout, retries and cache are not in it."""
+    from dataclasses import fields
+
+    from isobench.config import LLM_SHAPING, llm_shaping
+    from isobench.generate import POLICY_SHAPING, Policy
+    from isobench.llm import SHAPING, LLMSettings
+
+    assert LLM_SHAPING == (*SHAPING, *POLICY_SHAPING)
+    assert set(SHAPING) <= {f.name for f in fields(LLMSettings)}
+    assert set(POLICY_SHAPING) <= {f.name for f in fields(Policy)}
+    assert tuple(LLMSettings(model="m").parameters()) == SHAPING
+    shaping = llm_shaping(llm_settings({"llm": {"model": "m"}, "sources": {"s": {}}}, "s", SCHEMA))
+    assert tuple(shaping) == LLM_SHAPING and not {"base_url", "timeout_s", "max_retries", "cache_dir"} & set(
+        shaping
+    )

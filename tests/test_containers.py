@@ -27,7 +27,9 @@ from isobench.measure.runners import Runner
 from isobench.measure.sandbox import SandboxSettings
 
 pytestmark = pytest.mark.slow
-FAST = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=20, interleave="rounds")
+FAST = Settings(
+    rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=2, timeout_s=20, interleave="sequential"
+)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Lockstep rounds (interleave: calls): alternated timed calls, and every failure still caught."""
+"""Lockstep rounds (interleave: lockstep): alternated timed calls, and every failure still caught."""
 
 import pytest
 
@@ -7,7 +7,7 @@ from isobench.measure.job import Settings
 from isobench.measure.rounds import measure_commit
 from isobench.measure.sandbox import SandboxSettings
 
-LOCK = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="calls")
+LOCK = Settings(rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=10, interleave="lockstep")
 
 TEST = """
 import json, os, sys, time
@@ -56,7 +56,7 @@ def status(t):
 def test_timed_calls_alternate(tmp_path, revisions):
     t, log = measure(tmp_path, revisions)
     assert status(t) == {n: ("ok", None) for n in ("base", "head", "main")}
-    assert all(x["interleave"] == "calls" and len(x["samples_ms"]) == 6 for x in t.values())
+    assert all(x["interleave"] == "lockstep" and len(x["samples_ms"]) == 6 for x in t.values())
     calls = log.read_text().split()
     # per round: base's first call (reference), head's and main's first calls, then timed calls alternating,
     # the order turning with every call
@@ -79,7 +79,7 @@ def test_timed_calls_alternate(tmp_path, revisions):
 )
 def test_failures_at_head(tmp_path, revisions, hook, category):
     settings = Settings(
-        rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=4, interleave="calls"
+        rounds=2, max_rounds=2, warmup=1, warmup_ms=0, repeat=3, timeout_s=4, interleave="lockstep"
     )
     t, _ = measure(tmp_path, revisions, hook=hook.replace("data += 1", "data = data + 1"), settings=settings)
     assert status(t)["head"] == ("failed", category), t["head"]["error"]

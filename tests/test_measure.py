@@ -3,6 +3,7 @@
 import textwrap
 
 import pytest
+from conftest import ROOT
 
 from isobench.categories import CATEGORIES
 from isobench.jsonio import validate
@@ -171,7 +172,7 @@ def test_rounds_interleave_base_head_main(tmp_path, revisions):
         tmp_path,
         revisions,
         settings=Settings(
-            rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20, interleave="rounds"
+            rounds=3, max_rounds=3, warmup=1, warmup_ms=0, repeat=1, timeout_s=20, interleave="sequential"
         ),
         writable=tmp_path,
         setup=f"""
@@ -217,10 +218,28 @@ def test_time_based_warmup(tmp_path, revisions):
     assert len(calls.read_text()) > 3 * 20
 
 
-def test_categories_match_the_timing_schema():
+def test_categories_table_is_what_schemas_docs_and_cache_say():
+    """isobench/categories.py is the one table: the timing schema names every category, the extraction schema those
+    of its stage, docs/measurement.md's table each once; the measurement cache keeps exactly the cached ones."""
+    import re
+
+    from isobench.categories import TABLE, blames_candidate, named
     from isobench.jsonio import schema
+    from isobench.measure.cache import NOT_RUN
 
     assert set(schema("timing")["properties"]["category"]["enum"]) - {None} == set(CATEGORIES)
+    assert set(schema("extraction")["properties"]["category"]["enum"]) == set(named("extraction"))
+    docs = (ROOT / "docs" / "measurement.md").read_text()
+    section = docs[docs.index("### Failure categories") :]
+    section = section[: section.index("\n\n", section.index("| --- |"))]
+    rows = re.findall(r"^\| `(\w+)` \|", section, flags=re.M)
+    assert sorted(rows) == sorted(TABLE) and len(rows) == len(set(rows))
+    assert {"env_failed", "generation_failed", "isolation_unavailable"} <= set(NOT_RUN)
+    assert set(NOT_RUN) == {n for n, c in TABLE.items() if not c.cached}
+    assert all(c.meaning and c.stage in ("extraction", "generator", "env", "measure", "record", "evaluation")
+               for c in TABLE.values())  # fmt: skip
+    assert blames_candidate("not_equivalent") and blames_candidate("guard_tests_failed")
+    assert not blames_candidate("capability_unsupported") and not blames_candidate("repo_unavailable")
 
 
 def test_a_report_the_test_forges_is_a_failed_round_never_a_crash(tmp_path, revisions):

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..categories import blames_candidate
 from ..jsonio import load_json, write_json, write_text_atomic
 from ..report import _pyplot
 from . import aggregate
@@ -73,7 +74,7 @@ def gso_report(rows: list[dict], total_instances: int) -> dict:
         if st == "empty_patch":
             sets["empty_patch_ids"].add(iid)
             continue
-        if st in ("repo_unavailable", "job_failed"):
+        if not blames_candidate(st):  # could not be judged here (isobench/categories.py): not the candidate's
             sets["error_ids"].add(iid)
             continue
         sets["completed_ids"].add(iid)

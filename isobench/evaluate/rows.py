@@ -3,24 +3,10 @@ happened to it and every metric (isobench.evaluate.metrics), and the calibration
 
 from __future__ import annotations
 
-from ..measure import harness
+from ..measure import harness, lockstep
 from ..measure.stats import Analysis
 from . import metrics
 from .job import Candidate
-
-# categories of the candidate's own measurement that are the candidate's fault, as the dataset names them
-CANDIDATE_FAILURES = {
-    "not_equivalent",
-    "eqcheck_error",
-    "crash",
-    "timeout",
-    "sandbox_violation",
-    "experiment_error",
-    "setup_error",
-    "import_error",
-    "store_error",
-    "harness_error",
-}
 
 
 def status_of(cand: Candidate | None, timings: dict, guard_error: str | None) -> tuple[str, str | None]:
@@ -49,7 +35,7 @@ def candidate_metrics(
 ) -> tuple[dict, list[str]]:
     base, head, main = timings.get("base"), timings.get("head"), timings.get("main")
     t = timings.get(cand.name) if cand and cand.revision is not None else None
-    paired = (base or {}).get("interleave") == "calls"
+    paired = lockstep.paired(base)  # every candidate ran in base's job, as base did
     correct = status == "evaluated"
     m = metrics.attempt_metrics(
         base, head, t, main, analysis=analysis, paired=paired, p=success_p, correct=correct

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 
+from .lockstep import LOCKSTEP, SEQUENTIAL, interleave_name
 from .machine import available_memory_mb, gpu_free_mb
 from .state import RevisionState
 from .stats import Analysis, compare
@@ -34,27 +35,28 @@ def decide_interleave(
 ) -> dict:
     """{setting, chosen, reason, ...facts}: how the timed rounds run. ``memory``: the check round's reports of
     peak memory, one per process."""
+    setting = interleave_name(setting)
     out = {"setting": setting, "chosen": setting, "reason": "set in the config", "processes": processes}
     if contract != "functions":  # whatever the setting
         return {
             **out,
-            "chosen": "rounds",
+            "chosen": SEQUENTIAL,
             "reason": "a command-line script times itself: one process at a time",
         }
     if setting != "auto":
         return out
     if processes < 2:
-        return {**out, "chosen": "rounds", "reason": "only one revision left to measure"}
+        return {**out, "chosen": SEQUENTIAL, "reason": "only one revision left to measure"}
     rss = max((m.get("peak_rss_mb") or 0.0 for m in memory), default=0.0)
     gpu = max((m.get("gpu_peak_mb") or 0.0 for m in memory), default=0.0)
     available_mb = available_memory_mb() if available_mb is None else available_mb
     out.update(peak_rss_mb=rss or None, available_mb=available_mb, gpu_peak_mb=gpu or None, fraction=fraction)
     if not rss or available_mb is None:
-        return {**out, "chosen": "rounds", "reason": "the peak memory of one process is unknown"}
+        return {**out, "chosen": SEQUENTIAL, "reason": "the peak memory of one process is unknown"}
     if processes * rss > fraction * available_mb:
         return {
             **out,
-            "chosen": "rounds",
+            "chosen": SEQUENTIAL,
             "reason": f"{processes} x {rss:,.0f} MiB peak RSS > {fraction:.0%} of "
             f"{available_mb:,.0f} MiB available",
         }
@@ -65,13 +67,13 @@ def decide_interleave(
         if gpu_free is None:
             return {
                 **out,
-                "chosen": "rounds",
+                "chosen": SEQUENTIAL,
                 "reason": "the test uses the GPU and its free memory is unknown",
             }
         if processes * gpu > fraction * gpu_free:
             return {
                 **out,
-                "chosen": "rounds",
+                "chosen": SEQUENTIAL,
                 "reason": f"{processes} x {gpu:,.0f} MiB of GPU memory > "
                 f"{fraction:.0%} of {gpu_free:,.0f} MiB free",
             }
@@ -80,7 +82,7 @@ def decide_interleave(
         reason += (
             f"; {processes} x {gpu:,.0f} MiB of GPU memory <= {fraction:.0%} of {gpu_free:,.0f} MiB free"
         )
-    return {**out, "chosen": "calls", "reason": reason}
+    return {**out, "chosen": LOCKSTEP, "reason": reason}
 
 
 def stop_reason(

@@ -20,19 +20,17 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
+from ..categories import NOT_CACHED
 from ..errors import IsobenchError
 from ..jsonio import dumps, sha256_bytes, validate, write_text_atomic
 from .harness import HARNESS_VERSION
+from .lockstep import old_name
 from .machine import machine
 
 log = logging.getLogger("isobench")
 
 CACHE_VERSION = 1
-NOT_RUN = (
-    "env_failed",
-    "generation_failed",
-    "isolation_unavailable",
-)  # never cached: run when the cause is fixed
+NOT_RUN = NOT_CACHED  # never cached: nothing (or not everything) ran; run when the cause is fixed
 _PACKAGES = (
     "import json, sys, importlib.metadata as m; print(json.dumps({'python': sys.version, "
     "'packages': sorted('%s==%s' % (d.metadata['Name'], d.version) for d in m.distributions())}))"
@@ -74,6 +72,8 @@ def measurement_key(
     python_path: list[str],
     epoch,
 ) -> str:
+    if "interleave" in settings:  # keys keep the words they were made with: lockstep is "calls" here
+        settings = {**settings, "interleave": old_name(settings["interleave"])}
     doc = {
         "generator": generator_sha256,
         "shas": shas,

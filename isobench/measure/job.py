@@ -21,7 +21,7 @@ from ..errors import IsobenchError
 from ..jsonio import load_json
 from ..settings import schema_settings
 from . import contracts, harness, sandbox_exec, script_runner, tracer
-from .lockstep import PIN_CPU, lockstep_round
+from .lockstep import LOCKSTEP, PIN_CPU, interleave_name, lockstep_round
 from .process import Run
 from .runners import Runner
 from .sandbox import COMPILE_CACHES, Command, Sandbox, SandboxSettings, compile_cache_env
@@ -42,12 +42,15 @@ class Settings:
     job_timeout_s: float
     flush_l2: bool
     no_cuda: bool
-    interleave: str  # "calls" (lockstep, isobench.measure.lockstep), "rounds", or auto: calls when they fit
+    interleave: str  # "lockstep" (isobench.measure.lockstep), "sequential", or "auto": lockstep when they fit
     auto_memory_fraction: float
     contract: str  # "auto" (detected from the script), "functions", "isobench_cli" or "gso_cli"
     epoch: int | str  # part of the measurement cache's key only
     exclusive: bool  # a measure job takes every core (scheduling only: rules/common.smk)
     coverage: bool  # trace one untimed call at base and head for the changed code (isobench.measure.coverage)
+
+    def __post_init__(self):
+        object.__setattr__(self, "interleave", interleave_name(self.interleave))  # an old name: its new one
 
     @property
     def most_rounds(self) -> int:
@@ -246,11 +249,11 @@ class Job:
         return self.sandbox.run(self.command(rev, argv, workdir), self.settings.timeout_s)
 
     def round(self, active: list[Revision], k: int, interleave: str) -> dict[str, dict]:
-        """Round ``k`` of the revisions still measured: {revision: its report}. ``interleave`` calls: their
-        processes together, call by call (lockstep; function contract only); else one after the other."""
+        """Round ``k`` of the revisions still measured: {revision: its report}. ``interleave`` lockstep: their
+        processes together, call by call (function contract only); else one after the other."""
         modes = {rev.name: self.round_mode(rev.name, k) for rev in active}
         workdirs = {rev.name: self.data / rev.name / f"round{k}" for rev in active}
-        if self.contract == "functions" and interleave == "calls":
+        if self.contract == "functions" and interleave_name(interleave) == LOCKSTEP:
             return self.lockstep(active, modes, workdirs)
         return {rev.name: self.run(rev, modes[rev.name], workdirs[rev.name]) for rev in active}
 

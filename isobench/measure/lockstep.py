@@ -21,6 +21,30 @@ from ..jsonio import load_json
 from .process import Run
 from .state import crash, failed, timed_out
 
+# How a measure job's timed rounds run (measure.interleave, and each timing file's ``interleave``): ``lockstep``
+# (this module: the processes of a round live together, their timed calls alternated) or ``sequential`` (one
+# revision's process at a time: base, head, main, base, ...). ``calls`` and ``rounds`` are the names they had
+# before; config files and timing files that use them are still read.
+LOCKSTEP, SEQUENTIAL = "lockstep", "sequential"
+OLD_NAMES = {"calls": LOCKSTEP, "rounds": SEQUENTIAL}
+
+
+def interleave_name(value: str | None) -> str | None:
+    """The interleave's name today (an old name read as the new one)."""
+    return OLD_NAMES.get(value, value)
+
+
+def old_name(value: str | None) -> str | None:
+    """The name the measurement cache's keys were made with (so no key changes with the new words)."""
+    return {new: old for old, new in OLD_NAMES.items()}.get(value, value)
+
+
+def paired(*timings: dict | None) -> bool:
+    """Whether timing files were taken in lockstep, so that their samples pair call by call: the one rule for a
+    paired comparison (the dataset's records, the evaluation's metrics)."""
+    return bool(timings) and all(interleave_name((t or {}).get("interleave")) == LOCKSTEP for t in timings)
+
+
 # The same core for every process of a round, so that calls compared with each other also share a core
 # (vCPUs of a shared machine differ in speed). None where affinity cannot be set.
 PIN_CPU = min(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None

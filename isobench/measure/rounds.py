@@ -18,6 +18,7 @@ from typing import Protocol
 from . import coverage, harness
 from .adaptive import decide_interleave, stop_reason
 from .job import Job, Revision, Settings
+from .lockstep import LOCKSTEP, SEQUENTIAL
 from .runners import Runner
 from .sandbox import SandboxSettings, isolation_refusal
 from .state import CHECK_ROUND, RevisionState
@@ -84,7 +85,7 @@ def measure_commit(
         settings.interleave, job.contract, [], len(revisions), settings.auto_memory_fraction
     )
     # auto: the check round runs one process at a time, then decides
-    chosen = "rounds" if decision["setting"] == "auto" else decision["chosen"]
+    chosen = SEQUENTIAL if decision["setting"] == "auto" else decision["chosen"]
     maximum = settings.most_rounds
     k, stop, facts = 0, None, {}
     while stop is None:
@@ -120,7 +121,7 @@ def measure_commit(
             maximum=maximum,
             done=k,
             deadline=deadline,
-            paired=chosen == "calls",
+            paired=chosen == LOCKSTEP,
             analysis=analysis,
             precision=settings.precision,
             pairs=protocol.pairs(state) if protocol is not None else None,

@@ -97,7 +97,7 @@ def noise_warnings(round_medians: list[float]) -> list[str]:
             out.append(
                 f"noisy machine: the round medians fall into two speed modes ({np.exp(np.median(low)):.4g} ms "
                 f"in {len(low)} rounds, {np.exp(np.median(high)):.4g} ms in {len(high)}): compare only "
-                "side by side (interleave: calls)"
+                "side by side (interleave: lockstep)"
             )
     if len(m) >= 6:
         third = len(m) // 3
