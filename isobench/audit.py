@@ -1,17 +1,17 @@
 """``isobench audit``: every artifact traced back to what made it, and checked.
 
 For each commit of the config's plan: the chain extraction.json → prompt.txt → generator.py → timing files →
-record.json → dataset line is re-hashed against the sha256 sums in the record's provenance; the record and
-its timing files are validated against the schemas, and every figure of the record (samples, statuses,
-per-revision statistics, human_performance, comparisons) is computed again from its sealed timing files and
-compared. Records built with a template, config values, harness or main SHA that no longer match are stale;
+record.json → dataset line is re-hashed against the sha256 sums in the record's provenance; every JSON file the
+workflow wrote is validated against its schema (isobench/artifacts.py), and every figure of the record (samples,
+statuses, per-revision statistics, human_performance, comparisons) is computed again from its sealed timing files
+and compared. Records built with a template, config values, harness or main SHA that no longer match are stale;
 planned commits without a record (or a dataset line) are missing. Files a run set aside (damaged or edited
 records and datasets) are named. Every file the workflow wrote under ``results/`` is searched for strings that
 look like secrets (the repositories' own checkouts and installed environments are not ours, and are skipped).
 
-Integrity problems (a hash or a schema that does not match, a figure that its timing files do not give, a
-dataset line that differs from its record, a file set aside, a secret) fail the audit; stale and missing
-records are reported (and fail it with ``strict``).
+Integrity problems (a hash or a schema that does not match, a figure that its timing files do not give, a dataset
+line that differs from its record, a file set aside, a secret) fail the audit; stale and missing records are
+reported (and fail it with ``strict``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import artifacts
 from .categories import REVISIONS
 from .config import (
     RECORDED_SOURCE_KEYS,
@@ -342,6 +343,17 @@ def audit(config: dict, schema: Path, results: Path = Path("results")) -> dict:
             Finding("stale", str(dataset), f"line for {key[0]} {key[1]}: not a commit of the config")
         )
     if results.is_dir():
+        checked = {f.artifact for f in findings if f.kind == "schema"} | {
+            str(results / source / key / name)
+            for source, plan in plans.items()
+            for key in plan.commits
+            for name in ("record.json", *(f"timing_{r}.json" for r in REVISIONS))
+        }
+        findings += [
+            Finding("schema", str(path), why)
+            for path, schema in artifacts.walk(results)
+            if schema and str(path) not in checked and (why := artifacts.check(path, schema))
+        ]
         findings += set_aside_files(results)
         findings += find_secrets(results, key_variables(config, schema))
     kinds = Counter(f.kind for f in findings)

@@ -57,6 +57,7 @@ def write_record(path: str | Path, record: dict, seal: str | Path | None = None)
     write_text_atomic(path, text)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
     seal_doc = {"schema_version": 1, "written_at": stamp, "sha256": sha256_bytes(text.encode("utf-8"))}
+    validate(seal_doc, "seal", str(seal or record_seal(path)))
     write_text_atomic(seal or record_seal(path), dumps(seal_doc) + "\n")
 
 

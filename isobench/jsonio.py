@@ -98,6 +98,13 @@ def write_json(path: str | Path, obj, sort_keys: bool = True) -> None:
     write_text_atomic(path, dumps(obj, sort_keys=sort_keys) + "\n")
 
 
+def write_valid(path: str | Path, obj, schema_name: str) -> None:
+    """``write_json`` of an artifact checked against its schema first (isobench/artifacts.py names them): a
+    file that would not be valid is never written (a one-line IsobenchError names it and the field)."""
+    validate(obj, schema_name, str(path))
+    write_json(path, obj)
+
+
 @cache
 def schema(name: str) -> dict:
     """A schema shipped in ``isobench/schemas``."""

@@ -108,8 +108,17 @@ def _plant_escaped_key(work):
     """A key starting a line inside a JSON string: after the escape `\\n`, not after a separator."""
     path = a_commit(work) / "prompt.json"
     meta = json.loads(path.read_text())
-    meta["note"] = "first line\nhf_" + "Ab3" * 12
+    meta["template"] = "first line\nhf_" + "Ab3" * 12  # a string where the schema wants one: only a secret
     path.write_text(json.dumps(meta))
+    return path
+
+
+def _break_marker(work):
+    """An artifact no record hashes, edited into what its step never writes: its schema says so."""
+    path = next((work / "results" / "demo" / "_envs").glob("*.json"))
+    marker = json.loads(path.read_text())
+    marker["status"] = "fine"
+    path.write_text(json.dumps(marker))
     return path
 
 
@@ -121,6 +130,7 @@ def _plant_escaped_key(work):
         (_tamper_dataset_line, "integrity"),
         (_plant_key, "secret"),
         (_plant_escaped_key, "secret"),
+        (_break_marker, "schema"),
     ],
 )
 def test_audit_fails_naming_the_tampered_artifact(work, tamper, kind):
@@ -137,7 +147,10 @@ def test_audit_fails_naming_the_tampered_artifact(work, tamper, kind):
 
 def test_a_key_of_this_environment_is_found_anywhere_we_wrote(work):
     key = "zz-" + "Q9w" * 10  # no known token shape: found because it is the value of an API key variable
-    (a_commit(work) / "prompt.json").write_text(json.dumps({"note": key}))
+    path = a_commit(work) / "prompt.json"
+    path.write_text(
+        json.dumps({**json.loads(path.read_text()), "template": key})
+    )  # still valid: only a secret
     env = {**__import__("os").environ, "OPENAI_API_KEY": key}
     code, report = audit_json(work, env=env)
     assert code == 1 and report["counts"]["secret"] == 1

@@ -15,6 +15,7 @@ import pytest
 from conftest import job_counts, snakemake, snakemake_log
 from workflow_copy import copy_workflow
 
+from isobench import artifacts
 from isobench.evaluate.report import GSO_SUMMARY
 
 GOLD_AND_AGENT = ("isobench__demokit-f38af46", "isobench__demokit-d8b3dfa")
@@ -195,6 +196,13 @@ def test_reports(evaluated):
     )
     assert out.returncode == 0, out.stderr
     assert "gold" in out.stdout and "calibration" in out.stdout
+    # every JSON file of the evaluation has its schema, and is valid (isobench/artifacts.py)
+    seen = {}
+    for path, schema in artifacts.walk(work / "results"):
+        assert schema and artifacts.check(path, schema) is None, path
+        seen[schema] = seen.get(schema, 0) + 1
+    assert {"evaluation_spec", "evaluation_job", "evaluation", "evaluation_planned", "evaluation_calibration",
+            "evaluation_leaderboard", "evaluation_gso_report", "timing"} <= set(seen)  # fmt: skip
 
 
 def test_second_model_runs_only_its_jobs(evaluated):

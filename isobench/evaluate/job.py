@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import envs, worktrees
 from ..git import diff, ensure_mirror, locked, resolve_many
-from ..jsonio import load_json, write_json
+from ..jsonio import load_json, write_valid
 from ..measure import gpu
 from ..measure.gpu import GpuSettings
 from ..measure.job import Job, Revision, Settings
@@ -132,7 +132,7 @@ def environment(
                 log_path=env_dir / "build.log",
                 build_in_tree=build_in_tree,
             )
-            write_json(marker_path, marker)
+            write_valid(marker_path, marker, "env_marker")
     error = None if marker["status"] == "ok" else f"{marker['error']} (log: {marker['log']})"
     return Revision(
         name,

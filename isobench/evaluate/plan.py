@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import IsobenchError
 from ..git import is_url
-from ..jsonio import dumps, write_text_atomic
+from ..jsonio import dumps, validate, write_text_atomic
 from ..settings import load_schema
 from ..untrusted import commit_key
 from . import apply
@@ -237,6 +237,7 @@ def write_plan(runs: dict[str, EvalRun]) -> None:
     each run's planned.json."""
     for run in runs.values():
         for folder, spec in run.jobs.items():
+            validate(spec, "evaluation_spec", str(Path(folder) / "spec.json"))
             _write_if_changed(Path(folder) / "spec.json", dumps(spec) + "\n")
         planned = {
             "run_id": run.run_id,
@@ -248,6 +249,7 @@ def write_plan(runs: dict[str, EvalRun]) -> None:
             "placed": run.placed,
             "deduplicated": run.deduplicated,
         }
+        validate(planned, "evaluation_planned", str(Path(run.folder) / "planned.json"))
         _write_if_changed(Path(run.folder) / "planned.json", dumps(planned) + "\n")
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..categories import blames_candidate
-from ..jsonio import load_json, write_json, write_text_atomic
+from ..jsonio import load_json, write_text_atomic, write_valid
 from ..report import _pyplot
 from . import aggregate
 from .plan import CALIBRATION, key_of
@@ -227,7 +227,11 @@ def write_report(rows: list[dict], calibration: dict, out: Path, run_id: str, an
         for b in names[i + 1 :]:
             board["comparisons"].append({"a": a, "b": b, **aggregate.compare_models(models[a], models[b])})
     for model, rs in models.items():
-        write_json(out / f"{key_of(model)}.{run_id}.report.json", gso_report(rs, len(instances)))
+        write_valid(
+            out / f"{key_of(model)}.{run_id}.report.json",
+            gso_report(rs, len(instances)),
+            "evaluation_gso_report",
+        )
     _csv(
         out / "sweperf.csv", [row for m, rs in models.items() for row in sweperf_rows(m, rs, len(instances))]
     )
@@ -235,7 +239,7 @@ def write_report(rows: list[dict], calibration: dict, out: Path, run_id: str, an
         out / "swefficiency.csv",
         [{"model": m, **row} for m, rs in models.items() for row in swefficiency_rows(rs)],
     )
-    write_json(out / "leaderboard.json", board)
+    write_valid(out / "leaderboard.json", board, "evaluation_leaderboard")
     text = leaderboard_text(board)
     write_text_atomic(out / "leaderboard.txt", text)
     figures(models, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..costs import llm_summary, summary_line
 from ..dataset import dataset_of, write_dataset
-from ..jsonio import write_json
+from ..jsonio import write_valid
 from .common import log
 
 
@@ -16,5 +16,5 @@ def dataset_step(smk) -> None:
 
 def llm_summary_step(smk) -> None:
     summary = llm_summary(list(smk.input.metas), prices=dict(smk.params.prices))
-    write_json(smk.output.summary, summary)
+    write_valid(smk.output.summary, summary, "llm_summary")
     log.debug("%s", summary_line(summary, "all commits of the dataset"))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .. import worktrees
 from ..envs import build_env
-from ..jsonio import write_json
+from ..jsonio import write_valid
 from ..measure.runners import Runner
 from .common import log
 
@@ -27,7 +27,7 @@ def env_step(smk) -> None:
         runner=Runner.from_config(p.runner),
         log_path=Path(smk.log[0]).with_suffix(".build.log"),
     )
-    write_json(smk.output.marker, marker)
+    write_valid(smk.output.marker, marker, "env_marker")
     if marker["status"] == "ok":
         log.debug("env %s: %s, python %s", smk.wildcards.sha[:12], marker["mode"], marker["python"])
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..evaluate import job as ej
 from ..evaluate import report as er
 from ..evaluate.rows import attempt_row, calibration_of
-from ..jsonio import load_json, validate, write_json
+from ..jsonio import load_json, validate, write_json, write_valid
 from ..measure.job import Revision
 from ..measure.machine import ran_on
 from ..measure.rounds import not_run
@@ -78,7 +78,7 @@ def evaluate_job_step(smk) -> None:
         "measurement": stamp,
         "calibration": calibration,
     }
-    write_json(smk.output.job, job)
+    write_valid(smk.output.job, job, "evaluation_job")
     log.info(
         "evaluated %s for %s: %s",
         spec["instance_id"],
@@ -166,7 +166,11 @@ def evaluations_step(smk) -> None:
         )
     )
     er.write_jsonl(smk.output.rows, rows)
-    write_json(smk.output.calibration, {"run_id": planned["run_id"], "instances": calibration})
+    write_valid(
+        smk.output.calibration,
+        {"run_id": planned["run_id"], "instances": calibration},
+        "evaluation_calibration",
+    )
     log.info("%s: %d rows (%d predictions read)", smk.output.rows, len(rows), planned["predictions"])
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import SCHEMA, llm_settings
 from ..errors import IsobenchError
 from ..generate import Cache, Generator, Policy
-from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic
+from ..jsonio import load_json, sha256_file, validate, write_json, write_text_atomic, write_valid
 from ..llm import LLMSettings, url_origin
 from ..measure import gpu
 from ..measure.contracts import check_script
@@ -34,7 +34,7 @@ def _write_meta(path: str, meta: dict) -> None:
 def _write_generator(smk, text: str, meta: dict) -> None:
     """generator.py, generator.json and an empty transcript of a test that no LLM wrote."""
     write_text_atomic(smk.output.generator, text)
-    write_json(
+    write_valid(
         smk.output.transcript,
         {
             "schema_version": 1,
@@ -43,6 +43,7 @@ def _write_generator(smk, text: str, meta: dict) -> None:
             "origin": origin_string(meta["generator"]),  # deprecated, as in generator.json
             "attempts": [],
         },
+        "llm_transcript",
     )
     _write_meta(smk.output.meta, {**meta, "sha256": sha256_file(smk.output.generator)})
 
@@ -166,7 +167,7 @@ def _generate_with_llm(smk) -> None:
             f"# isobench: no usable test was generated for this commit.\n"
             f"# {reason[:300]}\n# See llm_transcript.json beside this file.\n",
         )
-    write_json(smk.output.transcript, outcome.transcript)
+    write_valid(smk.output.transcript, outcome.transcript, "llm_transcript")
     status = outcome.status
     meta = {
         "generator": outcome.generator,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import worktrees
-from ..jsonio import write_json
+from ..jsonio import write_valid
 from .common import log
 
 
 def worktree_step(smk) -> None:
     path = worktrees.ensure_worktree(Path(smk.params.mirror), smk.wildcards.sha, Path(smk.params.path))
-    write_json(smk.output.marker, {"sha": smk.wildcards.sha, "path": str(path)})
+    write_valid(smk.output.marker, {"sha": smk.wildcards.sha, "path": str(path)}, "worktree_marker")
     log.debug("worktree %s at %s", smk.wildcards.sha[:12], path)

@@ -10,7 +10,7 @@ from .. import worktrees
 from ..categories import REVISIONS
 from ..envs import revision_env
 from ..errors import IsobenchError
-from ..jsonio import load_json, sha256_file, validate, write_json
+from ..jsonio import load_json, sha256_file, validate, write_json, write_valid
 from ..measure import gpu
 from ..measure.cache import MeasurementCache, fingerprint, forced, measurement_key
 from ..measure.coverage import Change
@@ -173,11 +173,12 @@ def measure_step(smk) -> None:
 def write_seal(smk) -> None:
     """timing_seal.json: the sha256 of each timing file as this measure job wrote it. A record is built only from
     timing files that still match (a hand-edited one makes its revision ``tampered``; the audit checks it too)."""
-    write_json(
+    write_valid(
         smk.output.seal,
         {
             "schema_version": 1,
             "written_at": now_iso(),
             "sha256": {name: sha256_file(getattr(smk.output, name)) for name in REVISIONS},
         },
+        "seal",
     )

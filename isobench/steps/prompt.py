@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jsonio import load_json, sha256_file, write_json, write_text_atomic
+from ..jsonio import load_json, sha256_file, write_text_atomic, write_valid
 from ..prompt import render
 from .common import log
 
@@ -29,5 +29,5 @@ def prompt_step(smk) -> None:
         prompt_sha256=sha256_file(smk.output.prompt),
         chars=len(text),
     )
-    write_json(smk.output.meta, facts)
+    write_valid(smk.output.meta, facts, "prompt")
     log.debug("prompt: %d characters%s", len(text), " (diff truncated)" if facts["diff_truncated"] else "")

@@ -10,7 +10,7 @@ from ..config import SCHEMA
 from ..dataset import dataset_of, read_dataset
 from ..export import export
 from ..hub import format_push, push_to_hub
-from ..jsonio import sha256_file, write_json
+from ..jsonio import sha256_file, write_valid
 from .common import log, now_iso
 
 
@@ -31,7 +31,7 @@ def publish_step(smk) -> None:
     summary = push_to_hub(rows, cfg["repo_id"], split=cfg["split"], private=cfg["private"])
     for line in format_push(summary).splitlines():
         log.info("publish: %s", line)
-    write_json(
+    write_valid(
         smk.output.summary,
         {
             **summary,
@@ -41,4 +41,5 @@ def publish_step(smk) -> None:
             "records": len(rows),
             "published_at": now_iso(),
         },
+        "publish",
     )
