@@ -174,6 +174,18 @@ class Container(RunnerKind):
     """A kind that runs the command in the revision's image."""
 
     container = True
+    bind: ClassVar[str] = "--volume"  # the engine's flag that mounts a host path
+
+    def mounts_env_image(self, runner: Runner, mounts, env: dict, image: str) -> list[str]:
+        """The command line's tail: each mount at its own path (writable None: a file hidden under an empty one),
+        each variable passed explicitly, the runner's options, the image."""
+        cmd = []
+        for path, writable in mounts:
+            source = "/dev/null" if writable is None else path
+            cmd += [self.bind, f"{source}:{path}:{'rw' if writable else 'ro'}"]
+        for k, v in sorted(env.items()):
+            cmd += ["--env", f"{k}={v}"]
+        return cmd + list(runner.options) + [image]
 
     def environment(self, runner: Runner, env: dict, device: str | None) -> dict:
         """No variable naming this machine's program folders (the image's own PATH stays in force)."""
@@ -239,12 +251,7 @@ class Docker(Container):
             cmd += ["--pids-limit", str(limits.max_processes)]
         cmd += runner.gpu_flags(device)
         cmd += ["--network", "none"] if network == "isolate" else []
-        for path, writable in mounts:
-            source = "/dev/null" if writable is None else path
-            cmd += ["--volume", f"{source}:{path}:{'rw' if writable else 'ro'}"]
-        for k, v in sorted(env.items()):
-            cmd += ["--env", f"{k}={v}"]
-        return cmd + list(runner.options) + [image]
+        return cmd + self.mounts_env_image(runner, mounts, env, image)
 
     def image_facts(self, image: str) -> dict:
         code, out = _engine_out([self.engine, "image", "inspect", "--format", "{{.Id}} {{.Digest}}", image])
@@ -281,6 +288,7 @@ class Apptainer(Container):
     """apptainer exec of a SIF file (or a URL), everything contained, the environment cleaned."""
 
     name = engine = "apptainer"
+    bind = "--bind"
 
     def gpu_flags(self, device: str) -> list[str]:
         return ["--nv"]
@@ -289,12 +297,7 @@ class Apptainer(Container):
         cmd = [self.engine, "exec", "--containall", "--cleanenv", "--no-home", "--pwd", str(workdir)]
         cmd += runner.gpu_flags(device)
         cmd += ["--net", "--network", "none"] if network == "isolate" else []
-        for path, writable in mounts:
-            source = "/dev/null" if writable is None else path
-            cmd += ["--bind", f"{source}:{path}:{'rw' if writable else 'ro'}"]
-        for k, v in sorted(env.items()):
-            cmd += ["--env", f"{k}={v}"]
-        return cmd + list(runner.options) + [image]
+        return cmd + self.mounts_env_image(runner, mounts, env, image)
 
     def image_facts(self, image: str) -> dict:
         if not Path(image).exists() and "://" not in image:
