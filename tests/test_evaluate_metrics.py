@@ -137,3 +137,25 @@ def test_unknown_instances_are_not_the_models_instances():
     a.append({"instance_id": "nope", "attempt": 1, "status": "unknown_instance"})
     s = aggregate.model_summary(a)
     assert s["predictions"] == 4 and s["instances"] == 3 and s["success_decided"]["rate"] == 1.0
+
+
+def test_gso_report_counts_what_is_not_the_candidates_fault_as_an_error():
+    """isobench/categories.py says which stops are the candidate's: a machine that lacks what the test needs, or a
+    repository that cannot be had, is GSO's error, never a failed test; a wrong result is a failed test."""
+    from isobench.evaluate.report import gso_report
+
+    def row(iid, status):
+        return {"instance_id": iid, "attempt": 1, "status": status, "model": "m"}
+
+    rows = [
+        row("a", "capability_unsupported"),
+        row("b", "repo_unavailable"),
+        row("c", "not_equivalent"),
+        row("d", "guard_tests_failed"),
+        row("e", "base_failed"),
+        row("f", "patch_failed"),
+    ]
+    sets = gso_report(rows, 6)["instance_sets"]
+    assert sets["error_ids"] == ["a", "b"] and sets["test_failed_ids"] == ["c", "d"]
+    assert sets["base_failed_ids"] == ["e"] and sets["patch_failed_ids"] == ["f"]
+    assert sets["completed_ids"] == ["c", "d", "e", "f"]
