@@ -31,9 +31,9 @@ COMMIT_FILES = {
 RESULTS_FILES = (
     ("*/_worktrees/*.json", "worktree_marker"),
     ("*/_envs/*.json", "env_marker"),
-    *((f"*/{name}", schema) for name, schema in COMMIT_FILES.items() if not name.startswith("extraction")),
-    ("*/extraction.json", "extraction"),
+    *((f"*/{name}", schema) for name, schema in COMMIT_FILES.items()),
     ("llm_summary.json", "llm_summary"),
+    ("audit.json", "audit"),
     ("publish.json", "publish"),
     ("evaluations/*/planned.json", "evaluation_planned"),
     ("evaluations/*/calibration.json", "evaluation_calibration"),

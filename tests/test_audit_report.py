@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import snakemake
 
+from isobench import artifacts
 from isobench.dataset import read_dataset
 
 pytestmark = pytest.mark.slow
@@ -178,6 +179,8 @@ def test_audit_as_a_snakemake_target(work):
     proc = snakemake(work, "--keep-going", "audit")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((work / "results" / "audit.json").read_text())["ok"]
+    assert artifacts.schema_of("audit.json") == "audit"
+    assert artifacts.check(work / "results" / "audit.json", "audit") is None
     path = _tamper_dataset_line(work)
     proc = snakemake(work, "--keep-going", "audit")
     assert proc.returncode != 0

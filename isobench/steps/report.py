@@ -9,7 +9,7 @@ from ..config import SCHEMA
 from ..dataset import dataset_of, read_dataset
 from ..errors import IsobenchError
 from ..front_page import front_page
-from ..jsonio import load_json, write_json, write_text_atomic
+from ..jsonio import load_json, write_text_atomic, write_valid
 from ..report import plot_samples, plot_speedups, summary_html
 from .common import log
 
@@ -34,7 +34,7 @@ def audit_step(smk) -> None:
 
     report = audit(smk.params.config, SCHEMA)
     log.info("%s", format_audit(report))
-    write_json(smk.params.report, report)
+    write_valid(smk.params.report, report, "audit")
     if not report["ok"]:
         raise IsobenchError(
             f"audit failed: integrity problems (listed above, in {smk.log[0]} and {smk.params.report})"
