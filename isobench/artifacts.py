@@ -7,6 +7,7 @@ and an evaluation's results and fails on any JSON file without a pattern.
 
 from __future__ import annotations
 
+import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -81,9 +82,27 @@ def check(path: Path, schema: str) -> str | None:
     return None
 
 
+# Folders under results/ that hold other people's files, never entered: the mirror and the demo repository; and
+# below _worktrees/ and _envs/ the checkouts and installed environments (their markers and logs sit beside them).
+_NOT_OURS = ("_git", "_demo")
+_NOT_OURS_CHILD_DIRS = ("_worktrees", "_envs")
+
+
+def ours(results: Path):
+    """The files under ``results`` the workflow wrote (not the mirror, checkouts or environments)."""
+    for root, dirs, files in os.walk(results):
+        here = Path(root)
+        if here.name in _NOT_OURS_CHILD_DIRS:
+            dirs[:] = []
+        else:
+            dirs[:] = [d for d in dirs if d not in _NOT_OURS]
+        for name in files:
+            yield here / name
+
+
 def walk(results: Path):
     """(path, schema or None) of every JSON file under ``results`` that is not another program's."""
-    for path in sorted(results.rglob("*.json")):
+    for path in sorted(p for p in ours(results) if p.suffix == ".json"):
         relative = path.relative_to(results).as_posix()
         if any(fnmatchcase(relative, p) for p in NOT_ARTIFACTS) or not path.is_file():
             continue

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -48,8 +47,6 @@ from .secrecy import ALL_KEY_ENVS, known_values, refuse_secrets, secret_hits
 
 INTEGRITY = ("integrity", "schema", "secret")
 # Folders under results/ that hold other people's files: the mirror, checkouts, installed environments.
-_NOT_OURS = ("_git", "_demo")
-_NOT_OURS_CHILD_DIRS = ("_worktrees", "_envs")
 
 
 @dataclass
@@ -227,18 +224,6 @@ def _stale(
         )
 
 
-def _ours(results: Path):
-    """The files under ``results`` the workflow wrote (not the mirror, checkouts or environments)."""
-    for root, dirs, files in os.walk(results):
-        here = Path(root)
-        if here.name in _NOT_OURS_CHILD_DIRS:
-            dirs[:] = []  # markers and logs sit beside the per-SHA folders
-        else:
-            dirs[:] = [d for d in dirs if d not in _NOT_OURS]
-        for name in files:
-            yield here / name
-
-
 _SET_ASIDE = re.compile(r"\.(damaged|edited)-\d+(-\d+)?$")
 
 
@@ -252,7 +237,7 @@ def set_aside_files(results: Path) -> list[Finding]:
             f"set aside by a run: {_SET_ASIDE.search(path.name).group(1)} (not what its step wrote); the run "
             "rebuilt or restored it: inspect this copy, then delete it",
         )
-        for path in sorted(_ours(results))
+        for path in sorted(artifacts.ours(results))
         if _SET_ASIDE.search(path.name)
     ]
 
@@ -276,7 +261,7 @@ def key_variables(config: dict, schema: Path) -> list[str]:
 def find_secrets(results: Path, variables: list[str] = ()) -> list[Finding]:
     found = []
     known = known_values(variables)
-    for path in _ours(results):
+    for path in artifacts.ours(results):
         try:
             data = path.read_bytes()
         except OSError:

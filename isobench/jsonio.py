@@ -133,9 +133,15 @@ def schema_problem(error: jsonschema.ValidationError) -> str:
     return f"field {_where(error)}: {_describe(error)}"
 
 
+@cache
+def _validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema(schema_name))
+
+
 def validate(obj, schema_name: str, what: str) -> None:
-    """Validate ``obj`` against a shipped schema; the first problem is a one-line error."""
-    validator = jsonschema.Draft202012Validator(schema(schema_name))
+    """Validate ``obj`` against a shipped schema (one validator per schema and process); the first problem is a
+    one-line error."""
+    validator = _validator(schema_name)
     error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
     if error is not None:
         raise IsobenchError(f"{what}: {schema_problem(error)}")
