@@ -13,9 +13,9 @@ import jsonschema
 import yaml
 
 from .errors import IsobenchError
-from .generate import POLICY_SHAPING
 from .jsonio import schema_problem
-from .llm import SHAPING
+from .llm import POLICY_SHAPING, SHAPING
+from .measure.runners import KINDS, kind_of
 from .settings import SCHEMA, block_defaults, load_schema
 
 
@@ -57,8 +57,6 @@ def llm_settings(config: dict, source: str, schema_path: str | Path = SCHEMA) ->
 
 def check_runners(config: dict, schema_path: str | Path = SCHEMA) -> None:
     """Environment modes and runners that cannot work together are config errors (one line)."""
-    from .measure.runners import KINDS, kind_of
-
     names = [k for k, v in KINDS.items() if v.container]
     in_image = f"{', '.join(names[:-1])} or {names[-1]}"
     for name in config["sources"]:

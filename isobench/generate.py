@@ -32,10 +32,6 @@ TRANSCRIPT_VERSION = 1
 CACHE_VERSION = 1
 
 
-# The policy's settings that change which script a commit gets (with isobench.llm.SHAPING).
-POLICY_SHAPING = ("regenerations", "repairs", "smoke_run")
-
-
 @schema_settings("llm")
 class Policy:
     """How hard generation tries (part of the config's ``llm`` block; defaults in the schema)."""

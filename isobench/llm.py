@@ -22,8 +22,9 @@ _REASONING_MODEL = re.compile(r"^(?:[\w.-]+/)?(?:o\d|gpt-5)", re.I)
 
 
 # The settings that shape the model's answer: the reply cache's key (``LLMSettings.parameters``) and, with the
-# generation policy's (isobench.generate.POLICY_SHAPING), what reruns a commit's generator job when changed.
+# generation policy's (fields of isobench.generate.Policy), what reruns a commit's generator job when changed.
 SHAPING = ("provider", "model", "temperature", "max_output_tokens", "reasoning")
+POLICY_SHAPING = ("regenerations", "repairs", "smoke_run")
 
 
 @schema_settings("llm")

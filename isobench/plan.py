@@ -69,8 +69,10 @@ def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str |
     commit = commit_id_of_file(path)
     try:
         head_text = read_input(path, head=65536 if commit else None).decode("utf-8", "replace")
-        if commit and not formats.peek(head_text)[1]:
+        parent, known = formats.peek(head_text)
+        if commit and not known:
             head_text = read_input(path).decode("utf-8", "replace")  # rare: the keys come late in the file
+            parent = formats.peek(head_text)[0]
     except IsobenchError as exc:
         return (
             (commit, None, None, str(exc), False) if commit else (None, None, f"{exc}; skipped", None, False)
@@ -88,7 +90,7 @@ def _head_of_file(path: Path) -> tuple[str | None, str | None, str | None, str |
         commit = data["commit_hash"].lower()
     # a name with a hex run may still be a collection's (vllm_commits_20240115.json): its entries decide
     maybe_collection = commit_collection.may_be_collection(head_text)
-    return commit, formats.peek(head_text)[0], None, None, maybe_collection
+    return commit, parent, None, None, maybe_collection
 
 
 def _extraction_entries(name: str, cfg: dict, prepare: bool, warnings: list[str]):

@@ -260,8 +260,8 @@ def test_one_list_of_result_shaping_llm_keys():
     from dataclasses import fields
 
     from isobench.config import LLM_SHAPING, llm_shaping
-    from isobench.generate import POLICY_SHAPING, Policy
-    from isobench.llm import SHAPING, LLMSettings
+    from isobench.generate import Policy
+    from isobench.llm import POLICY_SHAPING, SHAPING, LLMSettings
 
     assert LLM_SHAPING == (*SHAPING, *POLICY_SHAPING)
     assert set(SHAPING) <= {f.name for f in fields(LLMSettings)}

@@ -24,6 +24,10 @@ class Format:
     name: ClassVar[str]
     schema: ClassVar[str]  # isobench/schemas/<schema>.schema.json
     markers: ClassVar[tuple[str, ...]] = ()  # keys whose presence in a file's text names this format
+    apis_key: ClassVar[str] = "apis"  # the list of affected APIs the file gives
+    extra_keys: ClassVar[
+        tuple[str, ...]
+    ] = ()  # kept as context for the prompt and the record, when not empty
 
     def rank(self, data: dict) -> int | None:
         """How surely ``data`` is of this format: a rank (lower is surer), None when it is not."""
@@ -34,11 +38,11 @@ class Format:
         return None
 
     def apis(self, data: dict) -> list[str]:
-        return []
+        return strings(data.get(self.apis_key))
 
     def extra(self, data: dict) -> dict:
         """Context for the prompt and the record beyond what git says."""
-        return {}
+        return {k: data[k] for k in self.extra_keys if data.get(k) not in (None, "", [], {})}
 
     def message(self, data: dict) -> str | None:
         """The commit message the file gives, to compare with git's (None: the format's is not comparable)."""

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from ..untrusted import MAX_BUNDLE_BYTES, read_input, shown
-from .base import Format, register, strings
+from .base import Format, register
 
 LIST_KEY = "performance_commits"  # a whole collection in one file
 
@@ -20,15 +20,10 @@ class CommitCollection(Format):
     name = "commit_collection"
     schema = "extraction_collection"
     markers = ("subject",)
+    extra_keys = ("stats",)
 
     def rank(self, data: dict) -> int | None:
         return 2 if "subject" in data and "commit_hash" in data else None
-
-    def apis(self, data: dict) -> list[str]:
-        return strings(data.get("apis"))
-
-    def extra(self, data: dict) -> dict:
-        return {k: data[k] for k in ("stats",) if data.get(k)}
 
 
 def entries(path: str | Path) -> tuple[dict, list[tuple[int, str, str]], list[str]] | None:

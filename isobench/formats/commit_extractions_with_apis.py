@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from .base import Format, register, strings
+from .base import Format, register
 
 _PARENT = re.compile(r'"parent_hash"\s*:\s*"([0-9a-fA-F]{7,40})"')
 
@@ -16,6 +16,7 @@ class CommitExtraction(Format):
     name = "commit_extractions_with_apis"
     schema = "extraction_commit"
     markers = ("parent_hash",)
+    apis_key = "affected_apis"
 
     def rank(self, data: dict) -> int | None:
         files = data.get("files_changed")
@@ -29,8 +30,5 @@ class CommitExtraction(Format):
         m = _PARENT.search(text)
         return m.group(1).lower() if m else None
 
-    def apis(self, data: dict) -> list[str]:
-        return strings(data.get("affected_apis"))
-
     def extra(self, data: dict) -> dict:
-        return {k: data[k] for k in ("summary", "csv_metadata") if k in data}
+        return {k: data[k] for k in ("summary", "csv_metadata") if k in data}  # kept even when empty

@@ -4,10 +4,8 @@ ISO-Bench also ships these as one JSON Lines file (one record a line)."""
 
 from __future__ import annotations
 
-from .base import Format, register, strings
+from .base import Format, register
 
-# Keys kept as context for the prompt and the record.
-_EXTRA = ("pr_url", "pr_date", "perf_command", "models", "lm_eval_commands", "test_details", "stats")
 _NOT_A_MODEL = {"n/a", "na", "none", "null", "-", ""}  # "not model-specific", never a model name
 
 
@@ -20,17 +18,15 @@ class PrAnalysis(Format):
     name = "pr_analysis"
     schema = "extraction_pr"
     markers = ("commit_subject",)
+    extra_keys = ("pr_url", "pr_date", "perf_command", "models", "lm_eval_commands", "test_details", "stats")
 
     def rank(self, data: dict) -> int | None:
         if "commit_subject" in data or "pr_url" in data:
             return 1
         return 3 if "diff_text" in data else None
 
-    def apis(self, data: dict) -> list[str]:
-        return strings(data.get("apis"))
-
     def extra(self, data: dict) -> dict:
-        extra = {k: data[k] for k in _EXTRA if data.get(k) not in (None, "", [])}
+        extra = super().extra(data)
         if "models" in extra:
             extra["models"] = models(extra["models"])
             if not extra["models"]:
