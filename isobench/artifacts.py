@@ -44,7 +44,7 @@ RESULTS_FILES = (
     ("evaluations/*/job.json", "evaluation_job"),
     ("evaluations/*/candidates/*/evaluation.json", "evaluation"),
     ("evaluations/*/timing*.json", "timing"),
-    ("evaluations/*/env/*/marker.json", "env_marker"),
+    ("evaluations/*/envs/*/marker.json", "env_marker"),
 )
 
 # Files under results/ that are not the workflow's artifacts: other people's (the mirror, checkouts, installed
@@ -57,6 +57,8 @@ NOT_ARTIFACTS = (
     "*/_envs/*/*",
     "*/_extractions/*",
     "*/scratch/*",
+    "evaluations/*/trees/*",  # candidates' trees: the repository's files with a patch applied
+    "evaluations/*/envs/*/*/*",  # a candidate's installed environment (its marker sits one level up)
     "*/logs/*",
     "logs/*",
     "export/*",
@@ -83,7 +85,8 @@ def check(path: Path, schema: str) -> str | None:
 
 
 # Folders under results/ that hold other people's files, never entered: the mirror and the demo repository; and
-# below _worktrees/ and _envs/ the checkouts and installed environments (their markers and logs sit beside them).
+# below _worktrees/ and _envs/ the checkouts and installed environments (their markers and logs sit beside them;
+# the evaluation's shared environments keep theirs inside, so they are not walked).
 _NOT_OURS = ("_git", "_demo")
 _NOT_OURS_CHILD_DIRS = ("_worktrees", "_envs")
 

@@ -444,3 +444,8 @@ def test_candidates_get_environments_built_and_verified(demo_run, demo, tmp_path
         "speedup"
     ] > 0
     assert rows[1]["metrics"]["gso"]["hm_speedup_patch_main"] is not None
+    # the candidates' venv markers have their schema; their installed files and trees are not artifacts of ours
+    walked = {path: schema for path, schema in artifacts.walk(work / "results")}
+    marker = job / "envs" / rows[1]["candidate"] / "marker.json"
+    assert walked[marker] == "env_marker" and artifacts.check(marker, "env_marker") is None
+    assert all(schema and artifacts.check(path, schema) is None for path, schema in walked.items()), walked
